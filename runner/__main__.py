@@ -1,0 +1,193 @@
+"""Command line of the runner: parse argv, wire executor and output, turn results into exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import secrets
+import signal
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import NoReturn
+from zoneinfo import ZoneInfo
+
+from runner.config import RESERVED_VARIABLES, VARIABLE_NAME
+from runner.errors import NightshiftError, UsageError
+from runner.execution import Executor, Invocation, StopRequest, run_pipeline, summary_lines
+from runner.local import LocalExecutor, LocalSpark
+from runner.model import Engine, Pipeline, Step, load_pipeline
+from runner.output import JsonOutput, Output, TextOutput
+
+PROG = "python -m runner"
+EXIT_USAGE = 2
+
+DESCRIPTION = """\
+Run a Nightshift step or pipeline.
+
+  PATH is a step file   run that one step          python -m runner sql/example/20_sessions.hql
+  PATH is a folder      run the whole pipeline,    python -m runner sql/example/
+                        stage by stage (10_*, then 20_*, ...)
+
+By default steps run on the embedded local engine (Spark SQL from pyspark), whose warehouse and
+metastore live in --state-dir, so a later step sees the tables an earlier one made.
+.sql runs on spark-sql (or the pipeline's default_engine), .hql on hive (locally: Spark SQL's
+HiveQL support), .py on spark-submit, .sh on bash. SQL steps read variables as ${name} or
+${hivevar:name}; .py and .sh steps get them as environment variables. run_date is always set.
+
+stdout and stderr of each step pass through unchanged, line by line; the runner's own messages
+go to stderr prefixed 'nightshift:'. Exit code: the failing step's own, 2 for a usage error.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{PROG}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("path", nargs="?", type=Path, help="a step file or a pipeline folder")
+    parser.add_argument(
+        "--var", action="append", default=[], metavar="NAME=VALUE",
+        help="set a variable (repeatable); overrides pipeline.toml",
+    )  # fmt: skip
+    parser.add_argument(
+        "--run-date", metavar="YYYY-MM-DD",
+        help="the run_date variable (default: today in the pipeline's schedule time zone,"
+        " or in UTC when it has no schedule)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--engine", choices=[e.value for e in Engine],
+        help="run on this engine instead of the one the extension picks"
+        " (for a folder: SQL engines only, applied to .sql and .hql steps)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the command lines that would run; run nothing"
+    )
+    parser.add_argument(
+        "--log-format", choices=["text", "json"], default="text",
+        help="text (default), or one JSON object per output line for CloudWatch Logs Insights",
+    )  # fmt: skip
+    parser.add_argument("--run-id", help="identifies this run in JSON logs (default: generated)")
+    local = parser.add_argument_group("local engine")
+    local.add_argument(
+        "--state-dir", type=Path, default=Path(".nightshift"),
+        help="folder of the local warehouse and metastore (default: .nightshift)",
+    )  # fmt: skip
+    local.add_argument(
+        "--reset", action="store_true",
+        help="delete the local warehouse and metastore first (alone: only that)",
+    )  # fmt: skip
+    return parser
+
+
+def parse_variables(pairs: list[str]) -> dict[str, str]:
+    variables: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not VARIABLE_NAME.match(name):
+            raise UsageError(f"--var {pair!r}: expected NAME=VALUE with NAME of letters, digits, '_'")
+        if name in RESERVED_VARIABLES:
+            raise UsageError(f"--var {pair!r}: set {name} with --run-date")
+        variables[name] = value
+    return variables
+
+
+def parse_run_date(text: str | None, pipeline: Pipeline) -> str:
+    if text is None:
+        schedule = pipeline.config.schedule
+        zone = ZoneInfo(schedule.timezone) if schedule else UTC
+        return datetime.now(zone).date().isoformat()
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        raise UsageError(f"--run-date {text!r}: expected YYYY-MM-DD")
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError as error:
+        raise UsageError(f"--run-date {text!r}: {error}") from error
+
+
+def _engine_for(step: Step, override: str | None, whole_pipeline: bool) -> Engine:
+    if override is None:
+        return step.engine
+    engine = Engine(override)
+    if whole_pipeline and not step.engine.is_sql:
+        return step.engine
+    return engine
+
+
+def _new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    output: Output = (
+        JsonOutput(sys.stdout.buffer) if args.log_format == "json"
+        else TextOutput(sys.stdout.buffer, sys.stderr.buffer)
+    )  # fmt: skip
+    try:
+        return _run(args, output)
+    except NightshiftError as error:
+        output.notice(f"error: {error}")
+        return error.exit_code
+
+
+def _run(args: argparse.Namespace, output: Output) -> int:
+    spark = LocalSpark(args.state_dir)
+    if args.reset:
+        spark.reset()
+        output.notice(f"local warehouse and metastore in {spark.state_dir} deleted")
+        if args.path is None:
+            return 0
+    if args.path is None:
+        raise UsageError("PATH is required: a step file or a pipeline folder")
+    cli_variables = parse_variables(args.var)
+    pipeline = load_pipeline(args.path)
+    whole = args.path.is_dir()
+    if whole and args.engine and not Engine(args.engine).is_sql:
+        raise UsageError(f"--engine {args.engine}: only spark-sql or hive apply to a whole folder")
+    run_date = parse_run_date(args.run_date, pipeline)
+    run_id = args.run_id or _new_run_id()
+    executor: Executor
+    local = LocalExecutor(spark, output.notice)
+    executor, is_local = local, True
+    variables = {
+        "run_date": run_date,
+        **pipeline.config.variables,
+        **(pipeline.config.local_variables if is_local else {}),
+        **cli_variables,
+    }
+    timeout = pipeline.config.steps.timeout_minutes * 60
+
+    def invocation(step: Step) -> Invocation:
+        return Invocation(
+            step=step,
+            engine=_engine_for(step, args.engine, whole),
+            variables=variables,
+            pipeline=pipeline.name,
+            run_id=run_id,
+            timeout_seconds=timeout,
+        )
+
+    if args.dry_run:
+        lines = [executor.describe(invocation(step)) for step in pipeline.steps]
+        sys.stdout.write("".join(line + "\n" for line in lines))
+        return 0
+    if is_local:
+        local.check({invocation(step).engine for step in pipeline.steps})
+
+    stop = StopRequest()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda number, _frame: stop.trigger(number))
+    report = run_pipeline(pipeline, invocation, executor, output, stop)
+    if whole:
+        for line in summary_lines(report):
+            output.notice(line)
+    if stop.is_set():
+        output.notice(f"stopped by signal {stop.signum}")
+    return report.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,234 @@
+"""pipeline.toml: the strictly validated settings of one pipeline (schedule, engine, variables, cluster)."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.errors import ConfigError
+from runner.schedule import CronError, validate_cron, validate_timezone
+
+CONFIG_FILE = "pipeline.toml"
+DEFAULT_RELEASE_LABEL = "emr-7.13.0"  # ships Spark 3.5.6, the version pinned for local runs
+VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+RESERVED_VARIABLES = frozenset({"run_date"})
+SQL_ENGINES = ("spark-sql", "hive")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    cron: str
+    timezone: str = "UTC"
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class ClusterProfile:
+    release_label: str = DEFAULT_RELEASE_LABEL
+    applications: tuple[str, ...] = ("Hadoop", "Hive", "Spark")
+    master_instance_type: str = "m5.xlarge"
+    core_instance_type: str = "m5.xlarge"
+    core_instance_count: int = 2
+    use_spot: bool = False
+    idle_timeout_minutes: int = 60
+    step_concurrency_level: int = 1
+    ebs_volume_gb: int = 64
+
+
+@dataclass(frozen=True)
+class StepPolicy:
+    timeout_minutes: int = 120
+    retries: int = 0
+    retry_interval_seconds: int = 60
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    description: str = ""
+    default_engine: str = "spark-sql"
+    schedule: Schedule | None = None
+    variables: Mapping[str, str] = field(default_factory=dict)
+    local_variables: Mapping[str, str] = field(default_factory=dict)
+    cluster: ClusterProfile = field(default_factory=ClusterProfile)
+    steps: StepPolicy = field(default_factory=StepPolicy)
+
+
+Check = Callable[[Any], str | None]
+
+
+def _string(value: Any) -> str | None:
+    return None if isinstance(value, str) and value.strip() else "a non-empty string"
+
+
+def _boolean(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "true or false"
+
+
+def _integer(low: int, high: int) -> Check:
+    def check(value: Any) -> str | None:
+        ok = isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+        return None if ok else f"an integer from {low} to {high}"
+
+    return check
+
+
+def _one_of(*choices: str) -> Check:
+    def check(value: Any) -> str | None:
+        return None if value in choices else "one of " + ", ".join(repr(c) for c in choices)
+
+    return check
+
+
+def _string_list(value: Any) -> str | None:
+    ok = isinstance(value, list) and value and all(isinstance(v, str) and v for v in value)
+    return None if ok else "a non-empty list of strings"
+
+
+def _cron(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "a five-field cron string such as '0 3 * * *'"
+    try:
+        validate_cron(value)
+    except CronError as error:
+        return f"a five-field cron string such as '0 3 * * *' ({error})"
+    return None
+
+
+def _timezone(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "an IANA time zone such as 'Europe/Berlin'"
+    try:
+        validate_timezone(value)
+    except CronError as error:
+        return str(error)
+    return None
+
+
+def _release_label(value: Any) -> str | None:
+    ok = isinstance(value, str) and re.fullmatch(r"emr-\d+\.\d+\.\d+", value)
+    return None if ok else "an EMR release label such as 'emr-7.13.0'"
+
+
+_SCHEDULE: dict[str, Check] = {"cron": _cron, "timezone": _timezone, "enabled": _boolean}
+_CLUSTER: dict[str, Check] = {
+    "release_label": _release_label,
+    "applications": _string_list,
+    "master_instance_type": _string,
+    "core_instance_type": _string,
+    "core_instance_count": _integer(0, 256),
+    "use_spot": _boolean,
+    # EMR accepts idle timeouts from 1 minute to 7 days.
+    "idle_timeout_minutes": _integer(1, 7 * 24 * 60),
+    "step_concurrency_level": _integer(1, 256),
+    "ebs_volume_gb": _integer(1, 16384),
+}
+_STEPS: dict[str, Check] = {
+    "timeout_minutes": _integer(1, 7 * 24 * 60),
+    "retries": _integer(0, 10),
+    "retry_interval_seconds": _integer(1, 3600),
+}
+_TOP: dict[str, Check] = {"description": _string, "default_engine": _one_of(*SQL_ENGINES)}
+_TABLES = ("schedule", "variables", "cluster", "steps")
+
+
+class _Validator:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, where: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.path}: {where}: {message}")
+
+    def table(self, data: Any, where: str) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise self.fail(where, "expected a table ([section])")
+        return data
+
+    def fields(self, data: dict[str, Any], schema: Mapping[str, Check], prefix: str) -> None:
+        for key, value in data.items():
+            check = schema.get(key)
+            if check is None:
+                known = ", ".join(sorted(schema))
+                raise self.fail(f"{prefix}{key}", f"unknown key (expected one of: {known})")
+            expected = check(value)
+            if expected is not None:
+                raise self.fail(f"{prefix}{key}", f"expected {expected}, got {value!r}")
+
+    def variables(self, data: dict[str, Any], prefix: str) -> dict[str, str]:
+        result = {}
+        for name, value in data.items():
+            where = f"{prefix}{name}"
+            if not VARIABLE_NAME.match(name):
+                raise self.fail(where, "expected a variable name of letters, digits and '_'")
+            if name in RESERVED_VARIABLES:
+                raise self.fail(where, f"'{name}' is set by the runner (use --run-date)")
+            if not isinstance(value, str):
+                raise self.fail(where, f"expected a string value, got {value!r}")
+            result[name] = value
+        return result
+
+
+def parse_config(text: str, path: Path) -> PipelineConfig:
+    """Parse and validate pipeline.toml text; errors name the file, the key and what was expected."""
+    check = _Validator(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from error
+    top = {k: v for k, v in data.items() if k not in _TABLES}
+    check.fields(top, _TOP, "")
+
+    schedule = None
+    if "schedule" in data:
+        section = check.table(data["schedule"], "[schedule]")
+        check.fields(section, _SCHEDULE, "[schedule] ")
+        if "cron" not in section:
+            raise check.fail("[schedule] cron", "missing (expected a five-field cron string)")
+        schedule = Schedule(**section)
+
+    variables: dict[str, str] = {}
+    local_variables: dict[str, str] = {}
+    if "variables" in data:
+        section = dict(check.table(data["variables"], "[variables]"))
+        local = section.pop("local", {})
+        variables = check.variables(section, "[variables] ")
+        local_variables = check.variables(check.table(local, "[variables.local]"), "[variables.local] ")
+
+    cluster = ClusterProfile()
+    if "cluster" in data:
+        section = check.table(data["cluster"], "[cluster]")
+        check.fields(section, _CLUSTER, "[cluster] ")
+        if "applications" in section:
+            section = {**section, "applications": tuple(section["applications"])}
+        cluster = ClusterProfile(**section)
+
+    steps = StepPolicy()
+    if "steps" in data:
+        section = check.table(data["steps"], "[steps]")
+        check.fields(section, _STEPS, "[steps] ")
+        steps = StepPolicy(**section)
+
+    return PipelineConfig(
+        description=top.get("description", ""),
+        default_engine=top.get("default_engine", "spark-sql"),
+        schedule=schedule,
+        variables=variables,
+        local_variables=local_variables,
+        cluster=cluster,
+        steps=steps,
+    )
+
+
+def load_config(folder: Path) -> PipelineConfig:
+    """Read `folder/pipeline.toml`, or the defaults when the folder has none."""
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        return PipelineConfig()
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from error
+    return parse_config(text, path)

@@ -1,0 +1,156 @@
+"""The pipeline model: a folder of NN_name.ext step files grouped into stages, plus pipeline.toml."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from runner.config import CONFIG_FILE, PipelineConfig, load_config
+from runner.errors import PipelineError, UsageError
+
+STEP_FILE = re.compile(r"^(?P<stage>\d+)_(?P<label>[^.]+)\.(?P<ext>[^.]+)$")
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+class Engine(StrEnum):
+    SPARK_SQL = "spark-sql"
+    HIVE = "hive"
+    SPARK_SUBMIT = "spark-submit"
+    BASH = "bash"
+
+    @property
+    def is_sql(self) -> bool:
+        return self in (Engine.SPARK_SQL, Engine.HIVE)
+
+
+# None: the pipeline's default SQL engine decides.
+EXTENSIONS: dict[str, Engine | None] = {
+    ".sql": None,
+    ".hql": Engine.HIVE,
+    ".py": Engine.SPARK_SUBMIT,
+    ".sh": Engine.BASH,
+}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One file that runs as one engine invocation."""
+
+    path: Path
+    stage: int | None
+    engine: Engine
+
+    @property
+    def name(self) -> str:
+        """The step's name in logs, summaries and the state machine: the file name without extension."""
+        return self.path.stem
+
+    @property
+    def file_name(self) -> str:
+        return self.path.name
+
+
+@dataclass(frozen=True)
+class Stage:
+    number: int | None
+    steps: tuple[Step, ...]
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A runnable unit: a whole folder, or a single step file with its folder's settings."""
+
+    name: str
+    folder: Path
+    config: PipelineConfig
+    stages: tuple[Stage, ...]
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return tuple(step for stage in self.stages for step in stage.steps)
+
+
+def _known_extensions() -> str:
+    names = sorted(EXTENSIONS)
+    return ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def engine_for(path: Path, config: PipelineConfig) -> Engine:
+    """The engine a file runs on, by its extension."""
+    suffix = path.suffix.lower()
+    if suffix not in EXTENSIONS:
+        raise PipelineError(
+            f"{path}: unknown extension {suffix or '(none)'!r} (expected {_known_extensions()})"
+        )
+    return EXTENSIONS[suffix] or Engine(config.default_engine)
+
+
+def check_step_file(path: Path) -> None:
+    """Refuse files that cannot be a step: unreadable, empty, or not UTF-8 text."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise PipelineError(f"{path}: cannot read: {error.strerror}") from error
+    body = data.removeprefix(UTF8_BOM)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        offset = error.start + (len(data) - len(body))
+        raise PipelineError(f"{path}: not UTF-8 text (invalid byte at offset {offset})") from error
+    if not text.strip():
+        raise PipelineError(f"{path}: the step file is empty")
+
+
+def _read_folder(folder: Path, config: PipelineConfig) -> list[Step]:
+    steps: list[Step] = []
+    seen: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or not path.is_file() or path.name == CONFIG_FILE:
+            continue
+        match = STEP_FILE.match(path.name)
+        if match is None:
+            if path.suffix.lower() in EXTENSIONS:
+                raise PipelineError(
+                    f"{path}: step files are named NN_name{path.suffix} (NN is the stage number)"
+                )
+            continue  # READMEs, notes and data files live beside the steps
+        engine = engine_for(path, config)
+        if path.stem in seen:
+            raise PipelineError(
+                f"{folder}: two steps named {path.stem!r} ({seen[path.stem].name}, {path.name})"
+            )
+        seen[path.stem] = path
+        check_step_file(path)
+        steps.append(Step(path=path, stage=int(match["stage"]), engine=engine))
+    return steps
+
+
+def _group(steps: list[Step]) -> tuple[Stage, ...]:
+    numbers = sorted({step.stage for step in steps if step.stage is not None})
+    return tuple(Stage(number, tuple(s for s in steps if s.stage == number)) for number in numbers)
+
+
+def load_pipeline(target: Path) -> Pipeline:
+    """Load a pipeline folder, or a single step file as a one-step pipeline."""
+    if not target.exists():
+        raise UsageError(f"{target}: no such file or folder")
+    if target.is_dir():
+        folder = target.resolve()
+        config = load_config(folder)
+        steps = _read_folder(folder, config)
+        if not steps:
+            raise PipelineError(
+                f"{target}: no steps (expected files named NN_name.ext, ext {_known_extensions()})"
+            )
+        return Pipeline(name=folder.name, folder=folder, config=config, stages=_group(steps))
+    path = target.resolve()
+    config = load_config(path.parent)
+    engine = engine_for(path, config)
+    check_step_file(path)
+    match = STEP_FILE.match(path.name)
+    stage = int(match["stage"]) if match else None
+    step = Step(path=path, stage=stage, engine=engine)
+    name = path.parent.name if (path.parent / CONFIG_FILE).is_file() else path.stem
+    return Pipeline(name=name, folder=path.parent, config=config, stages=(Stage(stage, (step,)),))

@@ -1,0 +1,119 @@
+"""Cron expressions of pipeline schedules: strict validation and translation to EventBridge Scheduler."""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from dataclasses import dataclass
+
+_MONTHS = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
+_DAYS = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"]
+
+
+@dataclass(frozen=True)
+class _Field:
+    name: str
+    low: int
+    high: int
+    names: tuple[str, ...] = ()
+    name_base: int = 0
+
+
+_FIELDS = (
+    _Field("minute", 0, 59),
+    _Field("hour", 0, 23),
+    _Field("day of month", 1, 31),
+    _Field("month", 1, 12, tuple(_MONTHS), 1),
+    # 7 is Sunday too, as in Vixie cron.
+    _Field("day of week", 0, 7, tuple(_DAYS), 0),
+)
+
+_ATOM = re.compile(
+    r"^(?P<start>\*|[A-Za-z]{3}|\d{1,2})(?:-(?P<end>[A-Za-z]{3}|\d{1,2}))?(?:/(?P<step>\d{1,2}))?$"
+)
+
+
+class CronError(ValueError):
+    """A cron expression that is not five valid fields."""
+
+
+def _value(token: str, field: _Field) -> int:
+    if token.isdigit():
+        number = int(token)
+    elif token.upper() in field.names:
+        number = field.names.index(token.upper()) + field.name_base
+    else:
+        raise CronError(f"{field.name}: {token!r} is not a number or a known name")
+    if not field.low <= number <= field.high:
+        raise CronError(f"{field.name}: {number} is outside {field.low}-{field.high}")
+    return number
+
+
+def _check_field(text: str, field: _Field) -> None:
+    for part in text.split(","):
+        match = _ATOM.match(part)
+        if not match:
+            raise CronError(f"{field.name}: {part!r} is not '*', a value, a range or a step")
+        start, end, step = match["start"], match["end"], match["step"]
+        if start == "*":
+            if end:
+                raise CronError(f"{field.name}: '*' cannot start a range")
+        else:
+            first = _value(start, field)
+            if end is not None and _value(end, field) < first:
+                raise CronError(f"{field.name}: range {part!r} runs backwards")
+        if step is not None and int(step) == 0:
+            raise CronError(f"{field.name}: a step of 0 never fires")
+
+
+def validate_cron(expression: str) -> str:
+    """Return the expression if it is a five-field cron (minute hour day month weekday)."""
+    fields = expression.split()
+    if len(fields) != len(_FIELDS):
+        raise CronError(f"expected 5 fields (minute hour day-of-month month day-of-week), got {len(fields)}")
+    for text, field in zip(fields, _FIELDS, strict=True):
+        _check_field(text, field)
+    if fields[2] != "*" and fields[4] != "*":
+        # EventBridge Scheduler cannot express "day-of-month OR day-of-week" as cron does.
+        raise CronError("day of month and day of week cannot both be restricted")
+    return expression
+
+
+def _shift_weekday(text: str) -> str:
+    def shift(token: str) -> str:
+        return str(int(token) % 7 + 1) if token.isdigit() else token
+
+    parts = []
+    for part in text.split(","):
+        body, _, step = part.partition("/")
+        start, _, end = body.partition("-")
+        if start != "*" and end and start.isdigit() and end.isdigit() and int(end) == 7:
+            # 7 means Sunday; EventBridge counts 1=SUN..7=SAT, so 5-7 becomes 6-7,1.
+            shifted = f"{shift(start)}-7,1" if int(start) < 7 else "1"
+            parts.append(shifted + (f"/{step}" if step else ""))
+            continue
+        new = shift(start) if start != "*" else "*"
+        if end:
+            new += "-" + shift(end)
+        parts.append(new + (f"/{step}" if step else ""))
+    return ",".join(parts)
+
+
+def to_eventbridge(expression: str) -> str:
+    """Translate a validated five-field cron into EventBridge Scheduler's `cron(...)` form."""
+    minute, hour, day, month, weekday = validate_cron(expression).split()
+    if weekday == "*":
+        weekday = "?"
+    else:
+        day = "?"
+        weekday = _shift_weekday(weekday)
+    return f"cron({minute} {hour} {day} {month} {weekday} *)"
+
+
+def validate_timezone(name: str) -> str:
+    """Return the name if it is an IANA time zone known to this Python (tzdata)."""
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as error:
+        raise CronError(f"{name!r} is not an IANA time zone such as 'Europe/Berlin'") from error
+    return name
