@@ -103,8 +103,8 @@ def _timezone(value: Any) -> str | None:
         return "an IANA time zone such as 'Europe/Berlin'"
     try:
         validate_timezone(value)
-    except CronError as error:
-        return str(error)
+    except CronError:
+        return "an IANA time zone such as 'Europe/Berlin'"
     return None
 
 

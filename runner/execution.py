@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from runner.model import Engine, Pipeline, Step
+from runner.model import UTF8_BOM, Engine, Pipeline, Step
 from runner.output import Output, StepOutput
 
 EXIT_TIMEOUT = 124  # as GNU timeout
@@ -83,6 +83,13 @@ def _run_one(executor: Executor, invocation: Invocation, output: Output, stop: S
     report = StepReport(step)
     started = time.monotonic()
     output.notice(f"{step.file_name}: started ({invocation.engine})", step=step.name)
+    if invocation.engine.is_sql and step.path.read_bytes()[:3] == UTF8_BOM:
+        # The file still runs as it is; the engine will likely reject its first statement.
+        output.notice(
+            f"{step.file_name}: starts with a UTF-8 byte-order mark, which {invocation.engine}"
+            " reads as part of the first statement; save the file without it",
+            step=step.name,
+        )
     step_output = output.for_step(invocation.pipeline, step.name, invocation.run_id)
     try:
         code = executor.run(invocation, step_output, stop)

@@ -1,0 +1,1 @@
+"""CDK constructs of Nightshift and the one stack that composes them."""

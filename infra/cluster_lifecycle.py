@@ -1,0 +1,249 @@
+"""The cluster lifecycle: the Lambdas, the EMR service role, per-pipeline instance profiles, the bootstrap."""
+
+from __future__ import annotations
+
+from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_assets as s3_assets
+from constructs import Construct
+
+from infra.config import DataAccess, S3Path
+from infra.nag import suppress
+from infra.paths import HOST_KEY_BOOTSTRAP, ROOT
+
+HOST_KEY_PARAMETERS = "nightshift/host-keys/*"
+MANAGED_TAG_CONDITION = {"StringEquals": {"aws:ResourceTag/nightshift:managed": "true"}}
+POWERTOOLS_LAYER = "arn:{partition}:lambda:{region}:017000801446:layer:AWSLambdaPowertoolsPythonV3-python312-x86_64:{version}"
+# The code asset is the project root filtered to lambdas/**, so `lambdas` stays an importable package.
+LAMBDA_CODE_EXCLUDES = [
+    "*",
+    "!lambdas",
+    "!lambdas/**",
+    "lambdas/bootstrap",
+    "lambdas/requirements.txt",
+    "**/__pycache__",
+    "**/*.pyc",
+    "**/tests",
+]
+
+
+def emr_cluster_arn() -> str:
+    return f"arn:{Aws.PARTITION}:elasticmapreduce:{Aws.REGION}:{Aws.ACCOUNT_ID}:cluster/*"
+
+
+def host_key_parameters_arn() -> str:
+    return f"arn:{Aws.PARTITION}:ssm:{Aws.REGION}:{Aws.ACCOUNT_ID}:parameter/{HOST_KEY_PARAMETERS}"
+
+
+class ClusterLifecycle(Construct):
+    """What makes, watches and removes the transient EMR clusters."""
+
+    RUNTIME = lambda_.Runtime.PYTHON_3_12
+    HANDLERS = {
+        "Preflight": ("lambdas.preflight.handler", 30),
+        "CreateCluster": ("lambdas.create_cluster.handler", 120),
+        "ClusterStatus": ("lambdas.cluster_status.handler", 30),
+        "TerminateCluster": ("lambdas.terminate_cluster.handler", 60),
+        "Sweeper": ("lambdas.sweeper.handler", 300),
+    }
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        log_bucket: s3.IBucket,
+        log_retention: logs.RetentionDays,
+        powertools_layer_version: int,
+        state_machine_name_prefix: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._log_bucket = log_bucket
+        self._log_retention = log_retention
+        self._code = lambda_.Code.from_asset(str(ROOT), exclude=LAMBDA_CODE_EXCLUDES)
+        self._layer = lambda_.LayerVersion.from_layer_version_arn(
+            self,
+            "Powertools",
+            POWERTOOLS_LAYER.format(
+                partition=Aws.PARTITION, region=Aws.REGION, version=powertools_layer_version
+            ),
+        )
+        self.bootstrap_script = s3_assets.Asset(self, "HostKeyBootstrap", path=str(HOST_KEY_BOOTSTRAP))
+        self.service_role = self._build_service_role()
+        self.preflight = self._function("Preflight")
+        self.create_cluster = self._function("CreateCluster")
+        self.cluster_status = self._function("ClusterStatus")
+        self.terminate_cluster = self._function("TerminateCluster")
+        self.sweeper = self._function("Sweeper")
+        self._grant_emr(state_machine_name_prefix)
+        self.service_role.grant_pass_role(self.create_cluster)
+        self._instance_roles: list[iam.Role] = []
+
+    @property
+    def functions(self) -> list[lambda_.Function]:
+        return [self.preflight, self.create_cluster, self.cluster_status, self.terminate_cluster, self.sweeper]
+
+    def instance_profile(self, pipeline_id: str, access: DataAccess) -> iam.InstanceProfile:
+        """The EC2 instance profile of one pipeline's clusters: its data paths, the logs, the host keys."""
+        role = iam.Role(
+            self,
+            f"{pipeline_id}InstanceRole",
+            assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
+            description=f"EMR nodes of Nightshift pipeline {pipeline_id}",
+        )
+        for path in access.read:
+            self._grant_s3(role, path, write=False)
+        for path in access.write:
+            self._grant_s3(role, path, write=True)
+        self._log_bucket.grant_put(role, "emr/*")
+        self.bootstrap_script.grant_read(role)
+        role.add_to_policy(
+            iam.PolicyStatement(actions=["ssm:PutParameter"], resources=[host_key_parameters_arn()])
+        )
+        role.grant_pass_role(self.service_role)
+        role.grant_pass_role(self.create_cluster)
+        suppress(
+            role,
+            "AwsSolutions-IAM5",
+            "Object-level wildcards under the configured data prefixes, the log prefix and the host-key "
+            "parameter path (the cluster id is not known before the cluster exists).",
+        )
+        return iam.InstanceProfile(self, f"{pipeline_id}InstanceProfile", role=role)
+
+    def _function(self, name: str) -> lambda_.Function:
+        handler, timeout_seconds = self.HANDLERS[name]
+        log_group = logs.LogGroup(
+            self, f"{name}Logs", retention=self._log_retention, removal_policy=RemovalPolicy.DESTROY
+        )
+        function = lambda_.Function(
+            self,
+            name,
+            runtime=self.RUNTIME,
+            handler=handler,
+            code=self._code,
+            layers=[self._layer],
+            memory_size=256,
+            timeout=Duration.seconds(timeout_seconds),
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=log_group,
+            environment={
+                "POWERTOOLS_SERVICE_NAME": "nightshift",
+                "POWERTOOLS_METRICS_NAMESPACE": "Nightshift",
+            },
+        )
+        suppress(
+            function,
+            "AwsSolutions-L1",
+            "Python 3.12 matches the Powertools layer build (python312) and the version the project tests.",
+        )
+        suppress(
+            function,
+            "AwsSolutions-IAM4",
+            "AWSLambdaBasicExecutionRole only lets the function write its own logs.",
+            applies_to=[
+                "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+            ],
+        )
+        return function
+
+    def _build_service_role(self) -> iam.Role:
+        role = iam.Role(
+            self,
+            "EmrServiceRole",
+            assumed_by=iam.ServicePrincipal("elasticmapreduce.amazonaws.com"),
+            managed_policies=[
+                iam.ManagedPolicy.from_aws_managed_policy_name("service-role/AmazonEMRServicePolicy_v2")
+            ],
+        )
+        suppress(
+            role,
+            "AwsSolutions-IAM4",
+            "AmazonEMRServicePolicy_v2 is EMR's own least-privilege service policy: it only acts on "
+            "resources tagged for-use-with-amazon-emr-managed-policies=true.",
+            applies_to=["Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonEMRServicePolicy_v2"],
+        )
+        return role
+
+    def _grant_emr(self, state_machine_name_prefix: str) -> None:
+        describe = iam.PolicyStatement(
+            actions=["elasticmapreduce:DescribeCluster"], resources=[emr_cluster_arn()]
+        )
+        # ListClusters has no resource-level permissions.
+        list_clusters = iam.PolicyStatement(actions=["elasticmapreduce:ListClusters"], resources=["*"])
+        terminate = iam.PolicyStatement(
+            actions=["elasticmapreduce:TerminateJobFlows", "elasticmapreduce:SetTerminationProtection"],
+            resources=[emr_cluster_arn()],
+            conditions=MANAGED_TAG_CONDITION,
+        )
+        delete_host_keys = iam.PolicyStatement(
+            actions=["ssm:DeleteParameter"], resources=[host_key_parameters_arn()]
+        )
+        state_machines = (
+            f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:stateMachine:{state_machine_name_prefix}*"
+        )
+        executions = (
+            f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:execution:{state_machine_name_prefix}*"
+        )
+        grants: dict[lambda_.Function, list[iam.PolicyStatement]] = {
+            self.preflight: [
+                describe,
+                list_clusters,
+                iam.PolicyStatement(actions=["states:ListExecutions"], resources=[state_machines]),
+            ],
+            self.create_cluster: [
+                describe,
+                list_clusters,
+                terminate,
+                # RunJobFlow has no resource-level permissions; the tag conditions keep it to our clusters.
+                iam.PolicyStatement(
+                    actions=["elasticmapreduce:RunJobFlow", "elasticmapreduce:AddTags"],
+                    resources=["*"],
+                    conditions={"StringEquals": {"aws:RequestTag/nightshift:managed": "true"}},
+                ),
+            ],
+            self.cluster_status: [describe],
+            self.terminate_cluster: [describe, list_clusters, terminate, delete_host_keys],
+            self.sweeper: [
+                describe,
+                list_clusters,
+                terminate,
+                delete_host_keys,
+                iam.PolicyStatement(actions=["states:DescribeExecution"], resources=[executions]),
+            ],
+        }
+        for function, statements in grants.items():
+            for statement in statements:
+                function.add_to_role_policy(statement)
+            suppress(
+                function,
+                "AwsSolutions-IAM5",
+                "EMR cluster ids, host-key parameters and executions are only known at run time: the "
+                "wildcards are scoped to this account's EMR clusters (terminate only with the "
+                "nightshift:managed tag), /nightshift/host-keys/ and this stack's state machines; "
+                "ListClusters, RunJobFlow and X-Ray have no resource-level permissions.",
+            )
+
+    @staticmethod
+    def _grant_s3(role: iam.Role, path: S3Path, *, write: bool) -> None:
+        bucket_arn = f"arn:{Aws.PARTITION}:s3:::{path.bucket}"
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{path.prefix}*"]}} if path.prefix else None,
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(actions=["s3:GetBucketLocation"], resources=[bucket_arn])
+        )
+        actions = ["s3:GetObject"]
+        if write:
+            actions += ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
+        role.add_to_policy(iam.PolicyStatement(actions=actions, resources=[f"{bucket_arn}/{path.prefix}*"]))
+
+
+def stack_name_prefix(scope: Construct) -> str:
+    return f"{Stack.of(scope).stack_name}-"

@@ -1,0 +1,9 @@
+"""Where the project's assets live, from this file's location (never the working directory)."""
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LAMBDAS = ROOT / "lambdas"
+HOST_KEY_BOOTSTRAP = LAMBDAS / "bootstrap" / "publish_host_keys.sh"
+RUNNER_DOCKERFILE = "runner/Dockerfile"
+FUNCTIONS = Path(__file__).resolve().parent / "functions"

@@ -1,0 +1,1 @@
+"""Cluster lifecycle Lambdas: preflight, create, status, terminate and sweep EMR clusters."""

@@ -1,0 +1,132 @@
+"""Payload models of the lifecycle handlers (pydantic v2, parsed with the Powertools parser)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, RootModel, Tag
+
+PipelineName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+ExecutionArn = Annotated[
+    str, Field(pattern=r"^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:execution:[^:]+:[^:]+$")
+]
+StateMachineArn = Annotated[
+    str, Field(pattern=r"^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:stateMachine:[^:]+$")
+]
+ClusterId = Annotated[str, Field(pattern=r"^j-[A-Z0-9]{1,32}$")]
+S3Uri = Annotated[str, Field(pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")]
+
+
+class Payload(BaseModel):
+    """A state machine payload: unknown fields are a typo in the state machine, so refuse them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PreflightRequest(Payload):
+    pipeline: PipelineName
+    execution_arn: ExecutionArn
+    state_machine_arn: StateMachineArn
+
+
+class ClusterProfile(Payload):
+    """The pipeline's cluster profile (pipeline.toml), as the state machine passes it."""
+
+    release_label: Annotated[str, Field(pattern=r"^emr-\d+\.\d+\.\d+$")]
+    applications: Annotated[list[str], Field(min_length=1)] = ["Hive", "Spark"]
+    master_instance_type: Annotated[str, Field(min_length=1)]
+    core_instance_type: Annotated[str, Field(min_length=1)]
+    core_instance_count: Annotated[int, Field(ge=1, le=500)]
+    use_spot: bool
+    # EMR accepts an idle timeout between 60 s and 7 days.
+    idle_timeout_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)]
+    step_concurrency_level: Annotated[int, Field(ge=1, le=256)]
+    ebs_volume_gb: Annotated[int, Field(ge=1, le=16384)]
+
+
+class Network(Payload):
+    subnet_ids: Annotated[list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]+$")]], Field(min_length=1)]
+    master_security_group: Annotated[str, Field(pattern=r"^sg-[0-9a-f]+$")]
+    core_security_group: Annotated[str, Field(pattern=r"^sg-[0-9a-f]+$")]
+    service_access_security_group: Annotated[str, Field(pattern=r"^sg-[0-9a-f]+$")]
+    ec2_key_name: Annotated[str, Field(min_length=1)]
+
+
+class Roles(Payload):
+    service_role: Annotated[str, Field(min_length=1)]
+    instance_profile: Annotated[str, Field(min_length=1)]
+
+
+class CreateClusterRequest(Payload):
+    pipeline: PipelineName
+    run_id: Annotated[str, Field(min_length=1, max_length=128)]
+    run_date: date
+    execution_arn: ExecutionArn
+    cluster: ClusterProfile
+    network: Network
+    roles: Roles
+    log_uri: S3Uri
+    bootstrap_script_uri: S3Uri
+
+
+class ClusterStatusRequest(Payload):
+    cluster_id: ClusterId
+    # Optional, only to correlate the logs with the Step Functions execution.
+    execution_arn: ExecutionArn | None = None
+
+
+class TerminateClusterRequest(Payload):
+    """``cluster_id`` null or absent means "no cluster yet" (create failed or never ran)."""
+
+    cluster_id: ClusterId | None = None
+    execution_arn: ExecutionArn | None = None
+
+
+class ExecutionStatusDetail(BaseModel):
+    """The part of "Step Functions Execution Status Change" the sweeper reads."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    execution_arn: ExecutionArn = Field(alias="executionArn")
+    status: Literal["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE"]
+
+
+class ExecutionStatusChange(EventBridgeModel):
+    """EventBridge event for a Step Functions execution status change: sweep that execution."""
+
+    source: Literal["aws.states"]
+    detail_type: Literal["Step Functions Execution Status Change"] = Field(alias="detail-type")
+    detail: ExecutionStatusDetail
+
+
+class ScheduledSweep(EventBridgeModel):
+    """EventBridge rule or Scheduler event on the hourly schedule: sweep everything."""
+
+    source: Literal["aws.events", "aws.scheduler"]
+
+
+class ManualSweep(Payload):
+    """An empty payload (``{}``), for a manual run: sweep everything."""
+
+
+def _sweep_kind(event: Any) -> str:
+    if isinstance(event, dict):
+        if event.get("source") == "aws.states":
+            return "execution"
+        if "source" in event:
+            return "scheduled"
+    return "manual"
+
+
+SweepEvent = Annotated[
+    Annotated[ExecutionStatusChange, Tag("execution")]
+    | Annotated[ScheduledSweep, Tag("scheduled")]
+    | Annotated[ManualSweep, Tag("manual")],
+    Discriminator(_sweep_kind),
+]
+
+
+class SweepRequest(RootModel[SweepEvent]):
+    """What the sweeper was invoked with: one execution's status change, or a sweep of all."""

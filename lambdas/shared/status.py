@@ -1,0 +1,84 @@
+"""Report a cluster's state to the state machine: ready, failed, master host and why it failed."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from lambdas.shared.clusters import GONE_STATES, READY_STATES, describe
+from lambdas.shared.errors import transient_on_throttling
+
+if TYPE_CHECKING:
+    from mypy_boto3_emr import EMRClient
+    from mypy_boto3_emr.type_defs import ClusterTypeDef
+
+NOT_FOUND = "NOT_FOUND"
+
+# EMR reports a lack of Spot capacity in the message (instance groups) or as a fleet timeout
+# (instance fleets with TimeoutAction TERMINATE_CLUSTER); the wording varies between releases.
+_SPOT_CAPACITY = re.compile(
+    r"spot.*(capacity|insufficient|not available|limit)|(capacity|insufficient).*spot",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    cluster_id: str
+    state: str
+    ready: bool
+    failed: bool
+    master_host: str
+    reason: str
+
+
+def failure_reason(state: str, code: str, message: str, error_messages: list[str]) -> str:
+    """One line a data engineer can act on, naming the state and EMR's own reason."""
+    detail = message or "; ".join(error_messages) or "no reason given by EMR"
+    if code == "BOOTSTRAP_FAILURE":
+        return f"bootstrap failure ({state}): {detail}"
+    if code == "INSTANCE_FLEET_TIMEOUT" or _SPOT_CAPACITY.search(" ".join([message, *error_messages])):
+        return f"Spot capacity not found ({state}, {code or 'no code'}): {detail}"
+    return f"{state} ({code or 'no code'}): {detail}"
+
+
+def summarize(cluster: ClusterTypeDef) -> ClusterStatus:
+    """The state machine's view of one DescribeCluster answer."""
+    status = cluster["Status"]
+    state = status.get("State", "")
+    change = status.get("StateChangeReason", {})
+    failed = state in GONE_STATES
+    reason = ""
+    if failed:
+        reason = failure_reason(
+            state,
+            change.get("Code", ""),
+            change.get("Message") or "",
+            [detail.get("ErrorMessage", "") for detail in status.get("ErrorDetails", [])],
+        )
+    return ClusterStatus(
+        cluster_id=cluster["Id"],
+        state=state,
+        ready=state in READY_STATES,
+        failed=failed,
+        # In a private subnet EMR puts the master's private DNS name here.
+        master_host=cluster.get("MasterPublicDnsName") or "",
+        reason=reason,
+    )
+
+
+@transient_on_throttling
+def cluster_status(cluster_id: str, *, emr: EMRClient) -> ClusterStatus:
+    """Describe the cluster; an id EMR does not know is reported as failed, not raised."""
+    cluster = describe(emr, cluster_id)
+    if cluster is None:
+        return ClusterStatus(
+            cluster_id=cluster_id,
+            state=NOT_FOUND,
+            ready=False,
+            failed=True,
+            master_host="",
+            reason=f"cluster {cluster_id} not found: EMR does not know this cluster id",
+        )
+    return summarize(cluster)

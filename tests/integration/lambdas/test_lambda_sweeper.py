@@ -1,0 +1,166 @@
+"""The sweeper against moto: exactly the orphaned clusters are terminated."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from botocore.stub import Stubber
+from moto.emr.exceptions import InvalidRequestException
+
+from lambdas import create_cluster, sweeper
+from lambdas.shared.errors import SweepIncompleteError
+from lambdas.shared.hostkeys import host_key_parameter_name
+
+ACCOUNT = "123456789012"
+
+
+class InternalServerError(InvalidRequestException):
+    code = "InternalServerError"
+
+
+def _status_change(execution_arn: str, status: str, state_machine_arn: str) -> dict[str, Any]:
+    """An "Execution Status Change" event as EventBridge delivers it."""
+    return {
+        "version": "0",
+        "id": "315c1398-40ff-a850-213b-158f73e60175",
+        "detail-type": "Step Functions Execution Status Change",
+        "source": "aws.states",
+        "account": ACCOUNT,
+        "time": "2024-06-01T03:04:05Z",
+        "region": "us-east-1",
+        "resources": [execution_arn],
+        "detail": {
+            "executionArn": execution_arn,
+            "stateMachineArn": state_machine_arn,
+            "name": execution_arn.rsplit(":", 1)[-1],
+            "status": status,
+            "startDate": 1717210800000,
+            "stopDate": 1717211045000,
+            "input": "{}",
+            "output": None,
+        },
+    }
+
+
+SCHEDULED = {
+    "version": "0",
+    "id": "89d1a02d-5ec7-412e-82f5-13505f849b41",
+    "detail-type": "Scheduled Event",
+    "source": "aws.events",
+    "account": ACCOUNT,
+    "time": "2024-06-01T04:00:00Z",
+    "region": "us-east-1",
+    "resources": [f"arn:aws:events:us-east-1:{ACCOUNT}:rule/nightshift-sweeper-hourly"],
+    "detail": {},
+}
+
+
+@pytest.fixture
+def make_cluster(emr, create_payload, lambda_context):
+    """Create the cluster of one run of one execution, the way the state machine does."""
+
+    def make(execution_arn: str, run_id: str) -> str:
+        payload = dict(create_payload, execution_arn=execution_arn, run_id=run_id)
+        return str(create_cluster.handler(payload, lambda_context, emr=emr)["cluster_id"])
+
+    return make
+
+
+def _alive_ids(alive, emr) -> set[str]:
+    return {c["Id"] for c in alive(emr)}
+
+
+@pytest.mark.parametrize("event", [SCHEDULED, {}], ids=["hourly-schedule", "manual-empty"])
+def test_full_sweep_terminates_exactly_the_orphans(
+    event, emr, ssm, sfn, start_execution, state_machine_arn, make_cluster, lambda_context, alive
+):
+    running = start_execution("run-running")
+    aborted = start_execution("run-aborted")
+    sfn.stop_execution(executionArn=aborted)
+    vanished = f"arn:aws:states:us-east-1:{ACCOUNT}:execution:nightshift-example:run-deleted"
+    keep = make_cluster(running, "r1")
+    orphan_aborted = make_cluster(aborted, "r2")
+    orphan_vanished = make_cluster(vanished, "r3")
+    foreign = emr.run_job_flow(
+        Name="not-nightshift",
+        ReleaseLabel="emr-7.13.0",
+        Instances={"KeepJobFlowAliveWhenNoSteps": True},
+        JobFlowRole="EMR_EC2_DefaultRole",
+        ServiceRole="EMR_DefaultRole",
+    )["JobFlowId"]
+    ssm.put_parameter(Name=host_key_parameter_name(orphan_aborted), Value="ssh-ed25519 AAAA", Type="String")
+
+    result = sweeper.handler(event, lambda_context, emr=emr, ssm=ssm, sfn=sfn)
+
+    assert sorted(result["terminated"]) == sorted([orphan_aborted, orphan_vanished])
+    assert result["kept"] == [keep]
+    assert _alive_ids(alive, emr) == {keep, foreign}
+    assert ssm.describe_parameters()["Parameters"] == []
+
+
+@pytest.mark.parametrize("status", ["FAILED", "TIMED_OUT", "ABORTED"])
+def test_status_change_sweeps_that_execution_only(
+    status, emr, ssm, start_execution, state_machine_arn, make_cluster, lambda_context, alive
+):
+    finished = start_execution("run-finished")
+    other = start_execution("run-other")
+    orphan = make_cluster(finished, "r1")
+    bystander = make_cluster(other, "r2")
+
+    result = sweeper.handler(
+        _status_change(finished, status, state_machine_arn), lambda_context, emr=emr, ssm=ssm
+    )
+
+    assert result == {"terminated": [orphan], "kept": []}
+    assert _alive_ids(alive, emr) == {bystander}
+
+
+def test_status_change_to_running_keeps_the_cluster(
+    emr, ssm, start_execution, state_machine_arn, make_cluster, lambda_context, alive
+):
+    execution = start_execution("run-redriven")
+    cluster = make_cluster(execution, "r1")
+
+    result = sweeper.handler(
+        _status_change(execution, "RUNNING", state_machine_arn), lambda_context, emr=emr, ssm=ssm
+    )
+
+    assert result == {"terminated": [], "kept": [cluster]}
+    assert _alive_ids(alive, emr) == {cluster}
+
+
+def test_one_stuck_orphan_does_not_shield_the_others(
+    emr, emr_backend, ssm, sfn, start_execution, make_cluster, lambda_context, alive, monkeypatch
+):
+    gone = start_execution("run-gone")
+    sfn.stop_execution(executionArn=gone)
+    stuck = make_cluster(gone, "r1")
+    freed = make_cluster(gone, "r2")
+    original = type(emr_backend).terminate_job_flows
+
+    # EMR refusing one cluster (an internal error, say): moto never refuses by itself.
+    def refuse_stuck(backend, job_flow_ids):
+        if stuck in job_flow_ids:
+            raise InternalServerError("cannot terminate right now")
+        return original(backend, job_flow_ids)
+
+    monkeypatch.setattr(type(emr_backend), "terminate_job_flows", refuse_stuck)
+
+    with pytest.raises(SweepIncompleteError, match=f"could not terminate: {stuck}") as raised:
+        sweeper.handler({}, lambda_context, emr=emr, ssm=ssm, sfn=sfn)
+
+    assert f"terminated ['{freed}']" in str(raised.value)
+    assert _alive_ids(alive, emr) == {stuck}
+
+
+def test_throttled_describe_execution_is_retried_by_the_state_machine(
+    emr, ssm, sfn, start_execution, make_cluster, lambda_context, alive
+):
+    cluster = make_cluster(start_execution("run-1"), "r1")
+    with Stubber(sfn) as stub:
+        stub.add_client_error("describe_execution", service_error_code="ThrottlingException")
+        with pytest.raises(Exception, match="DescribeExecution was throttled") as raised:
+            sweeper.handler({}, lambda_context, emr=emr, ssm=ssm, sfn=sfn)
+    assert type(raised.value).__name__ == "TransientAwsError"
+    assert _alive_ids(alive, emr) == {cluster}

@@ -1,0 +1,102 @@
+"""The local executor with real bash steps: live output, exit codes, variables, timeouts and signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import ROOT, run_cli
+
+
+def test_step_output_and_exit_code_pass_through(tmp_path: Path) -> None:
+    step = tmp_path / "job.sh"
+    step.write_text('echo "out $run_date $who"\necho "err" >&2\nprintf "no newline"\nexit 7\n')
+    result = run_cli(step, "--run-date", "2026-03-04", "--var", "who=it's me", cwd=tmp_path)
+    assert result.returncode == 7
+    assert result.stdout == b"out 2026-03-04 it's me\nno newline"
+    assert result.stderr.decode().splitlines() == [
+        "nightshift: job.sh: started (bash)",
+        "err",
+        "nightshift: job.sh: failed (exit 7) in " + result.stderr.decode().split(" in ")[-1].strip(),
+    ]
+
+
+def test_output_is_live_not_buffered_until_the_end(tmp_path: Path) -> None:
+    step = tmp_path / "slow.sh"
+    step.write_text("echo first\nsleep 4\necho second\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runner", str(step)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline() == b"first\n"
+    assert process.poll() is None, "the first line must arrive while the step is still running"
+    assert process.stdout.read() == b"second\n"
+    assert process.wait(30) == 0
+
+
+def test_sigterm_stops_the_step_and_its_children(tmp_path: Path) -> None:
+    pid_file = tmp_path / "child.pid"
+    step = tmp_path / "long.sh"
+    step.write_text(f"sleep 300 &\necho $! > {pid_file}\necho started\nwait\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runner", str(step)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline() == b"started\n"
+    child = int(pid_file.read_text())
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(20) == 143
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the step's background child survived SIGTERM to the runner")
+    assert process.stderr is not None
+    assert b"nightshift: stopped by signal 15" in process.stderr.read()
+
+
+def test_step_timeout_from_pipeline_toml(tmp_path: Path) -> None:
+    folder = tmp_path / "pipe"
+    folder.mkdir()
+    (folder / "pipeline.toml").write_text("[steps]\ntimeout_minutes = 1\n")
+    (folder / "10_hang.sh").write_text("echo hanging\nsleep 600\n")
+    (folder / "20_never.sh").write_text("echo never\n")
+    # One minute is the smallest timeout pipeline.toml allows; the test waits for it on purpose.
+    result = run_cli(folder, cwd=tmp_path, timeout=180)
+    assert result.returncode == 124
+    assert result.stdout == b"hanging\n"
+    summary = [line.removeprefix("nightshift: ") for line in result.stderr.decode().splitlines()[-3:]]
+    assert summary[1].split()[:4] == ["10_hang.sh", "10", "timed", "out"]
+    assert summary[2].split() == ["20_never.sh", "20", "not", "run", "-"]
+
+
+def test_dry_run_prints_the_commands_and_runs_nothing(tmp_path: Path) -> None:
+    folder = tmp_path / "pipe"
+    folder.mkdir()
+    (folder / "10_a.sh").write_text("touch ran\n")
+    (folder / "20_b.hql").write_text("SELECT 1;")
+    state = tmp_path / "state"
+    result = run_cli(folder, "--dry-run", "--run-date", "2026-01-02", "--state-dir", state, cwd=tmp_path)
+    assert result.returncode == 0
+    lines = result.stdout.decode().splitlines()
+    assert lines[0] == f"run_date=2026-01-02 bash {folder / '10_a.sh'}"
+    assert lines[1].endswith(f"--hivevar run_date=2026-01-02 -f {folder / '20_b.hql'}")
+    assert "/pyspark/bin/spark-sql --master 'local[*]'" in lines[1]
+    assert len(lines) == 2
+    assert not (tmp_path / "ran").exists() and not state.exists()

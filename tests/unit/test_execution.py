@@ -1,0 +1,80 @@
+"""Pipeline runs: stage order, a failed step fails the run after its stage, and the summary table."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from runner.execution import Invocation, StopRequest, run_pipeline, summary_lines
+from runner.model import Pipeline, Step, load_pipeline
+from runner.output import StepOutput, TextOutput
+
+
+class ScriptedExecutor:
+    """Stands in for a cluster: each step prints its name and exits with a scripted code."""
+
+    parallel = False
+
+    def __init__(self, codes: dict[str, int], stop_after: str = "") -> None:
+        self.codes = codes
+        self.ran: list[str] = []
+        self.stop_after = stop_after
+
+    def describe(self, invocation: Invocation) -> str:
+        return invocation.step.name
+
+    def run(self, invocation: Invocation, output: StepOutput, stop: StopRequest) -> int:
+        self.ran.append(invocation.step.name)
+        output.feed("stdout", f"{invocation.step.name}\n".encode())
+        if invocation.step.name == self.stop_after:
+            stop.trigger(15)
+        return self.codes.get(invocation.step.name, 0)
+
+
+def pipeline(tmp_path: Path) -> Pipeline:
+    for name in ("10_a.sql", "10_b.sql", "20_c.sql", "20_d.sql", "30_e.sql"):
+        (tmp_path / name).write_text("SELECT 1;")
+    return load_pipeline(tmp_path)
+
+
+def run(tmp_path: Path, executor: ScriptedExecutor):
+    p = pipeline(tmp_path)
+    stdout, stderr = io.BytesIO(), io.BytesIO()
+
+    def invocation(step: Step) -> Invocation:
+        return Invocation(step, step.engine, {"run_date": "2026-01-01"}, p.name, "r1")
+
+    report = run_pipeline(p, invocation, executor, TextOutput(stdout, stderr), StopRequest())
+    return report, stdout.getvalue().decode(), stderr.getvalue().decode()
+
+
+def test_all_stages_run_in_order(tmp_path: Path) -> None:
+    executor = ScriptedExecutor({})
+    report, stdout, _ = run(tmp_path, executor)
+    assert executor.ran == ["10_a", "10_b", "20_c", "20_d", "30_e"]
+    assert stdout == "10_a\n10_b\n20_c\n20_d\n30_e\n"
+    assert report.exit_code == 0
+    assert [r.status for r in report.reports] == ["succeeded"] * 5
+
+
+def test_failed_step_finishes_its_stage_then_stops_the_run(tmp_path: Path) -> None:
+    executor = ScriptedExecutor({"20_c": 3, "20_d": 4})
+    report, _, stderr = run(tmp_path, executor)
+    assert executor.ran == ["10_a", "10_b", "20_c", "20_d"]
+    assert report.exit_code == 3  # the first failing step's own exit code
+    assert [r.status for r in report.reports] == [
+        "succeeded", "succeeded", "failed (exit 3)", "failed (exit 4)", "not run"
+    ]  # fmt: skip
+    assert "nightshift: 20_c.sql: failed (exit 3) in" in stderr
+    table = summary_lines(report)
+    assert table[0].split() == ["step", "stage", "status", "duration"]
+    assert table[3].split()[:4] == ["20_c.sql", "20", "failed", "(exit"]
+    assert table[5].split() == ["30_e.sql", "30", "not", "run", "-"]
+
+
+def test_stop_request_ends_the_run_with_the_signal_code(tmp_path: Path) -> None:
+    executor = ScriptedExecutor({}, stop_after="10_a")
+    report, _, _ = run(tmp_path, executor)
+    assert executor.ran == ["10_a"]
+    assert report.exit_code == 143
+    assert [r.status for r in report.reports] == ["stopped"] + ["not run"] * 4
