@@ -20,9 +20,7 @@ if TYPE_CHECKING:
 @logger.inject_lambda_context(correlation_id_path="execution_arn")
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def handler(
-    event: dict[str, Any], context: LambdaContext, *, emr: EMRClient | None = None
-) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: LambdaContext, *, emr: EMRClient | None = None) -> dict[str, Any]:
     """``{cluster_id}`` -> ``{cluster_id, state, ready, failed, master_host, reason}``."""
     request = parse(event=event, model=ClusterStatusRequest)
     status = cluster_status(request.cluster_id, emr=emr or clients.emr())

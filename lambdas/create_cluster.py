@@ -21,9 +21,7 @@ if TYPE_CHECKING:
 @logger.inject_lambda_context(correlation_id_path="execution_arn")
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def handler(
-    event: dict[str, Any], context: LambdaContext, *, emr: EMRClient | None = None
-) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: LambdaContext, *, emr: EMRClient | None = None) -> dict[str, Any]:
     """CreateClusterRequest -> ``{cluster_id, created}`` (created false: found the run's cluster)."""
     request = parse(event=event, model=CreateClusterRequest)
     logger.append_keys(pipeline=request.pipeline, run_id=request.run_id)

@@ -35,9 +35,7 @@ def handler(
     sweep = parse(event=event, model=SweepRequest).root
     emr, ssm = emr or clients.emr(), ssm or clients.ssm()
     if isinstance(sweep, ExecutionStatusChange):
-        result = sweep_execution(
-            sweep.detail.execution_arn, sweep.detail.status, emr=emr, ssm=ssm
-        )
+        result = sweep_execution(sweep.detail.execution_arn, sweep.detail.status, emr=emr, ssm=ssm)
     else:
         result = sweep_all(emr=emr, ssm=ssm, sfn=sfn or clients.sfn())
     metrics.add_metric(name="OrphansSwept", unit=MetricUnit.Count, value=len(result.terminated))

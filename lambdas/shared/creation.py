@@ -41,8 +41,9 @@ def find_run_cluster(request: CreateClusterRequest, *, emr: EMRClient) -> str | 
         emr,
         states=NOT_TERMINATED_STATES,
         name=name,
-        matches=lambda tags: tags.get(TAG_PIPELINE) == request.pipeline
-        and tags.get(TAG_RUN_ID) == request.run_id,
+        matches=lambda tags: (
+            tags.get(TAG_PIPELINE) == request.pipeline and tags.get(TAG_RUN_ID) == request.run_id
+        ),
     ):
         return cluster.cluster_id
     return None
@@ -73,8 +74,7 @@ def create_cluster(request: CreateClusterRequest, *, emr: EMRClient) -> CreateCl
     except Exception as exc:
         _terminate_quietly(cluster_id, emr=emr)
         raise ClusterCreationError(
-            f"cluster {cluster_id} was created but could not be confirmed, so it was "
-            f"terminated: {exc}"
+            f"cluster {cluster_id} was created but could not be confirmed, so it was terminated: {exc}"
         ) from exc
     logger.info("cluster created", cluster_id=cluster_id)
     return CreateClusterResult(cluster_id=cluster_id, created=True)
@@ -92,9 +92,7 @@ def _confirm_tags(request: CreateClusterRequest, cluster_id: str, *, emr: EMRCli
         raise ClusterCreationError(f"cluster {cluster_id} is missing tags {', '.join(missing)}")
 
 
-def _terminate_leftovers(
-    request: CreateClusterRequest, *, emr: EMRClient, since: datetime
-) -> None:
+def _terminate_leftovers(request: CreateClusterRequest, *, emr: EMRClient, since: datetime) -> None:
     name = cluster_name(request.pipeline, request.run_date.isoformat())
     try:
         leftovers = list(

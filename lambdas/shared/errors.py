@@ -69,8 +69,7 @@ def transient_on_throttling(func: Callable[P, R]) -> Callable[P, R]:
             if is_throttling(exc):
                 operation = exc.operation_name or "AWS call"
                 raise TransientAwsError(
-                    f"{operation} was throttled ({error_code(exc)}: {error_message(exc)}); "
-                    "retry with backoff"
+                    f"{operation} was throttled ({error_code(exc)}: {error_message(exc)}); retry with backoff"
                 ) from exc
             raise
 

@@ -84,9 +84,7 @@ def _managed(tags: dict[str, str]) -> bool:
 
 
 @transient_on_throttling
-def sweep_execution(
-    execution_arn: str, status: str, *, emr: EMRClient, ssm: SSMClient
-) -> SweepResult:
+def sweep_execution(execution_arn: str, status: str, *, emr: EMRClient, ssm: SSMClient) -> SweepResult:
     """Sweep the clusters of one execution whose status EventBridge just reported."""
     clusters = list(
         find_clusters(

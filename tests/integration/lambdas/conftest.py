@@ -138,6 +138,4 @@ def alive():
 def pytest_configure(config):
     # Powertools warns when an invocation emitted no metric (a cluster that is merely WAITING,
     # a sweep that found nothing); that is normal here.
-    config.addinivalue_line(
-        "filterwarnings", "ignore:No application metrics to publish:UserWarning"
-    )
+    config.addinivalue_line("filterwarnings", "ignore:No application metrics to publish:UserWarning")

@@ -44,9 +44,7 @@ def test_a_finished_execution_does_not_block(emr, sfn, payload, start_execution,
     assert preflight.handler(payload, lambda_context, emr=emr, sfn=sfn)["proceed"] is True
 
 
-def test_refuses_while_a_cluster_of_the_pipeline_is_alive(
-    emr, sfn, payload, create_payload, lambda_context
-):
+def test_refuses_while_a_cluster_of_the_pipeline_is_alive(emr, sfn, payload, create_payload, lambda_context):
     # Left by a run whose execution is gone (the sweeper has not caught it yet).
     leftover = create_cluster.handler(create_payload, lambda_context, emr=emr)["cluster_id"]
 
