@@ -1,5 +1,5 @@
 -- Regexes with backslashes, both quote kinds, $, backticks; ';' inside strings and comments.
-SELECT regexp_extract('order 12345 shipped', '(\\d+)', 1) AS digits;
+SELECT regexp_extract('order 12345 shipped', '\\d+', 0) AS digits;
 SELECT 'healthy' RLIKE '\\w+thy' AS matches, regexp_replace('a.b.c', '\\.', '\\\\') AS escaped;
 SELECT 'it''s', "double \"quoted\"", 'single ''inside'' single', "it's fine";
 SELECT '$HOME', '$(date)', '`uname`', 'cost: $5; tax: $1' AS dollars;

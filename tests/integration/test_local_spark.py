@@ -1,0 +1,178 @@
+"""The real spark-sql from pyspark: one step, the example pipeline with its results, a failing step."""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, run_cli
+
+pytestmark = pytest.mark.spark
+
+EXAMPLE = ROOT / "sql" / "example"
+RUN_DATE = "2026-10-31"  # inside the sample data, so the run_date filter drops some rows
+
+
+def half_up(value: Fraction | float, places: int) -> str:
+    number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value.numerator) / Decimal(value.denominator)
+    return str(number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
+
+
+class Expected:
+    """The example pipeline's results computed independently, in plain Python, from the CSV files."""
+
+    def __init__(self, folder: Path, run_date: date) -> None:
+        users: dict[str, dict[str, object]] = {}
+        with (folder / "users.csv").open(encoding="utf-8") as rows:
+            for row in csv.DictReader(rows):
+                user_id = row["user_id"].strip()
+                signed_up = datetime.fromisoformat(row["signed_up_at"])
+                if not user_id or (user_id in users and users[user_id]["signed_up"] <= signed_up):  # type: ignore[operator]
+                    continue
+                device = row["device"].strip().lower()
+                users[user_id] = {
+                    "signed_up": signed_up,
+                    "source": row["signup_source"].strip().lower() or "unknown",
+                    "device": device if device in {"ios", "android", "web"} else "other",
+                }
+        self.users = {k: v for k, v in users.items() if v["signed_up"].date() <= run_date}  # type: ignore[attr-defined]
+        known = {"signup", "page_view", "profile_completed", "lesson_booked", "first_payment"}
+        events = set()
+        with (folder / "events.csv").open(encoding="utf-8") as rows:
+            for row in csv.DictReader(rows):
+                kind = row["event_type"].strip().lower()
+                when = datetime.fromisoformat(row["event_time"])
+                if kind in known and when.date() <= run_date:
+                    events.add((row["event_id"].strip(), row["user_id"].strip(), kind, when))
+        self.events = events
+        self.kinds: dict[str, set[str]] = defaultdict(set)
+        times: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
+        for event_id, user_id, kind, when in events:
+            self.kinds[user_id].add(kind)
+            if user_id in self.users:
+                times[user_id].append((when, event_id))
+        self.sessions: dict[str, int] = {}
+        for user_id, stamps in times.items():
+            stamps.sort()
+            gaps = sum(1 for a, b in zip(stamps, stamps[1:], strict=False) if (b[0] - a[0]).total_seconds() > 1800)
+            self.sessions[user_id] = gaps + 1
+
+    def segments(self) -> list[list[str]]:
+        groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for user_id, user in self.users.items():
+            groups[(str(user["source"]), str(user["device"]))].append(user_id)
+        rows = []
+        for (source, device), members in groups.items():
+            paying = sum(1 for u in members if "first_payment" in self.kinds[u])
+            sessions = sum(self.sessions.get(u, 0) for u in members) / len(members)
+            rows.append((-len(members), source, device, [
+                source, device, str(len(members)), str(paying),
+                half_up(Fraction(100 * paying, len(members)), 1), repr(float(half_up(sessions, 2))),
+            ]))  # fmt: skip
+        return [row[-1] for row in sorted(rows)]
+
+    def funnel(self) -> list[list[str]]:
+        counts: dict[tuple[date, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+        for user_id, user in self.users.items():
+            day = user["signed_up"].date()  # type: ignore[attr-defined]
+            week = day - timedelta(days=day.weekday())
+            stages = (True, *(k in self.kinds[user_id] for k in ("profile_completed", "lesson_booked", "first_payment")))
+            for i, reached in enumerate(stages):
+                counts[(week, str(user["source"]))][i] += int(reached)
+
+        def drop(part: int, whole: int) -> str:
+            return "NULL" if whole == 0 else half_up(100 - Fraction(100 * part, whole), 1)
+
+        return [
+            [week.isoformat(), source, *map(str, c), drop(c[1], c[0]), drop(c[2], c[1]), drop(c[3], c[2])]
+            for (week, source), c in sorted(counts.items())
+        ]
+
+
+def test_single_step_with_variables(tmp_path: Path, state_dir: Path) -> None:
+    step = tmp_path / "job.sql"
+    step.write_text("SELECT '${run_date}', '${hivevar:who}', '${who}';\nSELECT 6 * 7;\n")
+    result = run_cli(step, "--run-date", "2026-05-06", "--var", "who=data team", "--state-dir", state_dir)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout == b"2026-05-06\tdata team\tdata team\n42\n"
+
+
+def test_example_pipeline_end_to_end(tmp_path: Path, state_dir: Path) -> None:
+    out = tmp_path / "out"
+    result = run_cli(
+        EXAMPLE, "--run-date", RUN_DATE, "--state-dir", state_dir, "--var", f"out_path={out}", "--reset"
+    )
+    stderr = result.stderr.decode()
+    assert result.returncode == 0, stderr
+    expected = Expected(EXAMPLE / "sample_data", date.fromisoformat(RUN_DATE))
+    rows = [line.split("\t") for line in result.stdout.decode().splitlines()]
+
+    assert rows[0] == ["events cleaned", str(len(expected.events))] or rows[1] == [
+        "events cleaned", str(len(expected.events))
+    ]  # fmt: skip
+    assert ["users cleaned", str(len(expected.users))] in rows[:2]
+    assert rows[2] == ["sessions built", str(sum(expected.sessions.values()))]
+
+    funnel_header = rows.index(["week", "source", "signed up", "profile", "lesson", "paid",
+                                "drop profile %", "drop lesson %", "drop payment %"])  # fmt: skip
+    segments_header = rows.index(["source", "device", "users", "paying", "conversion %", "sessions/user"])
+    funnel = expected.funnel()
+    segments = expected.segments()
+    # The two stage-30 steps run one after the other locally, in file-name order.
+    assert funnel_header == 3 and segments_header == 4 + len(funnel)
+    assert rows[funnel_header + 1 : segments_header] == funnel
+    assert rows[segments_header + 1 :] == segments
+    assert len(segments) >= 15 and len(funnel) >= 40
+
+    summary = [line.removeprefix("nightshift: ").split() for line in stderr.splitlines()[-6:]]
+    assert [row[:3] for row in summary] == [
+        ["step", "stage", "status"],
+        ["10_events.sql", "10", "succeeded"],
+        ["10_users.sql", "10", "succeeded"],
+        ["20_sessions.hql", "20", "succeeded"],
+        ["30_funnel.sql", "30", "succeeded"],
+        ["30_segments.sql", "30", "succeeded"],
+    ]
+    assert "20_sessions.hql: runs on Spark SQL's HiveQL support locally, not on Hive itself" in stderr
+    for table in ("segments", "funnel"):
+        written = list((out / table / f"run_date={RUN_DATE}").glob("*.parquet"))
+        assert written, f"{table} output was not written to out_path"
+    assert (state_dir / "metastore_db").is_dir() and (state_dir / "warehouse").is_dir()
+
+
+def test_failing_step_fails_the_run_after_its_stage(tmp_path: Path, state_dir: Path) -> None:
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "10_make.sql").write_text("CREATE TABLE IF NOT EXISTS t (x INT) USING parquet;\nSELECT 'made';\n")
+    (folder / "20_bad.sql").write_text("SELECT * FROM table_that_does_not_exist;\n")
+    (folder / "20_good.sh").write_text("echo 'the other step of stage 20 still runs'\n")
+    (folder / "30_never.sql").write_text("SELECT 'stage 30 must not start';\n")
+    result = run_cli(folder, "--state-dir", state_dir)
+    stderr = result.stderr.decode()
+    assert result.returncode == 1  # spark-sql's own exit code for a failed statement
+    assert result.stdout == b"made\nthe other step of stage 20 still runs\n"
+    assert "TABLE_OR_VIEW_NOT_FOUND" in stderr
+    assert "30_never.sql: started" not in stderr
+    summary = [line.removeprefix("nightshift: ").split() for line in stderr.splitlines()[-4:]]
+    assert summary[0][:3] == ["10_make.sql", "10", "succeeded"]
+    assert summary[1][:4] == ["20_bad.sql", "20", "failed", "(exit"]
+    assert summary[2][:3] == ["20_good.sh", "20", "succeeded"]
+    assert summary[3] == ["30_never.sql", "30", "not", "run", "-"]
+
+
+def test_reset_forgets_tables(tmp_path: Path, state_dir: Path) -> None:
+    make = tmp_path / "make.sql"
+    make.write_text("CREATE TABLE kept (x INT) USING parquet;\nINSERT INTO kept VALUES (1);\n")
+    read = tmp_path / "read.sql"
+    read.write_text("SELECT count(*) FROM kept;\n")
+    assert run_cli(make, "--state-dir", state_dir).returncode == 0
+    assert run_cli(read, "--state-dir", state_dir).stdout == b"1\n"  # a later run sees the table
+    reset = run_cli("--reset", "--state-dir", state_dir)
+    assert reset.returncode == 0 and not state_dir.exists()
+    assert run_cli(read, "--state-dir", state_dir).returncode == 1
