@@ -115,9 +115,7 @@ class _JsonStep(StepOutput):
         super().__init__()
         self._out = out
         # Only the line varies within a block: encode the rest once, not once per line.
-        self._fields = (
-            f', "pipeline": {_dumps(pipeline)}, "step": {_dumps(step)}, "run_id": {_dumps(run_id)}'
-        )
+        self._fields = f', "pipeline": {_dumps(pipeline)}, "step": {_dumps(step)}, "run_id": {_dumps(run_id)}'
 
     def emit(self, stream: Stream, block: bytes) -> None:
         # backslashreplace keeps invalid bytes visible (\xff) instead of failing or hiding them.

@@ -1,4 +1,4 @@
-"""Fidelity: SQL that is hard to pass through shells gives the same bytes via the runner as via spark-sql -f."""
+"""Fidelity: SQL that is hard to pass through shells gives the same bytes via the runner and spark-sql -f."""
 
 from __future__ import annotations
 

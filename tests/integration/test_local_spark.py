@@ -7,6 +7,7 @@ from collections import defaultdict
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,11 @@ RUN_DATE = "2026-10-31"  # inside the sample data, so the run_date filter drops 
 
 
 def half_up(value: Fraction | float, places: int) -> str:
-    number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value.numerator) / Decimal(value.denominator)
+    number = (
+        Decimal(repr(value))
+        if isinstance(value, float)
+        else Decimal(value.numerator) / Decimal(value.denominator)
+    )
     return str(number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
 
 
@@ -60,7 +65,7 @@ class Expected:
         self.sessions: dict[str, int] = {}
         for user_id, stamps in times.items():
             stamps.sort()
-            gaps = sum(1 for a, b in zip(stamps, stamps[1:], strict=False) if (b[0] - a[0]).total_seconds() > 1800)
+            gaps = sum(1 for a, b in pairwise(stamps) if (b[0] - a[0]).total_seconds() > 1800)
             self.sessions[user_id] = gaps + 1
 
     def segments(self) -> list[list[str]]:
@@ -82,7 +87,10 @@ class Expected:
         for user_id, user in self.users.items():
             day = user["signed_up"].date()  # type: ignore[attr-defined]
             week = day - timedelta(days=day.weekday())
-            stages = (True, *(k in self.kinds[user_id] for k in ("profile_completed", "lesson_booked", "first_payment")))
+            stages = (
+                True,
+                *(k in self.kinds[user_id] for k in ("profile_completed", "lesson_booked", "first_payment")),
+            )
             for i, reached in enumerate(stages):
                 counts[(week, str(user["source"]))][i] += int(reached)
 
@@ -149,7 +157,9 @@ def test_example_pipeline_end_to_end(tmp_path: Path, state_dir: Path) -> None:
 def test_failing_step_fails_the_run_after_its_stage(tmp_path: Path, state_dir: Path) -> None:
     folder = tmp_path / "broken"
     folder.mkdir()
-    (folder / "10_make.sql").write_text("CREATE TABLE IF NOT EXISTS t (x INT) USING parquet;\nSELECT 'made';\n")
+    (folder / "10_make.sql").write_text(
+        "CREATE TABLE IF NOT EXISTS t (x INT) USING parquet;\nSELECT 'made';\n"
+    )
     (folder / "20_bad.sql").write_text("SELECT * FROM table_that_does_not_exist;\n")
     (folder / "20_good.sh").write_text("echo 'the other step of stage 20 still runs'\n")
     (folder / "30_never.sql").write_text("SELECT 'stage 30 must not start';\n")

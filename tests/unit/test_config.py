@@ -71,7 +71,10 @@ def test_missing_file_means_defaults(tmp_path: Path) -> None:
         ("default_engine = 'presto'", "default_engine: expected one of 'spark-sql', 'hive', got 'presto'"),
         ("[schedule]\ncron = '0 3 * *'", "[schedule] cron: expected a five-field cron string"),
         ("[schedule]\ncron = '61 3 * * *'", "minute: 61 is outside 0-59"),
-        ("[schedule]\ncron = '0 3 * * *'\ntimezone = 'Mars/Olympus'", "[schedule] timezone: expected an IANA time zone such as 'Europe/Berlin', got 'Mars/Olympus'"),
+        (
+            "[schedule]\ncron = '0 3 * * *'\ntimezone = 'Mars/Olympus'",
+            "[schedule] timezone: expected an IANA time zone such as 'Europe/Berlin', got 'Mars/Olympus'",
+        ),
         ("[schedule]\ntimezone = 'UTC'", "[schedule] cron: missing"),
         ("schedule = 'nightly'", "[schedule]: expected a table"),
         ("[variables]\nrows = 5", "[variables] rows: expected a string value, got 5"),
@@ -91,5 +94,5 @@ def test_each_mistake_is_named(text: str, message: str) -> None:
 
 def test_config_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
     (tmp_path / "pipeline.toml").write_bytes(b"description = '\xff'\n")
-    with pytest.raises(ConfigError, match="pipeline.toml: not UTF-8 text"):
+    with pytest.raises(ConfigError, match=r"pipeline\.toml: not UTF-8 text"):
         load_config(tmp_path)

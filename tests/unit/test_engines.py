@@ -10,7 +10,15 @@ VARIABLES = {"run_date": "2026-11-20", "path": "s3://b/it's here"}
 
 def test_sql_engines_read_the_file_and_get_hivevars() -> None:
     assert engine_command(Engine.SPARK_SQL, "/runs/10_a.sql", VARIABLES) == Command(
-        ("spark-sql", "--hivevar", "run_date=2026-11-20", "--hivevar", "path=s3://b/it's here", "-f", "/runs/10_a.sql")
+        (
+            "spark-sql",
+            "--hivevar",
+            "run_date=2026-11-20",
+            "--hivevar",
+            "path=s3://b/it's here",
+            "-f",
+            "/runs/10_a.sql",
+        )
     )
     hive = engine_command(Engine.HIVE, "/runs/20_b.hql", {"run_date": "2026-11-20"})
     assert hive.argv == ("hive", "--hivevar", "run_date=2026-11-20", "-f", "/runs/20_b.hql")
@@ -28,7 +36,11 @@ def test_spark_submit_and_bash_get_variables_as_environment() -> None:
 
 def test_binaries_and_engine_args_are_placed_before_the_file() -> None:
     command = engine_command(
-        Engine.HIVE, "/r/x.hql", {}, binaries={Engine.HIVE: "/opt/spark/bin/spark-sql"}, engine_args=("--conf", "a=b")
+        Engine.HIVE,
+        "/r/x.hql",
+        {},
+        binaries={Engine.HIVE: "/opt/spark/bin/spark-sql"},
+        engine_args=("--conf", "a=b"),
     )
     assert command.argv == ("/opt/spark/bin/spark-sql", "--conf", "a=b", "-f", "/r/x.hql")
 

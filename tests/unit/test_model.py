@@ -72,16 +72,41 @@ def test_any_file_name_runs_as_a_single_step(tmp_path: Path) -> None:
     [
         ({}, "missing", UsageError, "missing: no such file or folder"),
         ({"README.md": "x"}, ".", PipelineError, ": no steps (expected files named NN_name.ext"),
-        ({"10_a.txt": "x"}, ".", PipelineError, "10_a.txt: unknown extension '.txt' (expected .hql, .py, .sh or .sql)"),
+        (
+            {"10_a.txt": "x"},
+            ".",
+            PipelineError,
+            "10_a.txt: unknown extension '.txt' (expected .hql, .py, .sh or .sql)",
+        ),
         ({"job.csv": "x"}, "job.csv", PipelineError, "job.csv: unknown extension '.csv'"),
         ({"10_a.sql": ""}, ".", PipelineError, "10_a.sql: the step file is empty"),
         ({"10_a.sql": " \n\t\r\n"}, ".", PipelineError, "10_a.sql: the step file is empty"),
         ({"10_a.sql": b"\xef\xbb\xbf\n"}, ".", PipelineError, "10_a.sql: the step file is empty"),
-        ({"10_a.sql": b"SELECT '\xe9';"}, ".", PipelineError, "10_a.sql: not UTF-8 text (invalid byte at offset 8)"),
-        ({"job.sql": b"\xff\xfeS\x00"}, "job.sql", PipelineError, "job.sql: not UTF-8 text (invalid byte at offset 0)"),
-        ({"10_a.sql": "x", "10_a.hql": "y"}, ".", PipelineError, "two steps named '10_a' (10_a.hql, 10_a.sql)"),
+        (
+            {"10_a.sql": b"SELECT '\xe9';"},
+            ".",
+            PipelineError,
+            "10_a.sql: not UTF-8 text (invalid byte at offset 8)",
+        ),
+        (
+            {"job.sql": b"\xff\xfeS\x00"},
+            "job.sql",
+            PipelineError,
+            "job.sql: not UTF-8 text (invalid byte at offset 0)",
+        ),
+        (
+            {"10_a.sql": "x", "10_a.hql": "y"},
+            ".",
+            PipelineError,
+            "two steps named '10_a' (10_a.hql, 10_a.sql)",
+        ),
         ({"users.sql": "x"}, ".", PipelineError, "users.sql: step files are named NN_name.sql"),
-        ({"10_a.sql": "x", "pipeline.toml": "nope = 1"}, ".", ConfigError, "pipeline.toml: nope: unknown key"),
+        (
+            {"10_a.sql": "x", "pipeline.toml": "nope = 1"},
+            ".",
+            ConfigError,
+            "pipeline.toml: nope: unknown key",
+        ),
     ],
 )
 def test_bad_input_is_refused_with_one_line(

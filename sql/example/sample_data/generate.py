@@ -59,8 +59,13 @@ def generate(folder: Path) -> None:
         device = pick(rng, DEVICES)
         country = pick(rng, COUNTRIES)
         raw_country = "" if rng.random() < 0.03 else messy(rng, country).lower()
-        row = [user_id, signed_up.strftime("%Y-%m-%d %H:%M:%S"), messy(rng, source), raw_country,
-               messy(rng, device)]
+        row = [
+            user_id,
+            signed_up.strftime("%Y-%m-%d %H:%M:%S"),
+            messy(rng, source),
+            raw_country,
+            messy(rng, device),
+        ]
         users.append(row)
         if rng.random() < 0.02:
             # The export sometimes repeats a user, a little later; the earliest sign-up counts.
