@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -11,15 +11,26 @@ from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from infra.config import DataAccess, S3Path
-from infra.nag import suppress
+from infra.nag import arn_finding, suppress
 from infra.paths import HOST_KEY_BOOTSTRAP, ROOT
+from infra.storage import EMR_LOG_PREFIX
 
 HOST_KEY_PARAMETERS = "nightshift/host-keys/*"
+EMR_CLUSTERS_FINDING = (
+    "Resource::arn:<AWS::Partition>:elasticmapreduce:<AWS::Region>:<AWS::AccountId>:cluster/*"
+)
+HOST_KEYS_FINDING = (
+    f"Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/{HOST_KEY_PARAMETERS}"
+)
 MANAGED_TAG_CONDITION = {"StringEquals": {"aws:ResourceTag/nightshift:managed": "true"}}
-POWERTOOLS_LAYER = "arn:{partition}:lambda:{region}:017000801446:layer:AWSLambdaPowertoolsPythonV3-python312-x86_64:{version}"
+POWERTOOLS_LAYER = (
+    "arn:{partition}:lambda:{region}:017000801446:layer:"
+    "AWSLambdaPowertoolsPythonV3-python312-x86_64:{version}"
+)
 # The code asset is the project root filtered to lambdas/**, so `lambdas` stays an importable package.
 LAMBDA_CODE_EXCLUDES = [
     "*",
+    ".*",
     "!lambdas",
     "!lambdas/**",
     "lambdas/bootstrap",
@@ -79,12 +90,17 @@ class ClusterLifecycle(Construct):
         self.terminate_cluster = self._function("TerminateCluster")
         self.sweeper = self._function("Sweeper")
         self._grant_emr(state_machine_name_prefix)
-        self.service_role.grant_pass_role(self.create_cluster)
-        self._instance_roles: list[iam.Role] = []
+        self.service_role.grant_pass_role(self.create_cluster.grant_principal)
 
     @property
     def functions(self) -> list[lambda_.Function]:
-        return [self.preflight, self.create_cluster, self.cluster_status, self.terminate_cluster, self.sweeper]
+        return [
+            self.preflight,
+            self.create_cluster,
+            self.cluster_status,
+            self.terminate_cluster,
+            self.sweeper,
+        ]
 
     def instance_profile(self, pipeline_id: str, access: DataAccess) -> iam.InstanceProfile:
         """The EC2 instance profile of one pipeline's clusters: its data paths, the logs, the host keys."""
@@ -98,18 +114,35 @@ class ClusterLifecycle(Construct):
             self._grant_s3(role, path, write=False)
         for path in access.write:
             self._grant_s3(role, path, write=True)
-        self._log_bucket.grant_put(role, "emr/*")
-        self.bootstrap_script.grant_read(role)
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["s3:PutObject"], resources=[self._log_bucket.arn_for_objects(f"{EMR_LOG_PREFIX}*")]
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject"],
+                resources=[self.bootstrap_script.bucket.arn_for_objects(self.bootstrap_script.s3_object_key)],
+            )
+        )
         role.add_to_policy(
             iam.PolicyStatement(actions=["ssm:PutParameter"], resources=[host_key_parameters_arn()])
         )
         role.grant_pass_role(self.service_role)
-        role.grant_pass_role(self.create_cluster)
+        role.grant_pass_role(self.create_cluster.grant_principal)
         suppress(
             role,
             "AwsSolutions-IAM5",
-            "Object-level wildcards under the configured data prefixes, the log prefix and the host-key "
-            "parameter path (the cluster id is not known before the cluster exists).",
+            "Objects under the pipeline's configured data prefixes and the EMR log prefix, and the "
+            "host-key parameter of a cluster whose id is only known once it exists.",
+            applies_to=[
+                *(
+                    f"Resource::arn:<AWS::Partition>:s3:::{path.bucket}/{path.prefix}*"
+                    for path in (*access.read, *access.write)
+                ),
+                arn_finding(self._log_bucket, f"/{EMR_LOG_PREFIX}*"),
+                HOST_KEYS_FINDING,
+            ],
         )
         return iam.InstanceProfile(self, f"{pipeline_id}InstanceProfile", role=role)
 
@@ -163,7 +196,9 @@ class ClusterLifecycle(Construct):
             "AwsSolutions-IAM4",
             "AmazonEMRServicePolicy_v2 is EMR's own least-privilege service policy: it only acts on "
             "resources tagged for-use-with-amazon-emr-managed-policies=true.",
-            applies_to=["Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonEMRServicePolicy_v2"],
+            applies_to=[
+                "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonEMRServicePolicy_v2"
+            ],
         )
         return role
 
@@ -181,9 +216,8 @@ class ClusterLifecycle(Construct):
         delete_host_keys = iam.PolicyStatement(
             actions=["ssm:DeleteParameter"], resources=[host_key_parameters_arn()]
         )
-        state_machines = (
-            f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:stateMachine:{state_machine_name_prefix}*"
-        )
+        states_arn = f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}"
+        state_machines = f"{states_arn}:stateMachine:{state_machine_name_prefix}*"
         executions = (
             f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:execution:{state_machine_name_prefix}*"
         )
@@ -224,6 +258,13 @@ class ClusterLifecycle(Construct):
                 "wildcards are scoped to this account's EMR clusters (terminate only with the "
                 "nightshift:managed tag), /nightshift/host-keys/ and this stack's state machines; "
                 "ListClusters, RunJobFlow and X-Ray have no resource-level permissions.",
+                applies_to=[
+                    "Resource::*",
+                    EMR_CLUSTERS_FINDING,
+                    HOST_KEYS_FINDING,
+                    f"Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:stateMachine:{state_machine_name_prefix}*",
+                    f"Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:{state_machine_name_prefix}*",
+                ],
             )
 
     @staticmethod
@@ -233,17 +274,19 @@ class ClusterLifecycle(Construct):
             iam.PolicyStatement(
                 actions=["s3:ListBucket"],
                 resources=[bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{path.prefix}*"]}} if path.prefix else None,
+                # Hadoop's S3A also lists the "folder" itself, without its trailing slash.
+                conditions={"StringLike": {"s3:prefix": [f"{path.prefix}*", path.prefix.rstrip("/")]}}
+                if path.prefix
+                else None,
             )
         )
-        role.add_to_policy(
-            iam.PolicyStatement(actions=["s3:GetBucketLocation"], resources=[bucket_arn])
-        )
+        role.add_to_policy(iam.PolicyStatement(actions=["s3:GetBucketLocation"], resources=[bucket_arn]))
         actions = ["s3:GetObject"]
         if write:
-            actions += ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
+            actions += [
+                "s3:PutObject",
+                "s3:DeleteObject",
+                "s3:AbortMultipartUpload",
+                "s3:ListMultipartUploadParts",
+            ]
         role.add_to_policy(iam.PolicyStatement(actions=actions, resources=[f"{bucket_arn}/{path.prefix}*"]))
-
-
-def stack_name_prefix(scope: Construct) -> str:
-    return f"{Stack.of(scope).stack_name}-"

@@ -85,8 +85,10 @@ def _integer(key: str, value: Any, low: int, high: int) -> int:
 
 
 def _strings(key: str, value: Any, pattern: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value or not all(
-        isinstance(v, str) and re.fullmatch(pattern, v) for v in value
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(v, str) and re.fullmatch(pattern, v) for v in value)
     ):
         raise _fail(key, f"a non-empty list of strings matching {pattern}", value)
     return tuple(value)
@@ -154,7 +156,9 @@ def config_from_context(get: Callable[[str], Any], *, root: Path) -> NightshiftC
         pipelines_dir=pipelines_dir if pipelines_dir.is_absolute() else root / pipelines_dir,
         ec2_key_name=_string("ec2_key_name", get("ec2_key_name")),
         ssh_key_secret_arn=_string("ssh_key_secret_arn", get("ssh_key_secret_arn"), SECRET_ARN),
-        notification_email=_string("notification_email", get("notification_email"), re.compile(r"^[^@\s]+@[^@\s]+$")),
+        notification_email=_string(
+            "notification_email", get("notification_email"), re.compile(r"^[^@\s]+@[^@\s]+$")
+        ),
         network=_network(get("vpc")),
         data_access=_data_access(get("data_access")),
         log_retention_days=retention,

@@ -8,7 +8,6 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra.config import ExistingNetwork
-from infra.nag import suppress
 
 SSH_PORT = 22
 # EMR's service access security group: the master calls the service on 9443, the service
@@ -29,8 +28,12 @@ class Network(Construct):
         self.vpc, self.private_subnets = (
             self._import_vpc(existing) if existing else self._build_vpc(log_bucket)
         )
-        self.runner_security_group = self._security_group("Runner", "Nightshift runner task", all_outbound=True)
-        self.master_security_group = self._security_group("Master", "EMR master (EMR-managed)", all_outbound=True)
+        self.runner_security_group = self._security_group(
+            "Runner", "Nightshift runner task", all_outbound=True
+        )
+        self.master_security_group = self._security_group(
+            "Master", "EMR master (EMR-managed)", all_outbound=True
+        )
         self.core_security_group = self._security_group("Core", "EMR core (EMR-managed)", all_outbound=True)
         self.service_access_security_group = self._security_group(
             "ServiceAccess", "EMR service access (EMR-managed)", all_outbound=False
@@ -70,7 +73,9 @@ class Network(Construct):
                 ),
             ],
             # A free gateway endpoint: cluster S3 traffic skips the NAT gateway's per-GB charge.
-            gateway_endpoints={"S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3)},
+            gateway_endpoints={
+                "S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3)
+            },
             flow_logs={
                 "ToLogBucket": ec2.FlowLogOptions(
                     destination=ec2.FlowLogDestination.to_s3(log_bucket, "vpc-flow-logs/"),
@@ -85,7 +90,11 @@ class Network(Construct):
 
     def _security_group(self, name: str, description: str, *, all_outbound: bool) -> ec2.SecurityGroup:
         group = ec2.SecurityGroup(
-            self, f"{name}SecurityGroup", vpc=self.vpc, description=description, allow_all_outbound=all_outbound
+            self,
+            f"{name}SecurityGroup",
+            vpc=self.vpc,
+            description=description,
+            allow_all_outbound=all_outbound,
         )
         Tags.of(group).add(*EMR_MANAGED_TAG)
         return group
@@ -97,9 +106,3 @@ class Network(Construct):
         )
         for group in (self.master_security_group, self.core_security_group):
             service.add_egress_rule(group, ec2.Port.tcp(EMR_SERVICE_OUTBOUND_PORT), "EMR service to nodes")
-        suppress(
-            self,
-            "AwsSolutions-EC23",
-            "No rule allows 0.0.0.0/0 ingress (tests assert it); the check trips on rules whose peer is "
-            "a security group token it cannot resolve at synth time.",
-        )

@@ -1,0 +1,122 @@
+"""Alerts: an e-mail naming the failing step for every failed run, and the sweeper on the same events."""
+
+from __future__ import annotations
+
+from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as events_targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from constructs import Construct
+
+from infra.glue_code import glue_code
+from infra.nag import suppress
+
+ALERT_STATUSES = ["FAILED", "TIMED_OUT", "ABORTED"]
+
+
+class Alerts(Construct):
+    """SNS topic with the e-mail subscription, the failure rule, and the hourly sweep."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        email: str,
+        sweeper: lambda_.IFunction,
+        log_retention: logs.RetentionDays,
+        state_machine_prefix: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.topic = sns.Topic(
+            self,
+            "Topic",
+            display_name="Nightshift alerts",
+            enforce_ssl=True,
+            master_key=kms.Alias.from_alias_name(self, "SnsKey", "alias/aws/sns"),
+        )
+        self.topic.add_subscription(subscriptions.EmailSubscription(email))
+        self.formatter = self._build_formatter(log_retention, state_machine_prefix)
+        self.topic.grant_publish(self.formatter)
+        self._pipelines: dict[str, list[str]] = {}
+        self.failure_rule = events.Rule(
+            self,
+            "RunFailed",
+            description="A Nightshift run failed, timed out or was aborted",
+            event_pattern=events.EventPattern(
+                source=["aws.states"],
+                detail_type=["Step Functions Execution Status Change"],
+                detail={
+                    "status": ALERT_STATUSES,
+                    "stateMachineArn": events.Match.prefix(
+                        f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:stateMachine:{state_machine_prefix}"
+                    ),
+                },
+            ),
+            targets=[
+                events_targets.LambdaFunction(self.formatter, retry_attempts=4),
+                events_targets.LambdaFunction(sweeper, retry_attempts=4),
+            ],
+        )
+        self.hourly_sweep = events.Rule(
+            self,
+            "HourlySweep",
+            description="Terminate Nightshift clusters whose run is over",
+            schedule=events.Schedule.rate(Duration.hours(1)),
+            targets=[events_targets.LambdaFunction(sweeper, retry_attempts=2)],
+        )
+
+    def add_pipeline(
+        self, state_machine_name: str, pipeline: str, log_group: logs.ILogGroup, container: str
+    ) -> None:
+        """Tell the formatter where a pipeline's step logs are, to link the failing step's stream."""
+        self._pipelines[state_machine_name] = [pipeline, log_group.log_group_name, container]
+        self.formatter.add_environment("NIGHTSHIFT_PIPELINES", Stack.of(self).to_json_string(self._pipelines))
+
+    def _build_formatter(
+        self, log_retention: logs.RetentionDays, state_machine_prefix: str
+    ) -> lambda_.Function:
+        function = lambda_.Function(
+            self,
+            "Formatter",
+            runtime=lambda_.Runtime.PYTHON_3_12,
+            handler="functions.alert.handler",
+            code=glue_code(),
+            memory_size=128,
+            timeout=Duration.seconds(30),
+            environment={"NIGHTSHIFT_TOPIC_ARN": self.topic.topic_arn, "NIGHTSHIFT_PIPELINES": "{}"},
+            log_group=logs.LogGroup(
+                self, "FormatterLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
+            ),
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["states:GetExecutionHistory"],
+                resources=[
+                    f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:execution:{state_machine_prefix}*"
+                ],
+            )
+        )
+        suppress(function, "AwsSolutions-L1", "Python 3.12, the version the project tests.")
+        suppress(
+            function,
+            "AwsSolutions-IAM4",
+            "AWSLambdaBasicExecutionRole only lets the function write its own logs.",
+            applies_to=[
+                "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+            ],
+        )
+        suppress(
+            function,
+            "AwsSolutions-IAM5",
+            "Execution ARNs exist only at run time; scoped to the executions of this stack's state machines.",
+            applies_to=[
+                f"Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:{state_machine_prefix}*"
+            ],
+        )
+        return function

@@ -1,0 +1,130 @@
+"""Lambda: turn a failed, timed-out or aborted run into a readable e-mail naming the failing step."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import boto3
+
+if TYPE_CHECKING:
+    from mypy_boto3_stepfunctions import SFNClient
+
+FAILURE_EVENTS = frozenset(
+    {
+        "TaskFailed",
+        "TaskTimedOut",
+        "TaskStartFailed",
+        "TaskSubmitFailed",
+        "LambdaFunctionFailed",
+        "LambdaFunctionTimedOut",
+        "LambdaFunctionStartFailed",
+        "ExecutionFailed",
+        "ExecutionTimedOut",
+        "ExecutionAborted",
+    }
+)
+CAUSE_LIMIT = 1500
+SUBJECT_LIMIT = 100  # SNS refuses longer e-mail subjects
+
+
+@dataclass(frozen=True)
+class Failure:
+    state: str
+    error: str
+    cause: str
+    ecs_task_arn: str | None
+
+
+def _details(event: dict[str, Any]) -> dict[str, Any]:
+    return next((value for key, value in event.items() if key.endswith("EventDetails")), {})
+
+
+def find_failure(events: Iterable[dict[str, Any]]) -> Failure | None:
+    """The first failure of the run (what went wrong, not what the clean-up did after)."""
+    by_id: dict[int, dict[str, Any]] = {}
+    for event in events:
+        by_id[event["id"]] = event
+        if event["type"] not in FAILURE_EVENTS:
+            continue
+        details = _details(event)
+        state, task_arn = "", None
+        previous = event.get("previousEventId")
+        while previous in by_id:
+            earlier = by_id[previous]
+            if earlier["type"] == "TaskSubmitted" and task_arn is None:
+                output = json.loads(_details(earlier).get("output") or "{}")
+                tasks = output.get("Tasks") or output.get("tasks") or [{}]
+                task_arn = tasks[0].get("TaskArn") or tasks[0].get("taskArn")
+            if earlier["type"].endswith("StateEntered"):
+                state = _details(earlier).get("name", "")
+                break
+            previous = earlier.get("previousEventId")
+        return Failure(state, details.get("error", ""), details.get("cause", ""), task_arn)
+    return None
+
+
+def _history(sfn: SFNClient, execution_arn: str) -> Iterable[dict[str, Any]]:
+    for page in sfn.get_paginator("get_execution_history").paginate(
+        executionArn=execution_arn, includeExecutionData=True
+    ):
+        yield from page["events"]  # type: ignore[misc]
+
+
+def console_link(region: str, fragment: str) -> str:
+    return f"https://{region}.console.aws.amazon.com/{fragment}"
+
+
+def log_stream_link(region: str, log_group: str, stream: str) -> str:
+    # The CloudWatch console wants "/" inside names encoded twice ($252F).
+    def encode(name: str) -> str:
+        return name.replace("/", "$252F")
+
+    return console_link(
+        region,
+        f"cloudwatch/home?region={region}#logsV2:log-groups/log-group/{encode(log_group)}"
+        f"/log-events/{encode(stream)}",
+    )
+
+
+def render(
+    detail: dict[str, Any], failure: Failure | None, pipelines: dict[str, Any], region: str
+) -> tuple[str, str]:
+    """Subject and body of the alert."""
+    machine = detail["stateMachineArn"].rsplit(":", 1)[-1]
+    pipeline, log_group, container = pipelines.get(machine, (machine, "", ""))
+    status, run = detail["status"], detail["name"]
+    error = (failure.error if failure else "") or detail.get("error") or status
+    cause = (failure.cause if failure else "") or detail.get("cause") or "(no cause reported)"
+    lines = [f"Nightshift pipeline {pipeline}: run {run} {status}.", ""]
+    if failure and failure.state:
+        lines.append(f"Failing state: {failure.state}")
+    lines += [f"Error: {error}", f"Cause: {cause[:CAUSE_LIMIT]}", ""]
+    if failure and failure.ecs_task_arn and log_group:
+        stream = f"{pipeline}/{container}/{failure.ecs_task_arn.rsplit('/', 1)[-1]}"
+        lines.append(f"Step log: {log_stream_link(region, log_group, stream)}")
+    lines.append(
+        "Execution: "
+        + console_link(region, f"states/home?region={region}#/v2/executions/details/{detail['executionArn']}")
+    )
+    lines.append("The run terminates its cluster on failure; the sweeper terminates any cluster left behind.")
+    where = f" at {failure.state}" if failure and failure.state else ""
+    subject = f"Nightshift: {run} {status}{where}"[:SUBJECT_LIMIT]
+    return subject, "\n".join(lines)
+
+
+def handler(
+    event: dict[str, Any], context: object, *, sfn: SFNClient | None = None, sns: Any = None
+) -> dict[str, Any]:
+    """EventBridge execution status change -> one SNS message; returns the subject."""
+    detail = event["detail"]
+    region = detail["executionArn"].split(":")[3]
+    failure = find_failure(_history(sfn or boto3.client("stepfunctions"), detail["executionArn"]))
+    subject, body = render(detail, failure, json.loads(os.environ["NIGHTSHIFT_PIPELINES"]), region)
+    (sns or boto3.client("sns")).publish(
+        TopicArn=os.environ["NIGHTSHIFT_TOPIC_ARN"], Subject=subject, Message=body
+    )
+    return {"subject": subject}

@@ -1,0 +1,87 @@
+"""Nightly schedules: EventBridge Scheduler in the pipeline's own time zone, starting one run per date."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy, TimeZone
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_scheduler_targets as targets
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from infra.glue_code import glue_code
+from infra.nag import arn_finding, suppress
+from runner.config import Schedule
+from runner.schedule import to_eventbridge
+
+
+class Schedules(Construct):
+    """A StartRun Lambda shared by all pipelines, and one Scheduler schedule per scheduled pipeline.
+
+    Scheduler only knows the scheduled time in UTC; StartRun turns it into the run date in the
+    pipeline's time zone and starts execution `<pipeline>-<run_date>`, so a date runs at most once.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, log_retention: logs.RetentionDays) -> None:
+        super().__init__(scope, construct_id)
+        self.start_run = lambda_.Function(
+            self,
+            "StartRun",
+            runtime=lambda_.Runtime.PYTHON_3_12,
+            handler="functions.start_run.handler",
+            code=glue_code(),
+            memory_size=128,
+            timeout=Duration.seconds(30),
+            log_group=logs.LogGroup(
+                self, "StartRunLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
+            ),
+        )
+        suppress(self.start_run, "AwsSolutions-L1", "Python 3.12, the version the project tests.")
+        # Our own role, in this construct, rather than one the target would add to the stack.
+        self.role = iam.Role(
+            self, "SchedulerRole", assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com")
+        )
+        suppress(
+            self.role,
+            "AwsSolutions-IAM5",
+            "The Scheduler target grants invoke on StartRun and its versions (function:*), nothing else.",
+            applies_to=[arn_finding(self.start_run, ":*")],
+        )
+        suppress(
+            self.start_run,
+            "AwsSolutions-IAM4",
+            "AWSLambdaBasicExecutionRole only lets the function write its own logs.",
+            applies_to=[
+                "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+            ],
+        )
+
+    def add(
+        self, pipeline: str, pipeline_id: str, schedule: Schedule, state_machine: sfn.IStateMachine
+    ) -> scheduler.Schedule:
+        """Fire StartRun at the pipeline's cron in its IANA time zone."""
+        state_machine.grant_start_execution(self.start_run)
+        return scheduler.Schedule(
+            self,
+            f"{pipeline_id}Schedule",
+            description=f"Nightshift pipeline {pipeline}: {schedule.cron} ({schedule.timezone})",
+            schedule=scheduler.ScheduleExpression.expression(
+                to_eventbridge(schedule.cron), TimeZone.of(schedule.timezone)
+            ),
+            target=targets.LambdaInvoke(
+                self.start_run,
+                input=scheduler.ScheduleTargetInput.from_object(
+                    {
+                        "pipeline": pipeline,
+                        "state_machine_arn": state_machine.state_machine_arn,
+                        "timezone": schedule.timezone,
+                        "scheduled_time": scheduler.ContextAttribute.scheduled_time,
+                    }
+                ),
+                role=self.role,
+                retry_attempts=3,
+                max_event_age=Duration.hours(1),
+            ),
+        )

@@ -1,0 +1,98 @@
+"""The Nightshift stack: composes the constructs, one workflow (and maybe schedule) per pipeline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Stack
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.alerts import Alerts
+from infra.cluster_lifecycle import ClusterLifecycle
+from infra.config import LOG_RETENTION_DAYS, NightshiftConfig
+from infra.network import Network
+from infra.pipelines import construct_id
+from infra.runner_task import CONTAINER_NAME, RunnerTask
+from infra.schedules import Schedules
+from infra.storage import Storage
+from infra.workflow import PipelineWorkflow, WorkflowSettings
+from runner.model import Pipeline
+
+
+def retention_days(days: int) -> logs.RetentionDays:
+    # The jsii enum's values are member names; its members follow CloudWatch's list in order.
+    return list(logs.RetentionDays)[LOG_RETENTION_DAYS.index(days)]
+
+
+class NightshiftStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id_: str,
+        *,
+        config: NightshiftConfig,
+        pipelines: list[Pipeline],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id_, **kwargs)
+        retention = retention_days(config.log_retention_days)
+        prefix = f"{self.stack_name}-"
+        storage = Storage(self, "Storage", expiry_days=config.log_bucket_expiry_days)
+        network = Network(self, "Network", existing=config.network, log_bucket=storage.log_bucket)
+        lifecycle = ClusterLifecycle(
+            self,
+            "ClusterLifecycle",
+            log_bucket=storage.log_bucket,
+            log_retention=retention,
+            powertools_layer_version=config.powertools_layer_version,
+            state_machine_name_prefix=prefix,
+        )
+        runner = RunnerTask(
+            self,
+            "Runner",
+            vpc=network.vpc,
+            ssh_key_secret_arn=config.ssh_key_secret_arn,
+            log_retention=retention,
+        )
+        self.schedules = Schedules(self, "Schedules", log_retention=retention)
+        self.alerts = Alerts(
+            self,
+            "Alerts",
+            email=config.notification_email,
+            sweeper=lifecycle.sweeper,
+            log_retention=retention,
+            state_machine_prefix=prefix,
+        )
+        settings = WorkflowSettings(
+            poll_seconds=config.cluster_poll_seconds,
+            start_timeout_minutes=config.cluster_start_timeout_minutes,
+            log_retention=retention,
+            log_uri=storage.emr_log_uri,
+            ec2_key_name=config.ec2_key_name,
+        )
+        self.workflows: dict[str, PipelineWorkflow] = {}
+        for pipeline in pipelines:
+            pipeline_id = construct_id(pipeline.name)
+            task = runner.add_pipeline(pipeline.name, pipeline_id)
+            name = f"{prefix}{pipeline.name}"
+            workflow = PipelineWorkflow(
+                self,
+                f"{pipeline_id}Workflow",
+                pipeline=pipeline,
+                pipeline_id=pipeline_id,
+                state_machine_name=name,
+                lifecycle=lifecycle,
+                runner=runner,
+                task=task,
+                network=network,
+                instance_profile=lifecycle.instance_profile(
+                    pipeline_id, config.data_access_for(pipeline.name)
+                ),
+                settings=settings,
+            )
+            self.workflows[pipeline.name] = workflow
+            self.alerts.add_pipeline(name, pipeline.name, task.log_group, CONTAINER_NAME)
+            schedule = pipeline.config.schedule
+            if schedule is not None and schedule.enabled:
+                self.schedules.add(pipeline.name, pipeline_id, schedule, workflow.state_machine)

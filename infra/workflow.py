@@ -1,0 +1,407 @@
+"""One state machine per pipeline, drawn from its folder by the runner's own pipeline model."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from itertools import pairwise
+from math import ceil
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from infra.cluster_lifecycle import ClusterLifecycle
+from infra.nag import arn_finding, suppress
+from infra.network import Network
+from infra.runner_task import PipelineTask, RunnerTask
+from runner.model import Pipeline, Stage, Step
+
+# Lambda answers worth retrying; TransientAwsError is the handlers' own "AWS throttled us".
+LAMBDA_TRANSIENT_ERRORS = [
+    "TransientAwsError",
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+]
+# RunTask throttled, ECS having a bad moment, or Fargate out of capacity (a non-empty Failures list).
+ECS_TRANSIENT_ERRORS = [
+    "ECS.ThrottlingException",
+    "ECS.ServerException",
+    "ECS.AmazonECSException",
+    "AmazonECS.Unknown",
+]
+TERMINATE_ATTEMPTS = 3
+# Headroom in the execution timeout for preflight, terminate and Fargate start-ups.
+EXECUTION_SLACK_MINUTES = 30
+
+
+@dataclass(frozen=True)
+class WorkflowSettings:
+    poll_seconds: int
+    start_timeout_minutes: int
+    log_retention: logs.RetentionDays
+    log_uri: str
+    ec2_key_name: str
+
+
+def task_definition_family_finding(task_definition: ecs.TaskDefinition) -> str:
+    """cdk-nag's spelling of the `<task definition family ARN>:*` that EcsRunTask grants RunTask on."""
+    stack = Stack.of(task_definition)
+    ref = json.dumps({"Ref": stack.resolve(task_definition.node.default_child.logical_id)}).replace(" ", "")  # type: ignore[union-attr]
+
+    def part(index: int) -> str:
+        return f'{{"Fn::Select":[{index},{{"Fn::Split":[":",{ref}]}}]}}'
+
+    def name_part(index: int) -> str:
+        return f'{{"Fn::Select":[{index},{{"Fn::Split":["/",{part(5)}]}}]}}'
+
+    return f"Resource::arn:{part(1)}:{part(2)}:{part(3)}:{part(4)}:{name_part(0)}/{name_part(1)}:*"
+
+
+def stage_state_name(stage: Stage) -> str:
+    return f"Stage {stage.number}"
+
+
+def step_state_name(step: Step) -> str:
+    return f"Run {step.name}"
+
+
+def step_command(pipeline: Pipeline, step: Step) -> list[str]:
+    """The runner's arguments for one step (the image's entrypoint is `python -m runner`)."""
+    return [
+        f"sql/{pipeline.name}/{step.file_name}",
+        "--cluster-id",
+        sfn.JsonPath.string_at("$.cluster.cluster_id"),
+        "--run-date",
+        sfn.JsonPath.string_at("$.run_date"),
+        "--run-id",
+        sfn.JsonPath.execution_name,
+        "--log-format",
+        "json",
+    ]
+
+
+def execution_timeout_minutes(pipeline: Pipeline, start_timeout_minutes: int) -> int:
+    """Longest possible run: cluster start, then every stage's slowest step with all its retries."""
+    policy = pipeline.config.steps
+    attempts = policy.retries + 1
+    per_step = attempts * policy.timeout_minutes + ceil(policy.retries * policy.retry_interval_seconds / 60)
+    return start_timeout_minutes + len(pipeline.stages) * per_step + EXECUTION_SLACK_MINUTES
+
+
+class PipelineWorkflow(Construct):
+    """Preflight, create the cluster, wait until ready, run the stages, always terminate the cluster."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        pipeline: Pipeline,
+        pipeline_id: str,
+        state_machine_name: str,
+        lifecycle: ClusterLifecycle,
+        runner: RunnerTask,
+        task: PipelineTask,
+        network: Network,
+        instance_profile: iam.InstanceProfile,
+        settings: WorkflowSettings,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._pipeline = pipeline
+        self._lifecycle = lifecycle
+        self._runner = runner
+        self._task = task
+        self._network = network
+        self._instance_profile = instance_profile
+        self._settings = settings
+        self._pipeline_id = pipeline_id
+
+        self.terminate = self._lambda_state(
+            "TerminateCluster", lifecycle.terminate_cluster, self._terminate_payload()
+        )
+        self.terminate.add_retry(
+            errors=["States.ALL"],
+            max_attempts=TERMINATE_ATTEMPTS,
+            interval=Duration.seconds(10),
+            backoff_rate=2,
+        )
+        self.terminate.add_catch(
+            sfn.Fail(
+                self,
+                "ClusterNotTerminated",
+                error="ClusterNotTerminated",
+                cause_path="$.terminate_error.Cause",
+            ),
+            result_path="$.terminate_error",
+        )
+        self.terminate.next(
+            sfn.Choice(self, "Run failed?")
+            .when(
+                sfn.Condition.is_present("$.error"),
+                sfn.Fail(self, "RunFailed", error_path="$.error.Error", cause_path="$.error.Cause"),
+            )
+            .otherwise(sfn.Succeed(self, "Succeeded"))
+        )
+        definition = self._prepare().next(self._preflight())
+        self.state_machine = self._build_state_machine(state_machine_name, definition)
+
+    def _prepare(self) -> sfn.Pass:
+        # Terminate must find a cluster_id (null before CreateCluster answers); Pass drops a literal None.
+        return sfn.Pass(
+            self,
+            "PrepareRun",
+            parameters={
+                "run_date": sfn.JsonPath.string_at("$.run_date"),
+                "cluster": {"cluster_id": sfn.JsonPath.string_to_json("null")},
+                "poll": {"count": 0},
+            },
+        )
+
+    def _preflight(self) -> sfn.IChainable:
+        preflight = self._lambda_state(
+            "Preflight",
+            self._lifecycle.preflight,
+            {
+                "pipeline": self._pipeline.name,
+                "execution_arn": sfn.JsonPath.execution_id,
+                "state_machine_arn": sfn.JsonPath.state_machine_id,
+            },
+            result_selector={
+                "proceed": sfn.JsonPath.string_at("$.Payload.proceed"),
+                "reason": sfn.JsonPath.string_at("$.Payload.reason"),
+            },
+            result_path="$.preflight",
+        )
+        refused = sfn.Fail(self, "Refused", error="PreflightRefused", cause_path="$.preflight.reason")
+        return preflight.next(
+            sfn.Choice(self, "Proceed?")
+            .when(sfn.Condition.boolean_equals("$.preflight.proceed", True), self._create_cluster())
+            .otherwise(refused)
+        )
+
+    def _create_cluster(self) -> sfn.IChainable:
+        profile = self._pipeline.config.cluster
+        network = self._network
+        create = self._lambda_state(
+            "CreateCluster",
+            self._lifecycle.create_cluster,
+            {
+                "pipeline": self._pipeline.name,
+                "run_id": sfn.JsonPath.execution_name,
+                "run_date": sfn.JsonPath.string_at("$.run_date"),
+                "execution_arn": sfn.JsonPath.execution_id,
+                "cluster": {
+                    "release_label": profile.release_label,
+                    "applications": list(profile.applications),
+                    "master_instance_type": profile.master_instance_type,
+                    "core_instance_type": profile.core_instance_type,
+                    "core_instance_count": profile.core_instance_count,
+                    "use_spot": profile.use_spot,
+                    "idle_timeout_minutes": profile.idle_timeout_minutes,
+                    "step_concurrency_level": profile.step_concurrency_level,
+                    "ebs_volume_gb": profile.ebs_volume_gb,
+                },
+                "network": {
+                    "subnet_ids": network.subnet_ids,
+                    "master_security_group": network.master_security_group.security_group_id,
+                    "core_security_group": network.core_security_group.security_group_id,
+                    "service_access_security_group": network.service_access_security_group.security_group_id,
+                    "ec2_key_name": self._settings.ec2_key_name,
+                },
+                "roles": {
+                    "service_role": self._lifecycle.service_role.role_name,
+                    "instance_profile": self._instance_profile.instance_profile_name,
+                },
+                "log_uri": self._settings.log_uri,
+                "bootstrap_script_uri": self._lifecycle.bootstrap_script.s3_object_url,
+            },
+            result_selector={"cluster_id": sfn.JsonPath.string_at("$.Payload.cluster_id")},
+            result_path="$.cluster",
+        )
+        return create.next(self._wait_loop())
+
+    def _wait_loop(self) -> sfn.IChainable:
+        settings = self._settings
+        max_polls = ceil(settings.start_timeout_minutes * 60 / settings.poll_seconds)
+        wait = sfn.Wait(
+            self, "WaitForCluster", time=sfn.WaitTime.duration(Duration.seconds(settings.poll_seconds))
+        )
+        status = self._lambda_state(
+            "ClusterStatus",
+            self._lifecycle.cluster_status,
+            {
+                "cluster_id": sfn.JsonPath.string_at("$.cluster.cluster_id"),
+                "execution_arn": sfn.JsonPath.execution_id,
+            },
+            result_selector={
+                "state": sfn.JsonPath.string_at("$.Payload.state"),
+                "ready": sfn.JsonPath.string_at("$.Payload.ready"),
+                "failed": sfn.JsonPath.string_at("$.Payload.failed"),
+                "reason": sfn.JsonPath.string_at("$.Payload.reason"),
+                "master_host": sfn.JsonPath.string_at("$.Payload.master_host"),
+            },
+            result_path="$.status",
+        )
+        failed_to_start = sfn.Pass(
+            self,
+            "ClusterFailedToStart",
+            parameters={"Error": "ClusterFailedToStart", "Cause": sfn.JsonPath.string_at("$.status.reason")},
+            result_path="$.error",
+        ).next(self.terminate)
+        timed_out = sfn.Pass(
+            self,
+            "ClusterStartTimedOut",
+            parameters={
+                "Error": "ClusterStartTimedOut",
+                "Cause": f"the cluster was not ready after {settings.start_timeout_minutes} minutes",
+            },
+            result_path="$.error",
+        ).next(self.terminate)
+        count = sfn.Pass(
+            self,
+            "CountPoll",
+            parameters={"count": sfn.JsonPath.math_add(sfn.JsonPath.number_at("$.poll.count"), 1)},
+            result_path="$.poll",
+        ).next(wait)
+        wait.next(status).next(
+            sfn.Choice(self, "ClusterReady?")
+            .when(sfn.Condition.boolean_equals("$.status.ready", True), self._stages())
+            .when(sfn.Condition.boolean_equals("$.status.failed", True), failed_to_start)
+            .when(sfn.Condition.number_greater_than_equals("$.poll.count", max_polls), timed_out)
+            .otherwise(count)
+        )
+        return wait
+
+    def _stages(self) -> sfn.IChainable:
+        states = [self._stage(stage) for stage in self._pipeline.stages]
+        for state, following in pairwise(states):
+            state.next(following)
+        states[-1].next(self.terminate)
+        return states[0]
+
+    def _stage(self, stage: Stage) -> sfn.Parallel:
+        parallel = sfn.Parallel(self, stage_state_name(stage), result_path=sfn.JsonPath.DISCARD)
+        for step in stage.steps:
+            parallel.branch(self._run_step(step))
+        parallel.add_catch(self.terminate, result_path="$.error")
+        return parallel
+
+    def _run_step(self, step: Step) -> tasks.EcsRunTask:
+        policy = self._pipeline.config.steps
+        task = self._task
+        run = tasks.EcsRunTask(
+            self,
+            step_state_name(step),
+            integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+            cluster=self._runner.cluster,
+            task_definition=task.task_definition,
+            launch_target=tasks.EcsFargateLaunchTarget(platform_version=ecs.FargatePlatformVersion.LATEST),
+            subnets=self._network.private_subnets,
+            security_groups=[self._network.runner_security_group],
+            assign_public_ip=False,
+            container_overrides=[
+                tasks.ContainerOverride(
+                    container_definition=task.container,
+                    command=sfn.JsonPath.list_at(sfn.JsonPath.array(*step_command(self._pipeline, step))),
+                )
+            ],
+            task_timeout=sfn.Timeout.duration(Duration.minutes(policy.timeout_minutes)),
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        run.add_retry(
+            errors=ECS_TRANSIENT_ERRORS, max_attempts=4, interval=Duration.seconds(10), backoff_rate=2,
+            jitter_strategy=sfn.JitterType.FULL,
+        )  # fmt: skip
+        if policy.retries:
+            run.add_retry(
+                errors=["States.TaskFailed"],
+                max_attempts=policy.retries,
+                interval=Duration.seconds(policy.retry_interval_seconds),
+                backoff_rate=1,
+            )
+        return run
+
+    def _lambda_state(
+        self,
+        name: str,
+        function: lambda_.IFunction,
+        payload: dict[str, object],
+        *,
+        result_selector: dict[str, object] | None = None,
+        result_path: str | None = None,
+    ) -> tasks.LambdaInvoke:
+        state = tasks.LambdaInvoke(
+            self,
+            name,
+            lambda_function=function,
+            payload=sfn.TaskInput.from_object(payload),
+            result_selector=result_selector,
+            result_path=result_path or sfn.JsonPath.DISCARD,
+            retry_on_service_exceptions=False,
+            task_timeout=sfn.Timeout.duration(Duration.minutes(5)),
+        )
+        state.add_retry(
+            errors=LAMBDA_TRANSIENT_ERRORS,
+            max_attempts=6,
+            interval=Duration.seconds(2),
+            backoff_rate=2,
+            max_delay=Duration.seconds(60),
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+        if name != "TerminateCluster":
+            state.add_catch(self.terminate, result_path="$.error")
+        return state
+
+    def _terminate_payload(self) -> dict[str, object]:
+        return {
+            "cluster_id": sfn.JsonPath.string_at("$.cluster.cluster_id"),
+            "execution_arn": sfn.JsonPath.execution_id,
+        }
+
+    def _build_state_machine(self, name: str, definition: sfn.IChainable) -> sfn.StateMachine:
+        log_group = logs.LogGroup(
+            self, "ExecutionLogs", retention=self._settings.log_retention, removal_policy=RemovalPolicy.RETAIN
+        )
+        log_group.node.default_child.override_logical_id(f"ExecutionLogs{self._pipeline_id}")  # type: ignore[union-attr]
+        state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            state_machine_name=name,
+            definition_body=sfn.DefinitionBody.from_chainable(definition),
+            timeout=Duration.minutes(
+                execution_timeout_minutes(self._pipeline, self._settings.start_timeout_minutes)
+            ),
+            tracing_enabled=True,
+            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
+            comment=f"Nightshift pipeline {self._pipeline.name}: {len(self._pipeline.steps)} steps "
+            f"in {len(self._pipeline.stages)} stages",
+        )
+        suppress(
+            state_machine,
+            "AwsSolutions-IAM5",
+            "Generated by CDK for the integrations: the invoked Lambdas' versions (function:*), the "
+            "task definition family's revisions, and X-Ray/CloudWatch Logs delivery, which have no "
+            "resource-level permissions.",
+            applies_to=[
+                "Resource::*",
+                task_definition_family_finding(self._task.task_definition),
+                *(
+                    arn_finding(function, ":*")
+                    for function in (
+                        self._lifecycle.preflight,
+                        self._lifecycle.create_cluster,
+                        self._lifecycle.cluster_status,
+                        self._lifecycle.terminate_cluster,
+                    )
+                ),
+            ],
+        )
+        return state_machine

@@ -1,0 +1,351 @@
+"""Run a synthesized state machine in moto's Step Functions interpreter, with the project's real Lambdas.
+
+Work-arounds for moto, all here and nowhere else:
+- moto's Lambda backend runs handlers in Docker; `_invoke_lambda` is pointed at the real handler
+  (``lambdas.<name>.handler``, ``functions.<name>.handler``) in-process instead.
+- moto's ECS has no containers that exit: the stand-in stops every task at once with exit code 0,
+  or 1 for the steps a test asks to fail. moto's `.sync` resolver never looks at exit codes (real
+  Step Functions fails the state with States.TaskFailed when the essential container exits
+  non-zero), so the resolver is replaced by one that does.
+- moto's ECS integration passes the state's PascalCase parameters (`Cluster`, `TaskDefinition`)
+  to boto3 as they are, which botocore refuses (KeyError 'Cluster'), and reads the camelCase answer
+  as if it were PascalCase. Its parameter and response normalisation are filled in from the
+  botocore ECS model, as the other moto integrations do.
+- moto's ECS cannot attach an awsvpc network interface ('NetworkInterface' object has no attribute
+  'private_dns_name'), so the stand-in drops the network configuration and its task definition uses
+  bridge mode; the real awsvpc configuration is asserted on the template.
+- moto's Parallel (re-raising a branch's error) and Fail with ErrorPath make a custom error name
+  of whatever error they carry, which refuses the "States." prefix (ValueError), so a step's
+  States.TaskFailed would surface as States.Runtime; both are given a States error name for
+  those, as Step Functions reports them.
+- moto's Wait state and Retry intervals really sleep; both are skipped (the Wait interval is
+  asserted on the template, the retry intervals are recorded in `retry_waits`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import boto3
+import botocore.session
+import pytest
+from moto.awslambda.models import LambdaFunction
+from moto.ecs.models import EC2ContainerServiceBackend, ecs_backends
+from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import (
+    CustomErrorName,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+    FailureEvent,
+    FailureEventException,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import (
+    StatesErrorName,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+    StatesErrorNameType,
+)
+from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state.exec.state_parallel import branches_decl
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_ecs,
+)
+from moto.stepfunctions.parser.asl.component.state.fail import state_fail
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
+from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+from infra.pipelines import construct_id
+from tests.infra.conftest import ACCOUNT, REGION, SUBNETS, Synthesis, definition_of
+
+FAKE_ZIP = b"PK\x05\x06" + b"\x00" * 18  # an empty zip archive: moto only stores it
+
+
+@dataclass
+class FakeContext:
+    """The attributes Powertools' Logger reads from a Lambda context."""
+
+    function_name: str
+    memory_limit_in_mb: int = 256
+    aws_request_id: str = "00000000-0000-4000-8000-000000000000"
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{self.function_name}"
+
+
+@dataclass
+class Faults:
+    """What a test breaks: a handler raising (n times, or always), a step exiting non-zero."""
+
+    raise_in: dict[str, tuple[Exception, int]] = field(default_factory=dict)
+    failing_steps: set[str] = field(default_factory=set)
+    after: dict[str, Callable[[dict[str, Any], dict[str, Any]], None]] = field(default_factory=dict)
+    calls: Counter[str] = field(default_factory=Counter)
+    steps_run: list[str] = field(default_factory=list)
+
+
+class Harness:
+    """Moto with the stack's pieces a state machine touches, named as the template names them."""
+
+    def __init__(self, synth: Synthesis, pipeline: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.synth = synth
+        self.pipeline = pipeline
+        self.faults = Faults()
+        self.ec2 = boto3.client("ec2", region_name=REGION)
+        self.emr = boto3.client("emr", region_name=REGION)
+        self.sfn = boto3.client("stepfunctions", region_name=REGION)
+        self.ecs = boto3.client("ecs", region_name=REGION)
+        self._values: dict[str, str] = {}
+        self.retry_waits: list[float] = []
+        self._build_network()
+        self._build_roles_and_buckets()
+        self._build_functions()
+        self._patch(monkeypatch)
+        cluster = self.ecs.create_cluster(clusterName="runner")["cluster"]["clusterArn"]
+        self._values[f"GetAtt:{self._logical('RunnerCluster')}.Arn"] = cluster
+        text = json.dumps(definition_of(synth, pipeline, self._resolve))
+        for context_subnet, subnet in zip(SUBNETS, self.subnets, strict=True):
+            text = text.replace(context_subnet, subnet)
+        self.definition = json.loads(text)
+        self._register_task_definition()
+        self.state_machine_arn = self.sfn.create_state_machine(
+            name=f"{synth.stack.stack_name}-{pipeline}",
+            definition=text,
+            roleArn=f"arn:aws:iam::{ACCOUNT}:role/sfn",
+        )["stateMachineArn"]
+
+    # --- moto resources named after the template's logical ids -------------------------------
+
+    def _logical(self, prefix: str) -> str:
+        return next(k for k in self.synth.template["Resources"] if k.startswith(prefix))
+
+    def _build_network(self) -> None:
+        vpc = self.ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        self.subnets = [
+            self.ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{REGION}{z}")[
+                "Subnet"
+            ]["SubnetId"]
+            for i, z in enumerate("ab")
+        ]
+        for name in ("Runner", "Master", "Core", "ServiceAccess"):
+            group = self.ec2.create_security_group(GroupName=name, Description=name, VpcId=vpc)["GroupId"]
+            self._values[f"GetAtt:{self._logical(f'Network{name}SecurityGroup')}.GroupId"] = group
+
+    def _build_roles_and_buckets(self) -> None:
+        iam = boto3.client("iam", region_name=REGION)
+        trust = json.dumps({"Version": "2012-10-17", "Statement": []})
+        self.lambda_role = iam.create_role(RoleName="lambda", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+        iam.create_role(RoleName="sfn", AssumeRolePolicyDocument=trust)
+        self._values[f"Ref:{self._logical('ClusterLifecycleEmrServiceRole')}"] = "EMR_DefaultRole_V2"
+        profile = self._logical(f"ClusterLifecycle{construct_id(self.pipeline)}InstanceProfile")
+        self._values[f"Ref:{profile}"] = "EMR_EC2_Nightshift"
+        self.log_bucket = "nightshift-logs"
+        boto3.client("s3", region_name=REGION).create_bucket(Bucket=self.log_bucket)
+        self._values["Ref:EmrLogBucket"] = self.log_bucket
+
+    def _build_functions(self) -> None:
+        lam = boto3.client("lambda", region_name=REGION)
+        for logical, resource in self.synth.resources("AWS::Lambda::Function").items():
+            if "Handler" not in resource["Properties"]:
+                continue
+            arn = lam.create_function(
+                FunctionName=logical,
+                Runtime="python3.12",
+                Role=self.lambda_role,
+                Handler=resource["Properties"]["Handler"],
+                Code={"ZipFile": FAKE_ZIP},
+            )["FunctionArn"]
+            self._values[f"GetAtt:{logical}.Arn"] = arn
+
+    def _register_task_definition(self) -> None:
+        (family,) = {state["Parameters"]["TaskDefinition"] for state in run_step_states(self.definition)}
+        self.ecs.register_task_definition(
+            family=family,
+            networkMode="bridge",
+            cpu="256",
+            memory="512",
+            containerDefinitions=[
+                {"name": "runner", "image": "runner", "essential": True, "cpu": 256, "memory": 512}
+            ],
+        )
+
+    def _resolve(self, token: dict[str, Any]) -> str:
+        pseudo = {
+            "AWS::Partition": "aws",
+            "AWS::Region": REGION,
+            "AWS::AccountId": ACCOUNT,
+            "AWS::URLSuffix": "amazonaws.com",
+        }
+        if "Ref" in token:
+            return pseudo.get(token["Ref"]) or self._values.get(f"Ref:{token['Ref']}", "TOKEN")
+        if "Fn::GetAtt" in token:
+            logical, attribute = token["Fn::GetAtt"]
+            return self._values.get(f"GetAtt:{logical}.{attribute}", "TOKEN")
+        if "Fn::Sub" in token:
+            text: str = token["Fn::Sub"]
+            for name, value in pseudo.items():
+                text = text.replace("${" + name + "}", value)
+            return text
+        raise AssertionError(f"cannot resolve {token}")
+
+    # --- the stand-ins -------------------------------------------------------------------------
+
+    def _patch(self, monkeypatch: pytest.MonkeyPatch) -> None:
+
+        faults = self.faults
+        harness = self
+
+        def invoke_in_process(function: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
+            module_name, attribute = function.handler.rsplit(".", 1)
+            payload = json.loads(event) if isinstance(event, str | bytes) else (event or {})
+            faults.calls[module_name] += 1
+            try:
+                fault = faults.raise_in.get(module_name)
+                if fault is not None and fault[1] != 0:
+                    faults.raise_in[module_name] = (fault[0], fault[1] - 1)
+                    raise fault[0]
+                handler = getattr(importlib.import_module(module_name), attribute)
+                result = handler(payload, FakeContext(function.function_name))
+            except Exception as exc:
+                return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}), True, ""
+            if module_name in faults.after:
+                faults.after[module_name](payload, result)
+            return json.dumps(result), False, ""
+
+        monkeypatch.setattr(LambdaFunction, "_invoke_lambda", invoke_in_process)
+
+        original_run_task = EC2ContainerServiceBackend.run_task
+
+        def run_task(backend: Any, *args: Any) -> Any:
+            command = args[3]["containerOverrides"][0]["command"]
+            # Without the network configuration: see the module docstring.
+            tasks = original_run_task(backend, *args[:7], None, *args[8:])
+            for task in tasks:
+                task.nightshift_command = command  # type: ignore[attr-defined]
+            return tasks
+
+        monkeypatch.setattr(EC2ContainerServiceBackend, "run_task", run_task)
+
+        def sync_resolver(service: Any, env: Any, resource_runtime_part: Any, normalised_parameters: Any,
+                          state_credentials: Any) -> Callable[[], Any]:  # fmt: skip
+
+            submitted = env.stack.pop()["Tasks"][0]
+            command = harness.command_of(submitted["TaskArn"])
+            step = command[0].rsplit("/", 1)[-1]
+            faults.steps_run.append(step)
+            exit_code = 1 if step in faults.failing_steps else 0
+            stopped = {**submitted, "LastStatus": "STOPPED", "StopCode": "EssentialContainerExited",
+                       "Containers": [{"Name": "runner", "ExitCode": exit_code}]}  # fmt: skip
+
+            def resolve() -> Any:
+                if exit_code:
+                    # What Step Functions does when the essential container exits non-zero.
+                    raise FailureEventException(
+                        FailureEvent(
+                            env=env,
+                            error_name=StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed),
+                            event_type=HistoryEventType.TaskFailed,
+                            event_details=EventDetails(
+                                taskFailedEventDetails=TaskFailedEventDetails(
+                                    resource=service._get_sfn_resource(),
+                                    resourceType=service._get_sfn_resource_type(),
+                                    error="States.TaskFailed",
+                                    cause=json.dumps(stopped),
+                                )
+                            ),
+                        )
+                    )
+                return stopped
+
+            return resolve
+
+        monkeypatch.setattr(state_task_service_ecs.StateTaskServiceEcs, "_build_sync_resolver", sync_resolver)
+        ecs_model = botocore.session.get_session().get_service_model("ecs")
+
+        def operation(service: Any, action: str | None) -> Any:
+            name = action or service.resource.api_action
+            return ecs_model.operation_model("".join(part[:1].upper() + part[1:] for part in name.split("_")))
+
+        def normalise_parameters(service: Any, parameters: dict[str, Any], boto_service_name: str | None = None,
+                                 service_action_name: str | None = None) -> None:  # fmt: skip
+            service._to_boto_request(parameters, operation(service, service_action_name).input_shape)
+
+        def normalise_response(service: Any, response: Any, boto_service_name: str | None = None,
+                               service_action_name: str | None = None) -> None:  # fmt: skip
+            service._from_boto_response(response, operation(service, service_action_name).output_shape)
+
+        monkeypatch.setattr(
+            state_task_service_ecs.StateTaskServiceEcs, "_normalise_parameters", normalise_parameters
+        )
+        monkeypatch.setattr(
+            state_task_service_ecs.StateTaskServiceEcs, "_normalise_response", normalise_response
+        )
+        monkeypatch.setattr(
+            wait_function.WaitFunction, "_wait_interval", lambda self, env, wait_seconds: None
+        )
+        monkeypatch.setattr(retrier_decl, "time", SimpleNamespace(sleep=self.retry_waits.append))
+
+        def branch_error_name(error_name: str | None) -> Any:
+            if error_name and error_name.startswith("States."):
+                return StatesErrorName(typ=StatesErrorNameType.from_name(error_name))
+            return CustomErrorName(error_name=error_name)
+
+        monkeypatch.setattr(branches_decl, "CustomErrorName", branch_error_name)
+        monkeypatch.setattr(state_fail, "CustomErrorName", branch_error_name)
+
+    def command_of(self, task_arn: str) -> list[str]:
+
+        backend = ecs_backends[ACCOUNT][REGION]
+        for tasks in backend.tasks.values():
+            for task in tasks.values():
+                if task.task_arn == task_arn:
+                    return task.nightshift_command  # type: ignore[no-any-return]
+        raise AssertionError(f"no task {task_arn}")
+
+    # --- running -------------------------------------------------------------------------------
+
+    def run(self, run_date: str = "2025-06-01", timeout: float = 60) -> dict[str, Any]:
+        """Start `<pipeline>-<run_date>` and wait for it to stop; the DescribeExecution answer."""
+        arn = self.sfn.start_execution(
+            stateMachineArn=self.state_machine_arn,
+            name=f"{self.pipeline}-{run_date}",
+            input=json.dumps({"run_date": run_date}),
+        )["executionArn"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            answer = self.sfn.describe_execution(executionArn=arn)
+            if answer["status"] != "RUNNING":
+                return answer  # type: ignore[no-any-return]
+            time.sleep(0.05)
+        raise AssertionError(f"execution {arn} still running after {timeout} s")
+
+    def history(self, execution_arn: str) -> list[dict[str, Any]]:
+        return self.sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]  # type: ignore[no-any-return]
+
+    def states_entered(self, execution_arn: str) -> list[str]:
+        return [
+            e["stateEnteredEventDetails"]["name"]
+            for e in self.history(execution_arn)
+            if "stateEnteredEventDetails" in e
+        ]
+
+    def clusters(self) -> list[dict[str, Any]]:
+        return self.emr.list_clusters()["Clusters"]  # type: ignore[no-any-return]
+
+
+def run_step_states(definition: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every RunStep (ecs:runTask.sync) state, also inside Parallel branches."""
+    found = []
+    for state in definition["States"].values():
+        if state.get("Resource", "").endswith(":states:::ecs:runTask.sync"):
+            found.append(state)
+        for branch in state.get("Branches", []):
+            found += run_step_states(branch)
+    return found

@@ -1,0 +1,207 @@
+"""The synthesized state machine, executed by moto's interpreter with the real lifecycle Lambdas."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from moto import mock_aws
+from moto.emr.exceptions import ValidationException
+from moto.emr.models import ElasticMapReduceBackend, emr_backends
+
+from lambdas.shared import clients
+from lambdas.shared.errors import TransientAwsError
+from tests.infra.conftest import Synthesis
+from tests.infra.moto_harness import Harness
+
+PIPELINE = "nightly"
+
+
+@pytest.fixture
+def harness(test_synth: Synthesis, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_TRACE_DISABLED": "1",
+        "POWERTOOLS_METRICS_NAMESPACE": "Nightshift",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        # The handlers cache their clients; each test's moto needs fresh ones.
+        for factory in (clients.emr, clients.emr_for_create, clients.ssm, clients.sfn):
+            factory.cache_clear()
+        yield Harness(test_synth, PIPELINE, monkeypatch)
+        for factory in (clients.emr, clients.emr_for_create, clients.ssm, clients.sfn):
+            factory.cache_clear()
+
+
+def cluster_states(harness: Harness) -> list[str]:
+    return [c["Status"]["State"] for c in harness.clusters()]
+
+
+def test_happy_path_runs_every_step_and_terminates_the_cluster(harness: Harness) -> None:
+    execution = harness.run()
+    assert execution["status"] == "SUCCEEDED", execution
+    assert sorted(harness.faults.steps_run) == sorted(
+        ["10_users.sql", "10_events.sql", "20_sessions.hql", "30_funnel.sql", "30_segments.sql"]
+    )
+    # Stages in order: no step of a later stage before all of an earlier one.
+    stages = [int(step[:2]) for step in harness.faults.steps_run]
+    assert stages == sorted(stages)
+    assert cluster_states(harness) == ["TERMINATED"]
+    entered = harness.states_entered(execution["executionArn"])
+    assert entered[:5] == ["PrepareRun", "Preflight", "Proceed?", "CreateCluster", "WaitForCluster"]
+    assert entered[-3:] == ["TerminateCluster", "Run failed?", "Succeeded"]
+
+
+def test_run_date_and_run_id_reach_the_cluster(harness: Harness) -> None:
+    execution = harness.run("2025-03-30")
+    assert execution["status"] == "SUCCEEDED", execution
+    (cluster,) = harness.clusters()
+    tags = {
+        t["Key"]: t["Value"] for t in harness.emr.describe_cluster(ClusterId=cluster["Id"])["Cluster"]["Tags"]
+    }
+    assert tags["nightshift:run-date"] == "2025-03-30"
+    assert tags["nightshift:run-id"] == f"{PIPELINE}-2025-03-30"
+    assert tags["nightshift:execution-arn"] == execution["executionArn"]
+
+
+def assert_failed_after_terminate(harness: Harness, execution: dict, error: str, cause: str) -> None:
+    assert execution["status"] == "FAILED", execution
+    assert execution["error"] == error
+    assert cause in execution["cause"]
+    assert "RUNNING" not in cluster_states(harness) and "WAITING" not in cluster_states(harness)
+    assert "TerminateCluster" in harness.states_entered(execution["executionArn"])
+
+
+def test_preflight_refusal_creates_nothing(harness: Harness) -> None:
+    harness.emr.run_job_flow(
+        Name="left over",
+        ReleaseLabel="emr-7.13.0",
+        Instances={
+            "MasterInstanceType": "m5.xlarge",
+            "InstanceCount": 1,
+            "KeepJobFlowAliveWhenNoSteps": True,
+        },
+        JobFlowRole="EMR_EC2_DefaultRole",
+        ServiceRole="EMR_DefaultRole",
+        Tags=[{"Key": "nightshift:pipeline", "Value": PIPELINE}],
+    )
+    execution = harness.run()
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == "PreflightRefused"
+    assert "still alive" in execution["cause"]
+    assert len(harness.clusters()) == 1  # only the one that was already there
+    assert "CreateCluster" not in harness.states_entered(execution["executionArn"])
+
+
+def test_preflight_error_fails_the_run(harness: Harness) -> None:
+    harness.faults.raise_in["lambdas.preflight"] = (RuntimeError("preflight broke"), -1)
+    execution = harness.run()
+    assert_failed_after_terminate(harness, execution, "RuntimeError", "preflight broke")
+    assert harness.clusters() == []
+
+
+def test_create_failure_terminates_and_fails(harness: Harness) -> None:
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise ValidationException("The subnet is out of addresses")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ElasticMapReduceBackend, "run_job_flow", refuse)
+        execution = harness.run()
+    assert_failed_after_terminate(harness, execution, "ClusterCreationError", "out of addresses")
+    assert harness.faults.steps_run == []
+
+
+def test_cluster_that_fails_to_start_is_terminated(harness: Harness) -> None:
+
+    def break_cluster(_payload: dict, result: dict) -> None:
+        cluster = emr_backends["123456789012"]["us-east-1"].clusters[result["cluster_id"]]
+        cluster.state = "TERMINATED_WITH_ERRORS"
+        cluster.state_change_reason_code = "BOOTSTRAP_FAILURE"
+        cluster.state_change_reason_message = "publish_host_keys.sh returned a non-zero exit code"
+
+    harness.faults.after["lambdas.create_cluster"] = break_cluster
+    execution = harness.run()
+    assert_failed_after_terminate(harness, execution, "ClusterFailedToStart", "TERMINATED_WITH_ERRORS")
+    assert harness.faults.steps_run == []
+
+
+def test_cluster_that_never_gets_ready_times_out(harness: Harness) -> None:
+
+    def stall(_payload: dict, result: dict) -> None:
+        emr_backends["123456789012"]["us-east-1"].clusters[result["cluster_id"]].state = "STARTING"
+
+    harness.faults.after["lambdas.create_cluster"] = stall
+    execution = harness.run()
+    assert_failed_after_terminate(harness, execution, "ClusterStartTimedOut", "not ready after 30 minutes")
+    assert harness.faults.calls["lambdas.cluster_status"] == 61  # the first poll, then 60 more
+
+
+def test_cluster_status_error_terminates_and_fails(harness: Harness) -> None:
+    harness.faults.raise_in["lambdas.cluster_status"] = (RuntimeError("status broke"), -1)
+    execution = harness.run()
+    assert_failed_after_terminate(harness, execution, "RuntimeError", "status broke")
+    assert cluster_states(harness) == ["TERMINATED"]
+
+
+@pytest.mark.parametrize(
+    "step", ["10_users.sql", "10_events.sql", "20_sessions.hql", "30_funnel.sql", "30_segments.sql"]
+)
+def test_a_failing_step_fails_its_stage_and_the_run(harness: Harness, step: str) -> None:
+    harness.faults.failing_steps.add(step)
+    execution = harness.run()
+    assert_failed_after_terminate(harness, execution, "States.TaskFailed", '"ExitCode": 1')
+    assert cluster_states(harness) == ["TERMINATED"]
+    # pipeline.toml says retries = 2: three attempts, then the stage fails and no later stage runs.
+    assert harness.faults.steps_run.count(step) == 3
+    failed_stage = int(step[:2])
+    assert not [s for s in harness.faults.steps_run if int(s[:2]) > failed_stage]
+
+
+def test_transient_lambda_error_is_retried(harness: Harness) -> None:
+
+    harness.faults.raise_in["lambdas.create_cluster"] = (TransientAwsError("RunJobFlow was throttled"), 1)
+    execution = harness.run()
+    assert execution["status"] == "SUCCEEDED", execution
+    assert harness.faults.calls["lambdas.create_cluster"] == 2
+    assert len(harness.clusters()) == 1  # the retry made no second cluster
+    assert harness.retry_waits and harness.retry_waits[0] <= 2  # full jitter on a 2-second interval
+
+
+def test_terminate_failing_once_is_retried(harness: Harness) -> None:
+    harness.faults.raise_in["lambdas.terminate_cluster"] = (RuntimeError("EMR hiccup"), 1)
+    execution = harness.run()
+    assert execution["status"] == "SUCCEEDED", execution
+    assert harness.faults.calls["lambdas.terminate_cluster"] == 2
+    assert cluster_states(harness) == ["TERMINATED"]
+
+
+def test_terminate_failing_for_good_fails_the_run_loudly(harness: Harness) -> None:
+    harness.faults.raise_in["lambdas.terminate_cluster"] = (RuntimeError("EMR is down"), -1)
+    execution = harness.run()
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == "ClusterNotTerminated"
+    assert "EMR is down" in execution["cause"]
+    assert harness.faults.calls["lambdas.terminate_cluster"] == 4  # 1 + 3 retries
+
+
+def test_a_date_runs_at_most_once(harness: Harness) -> None:
+    assert harness.run("2025-06-02")["status"] == "SUCCEEDED"
+    with pytest.raises(harness.sfn.exceptions.ExecutionAlreadyExists):
+        harness.run("2025-06-02")
+    assert [c["Name"] for c in harness.clusters()] == ["nightshift-nightly-2025-06-02"]
+
+
+def test_state_transitions_per_run_match_the_documented_formula(harness: Harness) -> None:
+    """docs/infra.md: 4 + 4*polls - 1 + sum(1 + steps) per stage + 3; moto's cluster is ready at once."""
+    execution = harness.run()
+    polls = harness.faults.calls["lambdas.cluster_status"]
+    stages = {"10": 2, "20": 1, "30": 2}
+    expected = 4 + 4 * polls - 1 + sum(1 + steps for steps in stages.values()) + 3
+    assert len(harness.states_entered(execution["executionArn"])) == expected == 18

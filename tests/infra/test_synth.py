@@ -1,0 +1,273 @@
+"""The synthesized template says what issue 5 asks for: structure, schedules, logs, network, pinned ids."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_cdk.assertions import Capture, Match, Template
+
+from tests.infra.conftest import SECRET_ARN, SUBNETS, Synthesis, definition_of
+
+
+@pytest.fixture(scope="module")
+def template(test_synth: Synthesis) -> Template:
+    return Template.from_json(test_synth.template)
+
+
+def test_one_state_machine_per_pipeline_folder(template: Template) -> None:
+    template.resource_count_is("AWS::StepFunctions::StateMachine", 2)
+    for name in ("Nightshift-nightly", "Nightshift-adhoc"):
+        template.has_resource_properties("AWS::StepFunctions::StateMachine", {"StateMachineName": name})
+
+
+def test_every_folder_under_sql_synthesizes(repo_synth: Synthesis) -> None:
+    machines = repo_synth.resources("AWS::StepFunctions::StateMachine")
+    folders = sorted(
+        p.name for p in repo_synth.pipelines_dir.iterdir() if p.is_dir() and p.name[0] not in "._"
+    )
+    assert sorted(m["Properties"]["StateMachineName"] for m in machines.values()) == [
+        f"Nightshift-{name}" for name in folders
+    ]
+    # The committed cdk.json has no VPC: a new one with a single NAT gateway.
+    Template.from_json(repo_synth.template).resource_count_is("AWS::EC2::NatGateway", 1)
+
+
+def test_stages_follow_the_folder(test_synth: Synthesis) -> None:
+    states = definition_of(test_synth, "nightly")["States"]
+    order = ["Stage 10", "Stage 20", "Stage 30"]
+    assert states["ClusterReady?"]["Choices"][0]["Next"] == "Stage 10"
+    for stage, following in zip(order, [*order[1:], "TerminateCluster"], strict=True):
+        assert states[stage]["Type"] == "Parallel"
+        assert states[stage]["Next"] == following
+    branches = {stage: sorted(b["StartAt"] for b in states[stage]["Branches"]) for stage in order}
+    assert branches == {
+        "Stage 10": ["Run 10_events", "Run 10_users"],
+        "Stage 20": ["Run 20_sessions"],
+        "Stage 30": ["Run 30_funnel", "Run 30_segments"],
+    }
+
+
+def test_lifecycle_order(test_synth: Synthesis) -> None:
+    definition = definition_of(test_synth, "nightly")
+    states = definition["States"]
+    assert definition["StartAt"] == "PrepareRun"
+    assert states["PrepareRun"]["Next"] == "Preflight"
+    assert states["Preflight"]["Next"] == "Proceed?"
+    assert states["Proceed?"]["Default"] == "Refused"
+    assert states["Refused"]["Type"] == "Fail"
+    assert states["Proceed?"]["Choices"][0]["Next"] == "CreateCluster"
+    assert states["CreateCluster"]["Next"] == "WaitForCluster"
+    assert states["WaitForCluster"] == {"Type": "Wait", "Seconds": 30, "Next": "ClusterStatus"}
+    assert states["ClusterStatus"]["Next"] == "ClusterReady?"
+    choices = {c["Next"] for c in states["ClusterReady?"]["Choices"]}
+    assert choices == {"Stage 10", "ClusterFailedToStart", "ClusterStartTimedOut"}
+    assert states["ClusterReady?"]["Default"] == "CountPoll"
+    assert states["CountPoll"]["Next"] == "WaitForCluster"
+    # The overall start timeout: 30 minutes of 30-second polls.
+    limit = next(c for c in states["ClusterReady?"]["Choices"] if c["Next"] == "ClusterStartTimedOut")
+    assert limit == {
+        "Variable": "$.poll.count",
+        "NumericGreaterThanEquals": 60,
+        "Next": "ClusterStartTimedOut",
+    }
+    assert states["TerminateCluster"]["Next"] == "Run failed?"
+    assert states["Run failed?"]["Default"] == "Succeeded"
+    assert states["RunFailed"] == {"Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"}
+
+
+def test_every_failure_goes_through_terminate_cluster(test_synth: Synthesis) -> None:
+    states = definition_of(test_synth, "nightly")["States"]
+    catching = ["Preflight", "CreateCluster", "ClusterStatus", "Stage 10", "Stage 20", "Stage 30"]
+    for name in catching:
+        assert states[name]["Catch"] == [
+            {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "TerminateCluster"}
+        ], name
+    assert states["ClusterFailedToStart"]["Next"] == "TerminateCluster"
+    assert states["ClusterStartTimedOut"]["Next"] == "TerminateCluster"
+    # Every task or Parallel outside the stages' branches is listed above or is the terminate itself.
+    others = {n for n, s in states.items() if s["Type"] in ("Task", "Parallel")} - set(catching)
+    assert others == {"TerminateCluster"}
+
+
+def test_retries_with_backoff(test_synth: Synthesis) -> None:
+    states = definition_of(test_synth, "nightly")["States"]
+    for name in ("Preflight", "CreateCluster", "ClusterStatus", "TerminateCluster"):
+        transient = states[name]["Retry"][0]
+        assert "TransientAwsError" in transient["ErrorEquals"], name
+        assert "Lambda.TooManyRequestsException" in transient["ErrorEquals"], name
+        assert transient["BackoffRate"] == 2 and transient["MaxAttempts"] == 6, name
+    assert states["TerminateCluster"]["Retry"][-1]["ErrorEquals"] == ["States.ALL"]
+
+
+def test_run_step_is_fargate_runner_with_policy_from_pipeline_toml(test_synth: Synthesis) -> None:
+    branch = next(b for b in definition_of(test_synth, "nightly")["States"]["Stage 10"]["Branches"]
+                  if b["StartAt"] == "Run 10_users")  # fmt: skip
+    run = branch["States"]["Run 10_users"]
+    assert run["Resource"].endswith(":states:::ecs:runTask.sync")
+    assert run["TimeoutSeconds"] == 45 * 60
+    params = run["Parameters"]
+    assert params["LaunchType"] == "FARGATE"
+    assert params["NetworkConfiguration"]["AwsvpcConfiguration"]["Subnets"] == SUBNETS
+    # RunTask defaults to DISABLED; a public IP would be pointless in a private subnet.
+    assert (
+        params["NetworkConfiguration"]["AwsvpcConfiguration"].get("AssignPublicIp", "DISABLED") == "DISABLED"
+    )
+    override = params["Overrides"]["ContainerOverrides"][0]
+    assert override["Command.$"] == (
+        "States.Array('sql/nightly/10_users.sql', '--cluster-id', $.cluster.cluster_id, "
+        "'--run-date', $.run_date, '--run-id', $$.Execution.Name, '--log-format', 'json')"
+    )
+    step_retry = next(r for r in run["Retry"] if r["ErrorEquals"] == ["States.TaskFailed"])
+    assert step_retry["MaxAttempts"] == 2 and step_retry["IntervalSeconds"] == 30
+
+
+def test_schedule_in_the_pipeline_time_zone(template: Template) -> None:
+    template.resource_count_is("AWS::Scheduler::Schedule", 1)  # adhoc is enabled = false
+    payload = Capture()
+    template.has_resource_properties(
+        "AWS::Scheduler::Schedule",
+        {
+            "ScheduleExpression": "cron(0 3 * * ? *)",
+            "ScheduleExpressionTimezone": "Europe/Berlin",
+            "State": "ENABLED",
+            "Target": {"Input": payload},
+        },
+    )
+    text = json.dumps(payload.as_object())
+    assert "<aws.scheduler.scheduled-time>" in text
+    assert "Europe/Berlin" in text and "nightly" in text
+
+
+def test_awslogs_blocking_mode_and_log_group_per_pipeline(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::ECS::TaskDefinition",
+        {
+            "ContainerDefinitions": [
+                Match.object_like(
+                    {
+                        "Name": "runner",
+                        "LogConfiguration": {
+                            "LogDriver": "awslogs",
+                            "Options": Match.object_like(
+                                {"mode": "blocking", "awslogs-stream-prefix": "nightly",
+                                 "awslogs-group": {"Ref": "RunnerLogsNightly"}}
+                            ),
+                        },
+                        "Secrets": [{"Name": "NIGHTSHIFT_SSH_PRIVATE_KEY", "ValueFrom": SECRET_ARN}],
+                        "Environment": [{"Name": "AWS_REGION", "Value": {"Ref": "AWS::Region"}}],
+                    }
+                )
+            ],
+            "RequiresCompatibilities": ["FARGATE"],
+        },
+    )  # fmt: skip
+
+
+def test_log_retention_everywhere(test_synth: Synthesis) -> None:
+    groups = test_synth.resources("AWS::Logs::LogGroup")
+    assert groups and all(g["Properties"].get("RetentionInDays") == 30 for g in groups.values())
+
+
+def test_pinned_logical_ids_of_stateful_resources(test_synth: Synthesis) -> None:
+    resources = test_synth.template["Resources"]
+    assert resources["EmrLogBucket"]["Type"] == "AWS::S3::Bucket"
+    assert resources["EmrLogBucket"]["DeletionPolicy"] == "Retain"
+    for pipeline in ("Nightly", "Adhoc"):
+        for prefix in ("RunnerLogs", "ExecutionLogs"):
+            assert resources[f"{prefix}{pipeline}"]["Type"] == "AWS::Logs::LogGroup"
+            assert resources[f"{prefix}{pipeline}"]["DeletionPolicy"] == "Retain"
+
+
+def test_log_bucket_encrypted_tls_only_with_lifecycle(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "BucketEncryption": {"ServerSideEncryptionConfiguration": [
+                {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
+            "LifecycleConfiguration": {"Rules": Match.array_with([Match.object_like({"ExpirationInDays": 90})])},
+        },
+    )  # fmt: skip
+    template.has_resource_properties(
+        "AWS::S3::BucketPolicy",
+        {"PolicyDocument": {"Statement": Match.array_with([Match.object_like(
+            {"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}})])}},
+    )  # fmt: skip
+
+
+def test_ssh_only_from_the_runner(test_synth: Synthesis, template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::EC2::SecurityGroupIngress",
+        {
+            "IpProtocol": "tcp",
+            "FromPort": 22,
+            "ToPort": 22,
+            "GroupId": {"Fn::GetAtt": [Match.string_like_regexp("NetworkMasterSecurityGroup"), "GroupId"]},
+            "SourceSecurityGroupId": {
+                "Fn::GetAtt": [Match.string_like_regexp("NetworkRunnerSecurityGroup"), "GroupId"]
+            },
+        },
+    )
+    ssh = [r for r in test_synth.resources("AWS::EC2::SecurityGroupIngress").values()
+           if r["Properties"].get("FromPort") == 22]  # fmt: skip
+    assert len(ssh) == 1
+
+
+@pytest.mark.parametrize("synth_name", ["test_synth", "repo_synth"])
+def test_no_ingress_from_anywhere(synth_name: str, request: pytest.FixtureRequest) -> None:
+    synth: Synthesis = request.getfixturevalue(synth_name)
+    rules = [r["Properties"] for r in synth.resources("AWS::EC2::SecurityGroupIngress").values()]
+    for group in synth.resources("AWS::EC2::SecurityGroup").values():
+        rules += group["Properties"].get("SecurityGroupIngress", [])
+    assert rules
+    assert not [r for r in rules if r.get("CidrIp") == "0.0.0.0/0" or r.get("CidrIpv6") == "::/0"]
+
+
+def test_lambdas_use_the_project_handlers_and_a_pinned_powertools_layer(template: Template) -> None:
+    for handler in ("preflight", "create_cluster", "cluster_status", "terminate_cluster", "sweeper"):
+        template.has_resource_properties(
+            "AWS::Lambda::Function",
+            {
+                "Handler": f"lambdas.{handler}.handler",
+                "Runtime": "python3.12",
+                "Layers": [{"Fn::Join": ["", Match.array_with([
+                    Match.string_like_regexp(r":017000801446:layer:AWSLambdaPowertoolsPythonV3-python312-x86_64:\d+$")
+                ])]}],
+            },
+        )  # fmt: skip
+
+
+def test_alerts_on_failed_runs_with_sweeper_and_hourly_sweep(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "EventPattern": Match.object_like({
+                "source": ["aws.states"],
+                "detail-type": ["Step Functions Execution Status Change"],
+                "detail": Match.object_like({"status": ["FAILED", "TIMED_OUT", "ABORTED"]}),
+            }),
+            "Targets": Match.array_with([
+                Match.object_like({"Arn": {"Fn::GetAtt": [Match.string_like_regexp("AlertsFormatter"), "Arn"]}}),
+                Match.object_like({"Arn": {"Fn::GetAtt": [Match.string_like_regexp("ClusterLifecycleSweeper"), "Arn"]}}),
+            ]),
+        },
+    )  # fmt: skip
+    template.has_resource_properties(
+        "AWS::Events::Rule",
+        {"ScheduleExpression": "rate(1 hour)", "Targets": [Match.object_like(
+            {"Arn": {"Fn::GetAtt": [Match.string_like_regexp("ClusterLifecycleSweeper"), "Arn"]}})]},
+    )  # fmt: skip
+    template.has_resource_properties(
+        "AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "data-team@example.com"}
+    )
+
+
+def test_instance_role_reads_and_writes_only_the_pipeline_paths(test_synth: Synthesis) -> None:
+    policies = test_synth.resources("AWS::IAM::Policy")
+    nightly = next(p for k, p in policies.items() if k.startswith("ClusterLifecycleNightlyInstanceRole"))
+    text = json.dumps(nightly)
+    assert 'arn:", {"Ref": "AWS::Partition"}, ":s3:::lake/raw/*' in text
+    assert ":s3:::lake/curated/*" in text
+    adhoc = next(p for k, p in policies.items() if k.startswith("ClusterLifecycleAdhocInstanceRole"))
+    assert ":s3:::lake/raw/adhoc/*" in json.dumps(adhoc)
+    assert "curated" not in json.dumps(adhoc)
