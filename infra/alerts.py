@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as events_targets
 from aws_cdk import aws_iam as iam
@@ -70,6 +72,21 @@ class Alerts(Construct):
             schedule=events.Schedule.rate(Duration.hours(1)),
             targets=[events_targets.LambdaFunction(sweeper, retry_attempts=2)],
         )
+
+    def alarm_on_errors(self, construct_id: str, function: lambda_.IFunction, what: str) -> cloudwatch.Alarm:
+        """E-mail when a function outside any execution fails; nobody would notice otherwise."""
+        alarm = cloudwatch.Alarm(
+            self,
+            construct_id,
+            alarm_description=f"Nightshift: {what} failed; check its log group",
+            metric=function.metric_errors(period=Duration.hours(1), statistic="Sum"),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.topic))
+        return alarm
 
     def add_pipeline(
         self, state_machine_name: str, pipeline: str, log_group: logs.ILogGroup, container: str

@@ -64,6 +64,11 @@ class NightshiftStack(Stack):
             log_retention=retention,
             state_machine_prefix=prefix,
         )
+        # A failing sweeper leaves clusters running; a failing StartRun skips a night; a failing
+        # formatter hides a failure. None of them is part of an execution, so alarms watch them.
+        self.alerts.alarm_on_errors("SweeperFailed", lifecycle.sweeper, "the cluster sweeper")
+        self.alerts.alarm_on_errors("StartRunFailed", self.schedules.start_run, "starting a scheduled run")
+        self.alerts.alarm_on_errors("AlertFormatterFailed", self.alerts.formatter, "the failure alert")
         settings = WorkflowSettings(
             poll_seconds=config.cluster_poll_seconds,
             start_timeout_minutes=config.cluster_start_timeout_minutes,

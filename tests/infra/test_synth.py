@@ -271,3 +271,20 @@ def test_instance_role_reads_and_writes_only_the_pipeline_paths(test_synth: Synt
     adhoc = next(p for k, p in policies.items() if k.startswith("ClusterLifecycleAdhocInstanceRole"))
     assert ":s3:::lake/raw/adhoc/*" in json.dumps(adhoc)
     assert "curated" not in json.dumps(adhoc)
+
+
+@pytest.mark.parametrize("function", ["ClusterLifecycleSweeper", "SchedulesStartRun", "AlertsFormatter"])
+def test_unwatched_functions_alarm_by_email_when_they_fail(template: Template, function: str) -> None:
+    topic = template.find_resources("AWS::SNS::Topic")
+    assert len(topic) == 1
+    template.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "MetricName": "Errors",
+            "Namespace": "AWS/Lambda",
+            "Threshold": 1,
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+            "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": Match.string_like_regexp(function)}}],
+            "AlarmActions": [{"Ref": next(iter(topic))}],
+        },
+    )
