@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: run test setup setup-dev java sshd lint unit reset clean
+.PHONY: run test setup setup-dev java sshd lint unit reset synth clean
 
 run: setup
 	$(PY) -m runner sql/example/
@@ -55,6 +55,11 @@ unit: setup-dev
 
 reset: setup
 	$(PY) -m runner --reset
+
+# The CDK CLI from npm, with the venv first on PATH so that cdk.json's `python3 app.py` finds aws_cdk.
+CDK_CLI ?= aws-cdk@2.1148.1
+synth: setup-dev
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx --yes $(CDK_CLI) synth --quiet -o cdk.out
 
 clean:
 	rm -rf $(VENV) .nightshift cdk.out

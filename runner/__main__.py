@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import secrets
 import signal
@@ -21,6 +22,8 @@ from runner.output import JsonOutput, Output, TextOutput
 
 PROG = "python -m runner"
 EXIT_USAGE = 2
+DEFAULT_STATE_DIR = Path(".nightshift")
+PRIVATE_KEY_VARIABLE = "NIGHTSHIFT_SSH_PRIVATE_KEY"
 
 DESCRIPTION = """\
 Run a Nightshift step or pipeline.
@@ -30,13 +33,17 @@ Run a Nightshift step or pipeline.
                         stage by stage (10_*, then 20_*, ...)
 
 By default steps run on the embedded local engine (Spark SQL from pyspark), whose warehouse and
-metastore live in --state-dir, so a later step sees the tables an earlier one made.
+metastore live in --state-dir, so a later step sees the tables an earlier one made. With --host
+or --cluster-id they run on a cluster over SSH: the file is uploaded and run detached, its output
+streamed back live, surviving dropped connections (see docs/ssh.md).
 .sql runs on spark-sql (or the pipeline's default_engine), .hql on hive (locally: Spark SQL's
 HiveQL support), .py on spark-submit, .sh on bash. SQL steps read variables as ${name} or
 ${hivevar:name}; .py and .sh steps get them as environment variables. run_date is always set.
 
 stdout and stderr of each step pass through unchanged, line by line; the runner's own messages
-go to stderr prefixed 'nightshift:'. Exit code: the failing step's own, 2 for a usage error.
+go to stderr prefixed 'nightshift:'. Exit code: the failing step's own; 2 for a usage error;
+124 for a step timeout; 130/143 after SIGINT/SIGTERM (the step is stopped first); 255 when the
+cluster cannot be reached or authenticated.
 """
 
 
@@ -72,14 +79,57 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run-id", help="identifies this run in JSON logs (default: generated)")
     local = parser.add_argument_group("local engine")
     local.add_argument(
-        "--state-dir", type=Path, default=Path(".nightshift"),
+        "--state-dir", type=Path, default=DEFAULT_STATE_DIR,
         help="folder of the local warehouse and metastore (default: .nightshift)",
     )  # fmt: skip
     local.add_argument(
         "--reset", action="store_true",
         help="delete the local warehouse and metastore first (alone: only that)",
     )  # fmt: skip
+    _add_cluster_options(parser)
     return parser
+
+
+def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    cluster = parser.add_argument_group(
+        "cluster", "run on a cluster's master node over SSH instead (see docs/ssh.md)"
+    )
+    where = cluster.add_mutually_exclusive_group()
+    where.add_argument("--host", help="the master node: a name, an address or a ~/.ssh/config Host alias")
+    where.add_argument(
+        "--cluster-id", metavar="j-XXXX",
+        help="an EMR cluster: its master's address comes from the EMR API (waits while it starts)",
+    )  # fmt: skip
+    cluster.add_argument("--user", help="SSH login (default: User from ~/.ssh/config, else hadoop)")
+    cluster.add_argument("--port", type=int, help="SSH port (default: Port from ~/.ssh/config, else 22)")
+    cluster.add_argument(
+        "--key", type=Path, metavar="FILE",
+        help=f"private key (default: ${PRIVATE_KEY_VARIABLE}, IdentityFile from ~/.ssh/config,"
+        " ssh-agent, ~/.ssh/id_*)",
+    )  # fmt: skip
+    cluster.add_argument(
+        "--known-hosts", type=Path, metavar="FILE",
+        help="known host keys, read before ~/.ssh/known_hosts (and where --accept-new-host-key records)",
+    )  # fmt: skip
+    cluster.add_argument(
+        "--accept-new-host-key", action="store_true",
+        help="trust a host key seen for the first time and record it (a changed key is always refused)",
+    )  # fmt: skip
+    cluster.add_argument(
+        "--remote-dir", default="~/.nightshift/runs", metavar="DIR",
+        help="where run directories go on the master (default: ~/.nightshift/runs)",
+    )  # fmt: skip
+    cluster.add_argument(
+        "--keep-remote", action="store_true", help="keep the run directory on the master after the run"
+    )
+    cluster.add_argument(
+        "--connect-timeout", type=float, default=10.0, metavar="SECONDS",
+        help="give up connecting after this long (default: 10)",
+    )  # fmt: skip
+    cluster.add_argument(
+        "--reconnect-timeout", type=float, default=300.0, metavar="SECONDS",
+        help="after a dropped connection, keep reconnecting this long (default: 300)",
+    )  # fmt: skip
 
 
 def parse_variables(pairs: list[str]) -> dict[str, str]:
@@ -133,7 +183,56 @@ def main(argv: list[str] | None = None) -> int:
         return error.exit_code
 
 
+def _remote_executor(args: argparse.Namespace, output: Output) -> Executor:
+    # Imported here: a local run does not pay for paramiko (or boto3).
+    from runner.remote import RemoteSettings, SSHExecutor  # noqa: PLC0415
+
+    # On Fargate the key arrives as an ECS secret in the environment; --key wins over it.
+    key_material = None if args.key else os.environ.get(PRIVATE_KEY_VARIABLE) or None
+    if args.key is not None and not args.key.expanduser().is_file():
+        raise UsageError(f"--key {args.key}: no such file")
+    settings = RemoteSettings(
+        host=args.host,
+        cluster_id=args.cluster_id,
+        user=args.user,
+        port=args.port,
+        key_file=args.key,
+        key_material=key_material,
+        # The locale travels as with OpenSSH's default SendEnv, so the engine decodes UTF-8 the same.
+        send_env={name: value for name, value in os.environ.items() if name.startswith(("LANG", "LC_"))},
+        known_hosts=args.known_hosts,
+        accept_new_host_key=args.accept_new_host_key,
+        remote_dir=args.remote_dir,
+        keep_remote=args.keep_remote,
+        connect_timeout=args.connect_timeout,
+        reconnect_timeout=args.reconnect_timeout,
+    )
+    return SSHExecutor(settings, output.notice)
+
+
+def _check_target_options(args: argparse.Namespace) -> None:
+    remote = bool(args.host or args.cluster_id)
+    if remote and (args.reset or args.state_dir != DEFAULT_STATE_DIR):
+        raise UsageError("--reset and --state-dir apply to the local engine only (not with a cluster)")
+    cluster_only = {
+        "--user": args.user is not None,
+        "--port": args.port is not None,
+        "--key": args.key is not None,
+        "--known-hosts": args.known_hosts is not None,
+        "--accept-new-host-key": args.accept_new_host_key,
+        "--keep-remote": args.keep_remote,
+    }
+    given = [flag for flag, used in cluster_only.items() if used]
+    if given and not remote:
+        raise UsageError(f"{', '.join(given)}: only with --host or --cluster-id")
+    if args.port is not None and not 0 < args.port < 65536:
+        raise UsageError(f"--port {args.port}: expected 1 to 65535")
+    if args.connect_timeout <= 0 or args.reconnect_timeout < 0:
+        raise UsageError("--connect-timeout must be positive and --reconnect-timeout not negative")
+
+
 def _run(args: argparse.Namespace, output: Output) -> int:
+    _check_target_options(args)
     spark = LocalSpark(args.state_dir)
     if args.reset:
         spark.reset()
@@ -152,6 +251,8 @@ def _run(args: argparse.Namespace, output: Output) -> int:
     executor: Executor
     local = LocalExecutor(spark, output.notice)
     executor, is_local = local, True
+    if args.host or args.cluster_id:
+        executor, is_local = _remote_executor(args, output), False
     variables = {
         "run_date": run_date,
         **pipeline.config.variables,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import signal
@@ -12,14 +13,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyspark
+
 SSHD = Path("/usr/sbin/sshd")
 SFTP_SERVER = Path("/usr/lib/openssh/sftp-server")
 INSTALL_HINT = "install OpenSSH's server: apt-get install -y openssh-server (provides /usr/sbin/sshd)"
 
 
 def _spark_bin() -> Path:
-    import pyspark
-
     return Path(pyspark.__file__).parent / "bin"
 
 
@@ -105,20 +106,16 @@ class Sshd:
         """Kill every sshd process that serves a connection, as a network failure would; the listener stays."""
         pids = self.connection_pids()
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         return len(pids)
 
     def stop(self) -> None:
         if self.process is None:
             return
         for pid in self.connection_pids():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self.process.terminate()
         try:
             self.process.wait(5)
@@ -183,9 +180,20 @@ def make_sshd(root: Path) -> Sshd:
     spark_bin = _spark_bin()
     java_home = _java_home()
     path = os.pathsep.join(
-        [str(spark_bin), *([str(java_home / "bin")] if java_home else []), "/usr/local/bin", "/usr/bin", "/bin"]
+        [
+            str(spark_bin),
+            *([str(java_home / "bin")] if java_home else []),
+            "/usr/local/bin",
+            "/usr/bin",
+            "/bin",
+        ]
     )
+    # A home of its own: the login user's dotfiles (here, a .bashrc that starts pyenv) are not the
+    # cluster's, and would add their start-up time to every session.
+    remote_home = root / "remote-home"
+    remote_home.mkdir()
     environment = {
+        "HOME": str(remote_home),
         "PATH": path,
         "SPARK_HOME": str(spark_bin.parent),
         "SPARK_CONF_DIR": str(spark_conf),
@@ -214,6 +222,7 @@ def make_sshd(root: Path) -> Sshd:
                 "MaxStartups 200",
                 "MaxSessions 200",
                 "LogLevel ERROR",
+                "AcceptEnv LANG LC_*",
                 f"Subsystem sftp {SFTP_SERVER}",
                 f"SetEnv {set_env}",
                 "",

@@ -1,0 +1,196 @@
+"""The SSH executor side by side with OpenSSH against one local sshd: throughput, first line, reattach."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import select
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import paramiko  # noqa: E402
+
+from tests.integration.ssh.sshd_harness import Sshd, make_sshd  # noqa: E402
+
+RECONNECT_BACKOFF = 0.5  # RemoteSettings.reconnect_backoff: the first pause after a drop
+
+
+class Bench:
+    def __init__(self, sshd: Sshd, work: Path) -> None:
+        self.sshd = sshd
+        self.work = work
+        self.home = work / "home"
+        (self.home / ".ssh").mkdir(parents=True)
+        self.known_hosts = self.home / ".ssh" / "known_hosts"
+        self.known_hosts.write_text(sshd.known_hosts_line())
+        self.env = {**os.environ, "HOME": str(self.home), "PYTHONPATH": str(ROOT)}
+        self.env.pop("SSH_AUTH_SOCK", None)
+
+    def step(self, name: str, text: str) -> Path:
+        path = self.work / "job" / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+        return path
+
+    def runner(self, step: Path) -> list[str]:
+        return [
+            sys.executable, "-m", "runner", str(step),
+            "--host", "127.0.0.1", "--port", str(self.sshd.port), "--user", self.sshd.user,
+            "--key", str(self.sshd.user_key), "--remote-dir", str(self.work / "remote"),
+        ]  # fmt: skip
+
+    def openssh(self, command: str) -> list[str]:
+        return [*self.sshd.ssh_argv(self.known_hosts), command]
+
+
+def _wall(argv: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - started
+
+
+def _first_line(argv: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert process.stdout is not None
+    process.stdout.readline()
+    took = time.perf_counter() - started
+    process.kill()
+    process.wait()
+    return took
+
+
+def _median(samples: list[float]) -> float:
+    return statistics.median(samples)
+
+
+def throughput(bench: Bench, runs: int, lines: int, width: int) -> dict[str, float]:
+    command = f"seq {lines}" if width <= 8 else f"yes {'x' * (width - 1)} | head -n {lines}"
+    step = bench.step("10_throughput.sh", command + "\n")
+    ours, theirs = [], []
+    for _ in range(runs):  # interleaved, so machine noise hits both alike
+        ours.append(_wall(bench.runner(step), bench.env))
+        theirs.append(_wall(bench.openssh(command), bench.env))
+    return {"runner_s": _median(ours), "openssh_s": _median(theirs)}
+
+
+def first_line(bench: Bench, runs: int) -> dict[str, float]:
+    step = bench.step("10_first.sh", "echo first\nsleep 3\n")
+    ours, theirs = [], []
+    for _ in range(runs):
+        ours.append(_first_line(bench.runner(step), bench.env))
+        theirs.append(_first_line(bench.openssh("echo first; sleep 3"), bench.env))
+    python = [
+        _wall([sys.executable, "-c", "import runner.remote, runner.__main__"], bench.env) for _ in range(runs)
+    ]
+    return {"runner_s": _median(ours), "openssh_s": _median(theirs), "python_imports_s": _median(python)}
+
+
+def reattach(bench: Bench, drops: int) -> list[float]:
+    """Seconds from a killed connection to the next line the runner prints, minus the backoff."""
+    step = bench.step(
+        "10_reattach.sh", "i=0; while [ $i -lt 3000 ]; do i=$((i+1)); echo $i; sleep 0.01; done\n"
+    )
+    process = subprocess.Popen(
+        bench.runner(step), env=bench.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    assert process.stdout is not None
+    fd = process.stdout.fileno()
+    os.read(fd, 65536)
+    samples: list[float] = []
+    try:
+        for _ in range(drops):
+            time.sleep(0.7)
+            _drain(fd)
+            if not bench.sshd.drop_connections():
+                continue
+            dropped = time.perf_counter()
+            while True:
+                ready, _, _ = select.select([fd], [], [], 10)
+                if not ready:
+                    raise RuntimeError("no output within 10 s of a drop")
+                if os.read(fd, 65536):
+                    break
+            samples.append(time.perf_counter() - dropped - RECONNECT_BACKOFF)
+    finally:
+        process.kill()
+        process.wait()
+    return samples
+
+
+def _drain(fd: int) -> None:
+    while select.select([fd], [], [], 0)[0]:
+        if not os.read(fd, 1 << 20):
+            return
+
+
+def _machine() -> str:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    openssh = subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.strip()
+    return (
+        f"{os.cpu_count()} x {cpu}; Linux {platform.release()}; Python {platform.python_version()}; "
+        f"paramiko {paramiko.__version__}; {openssh}"
+    )
+
+
+def _timed(label: str, action: Callable[[], object]) -> object:
+    print(f"... {label}", file=sys.stderr, flush=True)
+    return action()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--lines", type=int, default=2_000_000)
+    parser.add_argument("--drops", type=int, default=8)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="nightshift-ssh-bench-") as folder:
+        work = Path(folder)
+        sshd = make_sshd(work / "sshd")
+        sshd.start()
+        try:
+            bench = Bench(sshd, work)
+            short = _timed("throughput, seq", lambda: throughput(bench, args.runs, args.lines, 0))
+            wide = _timed("throughput, 100-byte lines", lambda: throughput(bench, args.runs, args.lines, 100))
+            first = _timed("first line", lambda: first_line(bench, args.runs))
+            drops = _timed("reattach", lambda: reattach(bench, args.drops))
+        finally:
+            sshd.stop()
+    assert isinstance(short, dict) and isinstance(wide, dict) and isinstance(first, dict)
+    assert isinstance(drops, list)
+    print(f"machine: {_machine()}")
+    print(f"runs per figure: {args.runs} (medians)")
+    cases = ((f"{args.lines:,} lines of `seq`", short), (f"{args.lines:,} lines of 100 bytes", wide))
+    for name, figures in cases:
+        ours, theirs = args.lines / figures["runner_s"], args.lines / figures["openssh_s"]
+        print(
+            f"throughput, {name}: runner {figures['runner_s']:.3f} s ({ours / 1e6:.2f} M lines/s), "
+            f"OpenSSH {figures['openssh_s']:.3f} s ({theirs / 1e6:.2f} M lines/s), ratio {ours / theirs:.2f}"
+        )
+    print(
+        f"first line: runner {first['runner_s'] * 1000:.0f} ms, OpenSSH {first['openssh_s'] * 1000:.0f} ms, "
+        f"added {(first['runner_s'] - first['openssh_s']) * 1000:.0f} ms "
+        f"(Python start-up and the runner's imports alone: {first['python_imports_s'] * 1000:.0f} ms)"
+    )
+    if drops:
+        print(
+            f"reattach (drop to next line, minus the {RECONNECT_BACKOFF} s backoff): median "
+            f"{_median(drops) * 1000:.0f} ms, max {max(drops) * 1000:.0f} ms over {len(drops)} drops"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""Fixtures for the SSH executor: a real sshd on 127.0.0.1 as the cluster, and the runner as a user runs it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.integration.ssh.sshd_harness import INSTALL_HINT, SSHD, Sshd, make_sshd
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    """One OpenSSH server for the whole session, with throw-away host and user keys."""
+    if not SSHD.exists():
+        pytest.fail(f"{SSHD} is missing: {INSTALL_HINT}", pytrace=False)
+    server = make_sshd(tmp_path_factory.mktemp("sshd"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@dataclass
+class Cli:
+    """`python -m runner` pointed at the test sshd, with a HOME (so ~/.ssh) of its own."""
+
+    sshd: Sshd
+    root: Path
+    home: Path = field(init=False)
+    remote_dir: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.home = self.root / "home"
+        (self.home / ".ssh").mkdir(parents=True, mode=0o700)
+        self.remote_dir = self.root / "remote"
+        self.trust_host()
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.home / ".ssh" / "known_hosts"
+
+    def trust_host(self) -> None:
+        self.known_hosts.write_text(self.sshd.known_hosts_line())
+
+    def target_args(self) -> list[str]:
+        return [
+            "--host", "127.0.0.1", "--port", str(self.sshd.port), "--user", self.sshd.user,
+            "--key", str(self.sshd.user_key), "--remote-dir", str(self.remote_dir),
+        ]  # fmt: skip
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        environ = {
+            key: value
+            for key, value in os.environ.items()
+            if key not in {"SSH_AUTH_SOCK", "NIGHTSHIFT_SSH_PRIVATE_KEY"}
+        }
+        return {**environ, "HOME": str(self.home), "PYTHONPATH": str(ROOT), **(extra or {})}
+
+    def argv(self, *args: str | Path, target: bool = True) -> list[str]:
+        return [sys.executable, "-m", "runner", *map(str, args), *(self.target_args() if target else [])]
+
+    def run(
+        self,
+        *args: str | Path,
+        target: bool = True,
+        env: dict[str, str] | None = None,
+        timeout: float = 300,
+    ) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            self.argv(*args, target=target),
+            cwd=self.root,
+            env=self.env(env),
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def start(
+        self, *args: str | Path, target: bool = True, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            self.argv(*args, target=target),
+            cwd=self.root,
+            env=self.env(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+
+    def step(self, name: str, text: str | bytes) -> Path:
+        folder = self.root / "job"
+        folder.mkdir(exist_ok=True)
+        path = folder / name
+        path.write_bytes(text.encode() if isinstance(text, str) else text)
+        return path
+
+    def leftovers(self) -> list[str]:
+        """Processes still running that belong to this test's run directories (launcher, followers)."""
+        return processes_mentioning(str(self.remote_dir))
+
+
+def processes_mentioning(text: str) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(f"{entry.name}: {cmdline.strip()}")
+    return found
+
+
+def process_group_alive(pgid: int, *, within: float = 5.0) -> bool:
+    """Whether a process of the group still runs after `within` seconds (zombies do not count)."""
+    deadline = time.monotonic() + within
+    while True:
+        alive = False
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            # After the command name: state, ppid, pgrp.
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                alive = True
+                break
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def cli(sshd: Sshd, tmp_path: Path) -> Iterator[Cli]:
+    client = Cli(sshd, tmp_path)
+    yield client
+    # Whatever a test left behind on the "cluster" must not outlive it.
+    for line in client.leftovers():
+        pid = int(line.split(":", 1)[0])
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
