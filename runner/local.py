@@ -22,6 +22,7 @@ from runner.model import Engine
 from runner.output import StepOutput, Stream
 
 READ_SIZE = 256 * 1024
+LOG_CONFIG = Path(__file__).with_name("local-log4j2.properties")
 KILL_GRACE_SECONDS = 5.0
 
 
@@ -69,7 +70,10 @@ class LocalSpark:
             "--conf", "spark.ui.enabled=false",
             "--conf", f"spark.sql.warehouse.dir={self.warehouse}",
             "--conf", f"spark.hadoop.javax.jdo.option.ConnectionURL={metastore_url}",
-            "--conf", f"spark.driver.extraJavaOptions=-Dderby.system.home={self.state_dir}",
+            "--conf", (
+                f"spark.driver.extraJavaOptions=-Dderby.system.home={self.state_dir}"
+                f" -Dlog4j2.configurationFile={LOG_CONFIG}"
+            ),
             # Sample data is small; 200 shuffle partitions would only add scheduling time.
             "--conf", "spark.sql.shuffle.partitions=4",
         )  # fmt: skip
