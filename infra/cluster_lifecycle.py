@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.config import DataAccess, S3Path
@@ -23,10 +26,23 @@ HOST_KEYS_FINDING = (
     f"Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/{HOST_KEY_PARAMETERS}"
 )
 MANAGED_TAG_CONDITION = {"StringEquals": {"aws:ResourceTag/nightshift:managed": "true"}}
+# AWS publishes each Powertools release's layer ARN under this public SSM path.
+POWERTOOLS_LAYER_PARAMETER = "/aws/service/powertools/python/x86_64/python3.12/{version}"
 POWERTOOLS_LAYER = (
     "arn:{partition}:lambda:{region}:017000801446:layer:"
     "AWSLambdaPowertoolsPythonV3-python312-x86_64:{version}"
 )
+
+
+def pinned_powertools_version() -> str:
+    """The aws-lambda-powertools version pinned in lambdas/requirements.txt."""
+    text = (ROOT / "lambdas" / "requirements.txt").read_text(encoding="utf-8")
+    match = re.search(r"^aws-lambda-powertools(?:\[[^]]*\])?==([\w.]+)", text, re.MULTILINE)
+    if match is None:
+        raise ValueError("lambdas/requirements.txt must pin aws-lambda-powertools==X.Y.Z")
+    return match[1]
+
+
 # The code asset is the project root filtered to lambdas/**, so `lambdas` stays an importable package.
 LAMBDA_CODE_EXCLUDES = [
     "*",
@@ -68,7 +84,7 @@ class ClusterLifecycle(Construct):
         *,
         log_bucket: s3.IBucket,
         log_retention: logs.RetentionDays,
-        powertools_layer_version: int,
+        powertools_layer_version: int | None,
         state_machine_name_prefix: str,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -76,11 +92,7 @@ class ClusterLifecycle(Construct):
         self._log_retention = log_retention
         self._code = lambda_.Code.from_asset(str(ROOT), exclude=LAMBDA_CODE_EXCLUDES)
         self._layer = lambda_.LayerVersion.from_layer_version_arn(
-            self,
-            "Powertools",
-            POWERTOOLS_LAYER.format(
-                partition=Aws.PARTITION, region=Aws.REGION, version=powertools_layer_version
-            ),
+            self, "Powertools", self._powertools_layer_arn(powertools_layer_version)
         )
         self.bootstrap_script = s3_assets.Asset(self, "HostKeyBootstrap", path=str(HOST_KEY_BOOTSTRAP))
         self.service_role = self._build_service_role()
@@ -201,6 +213,15 @@ class ClusterLifecycle(Construct):
             ],
         )
         return role
+
+    def _powertools_layer_arn(self, layer_version: int | None) -> str:
+        """The layer of exactly the Powertools release the tests pin, unless cdk.json names a layer."""
+        if layer_version is not None:
+            return POWERTOOLS_LAYER.format(partition=Aws.PARTITION, region=Aws.REGION, version=layer_version)
+        # Resolved by CloudFormation at deploy time: no look-up at synth, and no layer number to
+        # keep in step with lambdas/requirements.txt by hand.
+        name = POWERTOOLS_LAYER_PARAMETER.format(version=pinned_powertools_version())
+        return ssm.StringParameter.value_for_string_parameter(self, name)
 
     def _grant_emr(self, state_machine_name_prefix: str) -> None:
         describe = iam.PolicyStatement(

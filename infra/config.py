@@ -59,7 +59,7 @@ class NightshiftConfig:
     data_access: Mapping[str, DataAccess] = field(default_factory=dict)
     log_retention_days: int = 30
     log_bucket_expiry_days: int = 90
-    powertools_layer_version: int = 27
+    powertools_layer_version: int | None = None
     cluster_poll_seconds: int = 30
     cluster_start_timeout_minutes: int = 30
 
@@ -163,7 +163,11 @@ def config_from_context(get: Callable[[str], Any], *, root: Path) -> NightshiftC
         data_access=_data_access(get("data_access")),
         log_retention_days=retention,
         log_bucket_expiry_days=optional_int("log_bucket_expiry_days", 90, 1, 3650),
-        powertools_layer_version=optional_int("powertools_layer_version", 27, 1, 10_000),
+        powertools_layer_version=(
+            optional_int("powertools_layer_version", 0, 1, 10_000)
+            if get("powertools_layer_version") is not None
+            else None
+        ),
         cluster_poll_seconds=optional_int("cluster_poll_seconds", 30, 5, 600),
         cluster_start_timeout_minutes=optional_int("cluster_start_timeout_minutes", 30, 5, 180),
     )

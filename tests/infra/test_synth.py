@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from aws_cdk.assertions import Capture, Match, Template
 
+from tests.conftest import ROOT
 from tests.infra.conftest import SECRET_ARN, SUBNETS, Synthesis, definition_of
 
 
@@ -223,18 +225,25 @@ def test_no_ingress_from_anywhere(synth_name: str, request: pytest.FixtureReques
     assert not [r for r in rules if r.get("CidrIp") == "0.0.0.0/0" or r.get("CidrIpv6") == "::/0"]
 
 
-def test_lambdas_use_the_project_handlers_and_a_pinned_powertools_layer(template: Template) -> None:
+def test_lambdas_use_the_project_handlers_and_the_pinned_powertools_layer(template: Template) -> None:
+    # The layer is the one AWS publishes for exactly the Powertools version the tests run with.
+    pinned = re.search(
+        r"aws-lambda-powertools\[[^]]*\]==([\d.]+)", (ROOT / "lambdas" / "requirements.txt").read_text()
+    )
+    assert pinned is not None
+    parameters = template.find_parameters(
+        "*", {"Default": f"/aws/service/powertools/python/x86_64/python3.12/{pinned[1]}"}
+    )
+    assert len(parameters) == 1
     for handler in ("preflight", "create_cluster", "cluster_status", "terminate_cluster", "sweeper"):
         template.has_resource_properties(
             "AWS::Lambda::Function",
             {
                 "Handler": f"lambdas.{handler}.handler",
                 "Runtime": "python3.12",
-                "Layers": [{"Fn::Join": ["", Match.array_with([
-                    Match.string_like_regexp(r":017000801446:layer:AWSLambdaPowertoolsPythonV3-python312-x86_64:\d+$")
-                ])]}],
+                "Layers": [{"Ref": next(iter(parameters))}],
             },
-        )  # fmt: skip
+        )
 
 
 def test_alerts_on_failed_runs_with_sweeper_and_hourly_sweep(template: Template) -> None:
