@@ -48,7 +48,7 @@ sshd:
 lint: setup-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy runner lambdas infra app.py
+	$(VENV)/bin/mypy runner lambdas infra app.py tests bench sql
 
 unit: setup-dev
 	$(PY) -m pytest tests/unit

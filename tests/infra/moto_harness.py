@@ -203,7 +203,7 @@ class Harness:
         harness = self
 
         def invoke_in_process(function: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
-            module_name, attribute = function.handler.rsplit(".", 1)
+            module_name, attribute = str(function.handler).rsplit(".", 1)
             payload = json.loads(event) if isinstance(event, str | bytes) else (event or {})
             faults.calls[module_name] += 1
             try:
@@ -221,7 +221,7 @@ class Harness:
 
         monkeypatch.setattr(LambdaFunction, "_invoke_lambda", invoke_in_process)
 
-        original_run_task = EC2ContainerServiceBackend.run_task
+        original_run_task: Any = EC2ContainerServiceBackend.run_task
 
         def run_task(backend: Any, *args: Any) -> Any:
             command = args[3]["containerOverrides"][0]["command"]
@@ -252,7 +252,7 @@ class Harness:
                             env=env,
                             error_name=StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed),
                             event_type=HistoryEventType.TaskFailed,
-                            event_details=EventDetails(
+                            event_details=EventDetails(  # type: ignore[typeddict-item]
                                 taskFailedEventDetails=TaskFailedEventDetails(
                                     resource=service._get_sfn_resource(),
                                     resourceType=service._get_sfn_resource_type(),
@@ -306,7 +306,7 @@ class Harness:
         for tasks in backend.tasks.values():
             for task in tasks.values():
                 if task.task_arn == task_arn:
-                    return task.nightshift_command  # type: ignore[no-any-return]
+                    return task.nightshift_command  # type: ignore[attr-defined]
         raise AssertionError(f"no task {task_arn}")
 
     # --- running -------------------------------------------------------------------------------
@@ -322,12 +322,13 @@ class Harness:
         while time.monotonic() < deadline:
             answer = self.sfn.describe_execution(executionArn=arn)
             if answer["status"] != "RUNNING":
-                return answer  # type: ignore[no-any-return]
+                return dict(answer)
             time.sleep(0.05)
         raise AssertionError(f"execution {arn} still running after {timeout} s")
 
     def history(self, execution_arn: str) -> list[dict[str, Any]]:
-        return self.sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]  # type: ignore[no-any-return]
+        events = self.sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
+        return [dict(event) for event in events]
 
     def states_entered(self, execution_arn: str) -> list[str]:
         return [
@@ -337,7 +338,7 @@ class Harness:
         ]
 
     def clusters(self) -> list[dict[str, Any]]:
-        return self.emr.list_clusters()["Clusters"]  # type: ignore[no-any-return]
+        return [dict(cluster) for cluster in self.emr.list_clusters()["Clusters"]]
 
 
 def run_step_states(definition: dict[str, Any]) -> list[dict[str, Any]]:

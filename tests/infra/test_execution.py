@@ -123,8 +123,9 @@ def test_cluster_that_fails_to_start_is_terminated(harness: Harness) -> None:
     def break_cluster(_payload: dict, result: dict) -> None:
         cluster = emr_backends["123456789012"]["us-east-1"].clusters[result["cluster_id"]]
         cluster.state = "TERMINATED_WITH_ERRORS"
-        cluster.state_change_reason_code = "BOOTSTRAP_FAILURE"
-        cluster.state_change_reason_message = "publish_host_keys.sh returned a non-zero exit code"
+        # moto's Cluster declares no reason fields; the handler reads them when EMR sets them.
+        setattr(cluster, "state_change_reason_code", "BOOTSTRAP_FAILURE")  # noqa: B010
+        setattr(cluster, "state_change_reason_message", "publish_host_keys.sh returned a non-zero exit code")  # noqa: B010
 
     harness.faults.after["lambdas.create_cluster"] = break_cluster
     execution = harness.run()

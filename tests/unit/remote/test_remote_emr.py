@@ -69,7 +69,10 @@ def test_a_stop_while_waiting_ends_the_wait() -> None:
 def test_waiting_gives_up_after_the_limit() -> None:
     ticks = iter(range(0, 10_000, 600))
     clusters = EmrClusters(
-        emr=FakeEmr(["STARTING"]), poll_seconds=0, wait_seconds=1800, clock=lambda: next(ticks)
-    )  # type: ignore[arg-type]
+        emr=FakeEmr(["STARTING"]),  # type: ignore[arg-type]
+        poll_seconds=0,
+        wait_seconds=1800,
+        clock=lambda: next(ticks),
+    )
     with pytest.raises(ClusterError, match="still STARTING after"):
         clusters.master_address("j-1", lambda _m: None, lambda _s: False)
