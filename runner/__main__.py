@@ -100,6 +100,9 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
         "--cluster-id", metavar="j-XXXX",
         help="an EMR cluster: its master's address comes from the EMR API (waits while it starts)",
     )  # fmt: skip
+    cluster.add_argument(
+        "--region", help="AWS region of --cluster-id (default: AWS_REGION, else AWS_DEFAULT_REGION)"
+    )
     cluster.add_argument("--user", help="SSH login (default: User from ~/.ssh/config, else hadoop)")
     cluster.add_argument("--port", type=int, help="SSH port (default: Port from ~/.ssh/config, else 22)")
     cluster.add_argument(
@@ -206,6 +209,8 @@ def _remote_executor(args: argparse.Namespace, output: Output) -> Executor:
         keep_remote=args.keep_remote,
         connect_timeout=args.connect_timeout,
         reconnect_timeout=args.reconnect_timeout,
+        # botocore reads only AWS_DEFAULT_REGION; ECS and most shells set AWS_REGION.
+        region=args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
     )
     return SSHExecutor(settings, output.notice)
 
@@ -215,6 +220,7 @@ def _check_target_options(args: argparse.Namespace) -> None:
     if remote and (args.reset or args.state_dir != DEFAULT_STATE_DIR):
         raise UsageError("--reset and --state-dir apply to the local engine only (not with a cluster)")
     cluster_only = {
+        "--region": args.region is not None,
         "--user": args.user is not None,
         "--port": args.port is not None,
         "--key": args.key is not None,

@@ -82,6 +82,8 @@ def _run_one(executor: Executor, invocation: Invocation, output: Output, stop: S
     step = invocation.step
     report = StepReport(step)
     started = time.monotonic()
+    # The step's output first: a JSON notice then carries the pipeline and run id too.
+    step_output = output.for_step(invocation.pipeline, step.name, invocation.run_id)
     output.notice(f"{step.file_name}: started ({invocation.engine})", step=step.name)
     if invocation.engine.is_sql and step.path.read_bytes()[:3] == UTF8_BOM:
         # The file still runs as it is; the engine will likely reject its first statement.
@@ -90,7 +92,6 @@ def _run_one(executor: Executor, invocation: Invocation, output: Output, stop: S
             " reads as part of the first statement; save the file without it",
             step=step.name,
         )
-    step_output = output.for_step(invocation.pipeline, step.name, invocation.run_id)
     try:
         code = executor.run(invocation, step_output, stop)
     finally:

@@ -24,6 +24,7 @@ STARTING_STATES = frozenset({"STARTING", "BOOTSTRAPPING"})
 READY_STATES = frozenset({"RUNNING", "WAITING"})
 POLL_SECONDS = 20.0
 WAIT_SECONDS = 60 * 60.0
+_REGION_HINT = "(give --region or set AWS_REGION)"
 
 
 def host_key_parameter(cluster_id: str) -> str:
@@ -41,7 +42,9 @@ class EmrClusters:
         poll_seconds: float = POLL_SECONDS,
         wait_seconds: float = WAIT_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        region: str | None = None,
     ) -> None:
+        self._region = region
         self._emr = emr
         self._ssm = ssm
         self.poll_seconds = poll_seconds
@@ -52,18 +55,22 @@ class EmrClusters:
     def emr(self) -> EMRClient:
         if self._emr is None:
             try:
-                self._emr = boto3.client("emr", config=_retries())
+                self._emr = boto3.client("emr", region_name=self._region, config=_retries())
             except BotoCoreError as error:
-                raise ClusterError(f"cannot use the EMR API: {error} (set AWS_REGION)") from error
+                raise ClusterError(
+                    f"cannot use the EMR API: {error} (give --region or set AWS_REGION)"
+                ) from error
         return self._emr
 
     @property
     def ssm(self) -> SSMClient:
         if self._ssm is None:
             try:
-                self._ssm = boto3.client("ssm", config=_retries())
+                self._ssm = boto3.client("ssm", region_name=self._region, config=_retries())
             except BotoCoreError as error:
-                raise ClusterError(f"cannot use the SSM API: {error} (set AWS_REGION)") from error
+                raise ClusterError(
+                    f"cannot use the SSM API: {error} (give --region or set AWS_REGION)"
+                ) from error
         return self._ssm
 
     def host_key_parameter(self, cluster_id: str) -> str:

@@ -57,6 +57,7 @@ class RemoteSettings:
     reconnect_backoff_max: float = 10.0
     stop_grace_seconds: float = 5.0
     binaries: Mapping[Engine, str] = field(default_factory=dict)
+    region: str | None = None
 
 
 class ChannelFollower:
@@ -255,7 +256,7 @@ class SSHExecutor:
             # boto3 is imported only when a cluster id is given: --host runs start faster.
             from runner.remote.emr import EmrClusters  # noqa: PLC0415
 
-            self._clusters = EmrClusters()
+            self._clusters = EmrClusters(region=self.settings.region)
         host = self._clusters.master_address(cluster_id, self._notice, stop.wait)
         if host is None:
             return None, None

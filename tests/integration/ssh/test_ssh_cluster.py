@@ -191,3 +191,25 @@ def test_dry_run_with_a_cluster_id_calls_no_api(
     assert out.rstrip().endswith(
         b" bash " + str(master.remote_dir).encode() + b"/10_cluster/r/10_cluster/10_cluster.sh"
     )
+
+
+@pytest.mark.parametrize("how", ["AWS_REGION", "--region"])
+def test_the_region_comes_from_aws_region_or_the_flag(
+    aws: None,
+    master: Cli,
+    capfdbinary: pytest.CaptureFixture[bytes],
+    monkeypatch: pytest.MonkeyPatch,
+    how: str,
+) -> None:
+    # ECS sets AWS_REGION, which botocore alone would not read; the cluster lives in us-west-1.
+    cluster_id = _cluster()
+    _publish(cluster_id, master.sshd.host_public_key + "\n")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-1")
+    extra = ["--region", REGION] if how == "--region" else []
+    if how == "AWS_REGION":
+        monkeypatch.setenv("AWS_REGION", REGION)
+
+    code, out, _ = _run(master, capfdbinary, "--cluster-id", cluster_id, *extra)
+
+    assert code == 0
+    assert out == b"on the master\n"
