@@ -40,6 +40,9 @@ ECS_TRANSIENT_ERRORS = [
 TERMINATE_ATTEMPTS = 3
 # Headroom in the execution timeout for preflight, terminate and Fargate start-ups.
 EXECUTION_SLACK_MINUTES = 30
+# The runner enforces timeout_minutes itself (stopping the remote step, exit 124, a clear log
+# line); the task's own timeout only backs it up, after Fargate's start-up and the stop's grace.
+TASK_TIMEOUT_MARGIN_MINUTES = 10
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,8 @@ def execution_timeout_minutes(pipeline: Pipeline, start_timeout_minutes: int) ->
     """Longest possible run: cluster start, then every stage's slowest step with all its retries."""
     policy = pipeline.config.steps
     attempts = policy.retries + 1
-    per_step = attempts * policy.timeout_minutes + ceil(policy.retries * policy.retry_interval_seconds / 60)
+    step_minutes = policy.timeout_minutes + TASK_TIMEOUT_MARGIN_MINUTES
+    per_step = attempts * step_minutes + ceil(policy.retries * policy.retry_interval_seconds / 60)
     return start_timeout_minutes + len(pipeline.stages) * per_step + EXECUTION_SLACK_MINUTES
 
 
@@ -313,7 +317,9 @@ class PipelineWorkflow(Construct):
                     command=sfn.JsonPath.list_at(sfn.JsonPath.array(*step_command(self._pipeline, step))),
                 )
             ],
-            task_timeout=sfn.Timeout.duration(Duration.minutes(policy.timeout_minutes)),
+            task_timeout=sfn.Timeout.duration(
+                Duration.minutes(policy.timeout_minutes + TASK_TIMEOUT_MARGIN_MINUTES)
+            ),
             result_path=sfn.JsonPath.DISCARD,
         )
         run.add_retry(

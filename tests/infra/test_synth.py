@@ -107,7 +107,8 @@ def test_run_step_is_fargate_runner_with_policy_from_pipeline_toml(test_synth: S
                   if b["StartAt"] == "Run 10_users")  # fmt: skip
     run = branch["States"]["Run 10_users"]
     assert run["Resource"].endswith(":states:::ecs:runTask.sync")
-    assert run["TimeoutSeconds"] == 45 * 60
+    # The runner stops the step at timeout_minutes (exit 124); the task's timeout is its backstop.
+    assert run["TimeoutSeconds"] == (45 + 10) * 60
     params = run["Parameters"]
     assert params["LaunchType"] == "FARGATE"
     assert params["NetworkConfiguration"]["AwsvpcConfiguration"]["Subnets"] == SUBNETS
