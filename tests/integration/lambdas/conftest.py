@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import copy
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -12,37 +10,20 @@ import pytest
 from moto import mock_aws
 from moto.emr.models import emr_backends
 
-from tests.lambda_payloads import ACCOUNT, CREATE_PAYLOAD, REGION
-
-
-@dataclass
-class FakeLambdaContext:
-    """The attributes Powertools' Logger reads from a real Lambda context."""
-
-    function_name: str = "nightshift-lifecycle"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:nightshift-lifecycle"
-    aws_request_id: str = "5f1c2d3e-0000-4000-8000-000000000000"
-
-
-@pytest.fixture
-def lambda_context() -> FakeLambdaContext:
-    return FakeLambdaContext()
-
-
-@pytest.fixture(autouse=True)
-def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_SECURITY_TOKEN", "testing")
-    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
-    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Nightshift")
+from tests.lambda_support import (  # noqa: F401 - fixtures shared by the Lambda tests
+    ACCOUNT,
+    CREATE_PAYLOAD,
+    REGION,
+    FakeLambdaContext,
+    aws_credentials,
+    create_payload,
+    lambda_context,
+)
 
 
 @pytest.fixture
-def aws(aws_credentials: None):
+def aws():
+    # aws_credentials is autouse, so the fake credentials are set before the mock starts.
     with mock_aws():
         yield
 
@@ -87,11 +68,6 @@ def start_execution(sfn, state_machine_arn):
         return str(sfn.start_execution(stateMachineArn=state_machine_arn, name=name)["executionArn"])
 
     return start
-
-
-@pytest.fixture
-def create_payload() -> dict[str, Any]:
-    return copy.deepcopy(CREATE_PAYLOAD)
 
 
 def alive_clusters(emr) -> list[dict[str, Any]]:

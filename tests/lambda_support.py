@@ -1,8 +1,12 @@
-"""A valid create_cluster payload, shared by the Lambda unit and integration tests."""
+"""What the Lambda unit and integration tests share: a valid payload, a Lambda context, credentials."""
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass
 from typing import Any
+
+import pytest
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -34,3 +38,34 @@ CREATE_PAYLOAD: dict[str, Any] = {
     "log_uri": "s3://nightshift-logs-123456789012/emr/",
     "bootstrap_script_uri": "s3://nightshift-assets-123456789012/publish_host_keys.sh",
 }
+
+
+@pytest.fixture
+def create_payload() -> dict[str, Any]:
+    return copy.deepcopy(CREATE_PAYLOAD)
+
+
+@dataclass
+class FakeLambdaContext:
+    """The attributes Powertools' Logger reads from a real Lambda context."""
+
+    function_name: str = "nightshift-lifecycle"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:nightshift-lifecycle"
+    aws_request_id: str = "5f1c2d3e-0000-4000-8000-000000000000"
+
+
+@pytest.fixture
+def lambda_context() -> FakeLambdaContext:
+    return FakeLambdaContext()
+
+
+@pytest.fixture(autouse=True)
+def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SECURITY_TOKEN", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Nightshift")
