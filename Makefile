@@ -6,12 +6,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: run test setup setup-dev java sshd lint unit reset synth clean
+.PHONY: run test setup setup-dev java sshd node lint unit reset synth clean
 
 run: setup
 	$(PY) -m runner sql/example/
 
-test: setup-dev sshd lint
+test: setup-dev sshd node lint
 	$(PY) -m pytest
 
 setup: $(VENV)/.run-installed java
@@ -43,6 +43,15 @@ sshd:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null; \
 	  else \
 	    echo "the SSH tests need OpenSSH's sshd: install the openssh-server package (as root)" >&2; exit 1; \
+	  fi; }
+
+# The CDK's Python package runs its constructs in Node.js (jsii): the infra tests need it.
+node:
+	@command -v node >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs >/dev/null; \
+	  else \
+	    echo "the infra tests need Node.js (the CDK runs on it): install nodejs 18 or newer" >&2; exit 1; \
 	  fi; }
 
 lint: setup-dev
