@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import Aws, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_events as events
@@ -15,7 +15,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
-from infra.glue_code import glue_code
+from infra.glue_code import glue_function
 from infra.nag import suppress
 
 ALERT_STATUSES = ["FAILED", "TIMED_OUT", "ABORTED"]
@@ -31,6 +31,7 @@ class Alerts(Construct):
         *,
         email: str,
         sweeper: lambda_.IFunction,
+        code: lambda_.Code,
         log_retention: logs.RetentionDays,
         state_machine_prefix: str,
     ) -> None:
@@ -43,7 +44,7 @@ class Alerts(Construct):
             master_key=kms.Alias.from_alias_name(self, "SnsKey", "alias/aws/sns"),
         )
         self.topic.add_subscription(subscriptions.EmailSubscription(email))
-        self.formatter = self._build_formatter(log_retention, state_machine_prefix)
+        self.formatter = self._build_formatter(code, log_retention, state_machine_prefix)
         self.topic.grant_publish(self.formatter)
         self._pipelines: dict[str, list[str]] = {}
         self.failure_rule = events.Rule(
@@ -96,20 +97,15 @@ class Alerts(Construct):
         self.formatter.add_environment("NIGHTSHIFT_PIPELINES", Stack.of(self).to_json_string(self._pipelines))
 
     def _build_formatter(
-        self, log_retention: logs.RetentionDays, state_machine_prefix: str
+        self, code: lambda_.Code, log_retention: logs.RetentionDays, state_machine_prefix: str
     ) -> lambda_.Function:
-        function = lambda_.Function(
+        function = glue_function(
             self,
             "Formatter",
-            runtime=lambda_.Runtime.PYTHON_3_12,
+            code=code,
             handler="functions.alert.handler",
-            code=glue_code(),
-            memory_size=128,
-            timeout=Duration.seconds(30),
+            log_retention=log_retention,
             environment={"NIGHTSHIFT_TOPIC_ARN": self.topic.topic_arn, "NIGHTSHIFT_PIPELINES": "{}"},
-            log_group=logs.LogGroup(
-                self, "FormatterLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
-            ),
         )
         function.add_to_role_policy(
             iam.PolicyStatement(
@@ -118,15 +114,6 @@ class Alerts(Construct):
                     f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:execution:{state_machine_prefix}*"
                 ],
             )
-        )
-        suppress(function, "AwsSolutions-L1", "Python 3.12, the version the project tests.")
-        suppress(
-            function,
-            "AwsSolutions-IAM4",
-            "AWSLambdaBasicExecutionRole only lets the function write its own logs.",
-            applies_to=[
-                "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
-            ],
         )
         suppress(
             function,

@@ -14,7 +14,7 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.config import DataAccess, S3Path
-from infra.nag import arn_finding, suppress
+from infra.nag import acknowledge_lambda_defaults, arn_finding, suppress
 from infra.paths import HOST_KEY_BOOTSTRAP, ROOT
 from infra.storage import EMR_LOG_PREFIX
 
@@ -179,19 +179,7 @@ class ClusterLifecycle(Construct):
                 "POWERTOOLS_METRICS_NAMESPACE": "Nightshift",
             },
         )
-        suppress(
-            function,
-            "AwsSolutions-L1",
-            "Python 3.12 matches the Powertools layer build (python312) and the version the project tests.",
-        )
-        suppress(
-            function,
-            "AwsSolutions-IAM4",
-            "AWSLambdaBasicExecutionRole only lets the function write its own logs.",
-            applies_to=[
-                "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
-            ],
-        )
+        acknowledge_lambda_defaults(function)
         return function
 
     def _build_service_role(self) -> iam.Role:

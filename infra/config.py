@@ -152,6 +152,7 @@ def config_from_context(get: Callable[[str], Any], *, root: Path) -> NightshiftC
         return default if value is None else _integer(key, value, low, high)
 
     pipelines_dir = Path(_string("pipelines_dir", get("pipelines_dir") or "sql"))
+    layer = get("powertools_layer_version")
     return NightshiftConfig(
         pipelines_dir=pipelines_dir if pipelines_dir.is_absolute() else root / pipelines_dir,
         ec2_key_name=_string("ec2_key_name", get("ec2_key_name")),
@@ -163,11 +164,9 @@ def config_from_context(get: Callable[[str], Any], *, root: Path) -> NightshiftC
         data_access=_data_access(get("data_access")),
         log_retention_days=retention,
         log_bucket_expiry_days=optional_int("log_bucket_expiry_days", 90, 1, 3650),
-        powertools_layer_version=(
-            optional_int("powertools_layer_version", 0, 1, 10_000)
-            if get("powertools_layer_version") is not None
-            else None
-        ),
+        powertools_layer_version=None
+        if layer is None
+        else _integer("powertools_layer_version", layer, 1, 10_000),
         cluster_poll_seconds=optional_int("cluster_poll_seconds", 30, 5, 600),
         cluster_start_timeout_minutes=optional_int("cluster_start_timeout_minutes", 30, 5, 180),
     )

@@ -8,9 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import jsii
-from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
+from aws_cdk import AssetHashType, BundlingOptions, DockerImage, Duration, ILocalBundling, RemovalPolicy
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
 
+from infra.nag import acknowledge_lambda_defaults
 from infra.paths import FUNCTIONS
 
 
@@ -30,7 +33,7 @@ class _CopyWithTzdata:
 
 
 def glue_code() -> lambda_.Code:
-    """Handlers are `functions.start_run.handler` and `functions.alert.handler`."""
+    """Handlers are `functions.start_run.handler` and `functions.alert.handler`; one per stack serves both."""
     return lambda_.Code.from_asset(
         str(FUNCTIONS),
         asset_hash_type=AssetHashType.OUTPUT,
@@ -41,3 +44,30 @@ def glue_code() -> lambda_.Code:
             local=_CopyWithTzdata(),  # type: ignore[arg-type]
         ),
     )
+
+
+def glue_function(
+    scope: Construct,
+    construct_id: str,
+    *,
+    code: lambda_.Code,
+    handler: str,
+    log_retention: logs.RetentionDays,
+    environment: dict[str, str] | None = None,
+) -> lambda_.Function:
+    """A small glue Lambda with its own log group (`<id>Logs`) and the stack's usual acknowledgments."""
+    function = lambda_.Function(
+        scope,
+        construct_id,
+        runtime=lambda_.Runtime.PYTHON_3_12,
+        handler=handler,
+        code=code,
+        memory_size=128,
+        timeout=Duration.seconds(30),
+        environment=environment,
+        log_group=logs.LogGroup(
+            scope, f"{construct_id}Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
+        ),
+    )
+    acknowledge_lambda_defaults(function)
+    return function

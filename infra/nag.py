@@ -20,3 +20,18 @@ def arn_finding(resource: IConstruct, suffix: str = "") -> str:
     assert isinstance(child, CfnResource)
     stack = Stack.of(child)
     return f"Resource::<{stack.resolve(child.logical_id)}.Arn>{suffix}"
+
+
+def acknowledge_lambda_defaults(function: IConstruct) -> None:
+    """The two findings every Lambda here shares: its runtime choice and its logs-only managed policy."""
+    suppress(
+        function,
+        "AwsSolutions-L1",
+        "Python 3.12, the Powertools layer's build and the version the project tests.",
+    )
+    suppress(
+        function,
+        "AwsSolutions-IAM4",
+        "AWSLambdaBasicExecutionRole only lets the function write its own logs.",
+        applies_to=["Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"],
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, TimeZone
+from aws_cdk import Duration, TimeZone
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -11,7 +11,7 @@ from aws_cdk import aws_scheduler_targets as targets
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from infra.glue_code import glue_code
+from infra.glue_code import glue_function
 from infra.nag import arn_finding, suppress
 from runner.config import Schedule
 from runner.schedule import to_eventbridge
@@ -24,21 +24,13 @@ class Schedules(Construct):
     pipeline's time zone and starts execution `<pipeline>-<run_date>`, so a date runs at most once.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, log_retention: logs.RetentionDays) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, code: lambda_.Code, log_retention: logs.RetentionDays
+    ) -> None:
         super().__init__(scope, construct_id)
-        self.start_run = lambda_.Function(
-            self,
-            "StartRun",
-            runtime=lambda_.Runtime.PYTHON_3_12,
-            handler="functions.start_run.handler",
-            code=glue_code(),
-            memory_size=128,
-            timeout=Duration.seconds(30),
-            log_group=logs.LogGroup(
-                self, "StartRunLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
-            ),
+        self.start_run = glue_function(
+            self, "StartRun", code=code, handler="functions.start_run.handler", log_retention=log_retention
         )
-        suppress(self.start_run, "AwsSolutions-L1", "Python 3.12, the version the project tests.")
         # Our own role, in this construct, rather than one the target would add to the stack.
         self.role = iam.Role(
             self, "SchedulerRole", assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com")
@@ -48,14 +40,6 @@ class Schedules(Construct):
             "AwsSolutions-IAM5",
             "The Scheduler target grants invoke on StartRun and its versions (function:*), nothing else.",
             applies_to=[arn_finding(self.start_run, ":*")],
-        )
-        suppress(
-            self.start_run,
-            "AwsSolutions-IAM4",
-            "AWSLambdaBasicExecutionRole only lets the function write its own logs.",
-            applies_to=[
-                "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
-            ],
         )
 
     def add(

@@ -11,6 +11,7 @@ from constructs import Construct
 from infra.alerts import Alerts
 from infra.cluster_lifecycle import ClusterLifecycle
 from infra.config import LOG_RETENTION_DAYS, NightshiftConfig
+from infra.glue_code import glue_code
 from infra.network import Network
 from infra.pipelines import construct_id
 from infra.runner_task import CONTAINER_NAME, RunnerTask
@@ -55,10 +56,12 @@ class NightshiftStack(Stack):
             ssh_key_secret_arn=config.ssh_key_secret_arn,
             log_retention=retention,
         )
-        self.schedules = Schedules(self, "Schedules", log_retention=retention)
+        glue = glue_code()
+        self.schedules = Schedules(self, "Schedules", code=glue, log_retention=retention)
         self.alerts = Alerts(
             self,
             "Alerts",
+            code=glue,
             email=config.notification_email,
             sweeper=lifecycle.sweeper,
             log_retention=retention,
