@@ -161,12 +161,10 @@ def parse_run_date(text: str | None, pipeline: Pipeline) -> str:
 
 
 def _engine_for(step: Step, override: str | None, whole_pipeline: bool) -> Engine:
-    if override is None:
+    # For a whole folder the override is a SQL engine: .py and .sh steps keep theirs.
+    if override is None or (whole_pipeline and not step.engine.is_sql):
         return step.engine
-    engine = Engine(override)
-    if whole_pipeline and not step.engine.is_sql:
-        return step.engine
-    return engine
+    return Engine(override)
 
 
 def _new_run_id() -> str:
@@ -254,11 +252,8 @@ def _run(args: argparse.Namespace, output: Output) -> int:
         raise UsageError(f"--engine {args.engine}: only spark-sql or hive apply to a whole folder")
     run_date = parse_run_date(args.run_date, pipeline)
     run_id = args.run_id or _new_run_id()
-    executor: Executor
-    local = LocalExecutor(spark, output.notice)
-    executor, is_local = local, True
-    if args.host or args.cluster_id:
-        executor, is_local = _remote_executor(args, output), False
+    is_local = not (args.host or args.cluster_id)
+    executor = LocalExecutor(spark, output.notice) if is_local else _remote_executor(args, output)
     variables = {
         "run_date": run_date,
         **pipeline.config.variables,
@@ -281,8 +276,8 @@ def _run(args: argparse.Namespace, output: Output) -> int:
         lines = [executor.describe(invocation(step)) for step in pipeline.steps]
         sys.stdout.write("".join(line + "\n" for line in lines))
         return 0
-    if is_local:
-        local.check({invocation(step).engine for step in pipeline.steps})
+    if isinstance(executor, LocalExecutor):
+        executor.check({invocation(step).engine for step in pipeline.steps})
 
     stop = StopRequest()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from runner.model import UTF8_BOM, Engine, Pipeline, Step
+from runner.model import Engine, Pipeline, Step
 from runner.output import Output, StepOutput
 
 EXIT_TIMEOUT = 124  # as GNU timeout
@@ -85,7 +85,7 @@ def _run_one(executor: Executor, invocation: Invocation, output: Output, stop: S
     # The step's output first: a JSON notice then carries the pipeline and run id too.
     step_output = output.for_step(invocation.pipeline, step.name, invocation.run_id)
     output.notice(f"{step.file_name}: started ({invocation.engine})", step=step.name)
-    if invocation.engine.is_sql and step.path.read_bytes()[:3] == UTF8_BOM:
+    if invocation.engine.is_sql and step.starts_with_bom:
         # The file still runs as it is; the engine will likely reject its first statement.
         output.notice(
             f"{step.file_name}: starts with a UTF-8 byte-order mark, which {invocation.engine}"

@@ -41,6 +41,8 @@ class Step:
     path: Path
     stage: int | None
     engine: Engine
+    #: spark-sql and hive read a UTF-8 byte-order mark as part of the first statement
+    starts_with_bom: bool = False
 
     @property
     def name(self) -> str:
@@ -87,8 +89,8 @@ def engine_for(path: Path, config: PipelineConfig) -> Engine:
     return EXTENSIONS[suffix] or Engine(config.default_engine)
 
 
-def check_step_file(path: Path) -> None:
-    """Refuse files that cannot be a step: unreadable, empty, or not UTF-8 text."""
+def check_step_file(path: Path) -> bool:
+    """Refuse files that cannot be a step: unreadable, empty, or not UTF-8 text; tell whether a BOM leads."""
     try:
         data = path.read_bytes()
     except OSError as error:
@@ -101,6 +103,7 @@ def check_step_file(path: Path) -> None:
         raise PipelineError(f"{path}: not UTF-8 text (invalid byte at offset {offset})") from error
     if not text.strip():
         raise PipelineError(f"{path}: the step file is empty")
+    return len(body) != len(data)
 
 
 def _read_folder(folder: Path, config: PipelineConfig) -> list[Step]:
@@ -122,8 +125,8 @@ def _read_folder(folder: Path, config: PipelineConfig) -> list[Step]:
                 f"{folder}: two steps named {path.stem!r} ({seen[path.stem].name}, {path.name})"
             )
         seen[path.stem] = path
-        check_step_file(path)
-        steps.append(Step(path=path, stage=int(match["stage"]), engine=engine))
+        bom = check_step_file(path)
+        steps.append(Step(path=path, stage=int(match["stage"]), engine=engine, starts_with_bom=bom))
     return steps
 
 
@@ -148,9 +151,9 @@ def load_pipeline(target: Path) -> Pipeline:
     path = target.resolve()
     config = load_config(path.parent)
     engine = engine_for(path, config)
-    check_step_file(path)
+    bom = check_step_file(path)
     match = STEP_FILE.match(path.name)
     stage = int(match["stage"]) if match else None
-    step = Step(path=path, stage=stage, engine=engine)
+    step = Step(path=path, stage=stage, engine=engine, starts_with_bom=bom)
     name = path.parent.name if (path.parent / CONFIG_FILE).is_file() else path.stem
     return Pipeline(name=name, folder=path.parent, config=config, stages=(Stage(stage, (step,)),))

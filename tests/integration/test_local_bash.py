@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import run_cli, start_cli
 
 
 def test_step_output_and_exit_code_pass_through(tmp_path: Path) -> None:
@@ -18,23 +18,15 @@ def test_step_output_and_exit_code_pass_through(tmp_path: Path) -> None:
     result = run_cli(step, "--run-date", "2026-03-04", "--var", "who=it's me", cwd=tmp_path)
     assert result.returncode == 7
     assert result.stdout == b"out 2026-03-04 it's me\nno newline"
-    assert result.stderr.decode().splitlines() == [
-        "nightshift: job.sh: started (bash)",
-        "err",
-        "nightshift: job.sh: failed (exit 7) in " + result.stderr.decode().split(" in ")[-1].strip(),
-    ]
+    started, err, finished = result.stderr.decode().splitlines()
+    assert (started, err) == ("nightshift: job.sh: started (bash)", "err")
+    assert re.fullmatch(r"nightshift: job\.sh: failed \(exit 7\) in \d+\.\d s", finished)
 
 
 def test_output_is_live_not_buffered_until_the_end(tmp_path: Path) -> None:
     step = tmp_path / "slow.sh"
     step.write_text("echo first\nsleep 4\necho second\n")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "runner", str(step)],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
+    process = start_cli(step, cwd=tmp_path, stderr=subprocess.DEVNULL)
     assert process.stdout is not None
     assert process.stdout.readline() == b"first\n"
     assert process.poll() is None, "the first line must arrive while the step is still running"
@@ -46,13 +38,7 @@ def test_sigterm_stops_the_step_and_its_children(tmp_path: Path) -> None:
     pid_file = tmp_path / "child.pid"
     step = tmp_path / "long.sh"
     step.write_text(f"sleep 300 &\necho $! > {pid_file}\necho started\nwait\n")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "runner", str(step)],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    process = start_cli(step, cwd=tmp_path)
     assert process.stdout is not None
     assert process.stdout.readline() == b"started\n"
     child = int(pid_file.read_text())

@@ -117,3 +117,10 @@ def test_bad_input_is_refused_with_one_line(
         load_pipeline(tmp_path / target)
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_a_leading_byte_order_mark_is_noted_not_removed(tmp_path: Path) -> None:
+    make(tmp_path, {"10_bom.sql": b"\xef\xbb\xbfSELECT 1;", "10_plain.sql": "SELECT 1;"})
+    bom, plain = load_pipeline(tmp_path).steps
+    assert (bom.starts_with_bom, plain.starts_with_bom) == (True, False)
+    assert bom.path.read_bytes().startswith(b"\xef\xbb\xbf")
