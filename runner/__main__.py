@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 
 from runner.config import RESERVED_VARIABLES, VARIABLE_NAME
 from runner.errors import NightshiftError, UsageError
-from runner.execution import Executor, Invocation, StopRequest, run_pipeline, summary_lines
+from runner.execution import Executor, RunPlan, StopRequest, run_pipeline, summary_lines
 from runner.local import LocalExecutor, LocalSpark
-from runner.model import Engine, Pipeline, Step, load_pipeline
+from runner.model import Engine, Pipeline, load_pipeline
 from runner.output import JsonOutput, Output, TextOutput
 
 PROG = "python -m runner"
@@ -160,13 +160,6 @@ def parse_run_date(text: str | None, pipeline: Pipeline) -> str:
         raise UsageError(f"--run-date {text!r}: {error}") from error
 
 
-def _engine_for(step: Step, override: str | None, whole_pipeline: bool) -> Engine:
-    # For a whole folder the override is a SQL engine: .py and .sh steps keep theirs.
-    if override is None or (whole_pipeline and not step.engine.is_sql):
-        return step.engine
-    return Engine(override)
-
-
 def _new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
@@ -245,44 +238,34 @@ def _run(args: argparse.Namespace, output: Output) -> int:
             return 0
     if args.path is None:
         raise UsageError("PATH is required: a step file or a pipeline folder")
-    cli_variables = parse_variables(args.var)
+    overrides = parse_variables(args.var)
     pipeline = load_pipeline(args.path)
     whole = args.path.is_dir()
     if whole and args.engine and not Engine(args.engine).is_sql:
         raise UsageError(f"--engine {args.engine}: only spark-sql or hive apply to a whole folder")
-    run_date = parse_run_date(args.run_date, pipeline)
-    run_id = args.run_id or _new_run_id()
     is_local = not (args.host or args.cluster_id)
-    executor = LocalExecutor(spark, output.notice) if is_local else _remote_executor(args, output)
-    variables = {
-        "run_date": run_date,
-        **pipeline.config.variables,
-        **(pipeline.config.local_variables if is_local else {}),
-        **cli_variables,
-    }
-    timeout = pipeline.config.steps.timeout_minutes * 60
-
-    def invocation(step: Step) -> Invocation:
-        return Invocation(
-            step=step,
-            engine=_engine_for(step, args.engine, whole),
-            variables=variables,
-            pipeline=pipeline.name,
-            run_id=run_id,
-            timeout_seconds=timeout,
-        )
+    plan = RunPlan.make(
+        pipeline,
+        run_date=parse_run_date(args.run_date, pipeline),
+        run_id=args.run_id or _new_run_id(),
+        local=is_local,
+        overrides=overrides,
+        engine_override=Engine(args.engine) if args.engine else None,
+        whole_pipeline=whole,
+    )
+    executor = LocalExecutor(spark) if is_local else _remote_executor(args, output)
 
     if args.dry_run:
-        lines = [executor.describe(invocation(step)) for step in pipeline.steps]
+        lines = [executor.describe(plan.invocation(step)) for step in pipeline.steps]
         sys.stdout.write("".join(line + "\n" for line in lines))
         return 0
     if isinstance(executor, LocalExecutor):
-        executor.check({invocation(step).engine for step in pipeline.steps})
+        executor.check({plan.engine(step) for step in pipeline.steps})
 
     stop = StopRequest()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda number, _frame: stop.trigger(number))
-    report = run_pipeline(pipeline, invocation, executor, output, stop)
+    report = run_pipeline(plan, executor, output, stop)
     if whole:
         for line in summary_lines(report):
             output.notice(line)

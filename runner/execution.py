@@ -4,15 +4,34 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol
 
 from runner.model import Engine, Pipeline, Step
 from runner.output import Output, StepOutput
 
 EXIT_TIMEOUT = 124  # as GNU timeout
+EXIT_UNREACHABLE = 255  # as ssh
+
+
+class Outcome(StrEnum):
+    """How a step run ended, as the summary table says it."""
+
+    FINISHED = "finished"
+    TIMED_OUT = "timed out"
+    STOPPED = "stopped"
+    UNREACHABLE = "unreachable"
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What an executor reports: the step's exit code (or the runner's, when it did not finish) and why."""
+
+    exit_code: int
+    outcome: Outcome = Outcome.FINISHED
 
 
 class StopRequest:
@@ -59,9 +78,58 @@ class Executor(Protocol):
         """The command line that would run, for --dry-run."""
         ...
 
-    def run(self, invocation: Invocation, output: StepOutput, stop: StopRequest) -> int:
-        """Run to the end and return the exit code; on `stop` or timeout, stop the step first."""
+    def run(self, invocation: Invocation, output: StepOutput, stop: StopRequest) -> StepResult:
+        """Run to the end; on `stop` or timeout, stop the step first. Notices go through `output`."""
         ...
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One run of a pipeline: its variables and run id, and the invocation of each of its steps."""
+
+    pipeline: Pipeline
+    variables: Mapping[str, str]
+    run_id: str
+    #: --engine: for a whole folder it replaces the SQL engine only (.py and .sh steps keep theirs)
+    engine_override: Engine | None = None
+    whole_pipeline: bool = True
+
+    @classmethod
+    def make(
+        cls,
+        pipeline: Pipeline,
+        *,
+        run_date: str,
+        run_id: str,
+        local: bool,
+        overrides: Mapping[str, str],
+        engine_override: Engine | None = None,
+        whole_pipeline: bool = True,
+    ) -> RunPlan:
+        """Variables, later wins: [variables], [variables.local] (local runs), --var, then run_date."""
+        variables = {
+            **pipeline.config.variables,
+            **(pipeline.config.local_variables if local else {}),
+            **overrides,
+            "run_date": run_date,
+        }
+        return cls(pipeline, variables, run_id, engine_override, whole_pipeline)
+
+    def engine(self, step: Step) -> Engine:
+        override = self.engine_override
+        if override is None or (self.whole_pipeline and not step.engine.is_sql):
+            return step.engine
+        return override
+
+    def invocation(self, step: Step) -> Invocation:
+        return Invocation(
+            step=step,
+            engine=self.engine(step),
+            variables=self.variables,
+            pipeline=self.pipeline.name,
+            run_id=self.run_id,
+            timeout_seconds=self.pipeline.config.steps.timeout_minutes * 60,
+        )
 
 
 @dataclass
@@ -83,51 +151,39 @@ def _run_one(executor: Executor, invocation: Invocation, output: Output, stop: S
     report = StepReport(step)
     started = time.monotonic()
     # The step's output first: a JSON notice then carries the pipeline and run id too.
-    step_output = output.for_step(invocation.pipeline, step.name, invocation.run_id)
-    output.notice(f"{step.file_name}: started ({invocation.engine})", step=step.name)
+    step_output = output.for_step(invocation.pipeline, step.name, invocation.run_id, step.file_name)
+    step_output.notice(f"started ({invocation.engine})")
     if invocation.engine.is_sql and step.starts_with_bom:
         # The file still runs as it is; the engine will likely reject its first statement.
-        output.notice(
-            f"{step.file_name}: starts with a UTF-8 byte-order mark, which {invocation.engine}"
-            " reads as part of the first statement; save the file without it",
-            step=step.name,
+        step_output.notice(
+            f"starts with a UTF-8 byte-order mark, which {invocation.engine}"
+            " reads as part of the first statement; save the file without it"
         )
     try:
-        code = executor.run(invocation, step_output, stop)
+        result = executor.run(invocation, step_output, stop)
     finally:
         step_output.close()
         report.seconds = time.monotonic() - started
-    report.exit_code = code
-    if stop.is_set():
-        report.status = "stopped"
-    elif code == 0:
+    report.exit_code = result.exit_code
+    if result.outcome is not Outcome.FINISHED:
+        report.status = str(result.outcome)
+    elif result.exit_code == 0:
         report.status = "succeeded"
-    elif (
-        code == EXIT_TIMEOUT
-        and invocation.timeout_seconds is not None
-        and (report.seconds >= invocation.timeout_seconds)
-    ):
-        report.status = "timed out"
     else:
-        report.status = f"failed (exit {code})"
-    output.notice(f"{step.file_name}: {report.status} in {report.seconds:.1f} s", step=step.name)
+        report.status = f"failed (exit {result.exit_code})"
+    step_output.notice(f"{report.status} in {report.seconds:.1f} s")
     return report
 
 
-def run_pipeline(
-    pipeline: Pipeline,
-    invocations: Callable[[Step], Invocation],
-    executor: Executor,
-    output: Output,
-    stop: StopRequest,
-) -> RunReport:
+def run_pipeline(plan: RunPlan, executor: Executor, output: Output, stop: StopRequest) -> RunReport:
     """Run stage after stage; a failed step fails the run once its stage has finished."""
+    pipeline = plan.pipeline
     finished: dict[Step, StepReport] = {}
     exit_code = 0
     for stage in pipeline.stages:
         if exit_code != 0 or stop.is_set():
             break
-        planned = [invocations(step) for step in stage.steps]
+        planned = [plan.invocation(step) for step in stage.steps]
         if executor.parallel and len(planned) > 1:
             with ThreadPoolExecutor(max_workers=len(planned)) as pool:
                 results = list(pool.map(lambda inv: _run_one(executor, inv, output, stop), planned))

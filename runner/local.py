@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
-import selectors
+import select
 import shutil
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO
 
 from runner.engines import Command, engine_command
 from runner.errors import UsageError
-from runner.execution import EXIT_TIMEOUT, Invocation, StopRequest
+from runner.execution import Invocation, StepResult, StopRequest
 from runner.java import find_java_home
 from runner.model import Engine
 from runner.output import StepOutput, Stream
+from runner.relay import Offsets, Pumped, Stopper, pump
 
 READ_SIZE = 256 * 1024
 LOG_CONFIG = Path(__file__).with_name("local-log4j2.properties")
@@ -101,19 +101,55 @@ class LocalSpark:
         return env
 
 
+class ProcessSource:
+    """A local child process seen through the relay loop's primitives: its two pipes and its exit."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None and process.stderr is not None
+        self.process = process
+        self._open: dict[Stream, int] = {"stdout": process.stdout.fileno(), "stderr": process.stderr.fileno()}
+        for fd in self._open.values():
+            os.set_blocking(fd, False)
+
+    def _read(self, stream: Stream) -> bytes:
+        fd = self._open.get(stream)
+        if fd is None:
+            return b""
+        try:
+            chunk = os.read(fd, READ_SIZE)
+        except BlockingIOError:
+            return b""
+        if not chunk:
+            del self._open[stream]
+        return chunk
+
+    def read_stdout(self) -> bytes:
+        return self._read("stdout")
+
+    def read_stderr(self) -> bytes:
+        return self._read("stderr")
+
+    def ended(self) -> bool:
+        return not self._open and self.process.poll() is not None
+
+    def lost(self) -> bool:
+        return False
+
+    def wait(self, seconds: float) -> None:
+        if self._open:
+            select.select(list(self._open.values()), [], [], seconds)
+        else:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(seconds)
+
+
 class LocalExecutor:
     """Runs steps as child processes of the runner; one at a time (Derby admits one engine)."""
 
     parallel = False
 
-    def __init__(
-        self,
-        spark: LocalSpark,
-        notice: Callable[[str], None],
-        environ: Mapping[str, str] | None = None,
-    ) -> None:
+    def __init__(self, spark: LocalSpark, environ: Mapping[str, str] | None = None) -> None:
         self.spark = spark
-        self._notice = notice
         self._environ = dict(os.environ if environ is None else environ)
         self._java_home: Path | None = None
 
@@ -126,10 +162,10 @@ class LocalExecutor:
     def describe(self, invocation: Invocation) -> str:
         return self.spark.command(invocation).display()
 
-    def run(self, invocation: Invocation, output: StepOutput, stop: StopRequest) -> int:
+    def run(self, invocation: Invocation, output: StepOutput, stop: StopRequest) -> StepResult:
         if invocation.step.path.suffix.lower() == ".hql" and invocation.engine is Engine.HIVE:
-            self._notice(
-                f"{invocation.step.file_name}: runs on Spark SQL's HiveQL support locally,"
+            output.notice(
+                "runs on Spark SQL's HiveQL support locally,"
                 " not on Hive itself (on a cluster it runs on hive)"
             )
         command = self.spark.command(invocation)
@@ -144,65 +180,37 @@ class LocalExecutor:
             # Own session: stopping the step stops the JVM and everything it started.
             start_new_session=True,
         )
-        deadline = time.monotonic() + invocation.timeout_seconds if invocation.timeout_seconds else None
-        timed_out = _pump(process, output, stop, deadline)
-        code = process.wait()
-        if timed_out:
-            return EXIT_TIMEOUT
-        return 128 - code if code < 0 else code
-
-
-def _stop_group(process: subprocess.Popen[bytes]) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+        stopper = Stopper(stop, invocation.timeout_seconds, KILL_GRACE_SECONDS)
         try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(KILL_GRACE_SECONDS)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+            code = _follow(ProcessSource(process), output, stopper)
+        finally:
+            if process.poll() is None:
+                _signal_group(process, signal.SIGKILL)
+            process.wait()
+            for pipe in (process.stdout, process.stderr):
+                if pipe is not None:
+                    pipe.close()
+        if stopper.reason is not None:
+            return StepResult(stopper.exit_code(code), stopper.reason)
+        return StepResult(128 - code if code < 0 else code)
 
 
-def _pump(
-    process: subprocess.Popen[bytes],
-    output: StepOutput,
-    stop: StopRequest,
-    deadline: float | None,
-) -> bool:
-    """Relay both pipes until they close; stop the process group on request or timeout."""
-    streams: dict[int, Stream] = {}
-    selector = selectors.DefaultSelector()
-    pipes: list[tuple[IO[bytes] | None, Stream]] = [
-        (process.stdout, "stdout"),
-        (process.stderr, "stderr"),
-    ]
-    for pipe, stream in pipes:
-        assert pipe is not None
-        selector.register(pipe.fileno(), selectors.EVENT_READ)
-        streams[pipe.fileno()] = stream
-    timed_out = stopped = False
-    try:
-        while streams:
-            for key, _ in selector.select(timeout=0.1):
-                fd = int(key.fd)
-                chunk = os.read(fd, READ_SIZE)
-                if chunk:
-                    output.feed(streams[fd], chunk)
-                else:
-                    selector.unregister(fd)
-                    del streams[fd]
-            if stopped:
-                continue
-            if stop.is_set():
-                stopped = True
-            elif deadline is not None and time.monotonic() > deadline:
-                stopped = timed_out = True
-            if stopped:
-                _stop_group(process)
-    finally:
-        selector.close()
-        if process.poll() is None:
-            _stop_group(process)
-    return timed_out
+def _follow(source: ProcessSource, output: StepOutput, stopper: Stopper) -> int:
+    """Relay until the process and its pipes end; on a stop or timeout, TERM its group, then KILL."""
+    offsets, interrupt = Offsets(), stopper.interrupt
+    while pump(source, output, offsets, interrupt) is Pumped.INTERRUPTED:
+        if stopper.drained:
+            _signal_group(source.process, signal.SIGKILL)
+            interrupt = _never  # after the KILL only what the pipes still hold is left to relay
+        else:
+            _signal_group(source.process, signal.SIGTERM)
+    return source.process.wait()
+
+
+def _never() -> bool:
+    return False
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, sig)

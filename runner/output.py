@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import BinaryIO, Literal
 
@@ -36,10 +37,20 @@ class LineBuffer:
 
 
 class StepOutput(ABC):
-    """The output of one running step. Executors feed raw chunks; complete lines go on at once."""
+    """The output of one running step. Executors feed raw chunks; complete lines go on at once.
 
-    def __init__(self) -> None:
+    The runner's own notices about the step go through it too, so each knows its step.
+    """
+
+    def __init__(self, notify: Callable[[str], None] | None = None) -> None:
         self._buffers = {"stdout": LineBuffer(), "stderr": LineBuffer()}
+        #: notices kept here when no `notify` is given (test doubles)
+        self.notices: list[str] = []
+        self._notify = notify or self.notices.append
+
+    def notice(self, message: str) -> None:
+        """A line from the runner about this step (reconnects, stops), said as the runner says it."""
+        self._notify(message)
 
     def feed(self, stream: Stream, chunk: bytes) -> None:
         block = self._buffers[stream].feed(chunk)
@@ -65,16 +76,21 @@ class Output(ABC):
         self.lock = threading.Lock()
 
     @abstractmethod
-    def for_step(self, pipeline: str, step: str, run_id: str) -> StepOutput: ...
+    def for_step(self, pipeline: str, step: str, run_id: str, label: str = "") -> StepOutput:
+        """The output of one step run; its notices start with `label` (the file name), or the step."""
 
     @abstractmethod
     def notice(self, message: str, *, step: str = "") -> None:
         """A line from the runner itself (progress, summary), never mixed into stdout in text."""
 
 
+def _step_notice(out: Output, step: str, label: str) -> Callable[[str], None]:
+    return lambda message: out.notice(f"{label}: {message}", step=step)
+
+
 class _TextStep(StepOutput):
-    def __init__(self, out: TextOutput) -> None:
-        super().__init__()
+    def __init__(self, out: TextOutput, step: str, label: str) -> None:
+        super().__init__(_step_notice(out, step, label))
         self._out = out
 
     def emit(self, stream: Stream, block: bytes) -> None:
@@ -92,8 +108,8 @@ class TextOutput(Output):
         self.stdout = stdout
         self.stderr = stderr
 
-    def for_step(self, pipeline: str, step: str, run_id: str) -> StepOutput:
-        return _TextStep(self)
+    def for_step(self, pipeline: str, step: str, run_id: str, label: str = "") -> StepOutput:
+        return _TextStep(self, step, label or step)
 
     def notice(self, message: str, *, step: str = "") -> None:
         line = f"nightshift: {message}\n".encode()
@@ -111,8 +127,8 @@ def _now() -> str:
 
 
 class _JsonStep(StepOutput):
-    def __init__(self, out: JsonOutput, pipeline: str, step: str, run_id: str) -> None:
-        super().__init__()
+    def __init__(self, out: JsonOutput, pipeline: str, step: str, run_id: str, label: str) -> None:
+        super().__init__(_step_notice(out, step, label))
         self._out = out
         # Only the line varies within a block: encode the rest once, not once per line.
         self._fields = f', "pipeline": {_dumps(pipeline)}, "step": {_dumps(step)}, "run_id": {_dumps(run_id)}'
@@ -136,9 +152,9 @@ class JsonOutput(Output):
         self._pipeline = pipeline
         self._run_id = run_id
 
-    def for_step(self, pipeline: str, step: str, run_id: str) -> StepOutput:
+    def for_step(self, pipeline: str, step: str, run_id: str, label: str = "") -> StepOutput:
         self._pipeline, self._run_id = pipeline, run_id
-        return _JsonStep(self, pipeline, step, run_id)
+        return _JsonStep(self, pipeline, step, run_id, label or step)
 
     def write_records(self, records: list[str]) -> None:
         data = ("\n".join(records) + "\n").encode("utf-8", errors="backslashreplace")

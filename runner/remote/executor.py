@@ -17,12 +17,12 @@ import paramiko
 
 from runner.engines import Command, engine_command
 from runner.errors import ConnectionFailure, NightshiftError
-from runner.execution import EXIT_TIMEOUT, Invocation, StopRequest
+from runner.execution import Invocation, Outcome, StepResult, StopRequest
 from runner.model import Engine
 from runner.output import StepOutput
+from runner.relay import Offsets, Pumped, Stopper, pump
 from runner.remote.hostkeys import HostKeyPolicy
 from runner.remote.rundir import FOLLOW_NO_RUN_DIRECTORY, FOLLOW_NOT_STARTED, START_WAIT_SECONDS, RunDirectory
-from runner.remote.streaming import Offsets, Outcome, pump
 from runner.remote.target import DEFAULT_USER, SSHTarget, load_ssh_config, resolve_target
 from runner.remote.transport import READ_SIZE, Connection, ConnectSettings, Pin, Unreachable, connect
 
@@ -267,16 +267,12 @@ class SSHExecutor:
             return host, None
         return host, Pin(tuple(keys), parameter)
 
-    def run(self, invocation: Invocation, output: StepOutput, stop: StopRequest) -> int:
+    def run(self, invocation: Invocation, output: StepOutput, stop: StopRequest) -> StepResult:
         resolved = self._target(stop)
         if resolved is None:
-            return stop.exit_code
+            return StepResult(stop.exit_code, Outcome.STOPPED)
         target, pin = resolved
-        file_name = invocation.step.file_name
-
-        def notice(message: str) -> None:
-            self._notice(f"{file_name}: {message}")
-
+        notice = output.notice
         connect_settings = ConnectSettings(
             policy=HostKeyPolicy((), accept_new=self.settings.accept_new_host_key),
             key_material=self.settings.key_material,
@@ -313,11 +309,9 @@ class _StepRun:
         self.notice = notice
         self.run_directory = executor.run_directory(invocation)
         self.offsets = Offsets()
-        timeout = invocation.timeout_seconds
-        self.deadline = time.monotonic() + timeout if timeout else None
-        self.stopped: Outcome | None = None
+        # After a stop, the step's last words may take the stop's grace period and a margin.
+        self.stopper = Stopper(stop, invocation.timeout_seconds, self.settings.stop_grace_seconds + 10)
         self.stop_sent = False
-        self.drain_until = 0.0
 
     @property
     def label(self) -> str:
@@ -326,7 +320,7 @@ class _StepRun:
     def _retrying(self, action: Callable[[Connection], T]) -> T:
         """Run `action` on the live connection; when the connection drops, reconnect and run it again."""
         while True:
-            connection = self.session.connection(stopping=self.stopped is not None)
+            connection = self.session.connection(stopping=self.stopper.reason is not None)
             try:
                 return action(connection)
             except Unreachable as error:
@@ -337,7 +331,7 @@ class _StepRun:
                     raise RemoteError(f"{self.label}: {reason}") from error
                 self.session.lost(connection, reason)
 
-    def run(self) -> int:
+    def run(self) -> StepResult:
         follower, launched, where = self._retrying(self._start)
         self.session.hint = (
             f"; the step may still be running in {where} on {self.label}: "
@@ -346,22 +340,20 @@ class _StepRun:
         if launched:
             self.notice(f"already started in {where} on {self.label}: reattaching")
         status = self._follow(follower)
-        if self.stopped is not None and not self.stop_sent:
+        if self.stopper.reason is not None and not self.stop_sent:
             self._retrying(self._send_stop)
         if status == FOLLOW_NO_RUN_DIRECTORY:
             raise RemoteError(f"the run directory {where} on {self.label} cannot be made or disappeared")
-        if status == FOLLOW_NOT_STARTED and self.stopped is None:
+        if status == FOLLOW_NOT_STARTED and self.stopper.reason is None:
             raise RemoteError(f"the step did not start within {START_WAIT_SECONDS} s in {where}")
         code = self._retrying(self._finish)
         if self.settings.keep_remote:
             self.notice(f"run directory kept: {where} on {self.label}")
-        if self.stopped is Outcome.TIMED_OUT:
-            return EXIT_TIMEOUT
-        if self.stopped is Outcome.STOPPED:
-            return self.stop.exit_code
+        if self.stopper.reason is not None:
+            return StepResult(self.stopper.exit_code(code or 0), self.stopper.reason)
         if code is None:
             raise RemoteError(f"the step ended without an exit code on {self.label} (killed there?)")
-        return code
+        return StepResult(code)
 
     def _start(self, connection: Connection) -> tuple[ChannelFollower, bool, str]:
         """Start the follower, then upload while its shell starts; it launches the step once uploaded."""
@@ -417,25 +409,6 @@ class _StepRun:
         with contextlib.suppress(OSError):
             _remove_tree(sftp, self.run_directory.path)
 
-    def _interrupt(self) -> Outcome | None:
-        if self.stopped is not None:
-            # The stop was sent: keep relaying the step's last words for a while.
-            return self.stopped if time.monotonic() > self.drain_until else None
-        if self.stop.is_set():
-            return Outcome.STOPPED
-        if self.deadline is not None and time.monotonic() > self.deadline:
-            return Outcome.TIMED_OUT
-        return None
-
-    def _check_stop(self) -> None:
-        if self.stopped is None:
-            reason = self._interrupt()
-            if reason is not None:
-                self.stopped = reason
-                self.drain_until = time.monotonic() + self.settings.stop_grace_seconds + 10
-                why = "stop requested" if reason is Outcome.STOPPED else "timed out"
-                self.notice(f"{why}: stopping the step's process group on {self.label}")
-
     def _send_stop(self, connection: Connection) -> None:
         grace = self.settings.stop_grace_seconds
         result = connection.run(self.run_directory.stop_command(grace), timeout=grace + 30)
@@ -447,30 +420,32 @@ class _StepRun:
     def _follow(self, follower: ChannelFollower | None) -> int:
         """Relay output until the follower ends; returns the follower's own exit status."""
         while True:
-            self._check_stop()
-            if self.stopped is not None and not self.stop_sent:
+            if self.stopper.reason is not None and not self.stop_sent:
                 self._retrying(self._send_stop)
             if follower is None:
-                connection = self.session.connection(stopping=self.stopped is not None)
+                connection = self.session.connection(stopping=self.stopper.reason is not None)
                 command = self.run_directory.follow_command(self.offsets.stdout, self.offsets.stderr)
                 try:
                     follower = ChannelFollower(connection.exec(command), connection)
                 except Unreachable as error:
                     self.session.lost(connection, str(error).removeprefix(f"{self.label}: "))
                     continue
-            outcome = pump(follower, self.output, self.offsets, self._interrupt)
-            if outcome is Outcome.ENDED:
+            pumped = pump(follower, self.output, self.offsets, self.stopper.interrupt)
+            if pumped is Pumped.ENDED:
                 follower.close()
                 return follower.exit_status
-            if outcome is Outcome.LOST:
+            if pumped is Pumped.LOST:
                 follower.close()
                 self.session.lost(follower.connection, "the connection closed")
                 follower = None
-            elif self.stopped is not None:
+            elif self.stopper.drained:
                 # The step's last words did not come within the grace period: stop waiting for them.
                 follower.close()
                 return 0
-            # Otherwise a first stop request: the next turn sends it and keeps reading this follower.
+            else:
+                why = "stop requested" if self.stopper.reason is Outcome.STOPPED else "timed out"
+                self.notice(f"{why}: stopping the step's process group on {self.label}")
+                # The next turn sends the stop and keeps reading this follower.
 
     def _finish(self, connection: Connection) -> int | None:
         """The step's exit code (None without one); the run directory goes unless --keep-remote."""

@@ -8,8 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from runner.__main__ import _engine_for, build_parser, parse_run_date, parse_variables
+from runner.__main__ import build_parser, parse_run_date, parse_variables
 from runner.errors import UsageError
+from runner.execution import RunPlan
 from runner.model import Engine, load_pipeline
 
 
@@ -49,11 +50,32 @@ def test_bad_run_dates_are_usage_errors(tmp_path: Path, text: str) -> None:
 def test_engine_override_applies_to_sql_steps_of_a_folder_only(tmp_path: Path) -> None:
     for name in ("10_a.sql", "20_b.sh"):
         (tmp_path / name).write_text("x\n")
-    sql, bash = load_pipeline(tmp_path).steps
-    assert _engine_for(sql, "hive", whole_pipeline=True) is Engine.HIVE
-    assert _engine_for(bash, "hive", whole_pipeline=True) is Engine.BASH
-    assert _engine_for(bash, "spark-submit", whole_pipeline=False) is Engine.SPARK_SUBMIT
-    assert _engine_for(sql, None, whole_pipeline=False) is Engine.SPARK_SQL
+    pipeline = load_pipeline(tmp_path)
+    sql, bash = pipeline.steps
+
+    def engine(step, override, *, whole_pipeline):
+        plan = RunPlan.make(
+            pipeline, run_date="2026-01-01", run_id="r", local=True, overrides={},
+            engine_override=override, whole_pipeline=whole_pipeline,
+        )  # fmt: skip
+        return plan.invocation(step).engine
+
+    assert engine(sql, Engine.HIVE, whole_pipeline=True) is Engine.HIVE
+    assert engine(bash, Engine.HIVE, whole_pipeline=True) is Engine.BASH
+    assert engine(bash, Engine.SPARK_SUBMIT, whole_pipeline=False) is Engine.SPARK_SUBMIT
+    assert engine(sql, None, whole_pipeline=False) is Engine.SPARK_SQL
+
+
+def test_run_date_wins_and_local_overrides_apply_only_locally(tmp_path: Path) -> None:
+    (tmp_path / "pipeline.toml").write_text(
+        '[variables]\nraw = "s3://b"\nx = "1"\n[variables.local]\nraw = "data"\n'
+    )
+    (tmp_path / "10_a.sql").write_text("SELECT 1;")
+    pipeline = load_pipeline(tmp_path)
+    local = RunPlan.make(pipeline, run_date="2026-01-02", run_id="r", local=True, overrides={"x": "2"})
+    remote = RunPlan.make(pipeline, run_date="2026-01-02", run_id="r", local=False, overrides={})
+    assert local.variables == {"raw": "data", "x": "2", "run_date": "2026-01-02"}
+    assert remote.variables == {"raw": "s3://b", "x": "1", "run_date": "2026-01-02"}
 
 
 def test_parser_defaults() -> None:

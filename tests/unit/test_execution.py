@@ -5,8 +5,16 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from runner.execution import Invocation, StopRequest, run_pipeline, summary_lines
-from runner.model import Pipeline, Step, load_pipeline
+from runner.execution import (
+    Invocation,
+    Outcome,
+    RunPlan,
+    StepResult,
+    StopRequest,
+    run_pipeline,
+    summary_lines,
+)
+from runner.model import Pipeline, load_pipeline
 from runner.output import StepOutput, TextOutput
 
 
@@ -23,12 +31,13 @@ class ScriptedExecutor:
     def describe(self, invocation: Invocation) -> str:
         return invocation.step.name
 
-    def run(self, invocation: Invocation, output: StepOutput, stop: StopRequest) -> int:
+    def run(self, invocation: Invocation, output: StepOutput, stop: StopRequest) -> StepResult:
         self.ran.append(invocation.step.name)
         output.feed("stdout", f"{invocation.step.name}\n".encode())
         if invocation.step.name == self.stop_after:
             stop.trigger(15)
-        return self.codes.get(invocation.step.name, 0)
+            return StepResult(stop.exit_code, Outcome.STOPPED)
+        return StepResult(self.codes.get(invocation.step.name, 0))
 
 
 def pipeline(tmp_path: Path) -> Pipeline:
@@ -41,10 +50,8 @@ def run(tmp_path: Path, executor: ScriptedExecutor):
     p = pipeline(tmp_path)
     stdout, stderr = io.BytesIO(), io.BytesIO()
 
-    def invocation(step: Step) -> Invocation:
-        return Invocation(step, step.engine, {"run_date": "2026-01-01"}, p.name, "r1")
-
-    report = run_pipeline(p, invocation, executor, TextOutput(stdout, stderr), StopRequest())
+    plan = RunPlan.make(p, run_date="2026-01-01", run_id="r1", local=True, overrides={})
+    report = run_pipeline(plan, executor, TextOutput(stdout, stderr), StopRequest())
     return report, stdout.getvalue().decode(), stderr.getvalue().decode()
 
 

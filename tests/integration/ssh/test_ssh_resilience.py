@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.execution import EXIT_TIMEOUT, Invocation, StopRequest
+from runner.execution import EXIT_TIMEOUT, Invocation, Outcome, StepResult, StopRequest
 from runner.model import Engine, Step
 from runner.output import StepOutput, Stream
 from runner.remote import RemoteSettings, SSHExecutor
@@ -128,8 +128,7 @@ def _settings(cli: Cli, **overrides: object) -> RemoteSettings:
 
 def test_a_step_over_its_timeout_is_stopped_with_exit_124(cli: Cli) -> None:
     step_path, pgid_file = _pgid_step(cli, "slow")
-    notices: list[str] = []
-    executor = SSHExecutor(_settings(cli, stop_grace_seconds=1.0), notices.append)
+    executor = SSHExecutor(_settings(cli, stop_grace_seconds=1.0), lambda _message: None)
     invocation = Invocation(
         step=Step(step_path, 10, Engine.BASH),
         engine=Engine.BASH,
@@ -141,15 +140,15 @@ def test_a_step_over_its_timeout_is_stopped_with_exit_124(cli: Cli) -> None:
     output = _Collect()
 
     started = time.monotonic()
-    code = executor.run(invocation, output, StopRequest())
+    result = executor.run(invocation, output, StopRequest())
     took = time.monotonic() - started
     output.close()
 
-    assert code == EXIT_TIMEOUT
+    assert result == StepResult(EXIT_TIMEOUT, Outcome.TIMED_OUT)
     assert took < 10
     assert bytes(output.data["stdout"]) == b"running\n"
     assert not process_group_alive(int(pgid_file.read_text()))
-    assert any("timed out" in notice for notice in notices)
+    assert any("timed out" in notice for notice in output.notices)
     assert cli.leftovers() == []
 
 
@@ -168,9 +167,9 @@ def test_a_stop_requested_while_reconnecting_still_stops_the_step(cli: Cli) -> N
 
     helper = threading.Thread(target=drop_then_stop)
     helper.start()
-    code = executor.run(invocation, output, stop)
+    result = executor.run(invocation, output, stop)
     helper.join()
 
-    assert code == 143
+    assert result == StepResult(143, Outcome.STOPPED)
     assert not process_group_alive(int(pgid_file.read_text()))
     assert cli.leftovers() == []
