@@ -14,20 +14,43 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.ssh.sshd_harness import INSTALL_HINT, SSHD, Sshd, make_sshd
+from tests.integration.ssh.sshd_harness import FRIENDLY, INSTALL_HINT, SSHD, Shape, Sshd, make_sshd
 
 ROOT = Path(__file__).resolve().parents[3]
+
+
+def start_sshd(tmp_path_factory: pytest.TempPathFactory, shape: Shape = FRIENDLY) -> Sshd:
+    if not SSHD.exists():
+        pytest.fail(f"{SSHD} is missing: {INSTALL_HINT}", pytrace=False)
+    server = make_sshd(tmp_path_factory.mktemp("sshd"), shape)
+    server.start()
+    return server
 
 
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
     """One OpenSSH server for the whole session, with throw-away host and user keys."""
-    if not SSHD.exists():
-        pytest.fail(f"{SSHD} is missing: {INSTALL_HINT}", pytrace=False)
-    server = make_sshd(tmp_path_factory.mktemp("sshd"))
-    server.start()
+    server = start_sshd(tmp_path_factory)
     yield server
     server.stop()
+
+
+@pytest.fixture(
+    scope="session",
+    params=[Shape(sftp=False), Shape(max_sessions=1), Shape(accept_env=False)],
+    ids=["no-sftp", "max-sessions-1", "no-client-env"],
+)
+def hostile_sshd(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    """Each unfriendly shape of a real server in turn; a test using it runs once per shape."""
+    server = start_sshd(tmp_path_factory, request.param)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def hostile_cli(hostile_sshd: Sshd, tmp_path: Path) -> Iterator[Cli]:
+    """The runner pointed at one of the unfriendly servers."""
+    yield from _cli(hostile_sshd, tmp_path)
 
 
 @dataclass
@@ -145,6 +168,10 @@ def process_group_alive(pgid: int, *, within: float = 5.0) -> bool:
 
 @pytest.fixture
 def cli(sshd: Sshd, tmp_path: Path) -> Iterator[Cli]:
+    yield from _cli(sshd, tmp_path)
+
+
+def _cli(sshd: Sshd, tmp_path: Path) -> Iterator[Cli]:
     client = Cli(sshd, tmp_path)
     yield client
     # Whatever a test left behind on the "cluster" must not outlive it.

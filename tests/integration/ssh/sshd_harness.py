@@ -150,7 +150,22 @@ def _comm(pid: int) -> str:
         return ""
 
 
-def make_sshd(root: Path) -> Sshd:
+@dataclass(frozen=True)
+class Shape:
+    """How this server differs from the friendly default: real masters differ in each of these."""
+
+    #: serve the SFTP subsystem (some hardened images ship without it)
+    sftp: bool = True
+    #: sessions (channels) allowed per connection; OpenSSH's default is 10, 1 on hardened hosts
+    max_sessions: int = 200
+    #: take the client's LANG and LC_* (EMR does; many servers accept no client environment)
+    accept_env: bool = True
+
+
+FRIENDLY = Shape()
+
+
+def make_sshd(root: Path, shape: Shape = FRIENDLY) -> Sshd:
     """Write keys and a config for an sshd whose sessions find spark-sql like an EMR master does."""
     root.mkdir(parents=True, exist_ok=True)
     host_key, user_key = root / "host_ed25519", root / "user_ed25519"
@@ -220,10 +235,10 @@ def make_sshd(root: Path) -> Sshd:
                 "PermitRootLogin prohibit-password",
                 "AllowTcpForwarding yes",
                 "MaxStartups 200",
-                "MaxSessions 200",
+                f"MaxSessions {shape.max_sessions}",
                 "LogLevel ERROR",
-                "AcceptEnv LANG LC_*",
-                f"Subsystem sftp {SFTP_SERVER}",
+                *(["AcceptEnv LANG LC_*"] if shape.accept_env else []),
+                *([f"Subsystem sftp {SFTP_SERVER}"] if shape.sftp else []),
                 f"SetEnv {set_env}",
                 "",
             ]
