@@ -9,6 +9,7 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from infra.config import config_from_context
+from infra.paths import PIPELINES_FOLDER
 from infra.pipelines import discover_pipelines
 from infra.stack import NightshiftStack
 
@@ -16,14 +17,17 @@ ROOT = Path(__file__).resolve().parent
 DEFAULT_STACK_NAME = "Nightshift"
 
 
-def build(app: cdk.App) -> NightshiftStack:
-    """Add the Nightshift stack (and the cdk-nag AwsSolutions checks) to the app."""
+def build(app: cdk.App, *, pipelines_dir: Path | None = None) -> NightshiftStack:
+    """Add the Nightshift stack (and the cdk-nag AwsSolutions checks) to the app.
+
+    ``pipelines_dir`` is for tests only: the deployed image holds sql/, so a deployment uses that.
+    """
     config = config_from_context(app.node.try_get_context, root=ROOT)
     stack = NightshiftStack(
         app,
         app.node.try_get_context("stack_name") or DEFAULT_STACK_NAME,
         config=config,
-        pipelines=discover_pipelines(config.pipelines_dir),
+        pipelines=discover_pipelines(pipelines_dir or ROOT / PIPELINES_FOLDER),
         # Unset (no credentials at hand) gives an environment-agnostic stack: synth stays offline.
         env=cdk.Environment(
             account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION")

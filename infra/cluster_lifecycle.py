@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import Aws, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -17,15 +17,24 @@ from infra.config import DataAccess, S3Path
 from infra.nag import acknowledge_lambda_defaults, arn_finding, suppress
 from infra.paths import HOST_KEY_BOOTSTRAP, ROOT
 from infra.storage import EMR_LOG_PREFIX
+from lambdas.shared.clusters import TAG_MANAGED, TAG_STACK
+from lambdas.shared.hostkeys import HOST_KEY_PREFIX
+from lambdas.shared.stack import STACK_VARIABLE
 
-HOST_KEY_PARAMETERS = "nightshift/host-keys/*"
+HOST_KEY_PARAMETERS = f"{HOST_KEY_PREFIX.strip('/')}/*"
 EMR_CLUSTERS_FINDING = (
     "Resource::arn:<AWS::Partition>:elasticmapreduce:<AWS::Region>:<AWS::AccountId>:cluster/*"
 )
 HOST_KEYS_FINDING = (
     f"Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/{HOST_KEY_PARAMETERS}"
 )
-MANAGED_TAG_CONDITION = {"StringEquals": {"aws:ResourceTag/nightshift:managed": "true"}}
+
+
+def managed_by(stack: str, key: str = "aws:ResourceTag") -> dict[str, str]:
+    """Tag condition of a cluster this stack's lifecycle made (or, with aws:RequestTag, is making)."""
+    return {f"{key}/{TAG_MANAGED}": "true", f"{key}/{TAG_STACK}": stack}
+
+
 # AWS publishes each Powertools release's layer ARN under this public SSM path.
 POWERTOOLS_LAYER_PARAMETER = "/aws/service/powertools/python/x86_64/python3.12/{version}"
 POWERTOOLS_LAYER = (
@@ -137,8 +146,19 @@ class ClusterLifecycle(Construct):
                 resources=[self.bootstrap_script.bucket.arn_for_objects(self.bootstrap_script.s3_object_key)],
             )
         )
+        # The master publishes its host keys once at boot. Never overwriting them means no step's
+        # code (which runs with this role on every node) can re-pin any cluster's master later;
+        # only the lifecycle Lambdas delete a pin, when its cluster is terminated.
         role.add_to_policy(
             iam.PolicyStatement(actions=["ssm:PutParameter"], resources=[host_key_parameters_arn()])
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                effect=iam.Effect.DENY,
+                actions=["ssm:PutParameter"],
+                resources=[host_key_parameters_arn()],
+                conditions={"StringEquals": {"ssm:Overwrite": "true"}},
+            )
         )
         role.grant_pass_role(self.service_role)
         role.grant_pass_role(self.create_cluster.grant_principal)
@@ -177,6 +197,7 @@ class ClusterLifecycle(Construct):
             environment={
                 "POWERTOOLS_SERVICE_NAME": "nightshift",
                 "POWERTOOLS_METRICS_NAMESPACE": "Nightshift",
+                STACK_VARIABLE: Stack.of(self).stack_name,
             },
         )
         acknowledge_lambda_defaults(function)
@@ -212,6 +233,7 @@ class ClusterLifecycle(Construct):
         return ssm.StringParameter.value_for_string_parameter(self, name)
 
     def _grant_emr(self, state_machine_name_prefix: str) -> None:
+        stack = Stack.of(self).stack_name
         describe = iam.PolicyStatement(
             actions=["elasticmapreduce:DescribeCluster"], resources=[emr_cluster_arn()]
         )
@@ -220,7 +242,7 @@ class ClusterLifecycle(Construct):
         terminate = iam.PolicyStatement(
             actions=["elasticmapreduce:TerminateJobFlows", "elasticmapreduce:SetTerminationProtection"],
             resources=[emr_cluster_arn()],
-            conditions=MANAGED_TAG_CONDITION,
+            conditions={"StringEquals": managed_by(stack)},
         )
         delete_host_keys = iam.PolicyStatement(
             actions=["ssm:DeleteParameter"], resources=[host_key_parameters_arn()]
@@ -240,11 +262,24 @@ class ClusterLifecycle(Construct):
                 describe,
                 list_clusters,
                 terminate,
-                # RunJobFlow has no resource-level permissions; the tag conditions keep it to our clusters.
+                # RunJobFlow has no resource-level permissions; the request tags make every cluster
+                # it creates this stack's from its first moment.
                 iam.PolicyStatement(
-                    actions=["elasticmapreduce:RunJobFlow", "elasticmapreduce:AddTags"],
+                    actions=["elasticmapreduce:RunJobFlow"],
                     resources=["*"],
-                    conditions={"StringEquals": {"aws:RequestTag/nightshift:managed": "true"}},
+                    conditions={"StringEquals": managed_by(stack, "aws:RequestTag")},
+                ),
+                # AddTags is what tags on RunJobFlow are authorised as. Scoped: only clusters, only
+                # the nightshift:* keys, only with this stack's tags, and never on a cluster that
+                # already belongs to another stack.
+                iam.PolicyStatement(
+                    actions=["elasticmapreduce:AddTags"],
+                    resources=[emr_cluster_arn()],
+                    conditions={
+                        "StringEquals": managed_by(stack, "aws:RequestTag"),
+                        "ForAllValues:StringLike": {"aws:TagKeys": ["nightshift:*"]},
+                        "StringEqualsIfExists": {f"aws:ResourceTag/{TAG_STACK}": stack},
+                    },
                 ),
             ],
             self.cluster_status: [describe],
@@ -264,8 +299,9 @@ class ClusterLifecycle(Construct):
                 function,
                 "AwsSolutions-IAM5",
                 "EMR cluster ids, host-key parameters and executions are only known at run time: the "
-                "wildcards are scoped to this account's EMR clusters (terminate only with the "
-                "nightshift:managed tag), /nightshift/host-keys/ and this stack's state machines; "
+                "wildcards are scoped to this account's EMR clusters (terminate and tag only with the "
+                "nightshift:managed and this stack's nightshift:stack tags), /nightshift/host-keys/ and "
+                "this stack's state machines; "
                 "ListClusters, RunJobFlow and X-Ray have no resource-level permissions.",
                 applies_to=[
                     "Resource::*",

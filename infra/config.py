@@ -51,7 +51,6 @@ class DataAccess:
 class NightshiftConfig:
     """Everything the stack needs, validated; constructs never read context themselves."""
 
-    pipelines_dir: Path
     ec2_key_name: str
     ssh_key_secret_arn: str
     notification_email: str
@@ -151,10 +150,14 @@ def config_from_context(get: Callable[[str], Any], *, root: Path) -> NightshiftC
         value = get(key)
         return default if value is None else _integer(key, value, low, high)
 
-    pipelines_dir = Path(_string("pipelines_dir", get("pipelines_dir") or "sql"))
+    if get("pipelines_dir") is not None:
+        # The runner image and every RunStep command have the folder baked in: a configurable
+        # folder would deploy state machines whose steps the image does not contain.
+        raise _fail(
+            "pipelines_dir", "no such key (pipelines are the folders under sql/)", get("pipelines_dir")
+        )
     layer = get("powertools_layer_version")
     return NightshiftConfig(
-        pipelines_dir=pipelines_dir if pipelines_dir.is_absolute() else root / pipelines_dir,
         ec2_key_name=_string("ec2_key_name", get("ec2_key_name")),
         ssh_key_secret_arn=_string("ssh_key_secret_arn", get("ssh_key_secret_arn"), SECRET_ARN),
         notification_email=_string(

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from lambdas.shared.models import PIPELINE_NAME_PATTERN
 from runner.model import Pipeline, load_pipeline
 
-# The lifecycle Lambdas' pipeline name pattern; the name also starts execution names.
-PIPELINE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# The lifecycle Lambdas' own pattern (their payloads refuse any other name); it also starts execution names.
+PIPELINE_NAME = re.compile(PIPELINE_NAME_PATTERN)
 # Step Functions names are at most 80 characters: "<pipeline>-YYYY-MM-DD" must fit.
 MAX_PIPELINE_NAME = 80 - len("-YYYY-MM-DD")
 

@@ -13,6 +13,7 @@ from infra.cluster_lifecycle import ClusterLifecycle
 from infra.config import LOG_RETENTION_DAYS, NightshiftConfig
 from infra.glue_code import glue_code
 from infra.network import Network
+from infra.paths import PIPELINES_FOLDER
 from infra.pipelines import construct_id
 from infra.runner_task import CONTAINER_NAME, RunnerTask
 from infra.schedules import Schedules
@@ -78,6 +79,7 @@ class NightshiftStack(Stack):
             log_retention=retention,
             log_uri=storage.emr_log_uri,
             ec2_key_name=config.ec2_key_name,
+            pipelines_folder=PIPELINES_FOLDER,
         )
         self.workflows: dict[str, PipelineWorkflow] = {}
         for pipeline in pipelines:

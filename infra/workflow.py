@@ -10,6 +10,7 @@ from math import ceil
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
@@ -17,9 +18,11 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.cluster_lifecycle import ClusterLifecycle
+from infra.contract import check_create_cluster_payload
 from infra.nag import arn_finding, suppress
 from infra.network import Network
 from infra.runner_task import PipelineTask, RunnerTask
+from runner.config import ClusterProfile
 from runner.model import Pipeline, Stage, Step
 
 # Lambda answers worth retrying; TransientAwsError is the handlers' own "AWS throttled us".
@@ -52,6 +55,23 @@ class WorkflowSettings:
     log_retention: logs.RetentionDays
     log_uri: str
     ec2_key_name: str
+    pipelines_folder: str = "sql"
+    security_configuration: str | None = None
+    log_key: kms.IKey | None = None
+
+
+def launch_plans(profile: ClusterProfile, subnet_ids: list[str]) -> list[dict[str, object]]:
+    """The core instance type and subnets of each launch attempt.
+
+    The first launch offers EMR every subnet (instance fleets pick the one with capacity); each
+    retry pins the next subnet in turn, so a retry is not sent straight back to the zone that
+    just ran out, and takes the next of ``core_instance_types``.
+    """
+    plans: list[dict[str, object]] = []
+    for attempt in range(1, profile.launch_attempts + 1):
+        subnets = subnet_ids if attempt == 1 else [subnet_ids[(attempt - 1) % len(subnet_ids)]]
+        plans.append({"core_instance_type": profile.core_instance_type_for(attempt), "subnet_ids": subnets})
+    return plans
 
 
 def task_definition_family_finding(task_definition: ecs.TaskDefinition) -> str:
@@ -76,10 +96,10 @@ def step_state_name(step: Step) -> str:
     return f"Run {step.name}"
 
 
-def step_command(pipeline: Pipeline, step: Step) -> list[str]:
+def step_command(pipeline: Pipeline, step: Step, pipelines_folder: str = "sql") -> list[str]:
     """The runner's arguments for one step (the image's entrypoint is `python -m runner`)."""
     return [
-        f"sql/{pipeline.name}/{step.file_name}",
+        f"{pipelines_folder}/{pipeline.name}/{step.file_name}",
         "--cluster-id",
         sfn.JsonPath.string_at("$.cluster.cluster_id"),
         "--run-date",
@@ -97,7 +117,9 @@ def execution_timeout_minutes(pipeline: Pipeline, start_timeout_minutes: int) ->
     attempts = policy.retries + 1
     step_minutes = policy.timeout_minutes + TASK_TIMEOUT_MARGIN_MINUTES
     per_step = attempts * step_minutes + ceil(policy.retries * policy.retry_interval_seconds / 60)
-    return start_timeout_minutes + len(pipeline.stages) * per_step + EXECUTION_SLACK_MINUTES
+    # Each launch may take the whole start timeout before it fails and the next one starts.
+    launches = pipeline.config.cluster.launch_attempts * start_timeout_minutes
+    return launches + len(pipeline.stages) * per_step + EXECUTION_SLACK_MINUTES
 
 
 class PipelineWorkflow(Construct):
@@ -127,6 +149,7 @@ class PipelineWorkflow(Construct):
         self._instance_profile = instance_profile
         self._settings = settings
         self._pipeline_id = pipeline_id
+        self._plans = launch_plans(pipeline.config.cluster, network.subnet_ids)
 
         self.terminate = self._lambda_state(
             "TerminateCluster", lifecycle.terminate_cluster, self._terminate_payload()
@@ -164,8 +187,8 @@ class PipelineWorkflow(Construct):
             "PrepareRun",
             parameters={
                 "run_date": sfn.JsonPath.string_at("$.run_date"),
-                "cluster": {"cluster_id": sfn.JsonPath.string_to_json("null")},
-                "poll": {"count": 0},
+                "cluster": {"cluster_id": sfn.JsonPath.string_to_json("null"), "polls": 0},
+                "launch": {"attempt": 1, "plan": self._plans[0], "plans": self._plans, "failures": ""},
             },
         )
 
@@ -191,49 +214,105 @@ class PipelineWorkflow(Construct):
             .otherwise(refused)
         )
 
-    def _create_cluster(self) -> sfn.IChainable:
+    def _create_cluster_payload(self) -> dict[str, object]:
         profile = self._pipeline.config.cluster
         network = self._network
+        payload: dict[str, object] = {
+            "pipeline": self._pipeline.name,
+            "run_id": sfn.JsonPath.execution_name,
+            "run_date": sfn.JsonPath.string_at("$.run_date"),
+            "execution_arn": sfn.JsonPath.execution_id,
+            "attempt": sfn.JsonPath.number_at("$.launch.attempt"),
+            "cluster": {
+                "release_label": profile.release_label,
+                "applications": list(profile.applications),
+                "master_instance_type": profile.master_instance_type,
+                "core_instance_type": sfn.JsonPath.string_at("$.launch.plan.core_instance_type"),
+                "core_instance_count": profile.core_instance_count,
+                "use_spot": profile.use_spot,
+                "idle_timeout_minutes": profile.idle_timeout_minutes,
+                "step_concurrency_level": profile.step_concurrency_level,
+                "ebs_volume_gb": profile.ebs_volume_gb,
+            },
+            "network": {
+                "subnet_ids": sfn.JsonPath.list_at("$.launch.plan.subnet_ids"),
+                "master_security_group": network.master_security_group.security_group_id,
+                "core_security_group": network.core_security_group.security_group_id,
+                "service_access_security_group": network.service_access_security_group.security_group_id,
+                "ec2_key_name": self._settings.ec2_key_name,
+            },
+            "roles": {
+                "service_role": self._lifecycle.service_role.role_name,
+                "instance_profile": self._instance_profile.instance_profile_name,
+            },
+            "log_uri": self._settings.log_uri,
+            "bootstrap_script_uri": self._lifecycle.bootstrap_script.s3_object_url,
+        }
+        if self._settings.security_configuration is not None:
+            payload["security_configuration"] = self._settings.security_configuration
+        self._check_payload(payload)
+        return payload
+
+    def _check_payload(self, payload: dict[str, object]) -> None:
+        """Every launch attempt's payload, as the run will send it, passes the Lambda's own model."""
+        profile = self._pipeline.config.cluster
+        renamed = {"core_instance_type": "core_instance_types"} if profile.core_instance_types else {}
+        for attempt, plan in enumerate(self._plans, start=1):
+            cluster = dict(payload["cluster"], core_instance_type=plan["core_instance_type"])  # type: ignore[call-overload]
+            network = dict(payload["network"], subnet_ids=plan["subnet_ids"])  # type: ignore[call-overload]
+            check_create_cluster_payload(
+                self._pipeline.folder,
+                {**payload, "attempt": attempt, "cluster": cluster, "network": network},
+                renamed=renamed,
+            )
+
+    def _create_cluster(self) -> sfn.IChainable:
         create = self._lambda_state(
             "CreateCluster",
             self._lifecycle.create_cluster,
-            {
-                "pipeline": self._pipeline.name,
-                "run_id": sfn.JsonPath.execution_name,
-                "run_date": sfn.JsonPath.string_at("$.run_date"),
-                "execution_arn": sfn.JsonPath.execution_id,
-                "cluster": {
-                    "release_label": profile.release_label,
-                    "applications": list(profile.applications),
-                    "master_instance_type": profile.master_instance_type,
-                    "core_instance_type": profile.core_instance_type,
-                    "core_instance_count": profile.core_instance_count,
-                    "use_spot": profile.use_spot,
-                    "idle_timeout_minutes": profile.idle_timeout_minutes,
-                    "step_concurrency_level": profile.step_concurrency_level,
-                    "ebs_volume_gb": profile.ebs_volume_gb,
-                },
-                "network": {
-                    "subnet_ids": network.subnet_ids,
-                    "master_security_group": network.master_security_group.security_group_id,
-                    "core_security_group": network.core_security_group.security_group_id,
-                    "service_access_security_group": network.service_access_security_group.security_group_id,
-                    "ec2_key_name": self._settings.ec2_key_name,
-                },
-                "roles": {
-                    "service_role": self._lifecycle.service_role.role_name,
-                    "instance_profile": self._instance_profile.instance_profile_name,
-                },
-                "log_uri": self._settings.log_uri,
-                "bootstrap_script_uri": self._lifecycle.bootstrap_script.s3_object_url,
-            },
-            result_selector={"cluster_id": sfn.JsonPath.string_at("$.Payload.cluster_id")},
+            self._create_cluster_payload(),
+            result_selector={"cluster_id": sfn.JsonPath.string_at("$.Payload.cluster_id"), "polls": 0},
             result_path="$.cluster",
         )
-        return create.next(self._wait_loop())
+        create.next(self._wait_loop(create))
+        return create
 
-    def _wait_loop(self) -> sfn.IChainable:
+    def _launch_again(self, create: sfn.IChainable) -> sfn.IChainable:
+        """Record the failed launch, terminate its cluster, and create the next attempt's."""
+        record = sfn.Pass(
+            self,
+            "NextLaunch",
+            parameters={
+                "attempt": sfn.JsonPath.math_add(sfn.JsonPath.number_at("$.launch.attempt"), 1),
+                # The plan list is 0-based, attempts 1-based: item [attempt] is the next attempt's.
+                "plan": sfn.JsonPath.array_get_item(
+                    sfn.JsonPath.list_at("$.launch.plans"), sfn.JsonPath.number_at("$.launch.attempt")
+                ),
+                "plans": sfn.JsonPath.list_at("$.launch.plans"),
+                "failures": sfn.JsonPath.format(
+                    "{}attempt {} ({}): {}; ",
+                    sfn.JsonPath.string_at("$.launch.failures"),
+                    sfn.JsonPath.string_at("$.launch.attempt"),
+                    sfn.JsonPath.string_at("$.cluster.cluster_id"),
+                    sfn.JsonPath.string_at("$.status.reason"),
+                ),
+            },
+            result_path="$.launch",
+        )
+        terminate = self._lambda_state(
+            "TerminateFailedLaunch",
+            self._lifecycle.terminate_cluster,
+            self._terminate_payload(),
+            # The failed cluster is gone: a later failure must not look for it, but for the new one.
+            result_selector={"cluster_id": sfn.JsonPath.string_to_json("null"), "polls": 0},
+            result_path="$.cluster",
+        )
+        record.next(terminate).next(create)
+        return record
+
+    def _wait_loop(self, create: sfn.IChainable) -> sfn.IChainable:
         settings = self._settings
+        profile = self._pipeline.config.cluster
         max_polls = ceil(settings.start_timeout_minutes * 60 / settings.poll_seconds)
         wait = sfn.Wait(
             self, "WaitForCluster", time=sfn.WaitTime.duration(Duration.seconds(settings.poll_seconds))
@@ -249,6 +328,7 @@ class PipelineWorkflow(Construct):
                 "state": sfn.JsonPath.string_at("$.Payload.state"),
                 "ready": sfn.JsonPath.string_at("$.Payload.ready"),
                 "failed": sfn.JsonPath.string_at("$.Payload.failed"),
+                "launch_failure": sfn.JsonPath.string_at("$.Payload.launch_failure"),
                 "reason": sfn.JsonPath.string_at("$.Payload.reason"),
                 "master_host": sfn.JsonPath.string_at("$.Payload.master_host"),
             },
@@ -257,7 +337,17 @@ class PipelineWorkflow(Construct):
         failed_to_start = sfn.Pass(
             self,
             "ClusterFailedToStart",
-            parameters={"Error": "ClusterFailedToStart", "Cause": sfn.JsonPath.string_at("$.status.reason")},
+            parameters={
+                "Error": "ClusterFailedToStart",
+                # Every launch and why it failed, for the alert: "attempt 1 (j-…): …; attempt 2 (j-…): …".
+                "Cause": sfn.JsonPath.format(
+                    "{}attempt {} ({}): {}",
+                    sfn.JsonPath.string_at("$.launch.failures"),
+                    sfn.JsonPath.string_at("$.launch.attempt"),
+                    sfn.JsonPath.string_at("$.cluster.cluster_id"),
+                    sfn.JsonPath.string_at("$.status.reason"),
+                ),
+            },
             result_path="$.error",
         ).next(self.terminate)
         timed_out = sfn.Pass(
@@ -272,14 +362,23 @@ class PipelineWorkflow(Construct):
         count = sfn.Pass(
             self,
             "CountPoll",
-            parameters={"count": sfn.JsonPath.math_add(sfn.JsonPath.number_at("$.poll.count"), 1)},
-            result_path="$.poll",
+            parameters={
+                "cluster_id": sfn.JsonPath.string_at("$.cluster.cluster_id"),
+                "polls": sfn.JsonPath.math_add(sfn.JsonPath.number_at("$.cluster.polls"), 1),
+            },
+            result_path="$.cluster",
         ).next(wait)
+        launch_again = sfn.Condition.and_(
+            sfn.Condition.boolean_equals("$.status.failed", True),
+            sfn.Condition.boolean_equals("$.status.launch_failure", True),
+            sfn.Condition.number_less_than("$.launch.attempt", profile.launch_attempts),
+        )
         wait.next(status).next(
             sfn.Choice(self, "ClusterReady?")
             .when(sfn.Condition.boolean_equals("$.status.ready", True), self._stages())
+            .when(launch_again, self._launch_again(create))
             .when(sfn.Condition.boolean_equals("$.status.failed", True), failed_to_start)
-            .when(sfn.Condition.number_greater_than_equals("$.poll.count", max_polls), timed_out)
+            .when(sfn.Condition.number_greater_than_equals("$.cluster.polls", max_polls), timed_out)
             .otherwise(count)
         )
         return wait
@@ -314,7 +413,11 @@ class PipelineWorkflow(Construct):
             container_overrides=[
                 tasks.ContainerOverride(
                     container_definition=task.container,
-                    command=sfn.JsonPath.list_at(sfn.JsonPath.array(*step_command(self._pipeline, step))),
+                    command=sfn.JsonPath.list_at(
+                        sfn.JsonPath.array(
+                            *step_command(self._pipeline, step, self._settings.pipelines_folder)
+                        )
+                    ),
                 )
             ],
             task_timeout=sfn.Timeout.duration(

@@ -12,6 +12,7 @@ from lambdas.shared import clients
 from lambdas.shared.creation import create_cluster
 from lambdas.shared.models import CreateClusterRequest
 from lambdas.shared.observability import logger, metrics, tracer
+from lambdas.shared.stack import stack_name
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -24,8 +25,13 @@ if TYPE_CHECKING:
 def handler(event: dict[str, Any], context: LambdaContext, *, emr: EMRClient | None = None) -> dict[str, Any]:
     """CreateClusterRequest -> ``{cluster_id, created}`` (created false: found the run's cluster)."""
     request = parse(event=event, model=CreateClusterRequest)
-    logger.append_keys(pipeline=request.pipeline, run_id=request.run_id)
-    result = create_cluster(request, emr=emr or clients.emr_for_create())
+    logger.append_keys(pipeline=request.pipeline, run_id=request.run_id, attempt=request.attempt)
+    result = create_cluster(
+        request,
+        stack=stack_name(),
+        emr=emr or clients.emr(),
+        emr_without_retries=emr or clients.emr_for_create(),
+    )
     if result.created:
         metrics.add_metric(name="ClustersCreated", unit=MetricUnit.Count, value=1)
     return asdict(result)

@@ -12,6 +12,7 @@ from lambdas.shared import clients
 from lambdas.shared.models import PreflightRequest
 from lambdas.shared.observability import logger, metrics, tracer
 from lambdas.shared.preflight import preflight
+from lambdas.shared.stack import stack_name
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -31,7 +32,7 @@ def handler(
 ) -> dict[str, Any]:
     """``{pipeline, execution_arn, state_machine_arn}`` -> ``{proceed, reason}``."""
     request = parse(event=event, model=PreflightRequest)
-    result = preflight(request, emr=emr or clients.emr(), sfn=sfn or clients.sfn())
+    result = preflight(request, stack=stack_name(), emr=emr or clients.emr(), sfn=sfn or clients.sfn())
     if not result.proceed:
         metrics.add_metric(name="RunsRefused", unit=MetricUnit.Count, value=1)
         logger.warning("run refused", reason=result.reason)

@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.parser import parse
 from lambdas.shared import clients
 from lambdas.shared.models import ExecutionStatusChange, SweepRequest
 from lambdas.shared.observability import logger, metrics, tracer
+from lambdas.shared.stack import stack_name
 from lambdas.shared.sweeping import sweep_all, sweep_execution
 
 if TYPE_CHECKING:
@@ -31,13 +32,16 @@ def handler(
     ssm: SSMClient | None = None,
     sfn: SFNClient | None = None,
 ) -> dict[str, Any]:
-    """Execution status change, scheduled event or ``{}`` -> ``{terminated: [...], kept: [...]}``."""
+    """Execution status change, scheduled event or ``{}`` -> ``{terminated, kept, skipped}``."""
     sweep = parse(event=event, model=SweepRequest).root
+    stack = stack_name()
     emr, ssm = emr or clients.emr(), ssm or clients.ssm()
     if isinstance(sweep, ExecutionStatusChange):
-        result = sweep_execution(sweep.detail.execution_arn, sweep.detail.status, emr=emr, ssm=ssm)
+        result = sweep_execution(
+            sweep.detail.execution_arn, sweep.detail.status, stack=stack, emr=emr, ssm=ssm
+        )
     else:
-        result = sweep_all(emr=emr, ssm=ssm, sfn=sfn or clients.sfn())
+        result = sweep_all(stack=stack, emr=emr, ssm=ssm, sfn=sfn or clients.sfn())
     metrics.add_metric(name="OrphansSwept", unit=MetricUnit.Count, value=len(result.terminated))
     logger.info("sweep done", terminated=result.terminated, kept=result.kept)
     return asdict(result)

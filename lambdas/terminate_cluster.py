@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.parser import parse
 from lambdas.shared import clients
 from lambdas.shared.models import TerminateClusterRequest
 from lambdas.shared.observability import logger, metrics, tracer
+from lambdas.shared.stack import stack_name
 from lambdas.shared.termination import (
     NO_CLUSTER,
     TerminationResult,
@@ -54,7 +55,7 @@ def handler(
     if request.cluster_id is not None:
         results = [terminate_cluster(request.cluster_id, emr=emr, ssm=ssm)]
     else:
-        results = terminate_execution_clusters(request.execution_arn, emr=emr, ssm=ssm)
+        results = terminate_execution_clusters(request.execution_arn, stack=stack_name(), emr=emr, ssm=ssm)
     requested = sum(result.requested_now for result in results)
     if requested:
         metrics.add_metric(name="ClustersTerminated", unit=MetricUnit.Count, value=requested)

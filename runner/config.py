@@ -32,11 +32,23 @@ class ClusterProfile:
     applications: tuple[str, ...] = ("Hadoop", "Hive", "Spark")
     master_instance_type: str = "m5.xlarge"
     core_instance_type: str = "m5.xlarge"
+    # 0: a master-only cluster (one node runs everything; the cheapest shape for small jobs).
     core_instance_count: int = 2
     use_spot: bool = False
     idle_timeout_minutes: int = 60
     step_concurrency_level: int = 1
     ebs_volume_gb: int = 64
+    # A launch that fails for EMR's or EC2's reasons (not the pipeline's) is retried with a new
+    # cluster, this many launches in all; attempt n uses core_instance_types[n - 1] (the last one
+    # again once the list runs out) instead of core_instance_type.
+    launch_attempts: int = 3
+    core_instance_types: tuple[str, ...] = ()
+
+    def core_instance_type_for(self, attempt: int) -> str:
+        """The core instance type of launch attempt ``attempt`` (1-based)."""
+        if not self.core_instance_types:
+            return self.core_instance_type
+        return self.core_instance_types[min(attempt, len(self.core_instance_types)) - 1]
 
 
 @dataclass(frozen=True)
@@ -125,6 +137,8 @@ _CLUSTER: dict[str, Check] = {
     "idle_timeout_minutes": _integer(1, 7 * 24 * 60),
     "step_concurrency_level": _integer(1, 256),
     "ebs_volume_gb": _integer(1, 16384),
+    "launch_attempts": _integer(1, 10),
+    "core_instance_types": _string_list,
 }
 _STEPS: dict[str, Check] = {
     "timeout_minutes": _integer(1, 7 * 24 * 60),
@@ -201,8 +215,14 @@ def parse_config(text: str, path: Path) -> PipelineConfig:
     if "cluster" in data:
         section = check.table(data["cluster"], "[cluster]")
         check.fields(section, _CLUSTER, "[cluster] ")
-        if "applications" in section:
-            section = {**section, "applications": tuple(section["applications"])}
+        if "core_instance_type" in section and "core_instance_types" in section:
+            raise check.fail(
+                "[cluster] core_instance_types",
+                "give core_instance_type or core_instance_types (the type of each launch attempt), not both",
+            )
+        for key in ("applications", "core_instance_types"):
+            if key in section:
+                section = {**section, key: tuple(section[key])}
         cluster = ClusterProfile(**section)
 
     steps = StepPolicy()

@@ -10,6 +10,8 @@ import pytest
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
+# The stack the handlers under test belong to (infra sets NIGHTSHIFT_STACK on every function).
+STACK = "Nightshift"
 
 CREATE_PAYLOAD: dict[str, Any] = {
     "pipeline": "example",
@@ -69,3 +71,4 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Nightshift")
+    monkeypatch.setenv("NIGHTSHIFT_STACK", STACK)

@@ -2,9 +2,17 @@
 # EMR bootstrap action: publish the master node's SSH host public keys to SSM so the runner can
 # pin them. Runs on every node; does nothing (and succeeds) on core and task nodes.
 #
-# Writes SSM String parameter /nightshift/host-keys/<cluster-id>, one "TYPE BASE64" per line.
+# Usage: publish_host_keys.sh HOST_KEY_PREFIX (the Lambdas pass lambdas.shared.hostkeys.HOST_KEY_PREFIX).
+# Writes SSM String parameter <HOST_KEY_PREFIX><cluster-id>, one "TYPE BASE64" per line, once:
+# the instance role may not overwrite a pin, so an existing one fails the bootstrap instead.
 # The paths can be overridden for tests through NIGHTSHIFT_INFO_DIR and NIGHTSHIFT_SSH_DIR.
 set -euo pipefail
+
+prefix="${1:-}"
+if [[ "${prefix}" != /*/ ]]; then
+  echo "publish_host_keys: usage: $0 HOST_KEY_PREFIX (an SSM path such as /nightshift/host-keys/)" >&2
+  exit 2
+fi
 
 info_dir="${NIGHTSHIFT_INFO_DIR:-/mnt/var/lib/info}"
 ssh_dir="${NIGHTSHIFT_SSH_DIR:-/etc/ssh}"
@@ -47,7 +55,7 @@ if [[ -z "${region}" ]]; then
     http://169.254.169.254/latest/meta-data/placement/region)"
 fi
 
-parameter="/nightshift/host-keys/${cluster_id}"
+parameter="${prefix}${cluster_id}"
 aws ssm put-parameter --region "${region}" --name "${parameter}" --type String \
-  --value "${keys}" --overwrite >/dev/null
+  --value "${keys}" >/dev/null
 log "published $(grep -c '' <<<"${keys}") host keys to ${parameter}"

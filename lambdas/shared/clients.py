@@ -27,7 +27,7 @@ def emr() -> EMRClient:
 
 @functools.cache
 def emr_for_create() -> EMRClient:
-    """EMR client without SDK retries, for the non-idempotent RunJobFlow."""
+    """EMR client without SDK retries, for the non-idempotent RunJobFlow and nothing else."""
     return boto3.client("emr", config=_NO_RETRY)
 
 

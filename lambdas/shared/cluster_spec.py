@@ -6,11 +6,14 @@ from typing import TYPE_CHECKING
 
 from lambdas.shared.clusters import (
     TAG_EXECUTION_ARN,
+    TAG_LAUNCH_ATTEMPT,
     TAG_MANAGED,
     TAG_PIPELINE,
     TAG_RUN_DATE,
     TAG_RUN_ID,
+    TAG_STACK,
 )
+from lambdas.shared.hostkeys import HOST_KEY_PREFIX
 from lambdas.shared.models import CreateClusterRequest
 
 if TYPE_CHECKING:
@@ -30,13 +33,15 @@ def cluster_name(pipeline: str, run_date: str) -> str:
     return f"nightshift-{pipeline}-{run_date}"
 
 
-def cluster_tags(request: CreateClusterRequest) -> dict[str, str]:
-    """The tags that idempotency, preflight and the sweeper find a run's cluster by."""
+def cluster_tags(request: CreateClusterRequest, stack: str) -> dict[str, str]:
+    """The tags that idempotency, preflight, the sweeper and IAM find a run's cluster by."""
     return {
         TAG_PIPELINE: request.pipeline,
         TAG_RUN_ID: request.run_id,
         TAG_RUN_DATE: request.run_date.isoformat(),
         TAG_EXECUTION_ARN: request.execution_arn,
+        TAG_LAUNCH_ATTEMPT: str(request.attempt),
+        TAG_STACK: stack,
         TAG_MANAGED: "true",
     }
 
@@ -60,6 +65,10 @@ def _instance_fleets(request: CreateClusterRequest) -> list[InstanceFleetConfigT
             {"InstanceType": profile.master_instance_type, "EbsConfiguration": _ebs(profile.ebs_volume_gb)}
         ],
     }
+    if profile.core_instance_count == 0:
+        # Master-only: EMR runs HDFS, YARN and the steps on the one node; a core fleet with a
+        # target capacity of 0 would be refused.
+        return [master]
     core: InstanceFleetConfigTypeDef = {
         "Name": "core",
         "InstanceFleetType": "CORE",
@@ -83,11 +92,11 @@ def _instance_fleets(request: CreateClusterRequest) -> list[InstanceFleetConfigT
     return [master, core]
 
 
-def run_job_flow_request(request: CreateClusterRequest) -> RunJobFlowInputTypeDef:
+def run_job_flow_request(request: CreateClusterRequest, *, stack: str) -> RunJobFlowInputTypeDef:
     """The RunJobFlow parameters for one run; always instance fleets (see docs/lambdas.md)."""
     profile = request.cluster
     network = request.network
-    return {
+    params: RunJobFlowInputTypeDef = {
         "Name": cluster_name(request.pipeline, request.run_date.isoformat()),
         "ReleaseLabel": profile.release_label,
         "Applications": [{"Name": name} for name in profile.applications],
@@ -113,8 +122,12 @@ def run_job_flow_request(request: CreateClusterRequest) -> RunJobFlowInputTypeDe
         "BootstrapActions": [
             {
                 "Name": BOOTSTRAP_ACTION_NAME,
-                "ScriptBootstrapAction": {"Path": request.bootstrap_script_uri, "Args": []},
+                # The prefix travels as an argument so that the script and the Lambdas cannot disagree.
+                "ScriptBootstrapAction": {"Path": request.bootstrap_script_uri, "Args": [HOST_KEY_PREFIX]},
             }
         ],
-        "Tags": [{"Key": key, "Value": value} for key, value in cluster_tags(request).items()],
+        "Tags": [{"Key": key, "Value": value} for key, value in cluster_tags(request, stack).items()],
     }
+    if request.security_configuration is not None:
+        params["SecurityConfiguration"] = request.security_configuration
+    return params

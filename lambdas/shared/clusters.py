@@ -21,6 +21,9 @@ TAG_RUN_ID = "nightshift:run-id"
 TAG_RUN_DATE = "nightshift:run-date"
 TAG_EXECUTION_ARN = "nightshift:execution-arn"
 TAG_MANAGED = "nightshift:managed"
+# The CloudFormation stack whose Lambdas made the cluster: preflight, sweeper and IAM act on no other.
+TAG_STACK = "nightshift:stack"
+TAG_LAUNCH_ATTEMPT = "nightshift:launch-attempt"
 
 ALIVE_STATES: tuple[ClusterStateType, ...] = ("STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING")
 NOT_TERMINATED_STATES: tuple[ClusterStateType, ...] = (*ALIVE_STATES, "TERMINATING")
@@ -40,6 +43,11 @@ class FoundCluster:
     @property
     def managed(self) -> bool:
         return self.tags.get(TAG_MANAGED) == "true"
+
+
+def of_stack(tags: dict[str, str], stack: str) -> bool:
+    """Made by this stack's lifecycle Lambdas (another stack's clusters are never touched)."""
+    return tags.get(TAG_MANAGED) == "true" and tags.get(TAG_STACK) == stack
 
 
 def tags_of(cluster: ClusterTypeDef) -> dict[str, str]:
@@ -64,8 +72,13 @@ def find_clusters(
     matches: Callable[[dict[str, str]], bool],
     name: str | None = None,
     created_after: datetime | None = None,
+    on_error: Callable[[str, Exception], None] | None = None,
 ) -> Iterator[FoundCluster]:
-    """Clusters in ``states`` whose tags satisfy ``matches`` (ListClusters has no tag filter)."""
+    """Clusters in ``states`` whose tags satisfy ``matches`` (ListClusters has no tag filter).
+
+    With ``on_error``, a cluster that cannot be described is handed to it and skipped, instead of
+    ending the listing.
+    """
     paginator = emr.get_paginator("list_clusters")
     pages = (
         paginator.paginate(ClusterStates=list(states), CreatedAfter=created_after)
@@ -76,7 +89,13 @@ def find_clusters(
         for summary in page.get("Clusters", []):
             if name is not None and summary.get("Name") != name:
                 continue
-            cluster = describe(emr, summary["Id"])
+            try:
+                cluster = describe(emr, summary["Id"])
+            except Exception as exc:
+                if on_error is None:
+                    raise
+                on_error(summary["Id"], exc)
+                continue
             if cluster is None:
                 continue
             tags = tags_of(cluster)

@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -56,6 +56,22 @@ def is_throttling(exc: BaseException) -> bool:
     # EMR answers "Rate exceeded" under ThrottlingException, but some endpoints have been seen
     # to use other codes with the same message.
     return error_code(exc) in THROTTLING_CODES or "rate exceeded" in error_message(exc).lower()
+
+
+# Server-side failures after which the same call may well succeed.
+SERVER_ERROR_CODES = frozenset(
+    {"InternalServerError", "InternalFailure", "InternalServerException", "ServiceUnavailable"}
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Throttling, a 5xx answer, or no answer at all (connection failure, timeout)."""
+    if isinstance(exc, BotoCoreError):
+        return True
+    if not isinstance(exc, ClientError):
+        return False
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    return is_throttling(exc) or error_code(exc) in SERVER_ERROR_CODES or status >= 500
 
 
 def transient_on_throttling(func: Callable[P, R]) -> Callable[P, R]:

@@ -8,7 +8,15 @@ from typing import Annotated, Any, Literal
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, RootModel, Tag
 
-PipelineName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+# The runner's side of these contracts keeps its own copies; tests/unit/test_contract_*.py holds
+# the two sides equal, and infra checks every CreateCluster payload against these models at synth.
+PIPELINE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+DEFAULT_APPLICATIONS = ("Hadoop", "Hive", "Spark")
+MAX_LAUNCH_ATTEMPTS = 10
+
+PipelineName = Annotated[str, Field(pattern=PIPELINE_NAME_PATTERN)]
+# EC2 instance types: family (with generation and options), a dot, a size: m5.xlarge, u-6tb1.metal.
+InstanceType = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")]
 ExecutionArn = Annotated[
     str, Field(pattern=r"^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:execution:[^:]+:[^:]+$")
 ]
@@ -35,10 +43,11 @@ class ClusterProfile(Payload):
     """The pipeline's cluster profile (pipeline.toml), as the state machine passes it."""
 
     release_label: Annotated[str, Field(pattern=r"^emr-\d+\.\d+\.\d+$")]
-    applications: Annotated[list[str], Field(min_length=1)] = ["Hive", "Spark"]
-    master_instance_type: Annotated[str, Field(min_length=1)]
-    core_instance_type: Annotated[str, Field(min_length=1)]
-    core_instance_count: Annotated[int, Field(ge=1, le=500)]
+    applications: Annotated[list[str], Field(min_length=1)] = list(DEFAULT_APPLICATIONS)
+    master_instance_type: InstanceType
+    core_instance_type: InstanceType
+    # 0: a master-only cluster, one node that runs everything (no core instance fleet at all).
+    core_instance_count: Annotated[int, Field(ge=0, le=500)]
     use_spot: bool
     # EMR accepts an idle timeout between 60 s and 7 days.
     idle_timeout_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)]
@@ -69,6 +78,10 @@ class CreateClusterRequest(Payload):
     roles: Roles
     log_uri: S3Uri
     bootstrap_script_uri: S3Uri
+    # The EMR security configuration (IMDSv2, local disk encryption) infra creates; None: EMR's defaults.
+    security_configuration: Annotated[str, Field(min_length=1, max_length=10280)] | None = None
+    # Which launch of this run (a launch failure is retried with a new cluster): 1, 2, ...
+    attempt: Annotated[int, Field(ge=1, le=MAX_LAUNCH_ATTEMPTS)] = 1
 
 
 class ClusterStatusRequest(Payload):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from lambdas.shared.clusters import ALIVE_STATES, TAG_PIPELINE, find_clusters
+from lambdas.shared.clusters import ALIVE_STATES, TAG_PIPELINE, find_clusters, of_stack
 from lambdas.shared.errors import transient_on_throttling
 from lambdas.shared.models import PreflightRequest
 
@@ -21,8 +21,12 @@ class PreflightResult:
 
 
 @transient_on_throttling
-def preflight(request: PreflightRequest, *, emr: EMRClient, sfn: SFNClient) -> PreflightResult:
-    """Proceed only when no other execution is RUNNING and no cluster of the pipeline is alive."""
+def preflight(request: PreflightRequest, *, stack: str, emr: EMRClient, sfn: SFNClient) -> PreflightResult:
+    """Proceed only when no other execution is RUNNING and no cluster of the pipeline is alive.
+
+    Only this stack's clusters count: a dev and a prod stack in one account may run a pipeline
+    of the same name side by side.
+    """
     paginator = sfn.get_paginator("list_executions")
     for page in paginator.paginate(stateMachineArn=request.state_machine_arn, statusFilter="RUNNING"):
         for execution in page["executions"]:
@@ -35,7 +39,9 @@ def preflight(request: PreflightRequest, *, emr: EMRClient, sfn: SFNClient) -> P
                     ),
                 )
     for cluster in find_clusters(
-        emr, states=ALIVE_STATES, matches=lambda tags: tags.get(TAG_PIPELINE) == request.pipeline
+        emr,
+        states=ALIVE_STATES,
+        matches=lambda tags: of_stack(tags, stack) and tags.get(TAG_PIPELINE) == request.pipeline,
     ):
         return PreflightResult(
             proceed=False,

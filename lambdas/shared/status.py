@@ -22,6 +22,14 @@ _SPOT_CAPACITY = re.compile(
     re.IGNORECASE,
 )
 
+_INSUFFICIENT_CAPACITY = re.compile(r"insufficient\W*(instance\W*)?capacity", re.IGNORECASE)
+# Failures of the launch itself, not of anything the pipeline asked for: a new cluster (maybe of
+# the next instance type, in the next subnet) usually starts. VALIDATION_ERROR (a wrong release
+# label, a missing role) and step failures would fail again the same way.
+LAUNCH_FAILURE_CODES = frozenset(
+    {"INTERNAL_ERROR", "BOOTSTRAP_FAILURE", "INSTANCE_FAILURE", "INSTANCE_FLEET_TIMEOUT"}
+)
+
 
 @dataclass(frozen=True)
 class ClusterStatus:
@@ -31,6 +39,16 @@ class ClusterStatus:
     failed: bool
     master_host: str
     reason: str
+    # Failed while launching for a reason a new cluster may not meet: retry the launch.
+    launch_failure: bool = False
+
+
+def is_launch_failure(code: str, message: str, error_messages: list[str]) -> bool:
+    """EMR's state-change reason says the launch failed (retry it), not the pipeline's request."""
+    if code in LAUNCH_FAILURE_CODES:
+        return True
+    text = " ".join([message, *error_messages])
+    return bool(_INSUFFICIENT_CAPACITY.search(text) or _SPOT_CAPACITY.search(text))
 
 
 def failure_reason(state: str, code: str, message: str, error_messages: list[str]) -> str:
@@ -40,6 +58,8 @@ def failure_reason(state: str, code: str, message: str, error_messages: list[str
         return f"bootstrap failure ({state}): {detail}"
     if code == "INSTANCE_FLEET_TIMEOUT" or _SPOT_CAPACITY.search(" ".join([message, *error_messages])):
         return f"Spot capacity not found ({state}, {code or 'no code'}): {detail}"
+    if _INSUFFICIENT_CAPACITY.search(" ".join([message, *error_messages])):
+        return f"insufficient capacity ({state}, {code or 'no code'}): {detail}"
     return f"{state} ({code or 'no code'}): {detail}"
 
 
@@ -50,13 +70,12 @@ def summarize(cluster: ClusterTypeDef) -> ClusterStatus:
     change = status.get("StateChangeReason", {})
     failed = state in GONE_STATES
     reason = ""
+    launch_failure = False
     if failed:
-        reason = failure_reason(
-            state,
-            change.get("Code", ""),
-            change.get("Message") or "",
-            [detail.get("ErrorMessage", "") for detail in status.get("ErrorDetails", [])],
-        )
+        code, message = change.get("Code", ""), change.get("Message") or ""
+        details = [detail.get("ErrorMessage", "") for detail in status.get("ErrorDetails", [])]
+        reason = failure_reason(state, code, message, details)
+        launch_failure = is_launch_failure(code, message, details)
     return ClusterStatus(
         cluster_id=cluster["Id"],
         state=state,
@@ -65,6 +84,7 @@ def summarize(cluster: ClusterTypeDef) -> ClusterStatus:
         # In a private subnet EMR puts the master's private DNS name here.
         master_host=cluster.get("MasterPublicDnsName") or "",
         reason=reason,
+        launch_failure=launch_failure,
     )
 
 

@@ -1,4 +1,4 @@
-"""Terminate every Nightshift cluster whose Step Functions execution is no longer running."""
+"""Terminate this stack's clusters whose Step Functions execution is no longer running."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from botocore.exceptions import ClientError
 from lambdas.shared.clusters import (
     ALIVE_STATES,
     TAG_EXECUTION_ARN,
-    TAG_MANAGED,
     FoundCluster,
     find_clusters,
+    of_stack,
 )
 from lambdas.shared.errors import SweepIncompleteError, error_code, transient_on_throttling
 from lambdas.shared.observability import logger
@@ -30,6 +30,25 @@ RUNNING = "RUNNING"
 class SweepResult:
     terminated: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
+    # Clusters that could not be looked at or terminated this time; the next sweep tries again.
+    skipped: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Failures:
+    messages: list[str] = field(default_factory=list)
+
+    def add(self, result: SweepResult, cluster_id: str, what: str, exc: Exception) -> None:
+        # One cluster that cannot be handled must not shield the others.
+        logger.exception(f"could not {what}; skipped", cluster_id=cluster_id)
+        result.skipped.append(cluster_id)
+        self.messages.append(f"{cluster_id} ({what}): {exc}")
+
+    def raise_if_any(self, result: SweepResult) -> None:
+        if self.messages:
+            raise SweepIncompleteError(
+                f"terminated {result.terminated}, kept {result.kept}, but skipped: {'; '.join(self.messages)}"
+            )
 
 
 def _execution_running(sfn: SFNClient, execution_arn: str, cache: dict[str, bool]) -> bool:
@@ -46,25 +65,14 @@ def _execution_running(sfn: SFNClient, execution_arn: str, cache: dict[str, bool
     return cache[execution_arn]
 
 
-def _sweep(
-    clusters: list[FoundCluster],
-    is_orphan: dict[str, bool],
-    *,
-    emr: EMRClient,
-    ssm: SSMClient,
-) -> SweepResult:
-    result = SweepResult()
-    failures: list[str] = []
-    for cluster in clusters:
-        if not is_orphan[cluster.cluster_id]:
-            result.kept.append(cluster.cluster_id)
-            continue
+def _terminate_orphans(
+    orphans: list[FoundCluster], result: SweepResult, failures: _Failures, *, emr: EMRClient, ssm: SSMClient
+) -> None:
+    for cluster in orphans:
         try:
             terminate_cluster(cluster.cluster_id, emr=emr, ssm=ssm)
         except Exception as exc:
-            # One cluster that cannot be terminated must not shield the others.
-            logger.exception("could not terminate orphan", cluster_id=cluster.cluster_id)
-            failures.append(f"{cluster.cluster_id}: {exc}")
+            failures.add(result, cluster.cluster_id, "terminate orphan", exc)
             continue
         logger.warning(
             "terminated orphaned cluster",
@@ -72,42 +80,60 @@ def _sweep(
             execution_arn=cluster.tags.get(TAG_EXECUTION_ARN, ""),
         )
         result.terminated.append(cluster.cluster_id)
-    if failures:
-        raise SweepIncompleteError(
-            f"terminated {result.terminated}, but could not terminate: {'; '.join(failures)}"
+
+
+def _alive_clusters(
+    emr: EMRClient, stack: str, result: SweepResult, failures: _Failures, execution_arn: str | None = None
+) -> list[FoundCluster]:
+    def matches(tags: dict[str, str]) -> bool:
+        return of_stack(tags, stack) and (
+            execution_arn is None or tags.get(TAG_EXECUTION_ARN) == execution_arn
         )
-    return result
 
-
-def _managed(tags: dict[str, str]) -> bool:
-    return tags.get(TAG_MANAGED) == "true"
-
-
-@transient_on_throttling
-def sweep_execution(execution_arn: str, status: str, *, emr: EMRClient, ssm: SSMClient) -> SweepResult:
-    """Sweep the clusters of one execution whose status EventBridge just reported."""
-    clusters = list(
+    return list(
         find_clusters(
             emr,
             states=ALIVE_STATES,
-            matches=lambda tags: _managed(tags) and tags.get(TAG_EXECUTION_ARN) == execution_arn,
+            matches=matches,
+            on_error=lambda cluster_id, exc: failures.add(result, cluster_id, "describe cluster", exc),
         )
     )
-    # The rule only sends FAILED/TIMED_OUT/ABORTED; anything still RUNNING is left alone.
-    orphan = status != RUNNING
-    return _sweep(clusters, {c.cluster_id: orphan for c in clusters}, emr=emr, ssm=ssm)
 
 
 @transient_on_throttling
-def sweep_all(*, emr: EMRClient, ssm: SSMClient, sfn: SFNClient) -> SweepResult:
-    """Sweep every alive Nightshift cluster whose execution is not RUNNING."""
-    clusters = list(find_clusters(emr, states=ALIVE_STATES, matches=_managed))
+def sweep_execution(
+    execution_arn: str, status: str, *, stack: str, emr: EMRClient, ssm: SSMClient
+) -> SweepResult:
+    """Sweep this stack's clusters of one execution whose status EventBridge just reported."""
+    result, failures = SweepResult(), _Failures()
+    clusters = _alive_clusters(emr, stack, result, failures, execution_arn)
+    # The rule only sends FAILED/TIMED_OUT/ABORTED; anything still RUNNING is left alone.
+    if status == RUNNING:
+        result.kept += [cluster.cluster_id for cluster in clusters]
+    else:
+        _terminate_orphans(clusters, result, failures, emr=emr, ssm=ssm)
+    failures.raise_if_any(result)
+    return result
+
+
+@transient_on_throttling
+def sweep_all(*, stack: str, emr: EMRClient, ssm: SSMClient, sfn: SFNClient) -> SweepResult:
+    """Sweep every alive cluster of this stack whose execution is not RUNNING."""
+    result, failures = SweepResult(), _Failures()
     running: dict[str, bool] = {}
-    is_orphan = {}
-    for cluster in clusters:
+    orphans = []
+    for cluster in _alive_clusters(emr, stack, result, failures):
         execution_arn = cluster.tags.get(TAG_EXECUTION_ARN)
-        # A managed cluster without an execution tag belongs to no run at all.
-        is_orphan[cluster.cluster_id] = execution_arn is None or not _execution_running(
-            sfn, execution_arn, running
-        )
-    return _sweep(clusters, is_orphan, emr=emr, ssm=ssm)
+        try:
+            # A managed cluster without an execution tag belongs to no run at all.
+            orphan = execution_arn is None or not _execution_running(sfn, execution_arn, running)
+        except Exception as exc:
+            failures.add(result, cluster.cluster_id, "look up its execution", exc)
+            continue
+        if orphan:
+            orphans.append(cluster)
+        else:
+            result.kept.append(cluster.cluster_id)
+    _terminate_orphans(orphans, result, failures, emr=emr, ssm=ssm)
+    failures.raise_if_any(result)
+    return result

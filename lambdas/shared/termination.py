@@ -12,6 +12,7 @@ from lambdas.shared.clusters import (
     TAG_MANAGED,
     describe,
     find_clusters,
+    of_stack,
     tags_of,
 )
 from lambdas.shared.errors import ClusterTerminationError, transient_on_throttling
@@ -69,12 +70,14 @@ def terminate_cluster(cluster_id: str, *, emr: EMRClient, ssm: SSMClient) -> Ter
 
 @transient_on_throttling
 def terminate_execution_clusters(
-    execution_arn: str | None, *, emr: EMRClient, ssm: SSMClient
+    execution_arn: str | None, *, stack: str, emr: EMRClient, ssm: SSMClient
 ) -> list[TerminationResult]:
-    """Terminate the alive clusters tagged with this execution (the "no cluster id yet" path)."""
+    """Terminate this stack's alive clusters tagged with this execution (the "no cluster id yet" path)."""
     if execution_arn is None:
         return []
     found = find_clusters(
-        emr, states=ALIVE_STATES, matches=lambda tags: tags.get(TAG_EXECUTION_ARN) == execution_arn
+        emr,
+        states=ALIVE_STATES,
+        matches=lambda tags: of_stack(tags, stack) and tags.get(TAG_EXECUTION_ARN) == execution_arn,
     )
     return [terminate_cluster(cluster.cluster_id, emr=emr, ssm=ssm) for cluster in found]

@@ -34,17 +34,22 @@ timezone = "Europe/Berlin"
 [cluster]
 core_instance_count = 2
 use_spot = true
+core_instance_types = ["r7g.2xlarge", "r6g.2xlarge", "m6g.2xlarge"]
 
 [steps]
 timeout_minutes = 45
 retries = 2
 retry_interval_seconds = 30
 """
+# A master-only cluster whose launches fall back to other instance types.
 ADHOC_TOML = """
 [schedule]
 cron = "30 6 * * 1-5"
 timezone = "America/New_York"
 enabled = false
+
+[cluster]
+core_instance_count = 0
 """
 
 
@@ -83,12 +88,12 @@ class Synthesis:
         return self.outdir / f"{self.stack.stack_name}.template.json"
 
 
-def synthesize(outdir: Path, context: dict[str, Any]) -> Synthesis:
+def synthesize(outdir: Path, context: dict[str, Any], pipelines_dir: Path) -> Synthesis:
     app = cdk.App(outdir=str(outdir), context=context)
-    stack = nightshift_app.build(app)
+    stack = nightshift_app.build(app, pipelines_dir=pipelines_dir)
     app.synth()
     template = json.loads((outdir / f"{stack.stack_name}.template.json").read_text())
-    return Synthesis(outdir, template, stack, Path(context["pipelines_dir"]))
+    return Synthesis(outdir, template, stack, pipelines_dir)
 
 
 @pytest.fixture(scope="session")
@@ -97,7 +102,6 @@ def test_synth(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
     pipelines = write_pipelines(tmp_path_factory.mktemp("pipelines"))
     context = {
         **base_context(),
-        "pipelines_dir": str(pipelines),
         "ssh_key_secret_arn": SECRET_ARN,
         "vpc": {
             "vpc_id": "vpc-0123456789abcdef0",
@@ -109,14 +113,13 @@ def test_synth(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
             "*": {"read": ["s3://lake/raw/adhoc/"]},
         },
     }
-    return synthesize(tmp_path_factory.mktemp("cdk.out"), context)
+    return synthesize(tmp_path_factory.mktemp("cdk.out"), context, pipelines)
 
 
 @pytest.fixture(scope="session")
 def repo_synth(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
     """The real sql/ folder with cdk.json as committed (a new VPC)."""
-    context = {**base_context(), "pipelines_dir": str(ROOT / "sql")}
-    return synthesize(tmp_path_factory.mktemp("cdk.out"), context)
+    return synthesize(tmp_path_factory.mktemp("cdk.out"), base_context(), ROOT / "sql")
 
 
 def resolve_join(value: Any, resolve: Any = None) -> str:

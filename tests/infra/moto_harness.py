@@ -20,12 +20,17 @@ Work-arounds for moto, all here and nowhere else:
   those, as Step Functions reports them.
 - moto's Wait state and Retry intervals really sleep; both are skipped (the Wait interval is
   asserted on the template, the retry intervals are recorded in `retry_waits`).
+- moto's EMR reports a cluster's state-change reason without its code (and has no way to set
+  either); `fail_cluster` ends a cluster with the code and message EMR would give.
+- The in-process handlers see the function's environment from the template (NIGHTSHIFT_STACK)
+  only while they run, as a Lambda would.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -38,6 +43,7 @@ import botocore.session
 import pytest
 from moto.awslambda.models import LambdaFunction
 from moto.ecs.models import EC2ContainerServiceBackend, ecs_backends
+from moto.emr.models import Cluster, emr_backends
 from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
 from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import (
     CustomErrorName,
@@ -88,6 +94,7 @@ class Faults:
     failing_steps: set[str] = field(default_factory=set)
     after: dict[str, Callable[[dict[str, Any], dict[str, Any]], None]] = field(default_factory=dict)
     calls: Counter[str] = field(default_factory=Counter)
+    payloads: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     steps_run: list[str] = field(default_factory=list)
 
 
@@ -155,12 +162,14 @@ class Harness:
         for logical, resource in self.synth.resources("AWS::Lambda::Function").items():
             if "Handler" not in resource["Properties"]:
                 continue
+            variables = resource["Properties"].get("Environment", {}).get("Variables", {})
             arn = lam.create_function(
                 FunctionName=logical,
                 Runtime="python3.12",
                 Role=self.lambda_role,
                 Handler=resource["Properties"]["Handler"],
                 Code={"ZipFile": FAKE_ZIP},
+                Environment={"Variables": {k: v for k, v in variables.items() if isinstance(v, str)}},
             )["FunctionArn"]
             self._values[f"GetAtt:{logical}.Arn"] = arn
 
@@ -206,6 +215,9 @@ class Harness:
             module_name, attribute = str(function.handler).rsplit(".", 1)
             payload = json.loads(event) if isinstance(event, str | bytes) else (event or {})
             faults.calls[module_name] += 1
+            faults.payloads.setdefault(module_name, []).append(payload)
+            saved = dict(os.environ)
+            os.environ.update(function.environment_vars)
             try:
                 fault = faults.raise_in.get(module_name)
                 if fault is not None and fault[1] != 0:
@@ -215,11 +227,25 @@ class Harness:
                 result = handler(payload, FakeContext(function.function_name))
             except Exception as exc:
                 return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}), True, ""
+            finally:
+                os.environ.clear()
+                os.environ.update(saved)
             if module_name in faults.after:
                 faults.after[module_name](payload, result)
             return json.dumps(result), False, ""
 
         monkeypatch.setattr(LambdaFunction, "_invoke_lambda", invoke_in_process)
+
+        moto_status = Cluster.status
+
+        def status_with_code(cluster: Cluster) -> dict[str, Any]:
+            status: dict[str, Any] = moto_status.fget(cluster)  # type: ignore[attr-defined]
+            reason = getattr(cluster, "nightshift_reason", None)
+            if reason is not None:
+                status["StateChangeReason"] = {"Code": reason[0], "Message": reason[1]}
+            return status
+
+        monkeypatch.setattr(Cluster, "status", property(status_with_code))
 
         original_run_task: Any = EC2ContainerServiceBackend.run_task
 
@@ -299,6 +325,12 @@ class Harness:
 
         monkeypatch.setattr(branches_decl, "CustomErrorName", branch_error_name)
         monkeypatch.setattr(state_fail, "CustomErrorName", branch_error_name)
+
+    def fail_cluster(self, cluster_id: str, code: str, message: str) -> None:
+        """End the cluster as EMR ends a failed one: TERMINATED_WITH_ERRORS, with its reason."""
+        cluster = emr_backends[ACCOUNT][REGION].clusters[cluster_id]
+        cluster.state = "TERMINATED_WITH_ERRORS"
+        cluster.nightshift_reason = (code, message)  # type: ignore[attr-defined]
 
     def command_of(self, task_arn: str) -> list[str]:
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from moto import mock_aws
@@ -78,25 +79,45 @@ def assert_failed_after_terminate(harness: Harness, execution: dict, error: str,
     assert "TerminateCluster" in harness.states_entered(execution["executionArn"])
 
 
-def test_preflight_refusal_creates_nothing(harness: Harness) -> None:
-    harness.emr.run_job_flow(
-        Name="left over",
-        ReleaseLabel="emr-7.13.0",
-        Instances={
-            "MasterInstanceType": "m5.xlarge",
-            "InstanceCount": 1,
-            "KeepJobFlowAliveWhenNoSteps": True,
-        },
-        JobFlowRole="EMR_EC2_DefaultRole",
-        ServiceRole="EMR_DefaultRole",
-        Tags=[{"Key": "nightshift:pipeline", "Value": PIPELINE}],
+def left_over_cluster(harness: Harness, stack: str) -> str:
+    """An alive cluster of this pipeline, made by the lifecycle of ``stack``."""
+    return str(
+        harness.emr.run_job_flow(
+            Name="left over",
+            ReleaseLabel="emr-7.13.0",
+            Instances={
+                "MasterInstanceType": "m5.xlarge",
+                "InstanceCount": 1,
+                "KeepJobFlowAliveWhenNoSteps": True,
+            },
+            JobFlowRole="EMR_EC2_DefaultRole",
+            ServiceRole="EMR_DefaultRole",
+            Tags=[
+                {"Key": "nightshift:pipeline", "Value": PIPELINE},
+                {"Key": "nightshift:managed", "Value": "true"},
+                {"Key": "nightshift:stack", "Value": stack},
+            ],
+        )["JobFlowId"]
     )
+
+
+def test_preflight_refusal_creates_nothing(harness: Harness) -> None:
+    left_over_cluster(harness, harness.synth.stack.stack_name)
     execution = harness.run()
     assert execution["status"] == "FAILED"
     assert execution["error"] == "PreflightRefused"
     assert "still alive" in execution["cause"]
     assert len(harness.clusters()) == 1  # only the one that was already there
     assert "CreateCluster" not in harness.states_entered(execution["executionArn"])
+
+
+def test_another_stacks_cluster_of_the_same_pipeline_does_not_refuse_the_run(harness: Harness) -> None:
+    other = left_over_cluster(harness, "NightshiftDev")
+    execution = harness.run()
+    assert execution["status"] == "SUCCEEDED", execution
+    states = {c["Id"]: c["Status"]["State"] for c in harness.clusters()}
+    assert states.pop(other) == "WAITING"  # neither refused nor touched
+    assert list(states.values()) == ["TERMINATED"]
 
 
 def test_preflight_error_fails_the_run(harness: Harness) -> None:
@@ -119,17 +140,11 @@ def test_create_failure_terminates_and_fails(harness: Harness) -> None:
 
 
 def test_cluster_that_fails_to_start_is_terminated(harness: Harness) -> None:
-
-    def break_cluster(_payload: dict, result: dict) -> None:
-        cluster = emr_backends["123456789012"]["us-east-1"].clusters[result["cluster_id"]]
-        cluster.state = "TERMINATED_WITH_ERRORS"
-        # moto's Cluster declares no reason fields; the handler reads them when EMR sets them.
-        setattr(cluster, "state_change_reason_code", "BOOTSTRAP_FAILURE")  # noqa: B010
-        setattr(cluster, "state_change_reason_message", "publish_host_keys.sh returned a non-zero exit code")  # noqa: B010
-
-    harness.faults.after["lambdas.create_cluster"] = break_cluster
+    harness.faults.after["lambdas.create_cluster"] = fail_launch(
+        harness, "BOOTSTRAP_FAILURE", "publish_host_keys.sh returned a non-zero exit code", {1, 2, 3}
+    )
     execution = harness.run()
-    assert_failed_after_terminate(harness, execution, "ClusterFailedToStart", "TERMINATED_WITH_ERRORS")
+    assert_failed_after_terminate(harness, execution, "ClusterFailedToStart", "bootstrap failure")
     assert harness.faults.steps_run == []
 
 
@@ -206,3 +221,81 @@ def test_state_transitions_per_run_match_the_documented_formula(harness: Harness
     stages = {"10": 2, "20": 1, "30": 2}
     expected = 4 + 4 * polls - 1 + sum(1 + steps for steps in stages.values()) + 3
     assert len(harness.states_entered(execution["executionArn"])) == expected == 18
+
+
+def fail_launch(harness: Harness, code: str, message: str, attempts: set[int]) -> Any:
+    """A CreateCluster fault: the launch attempts named fail as EMR reports it, the others start."""
+
+    def fail(payload: dict, result: dict) -> None:
+        if payload["attempt"] in attempts:
+            harness.fail_cluster(result["cluster_id"], code, message)
+
+    return fail
+
+
+LAUNCH_FAILURES = {
+    "internal-error": ("INTERNAL_ERROR", "An internal error occurred."),
+    "bootstrap": (
+        "BOOTSTRAP_FAILURE",
+        "On the master instance, bootstrap action 1 returned a non-zero return code",
+    ),
+    "instance": ("INSTANCE_FAILURE", "The master node was lost"),
+    "capacity": ("VALIDATION_ERROR", "Instance type r7g.2xlarge: InsufficientInstanceCapacity in us-east-1a"),
+    "spot": ("INSTANCE_FLEET_TIMEOUT", "The core instance fleet timed out while provisioning Spot capacity"),
+}
+
+
+@pytest.mark.parametrize(("code", "message"), LAUNCH_FAILURES.values(), ids=LAUNCH_FAILURES.keys())
+def test_a_launch_failure_gets_a_new_cluster_of_the_next_type_in_the_next_subnet(
+    harness: Harness, code: str, message: str
+) -> None:
+    harness.faults.after["lambdas.create_cluster"] = fail_launch(harness, code, message, {1})
+    execution = harness.run()
+    assert execution["status"] == "SUCCEEDED", execution
+    assert sorted(cluster_states(harness)) == ["TERMINATED", "TERMINATED_WITH_ERRORS"]
+    first, second = harness.faults.payloads["lambdas.create_cluster"]
+    assert (first["attempt"], second["attempt"]) == (1, 2)
+    # nightly's core_instance_types; EMR chooses among all subnets first, then the next one is pinned.
+    assert first["cluster"]["core_instance_type"] == "r7g.2xlarge"
+    assert second["cluster"]["core_instance_type"] == "r6g.2xlarge"
+    assert (first["network"]["subnet_ids"], second["network"]["subnet_ids"]) == (
+        harness.subnets,
+        harness.subnets[1:],
+    )
+    assert len(harness.faults.steps_run) == 5  # every step once, on the second cluster
+    entered = harness.states_entered(execution["executionArn"])
+    assert entered.count("TerminateFailedLaunch") == 1 and entered.count("CreateCluster") == 2
+
+
+def test_launches_that_keep_failing_end_the_run_naming_every_attempt(harness: Harness) -> None:
+    fail = fail_launch(harness, "INTERNAL_ERROR", "An internal error occurred.", {1, 2, 3})
+    created: list[dict] = []
+
+    def fail_and_record(payload: dict, result: dict) -> None:
+        created.append(result)
+        fail(payload, result)
+
+    harness.faults.after["lambdas.create_cluster"] = fail_and_record
+    execution = harness.run()
+    assert_failed_after_terminate(harness, execution, "ClusterFailedToStart", "attempt 1 (j-")
+    ids = [payload_result["cluster_id"] for payload_result in created]
+    assert len(ids) == len(harness.clusters()) == 3  # launch_attempts defaults to 3
+    for attempt, cluster_id in enumerate(ids, start=1):
+        assert (
+            f"attempt {attempt} ({cluster_id}): TERMINATED_WITH_ERRORS (INTERNAL_ERROR)" in execution["cause"]
+        )
+    assert harness.faults.steps_run == []
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [("VALIDATION_ERROR", "The requested release label is not valid"), ("STEP_FAILURE", "Step failed")],
+    ids=["validation", "step"],
+)
+def test_a_failure_that_would_repeat_is_not_launched_again(harness: Harness, code: str, message: str) -> None:
+    harness.faults.after["lambdas.create_cluster"] = fail_launch(harness, code, message, {1, 2, 3})
+    execution = harness.run()
+    assert_failed_after_terminate(harness, execution, "ClusterFailedToStart", "attempt 1 (j-")
+    assert message in execution["cause"] and "attempt 2" not in execution["cause"]
+    assert len(harness.clusters()) == 1
+    assert harness.faults.calls["lambdas.create_cluster"] == 1

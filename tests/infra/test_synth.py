@@ -63,13 +63,13 @@ def test_lifecycle_order(test_synth: Synthesis) -> None:
     assert states["WaitForCluster"] == {"Type": "Wait", "Seconds": 30, "Next": "ClusterStatus"}
     assert states["ClusterStatus"]["Next"] == "ClusterReady?"
     choices = {c["Next"] for c in states["ClusterReady?"]["Choices"]}
-    assert choices == {"Stage 10", "ClusterFailedToStart", "ClusterStartTimedOut"}
+    assert choices == {"Stage 10", "NextLaunch", "ClusterFailedToStart", "ClusterStartTimedOut"}
     assert states["ClusterReady?"]["Default"] == "CountPoll"
     assert states["CountPoll"]["Next"] == "WaitForCluster"
     # The overall start timeout: 30 minutes of 30-second polls.
     limit = next(c for c in states["ClusterReady?"]["Choices"] if c["Next"] == "ClusterStartTimedOut")
     assert limit == {
-        "Variable": "$.poll.count",
+        "Variable": "$.cluster.polls",
         "NumericGreaterThanEquals": 60,
         "Next": "ClusterStartTimedOut",
     }
@@ -87,6 +87,8 @@ def test_every_failure_goes_through_terminate_cluster(test_synth: Synthesis) -> 
         ], name
     assert states["ClusterFailedToStart"]["Next"] == "TerminateCluster"
     assert states["ClusterStartTimedOut"]["Next"] == "TerminateCluster"
+    assert states["TerminateFailedLaunch"]["Catch"][0]["Next"] == "TerminateCluster"
+    catching.append("TerminateFailedLaunch")
     # Every task or Parallel outside the stages' branches is listed above or is the terminate itself.
     others = {n for n, s in states.items() if s["Type"] in ("Task", "Parallel")} - set(catching)
     assert others == {"TerminateCluster"}
@@ -94,7 +96,7 @@ def test_every_failure_goes_through_terminate_cluster(test_synth: Synthesis) -> 
 
 def test_retries_with_backoff(test_synth: Synthesis) -> None:
     states = definition_of(test_synth, "nightly")["States"]
-    for name in ("Preflight", "CreateCluster", "ClusterStatus", "TerminateCluster"):
+    for name in ("Preflight", "CreateCluster", "ClusterStatus", "TerminateFailedLaunch", "TerminateCluster"):
         transient = states[name]["Retry"][0]
         assert "TransientAwsError" in transient["ErrorEquals"], name
         assert "Lambda.TooManyRequestsException" in transient["ErrorEquals"], name
@@ -298,3 +300,76 @@ def test_unwatched_functions_alarm_by_email_when_they_fail(template: Template, f
             "AlarmActions": [{"Ref": next(iter(topic))}],
         },
     )
+
+
+def _statements(test_synth: Synthesis, policy_prefix: str) -> list[dict]:
+    policies = test_synth.resources("AWS::IAM::Policy")
+    return [
+        statement
+        for key, policy in policies.items()
+        if key.startswith(policy_prefix)
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def _actions(statement: dict) -> list[str]:
+    actions = statement["Action"]
+    return [actions] if isinstance(actions, str) else list(actions)
+
+
+def test_step_code_can_never_overwrite_a_host_key_pin(test_synth: Synthesis) -> None:
+    for pipeline in ("Nightly", "Adhoc"):
+        statements = _statements(test_synth, f"ClusterLifecycle{pipeline}InstanceRole")
+        puts = [s for s in statements if "ssm:PutParameter" in _actions(s)]
+        allow = [s for s in puts if s["Effect"] == "Allow"]
+        deny = [s for s in puts if s["Effect"] == "Deny"]
+        assert allow and deny, pipeline
+        assert deny[0]["Condition"] == {"StringEquals": {"ssm:Overwrite": "true"}}
+        assert deny[0]["Resource"] == allow[0]["Resource"]
+        assert "/nightshift/host-keys/*" in json.dumps(deny[0]["Resource"]).replace('"', "")
+        # Nothing else on the nodes may touch a pin.
+        assert not [
+            s
+            for s in statements
+            if any(a.startswith("ssm:") and a != "ssm:PutParameter" for a in _actions(s))
+        ]
+
+
+def test_create_cluster_may_tag_and_terminate_only_this_stacks_clusters(test_synth: Synthesis) -> None:
+    statements = _statements(test_synth, "ClusterLifecycleCreateCluster")
+    (add_tags,) = [s for s in statements if "elasticmapreduce:AddTags" in _actions(s)]
+    assert _actions(add_tags) == ["elasticmapreduce:AddTags"]
+    assert ":elasticmapreduce:" in json.dumps(add_tags["Resource"]) and add_tags["Resource"] != "*"
+    assert add_tags["Condition"] == {
+        "StringEquals": {
+            "aws:RequestTag/nightshift:managed": "true",
+            "aws:RequestTag/nightshift:stack": "Nightshift",
+        },
+        "ForAllValues:StringLike": {"aws:TagKeys": ["nightshift:*"]},
+        "StringEqualsIfExists": {"aws:ResourceTag/nightshift:stack": "Nightshift"},
+    }
+    (run,) = [s for s in statements if "elasticmapreduce:RunJobFlow" in _actions(s)]
+    assert run["Condition"]["StringEquals"]["aws:RequestTag/nightshift:stack"] == "Nightshift"
+    for function in ("CreateCluster", "TerminateCluster", "Sweeper"):
+        (terminate,) = [
+            s
+            for s in _statements(test_synth, f"ClusterLifecycle{function}")
+            if "elasticmapreduce:TerminateJobFlows" in _actions(s)
+        ]
+        assert terminate["Condition"] == {
+            "StringEquals": {
+                "aws:ResourceTag/nightshift:managed": "true",
+                "aws:ResourceTag/nightshift:stack": "Nightshift",
+            }
+        }, function
+
+
+def test_lifecycle_functions_know_their_stack(template: Template) -> None:
+    for handler in ("preflight", "create_cluster", "cluster_status", "terminate_cluster", "sweeper"):
+        template.has_resource_properties(
+            "AWS::Lambda::Function",
+            {
+                "Handler": f"lambdas.{handler}.handler",
+                "Environment": {"Variables": Match.object_like({"NIGHTSHIFT_STACK": "Nightshift"})},
+            },
+        )

@@ -29,6 +29,7 @@ def test_waiting_cluster_is_ready_with_its_master_host(emr, cluster_id, lambda_c
         "failed": False,
         "master_host": expected_host,
         "reason": "",
+        "launch_failure": False,
     }
 
 
@@ -106,6 +107,7 @@ def test_bootstrap_failure(emr, lambda_context):
 
     assert status["failed"] is True
     assert status["reason"] == f"bootstrap failure (TERMINATED_WITH_ERRORS): {message}"
+    assert status["launch_failure"] is True  # a transient download, say: a new cluster may well boot
 
 
 def test_spot_fleet_timeout(emr, lambda_context):
@@ -122,6 +124,7 @@ def test_spot_fleet_timeout(emr, lambda_context):
     assert status["state"] == "TERMINATING"
     assert status["failed"] is True
     assert status["reason"] == f"Spot capacity not found (TERMINATING, INSTANCE_FLEET_TIMEOUT): {message}"
+    assert status["launch_failure"] is True
 
 
 def test_unknown_cluster_is_failed_with_the_reason(emr, lambda_context):
@@ -134,6 +137,7 @@ def test_unknown_cluster_is_failed_with_the_reason(emr, lambda_context):
         "failed": True,
         "master_host": "",
         "reason": "cluster j-DOESNOTEXIST1 not found: EMR does not know this cluster id",
+        "launch_failure": False,
     }
 
 

@@ -28,6 +28,8 @@ def test_creates_one_tagged_waiting_cluster(emr, create_payload, lambda_context,
         "nightshift:run-id": "example-2024-06-01-a1b2",
         "nightshift:run-date": "2024-06-01",
         "nightshift:execution-arn": create_payload["execution_arn"],
+        "nightshift:launch-attempt": "1",
+        "nightshift:stack": "Nightshift",
         "nightshift:managed": "true",
     }
     assert cluster["Status"]["State"] == "WAITING"
@@ -151,3 +153,32 @@ def test_logs_and_metrics_carry_the_run(emr, create_payload, lambda_context, cap
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     assert emf[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Nightshift"
     assert emf[0]["ClustersCreated"] == [1.0]
+
+
+class ThrottlingException(InvalidRequestException):
+    code = "ThrottlingException"
+
+
+def test_throttled_describe_after_runjobflow_keeps_the_cluster_for_the_retry(
+    emr, emr_backend, create_payload, lambda_context, alive, monkeypatch
+):
+    original = type(emr_backend).describe_cluster
+
+    def throttled(backend, cluster_id):
+        raise ThrottlingException("Rate exceeded")
+
+    def throttle_from_now_on(**_kwargs):
+        # EMR throttling DescribeCluster, through every SDK retry, while the new cluster's tags
+        # are confirmed.
+        monkeypatch.setattr(type(emr_backend), "describe_cluster", throttled)
+
+    emr.meta.events.register("after-call.emr.RunJobFlow", throttle_from_now_on)
+    with pytest.raises(TransientAwsError, match="it is kept, and the retry finds it by its tags"):
+        create_cluster.handler(create_payload, lambda_context, emr=emr)
+    emr.meta.events.unregister("after-call.emr.RunJobFlow", throttle_from_now_on)
+    monkeypatch.setattr(type(emr_backend), "describe_cluster", original)
+
+    (cluster,) = alive(emr)
+    assert cluster["Status"]["State"] == "WAITING"
+    retried = create_cluster.handler(create_payload, lambda_context, emr=emr)
+    assert retried == {"cluster_id": cluster["Id"], "created": False}

@@ -77,3 +77,14 @@ def test_throttled_list_executions_is_a_transient_error(emr, sfn, payload, lambd
         stub.add_client_error("list_executions", service_error_code="ThrottlingException")
         with pytest.raises(TransientAwsError, match="ListExecutions was throttled"):
             preflight.handler(payload, lambda_context, emr=emr, sfn=sfn)
+
+
+def test_another_stacks_cluster_of_the_same_pipeline_does_not_block(
+    emr, sfn, payload, create_payload, lambda_context, monkeypatch
+):
+    # A dev stack and a prod stack in one account, both with a pipeline named "example".
+    monkeypatch.setenv("NIGHTSHIFT_STACK", "NightshiftDev")
+    create_cluster.handler(create_payload, lambda_context, emr=emr)
+    monkeypatch.setenv("NIGHTSHIFT_STACK", "Nightshift")
+
+    assert preflight.handler(payload, lambda_context, emr=emr, sfn=sfn)["proceed"] is True

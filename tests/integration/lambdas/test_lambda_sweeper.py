@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 from botocore.stub import Stubber
+from moto.core.exceptions import AWSError
 from moto.emr.exceptions import InvalidRequestException
+from moto.stepfunctions.models import StepFunctionBackend
 
 from lambdas import create_cluster, sweeper
 from lambdas.shared.errors import SweepIncompleteError
@@ -112,7 +114,7 @@ def test_status_change_sweeps_that_execution_only(
         _status_change(finished, status, state_machine_arn), lambda_context, emr=emr, ssm=ssm
     )
 
-    assert result == {"terminated": [orphan], "kept": []}
+    assert result == {"terminated": [orphan], "kept": [], "skipped": []}
     assert _alive_ids(alive, emr) == {bystander}
 
 
@@ -126,7 +128,7 @@ def test_status_change_to_running_keeps_the_cluster(
         _status_change(execution, "RUNNING", state_machine_arn), lambda_context, emr=emr, ssm=ssm
     )
 
-    assert result == {"terminated": [], "kept": [cluster]}
+    assert result == {"terminated": [], "kept": [cluster], "skipped": []}
     assert _alive_ids(alive, emr) == {cluster}
 
 
@@ -147,20 +149,65 @@ def test_one_stuck_orphan_does_not_shield_the_others(
 
     monkeypatch.setattr(type(emr_backend), "terminate_job_flows", refuse_stuck)
 
-    with pytest.raises(SweepIncompleteError, match=f"could not terminate: {stuck}") as raised:
+    with pytest.raises(SweepIncompleteError, match=f"skipped: {stuck} \\(terminate orphan\\)") as raised:
         sweeper.handler({}, lambda_context, emr=emr, ssm=ssm, sfn=sfn)
 
     assert f"terminated ['{freed}']" in str(raised.value)
     assert _alive_ids(alive, emr) == {stuck}
 
 
-def test_throttled_describe_execution_is_retried_by_the_state_machine(
+def test_a_throttled_execution_look_up_skips_that_cluster_only(
     emr, ssm, sfn, start_execution, make_cluster, lambda_context, alive
 ):
-    cluster = make_cluster(start_execution("run-1"), "r1")
+    gone = start_execution("run-gone")
+    sfn.stop_execution(executionArn=gone)
+    unknown = make_cluster(start_execution("run-1"), "r1")
+    orphan = make_cluster(gone, "r2")
     with Stubber(sfn) as stub:
+        # Clusters are listed newest first: the orphan's look-up answers, the other's is throttled.
+        stub.add_response("describe_execution", _described_execution(gone, "ABORTED"), {"executionArn": gone})
         stub.add_client_error("describe_execution", service_error_code="ThrottlingException")
-        with pytest.raises(Exception, match="DescribeExecution was throttled") as raised:
+        with pytest.raises(SweepIncompleteError, match=f"skipped: {unknown} \\(look up its execution\\)"):
             sweeper.handler({}, lambda_context, emr=emr, ssm=ssm, sfn=sfn)
-    assert type(raised.value).__name__ == "TransientAwsError"
-    assert _alive_ids(alive, emr) == {cluster}
+    alive_ids = _alive_ids(alive, emr)
+    assert unknown in alive_ids and orphan not in alive_ids  # kept for the next sweep; the orphan is gone
+
+
+class AccessDeniedException(AWSError):
+    TYPE = "AccessDeniedException"
+    STATUS = 400
+
+
+def test_two_stacks_in_one_account_sweep_only_their_own_clusters(
+    emr, ssm, sfn, start_execution, make_cluster, create_payload, lambda_context, alive, monkeypatch
+):
+    gone = start_execution("run-gone")
+    sfn.stop_execution(executionArn=gone)
+    ours = make_cluster(gone, "r1")
+    # The other stack's run of the same pipeline, whose execution this stack may not describe.
+    theirs_arn = f"arn:aws:states:us-east-1:{ACCOUNT}:execution:NightshiftDev-example:run-1"
+    monkeypatch.setenv("NIGHTSHIFT_STACK", "NightshiftDev")
+    theirs = make_cluster(theirs_arn, "r1")
+    monkeypatch.setenv("NIGHTSHIFT_STACK", "Nightshift")
+    original = StepFunctionBackend.describe_execution
+
+    def deny_other_stacks(backend, execution_arn):
+        if ":NightshiftDev-" in execution_arn:
+            raise AccessDeniedException("not authorized to perform: states:DescribeExecution")
+        return original(backend, execution_arn)
+
+    monkeypatch.setattr(StepFunctionBackend, "describe_execution", deny_other_stacks)
+
+    result = sweeper.handler({}, lambda_context, emr=emr, ssm=ssm, sfn=sfn)
+
+    assert result == {"terminated": [ours], "kept": [], "skipped": []}
+    assert _alive_ids(alive, emr) == {theirs}
+
+
+def _described_execution(arn: str, status: str) -> dict[str, Any]:
+    return {
+        "executionArn": arn,
+        "stateMachineArn": arn.replace(":execution:", ":stateMachine:").rsplit(":", 1)[0],
+        "status": status,
+        "startDate": "2024-06-01T03:00:00Z",
+    }

@@ -61,6 +61,13 @@ CREATE_CASES = [
     ("pipeline not a string", lambda p: _with(p, "pipeline", 42), "pipeline"),
     ("cluster not an object", lambda p: _with(p, "cluster", "big"), "cluster"),
     ("misspelt field", lambda p: _with(p, "bootstrap_scrpit_uri", "s3://b/k"), "bootstrap_scrpit_uri"),
+    (
+        "instance type without size",
+        lambda p: _with(p, "cluster.master_instance_type", "m5"),
+        "cluster.master_instance_type",
+    ),
+    ("negative core count", lambda p: _with(p, CORE_COUNT, -1), CORE_COUNT),
+    ("launch attempt zero", lambda p: _with(p, "attempt", 0), "attempt"),
 ]
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from lambdas.shared.hostkeys import HOST_KEY_PREFIX
+
 SCRIPT = Path(__file__).resolve().parents[3] / "lambdas" / "bootstrap" / "publish_host_keys.sh"
 
 ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIED25519"
@@ -47,8 +49,10 @@ def node(tmp_path: Path):
     return info, log, env
 
 
-def _run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=30)
+def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    # The Lambdas pass their host-key prefix as the argument (cluster_spec.run_job_flow_request).
+    argv = list(args) if args else [HOST_KEY_PREFIX]
+    return subprocess.run(["bash", str(SCRIPT), *argv], env=env, capture_output=True, text=True, timeout=30)
 
 
 def test_master_publishes_its_host_keys_without_comments(node):
@@ -60,10 +64,11 @@ def test_master_publishes_its_host_keys_without_comments(node):
     assert result.returncode == 0, result.stderr
     args = log.read_text().splitlines()
     assert args[:2] == ["ssm", "put-parameter"]
-    assert args[args.index("--name") + 1] == "/nightshift/host-keys/j-2AXXXXXXGAPLF"
+    assert args[args.index("--name") + 1] == f"{HOST_KEY_PREFIX}j-2AXXXXXXGAPLF"
     assert args[args.index("--type") + 1] == "String"
     assert args[args.index("--region") + 1] == "eu-west-1"
-    assert "--overwrite" in args
+    # Published once: the instance role is denied overwrites, so a pin can never be replaced.
+    assert "--overwrite" not in args
     value_at = args.index("--value") + 1
     assert args[value_at : value_at + 2] == [ED25519, RSA]
     assert "PRIVATE" not in log.read_text()
@@ -97,3 +102,23 @@ def test_a_failing_publish_fails_the_master_bootstrap(node):
     (Path(env["PATH"].split(":")[0]) / "aws").write_text("#!/bin/bash\nexit 255\n")
 
     assert _run(env).returncode != 0
+
+
+def test_the_prefix_comes_from_the_argument(node):
+    info, log, env = node
+    (info / "instance.json").write_text('{"isMaster": true}')
+
+    assert _run(env, "/nightshift-dev/host-keys/").returncode == 0
+    args = log.read_text().splitlines()
+    assert args[args.index("--name") + 1] == "/nightshift-dev/host-keys/j-2AXXXXXXGAPLF"
+
+
+def test_without_a_prefix_the_script_refuses_to_guess(node):
+    info, log, env = node
+    (info / "instance.json").write_text('{"isMaster": true}')
+
+    result = _run(env, "")
+
+    assert result.returncode == 2
+    assert "usage" in result.stderr
+    assert not log.exists()

@@ -1,0 +1,87 @@
+"""The synth-time contract: a pipeline the CreateCluster Lambda would refuse never synthesizes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import aws_cdk as cdk
+import pytest
+from moto import mock_aws
+
+import app as nightshift_app
+from infra.config import ContextError, config_from_context
+from infra.contract import ContractError
+from infra.paths import PIPELINES_FOLDER, ROOT
+from lambdas.shared import clients
+from tests.infra.conftest import Synthesis, base_context, definition_of
+from tests.infra.moto_harness import Harness, run_step_states
+
+
+def _synth_pipeline(tmp_path: Path, cluster_toml: str) -> None:
+    folder = tmp_path / "pipelines" / "nightly"
+    folder.mkdir(parents=True)
+    (folder / "pipeline.toml").write_text(f"[cluster]\n{cluster_toml}\n")
+    (folder / "10_a.sql").write_text("SELECT 1;")
+    nightshift_app.build(
+        cdk.App(outdir=str(tmp_path / "out"), context=base_context()), pipelines_dir=folder.parent
+    )
+
+
+@pytest.mark.parametrize(
+    ("toml", "key"),
+    [
+        ('master_instance_type = "xlarge"', "[cluster] master_instance_type"),
+        ('core_instance_types = ["r7g.2xlarge", "r6g 2xlarge"]', "[cluster] core_instance_types"),
+    ],
+)
+def test_a_profile_the_lambda_refuses_fails_synth_naming_folder_and_key(
+    tmp_path: Path, toml: str, key: str
+) -> None:
+    with pytest.raises(ContractError) as raised:
+        _synth_pipeline(tmp_path, toml)
+    message = str(raised.value)
+    assert str(tmp_path / "pipelines" / "nightly") in message
+    assert f"pipeline.toml {key}" in message
+
+
+def test_pipelines_dir_is_no_longer_a_setting() -> None:
+    # The image holds sql/ and the commands say sql/: a different folder would deploy steps the image lacks.
+    context = {**base_context(), "pipelines_dir": "pipelines"}
+    with pytest.raises(ContextError, match="pipelines_dir"):
+        config_from_context(context.get, root=ROOT)
+
+
+def test_the_runner_image_holds_the_folder_every_run_step_names(test_synth: Synthesis) -> None:
+    dockerfile = (ROOT / "runner" / "Dockerfile").read_text()
+    assert f"COPY {PIPELINES_FOLDER}/ {PIPELINES_FOLDER}/" in dockerfile
+    for state in run_step_states(definition_of(test_synth, "nightly")):
+        command = state["Parameters"]["Overrides"]["ContainerOverrides"][0]["Command.$"]
+        assert command.startswith(f"States.Array('{PIPELINES_FOLDER}/nightly/")
+
+
+@pytest.fixture
+def adhoc(test_synth: Synthesis, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_TRACE_DISABLED": "1",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+    }.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        for factory in (clients.emr, clients.emr_for_create, clients.ssm, clients.sfn):
+            factory.cache_clear()
+        yield Harness(test_synth, "adhoc", monkeypatch)
+        for factory in (clients.emr, clients.emr_for_create, clients.ssm, clients.sfn):
+            factory.cache_clear()
+
+
+def test_a_master_only_pipeline_runs_end_to_end(adhoc: Harness) -> None:
+    execution = adhoc.run()
+    assert execution["status"] == "SUCCEEDED", execution
+    (payload,) = adhoc.faults.payloads["lambdas.create_cluster"]
+    assert payload["cluster"]["core_instance_count"] == 0
+    assert adhoc.faults.steps_run == ["10_export.sh"]
+    assert [c["Status"]["State"] for c in adhoc.clusters()] == ["TERMINATED"]
