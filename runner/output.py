@@ -1,38 +1,56 @@
-"""Output sinks: engine output relayed line by line as text (the console) or JSON lines (CloudWatch)."""
+"""Output sinks: engine output relayed as text (the console) or JSON lines (CloudWatch), in bounded memory."""
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import BinaryIO, Literal
+from typing import Any, BinaryIO, Literal
 
 Stream = Literal["stdout", "stderr"]
 
+#: A partial line longer than this goes on in pieces: memory stays bounded whatever the line length.
+#: Shorter lines go on whole, so parallel steps interleave only between lines.
+PIECE_BYTES = 1 << 20
+#: CloudWatch Logs' largest event; awslogs cuts a longer line into fragments that are not JSON.
+MAX_EVENT_BYTES = 256 * 1024
+#: Raw bytes of a line per JSON record. Escaping grows a byte to at most 6 (a control character
+#: becomes \u00XX), so 6 x 32 KiB plus the other fields stays under MAX_EVENT_BYTES.
+FRAGMENT_BYTES = 32 * 1024
+#: Room for the fields other than the line and the step's names: time, stream, part, last, newline.
+_OTHER_FIELDS_BYTES = 200
+
 
 class LineBuffer:
-    """Cuts a byte stream into complete lines; keeps the unfinished tail for the next chunk."""
+    """Cuts a byte stream into blocks of whole lines; a long unfinished line goes on in bounded pieces."""
 
-    __slots__ = ("_tail",)
+    __slots__ = ("_limit", "_tail")
 
-    def __init__(self) -> None:
-        self._tail = b""
+    def __init__(self, limit: int = PIECE_BYTES) -> None:
+        self._tail = bytearray()  # a bytearray grows in place: no quadratic copying of a long line
+        self._limit = limit
 
     def feed(self, chunk: bytes) -> bytes:
-        """Return the complete lines (newline included) that `chunk` finishes, as one block."""
-        end = chunk.rfind(b"\n")
-        if end < 0:
-            self._tail += chunk
+        """Return what `chunk` makes ready: the whole lines it finishes, or a piece of a long line."""
+        if not self._tail and chunk.endswith(b"\n"):
+            return chunk  # the usual read, ending on a line end: passed on without a copy
+        start = len(self._tail)
+        self._tail += chunk
+        end = len(self._tail) if len(self._tail) >= self._limit else self._tail.rfind(b"\n", start) + 1
+        if not end:
             return b""
-        block = self._tail + chunk[: end + 1] if self._tail else chunk[: end + 1]
-        self._tail = chunk[end + 1 :]
+        block = bytes(self._tail[:end])
+        del self._tail[:end]
         return block
 
     def rest(self) -> bytes:
         """Return what is left after the last newline (a final line without one)."""
-        tail, self._tail = self._tail, b""
+        tail = bytes(self._tail)
+        self._tail.clear()
         return tail
 
 
@@ -66,7 +84,7 @@ class StepOutput(ABC):
 
     @abstractmethod
     def emit(self, stream: Stream, block: bytes) -> None:
-        """Write a block of whole lines (the last may lack its newline only at the end)."""
+        """Write a block of whole lines, or a piece of a line longer than PIECE_BYTES, or the last line."""
 
 
 class Output(ABC):
@@ -84,20 +102,21 @@ class Output(ABC):
         """A line from the runner itself (progress, summary), never mixed into stdout in text."""
 
 
-def _step_notice(out: Output, step: str, label: str) -> Callable[[str], None]:
-    return lambda message: out.notice(f"{label}: {message}", step=step)
-
-
 class _TextStep(StepOutput):
-    def __init__(self, out: TextOutput, step: str, label: str) -> None:
-        super().__init__(_step_notice(out, step, label))
+    def __init__(self, out: TextOutput, label: str) -> None:
+        super().__init__(lambda message: out.notice(f"{label}: {message}"))
         self._out = out
 
     def emit(self, stream: Stream, block: bytes) -> None:
-        target = self._out.stdout if stream == "stdout" else self._out.stderr
-        with self._out.lock:
-            target.write(block)
-            target.flush()
+        out = self._out
+        with out.lock:
+            if stream == "stdout":
+                out.stdout.write(block)
+                out.stdout.flush()
+            else:
+                out.stderr.write(block)
+                out.stderr.flush()
+                out.stderr_line_open = not block.endswith(b"\n")
 
 
 class TextOutput(Output):
@@ -107,13 +126,19 @@ class TextOutput(Output):
         super().__init__()
         self.stdout = stdout
         self.stderr = stderr
+        #: the last stderr bytes written by a step did not end a line (guarded by `lock`)
+        self.stderr_line_open = False
 
     def for_step(self, pipeline: str, step: str, run_id: str, label: str = "") -> StepOutput:
-        return _TextStep(self, step, label or step)
+        return _TextStep(self, label or step)
 
     def notice(self, message: str, *, step: str = "") -> None:
         line = f"nightshift: {message}\n".encode()
         with self.lock:
+            if self.stderr_line_open:
+                # A step's stderr ended mid-line: the notice starts its own line, never glued on.
+                line = b"\n" + line
+                self.stderr_line_open = False
             self.stderr.write(line)
             self.stderr.flush()
 
@@ -126,25 +151,126 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _utf8_cut(data: bytearray, limit: int) -> int:
+    """Where to cut `data` at or before `limit` without splitting a UTF-8 sequence."""
+    for start in range(limit - 1, max(limit - 4, 0) - 1, -1):
+        byte = data[start]
+        if byte & 0xC0 != 0x80:  # not a continuation byte: a sequence starts here
+            length = 4 if byte >= 0xF0 else 3 if byte >= 0xE0 else 2 if byte >= 0xC0 else 1
+            return start if start + length > limit else limit
+    return limit
+
+
+@dataclass
+class _Line:
+    """The unfinished line of one stream: at most one fragment's bytes wait here."""
+
+    pending: bytearray = field(default_factory=bytearray)
+    #: fragments of this line already written (0: none, the line may still fit one record)
+    part: int = 0
+
+
 class _JsonStep(StepOutput):
     def __init__(self, out: JsonOutput, pipeline: str, step: str, run_id: str, label: str) -> None:
-        super().__init__(_step_notice(out, step, label))
-        self._out = out
-        # Only the line varies within a block: encode the rest once, not once per line.
+        # Only the line varies between records: encode the rest once, not once per line.
         self._fields = f', "pipeline": {_dumps(pipeline)}, "step": {_dumps(step)}, "run_id": {_dumps(run_id)}'
+        super().__init__(lambda message: out.write_records([self._notice_record(f"{label}: {message}")]))
+        self._out = out
+        self._lines: dict[Stream, _Line] = {"stdout": _Line(), "stderr": _Line()}
+        room = MAX_EVENT_BYTES - len(self._fields.encode()) - _OTHER_FIELDS_BYTES
+        # Names so long that a record barely fits still get whole UTF-8 sequences (up to 4 bytes).
+        self._fragment = max(4, min(FRAGMENT_BYTES, room // 6))
+
+    def _notice_record(self, message: str) -> str:
+        return f'{{"time": "{_now()}"{self._fields}, "stream": "nightshift", "line": {_dumps(message)}}}'
 
     def emit(self, stream: Stream, block: bytes) -> None:
-        # backslashreplace keeps invalid bytes visible (\xff) instead of failing or hiding them.
-        text = block.decode("utf-8", errors="backslashreplace")
-        if text.endswith("\n"):
-            text = text[:-1]
-        prefix = f'{{"time": "{_now()}"{self._fields}, "stream": "{stream}", "line": '
-        records = [prefix + _dumps(line.removesuffix("\r")) + "}" for line in text.split("\n")]
-        self._out.write_records(records)
+        self.feed(stream, block)  # feed() below does the cutting: a block is just more bytes
+
+    def feed(self, stream: Stream, chunk: bytes) -> None:
+        prefix = f'{{"time": "{_now()}"{self._fields}, "stream": "{stream}", '
+        records: list[str] = []
+        line = self._lines[stream]
+        first = chunk.find(b"\n")
+        if first < 0:
+            line.pending += chunk
+            self._fragments(prefix, line, records)
+        else:
+            start = 0
+            if line.pending or line.part:  # the line begun in earlier chunks ends here
+                line.pending += memoryview(chunk)[:first]
+                self._fragments(prefix, line, records)
+                self._end(prefix, line, records, newline=True)
+                start = first + 1
+            last = chunk.rfind(b"\n") + 1
+            if last > start:
+                self._whole_lines(prefix, chunk[start:last], line, records)
+            line.pending += memoryview(chunk)[last:]
+            self._fragments(prefix, line, records)
+        if records:
+            self._out.write_records(records)
+
+    def close(self) -> None:
+        """Pass on a last line that had no newline, marked `"newline": false`."""
+        for stream, line in self._lines.items():
+            if line.pending or line.part:
+                records: list[str] = []
+                prefix = f'{{"time": "{_now()}"{self._fields}, "stream": "{stream}", '
+                self._end(prefix, line, records, newline=False)
+                self._out.write_records(records)
+
+    def _whole_lines(self, prefix: str, block: bytes, line: _Line, records: list[str]) -> None:
+        """Records for a block of complete lines; a line too long for one record goes in fragments."""
+        fragment = self._fragment
+        try:
+            texts = block.decode("utf-8").split("\n")[:-1]
+        except UnicodeDecodeError:
+            texts = None
+        if texts is not None:  # the usual case: valid UTF-8, one json.dumps per line
+            short = len(block) <= fragment
+            for text in texts:
+                if short or len(text) * 4 <= fragment or len(text.encode()) <= fragment:
+                    records.append(f'{prefix}"line": {_dumps(text)}}}')
+                else:
+                    line.pending += text.encode()
+                    self._fragments(prefix, line, records)
+                    self._end(prefix, line, records, newline=True)
+            return
+        for raw in block.split(b"\n")[:-1]:
+            line.pending += raw
+            self._fragments(prefix, line, records)
+            self._end(prefix, line, records, newline=True)
+
+    def _fragments(self, prefix: str, line: _Line, records: list[str]) -> None:
+        """Write out full fragments while more than one fragment's bytes wait (the rest may still grow)."""
+        pending = line.pending
+        while len(pending) > self._fragment:
+            cut = _utf8_cut(pending, self._fragment)
+            line.part += 1
+            records.append(_record(prefix, bytes(pending[:cut]), f', "part": {line.part}, "last": false'))
+            del pending[:cut]
+
+    def _end(self, prefix: str, line: _Line, records: list[str], *, newline: bool) -> None:
+        """The line is over: its last fragment, or the whole line when it fits one record."""
+        extra = "" if newline else ', "newline": false'
+        if line.part:
+            extra = f', "part": {line.part + 1}, "last": true{extra}'
+        records.append(_record(prefix, bytes(line.pending), extra))
+        line.pending.clear()
+        line.part = 0
+
+
+def _record(prefix: str, data: bytes, extra: str) -> str:
+    try:
+        text = f'"line": {_dumps(data.decode("utf-8"))}'
+    except UnicodeDecodeError:
+        # Not UTF-8: the raw bytes, so a reader can tell them from text that spells "\xff".
+        text = f'"line_b64": "{base64.b64encode(data).decode("ascii")}"'
+    return f"{prefix}{text}{extra}}}"
 
 
 class JsonOutput(Output):
-    """One JSON object per output line on stdout, for CloudWatch Logs Insights."""
+    """JSON lines on stdout, for CloudWatch Logs Insights: one record per output line (README)."""
 
     def __init__(self, stdout: BinaryIO, *, pipeline: str = "", run_id: str = "") -> None:
         super().__init__()
@@ -172,3 +298,27 @@ class JsonOutput(Output):
             "line": message,
         }
         self.write_records([json.dumps(record, ensure_ascii=False)])
+
+
+def reassemble(records: Iterable[Mapping[str, Any]]) -> dict[Stream, bytes]:
+    """The exact stdout and stderr bytes of one step run, from its JSON records in order.
+
+    The runner's notices (stream "nightshift") are not part of either stream and are skipped.
+    Raises ValueError when a fragment is missing.
+    """
+    streams: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
+    parts: dict[str, int] = {"stdout": 0, "stderr": 0}
+    for record in records:
+        stream = record["stream"]
+        if stream not in streams:
+            continue
+        part = record.get("part", 0)
+        if part != (parts[stream] + 1 if part else 0) or (not part and parts[stream]):
+            raise ValueError(f"{stream}: fragment {part or 'of a whole line'} after part {parts[stream]}")
+        data = streams[stream]
+        data += base64.b64decode(record["line_b64"]) if "line_b64" in record else record["line"].encode()
+        ended = not part or record["last"]
+        parts[stream] = 0 if ended else part
+        if ended and record.get("newline", True):
+            data += b"\n"
+    return {"stdout": bytes(streams["stdout"]), "stderr": bytes(streams["stderr"])}
