@@ -1,0 +1,240 @@
+"""The engine's JVM: one Spark with Hive support, each step run through the Spark SQL CLI's own code."""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+# The class spark-sql runs: SparkSQLEnv names the application after it, as a cold run does.
+CLI_DRIVER = "org.apache.spark.sql.hive.thriftserver.SparkSQLCLIDriver"
+PRIMARY_RESOURCE = "pyspark-shell"  # spark-submit's name for "start PySpark's py4j gateway server"
+EXIT_FAILURE = 1  # SparkExitCode.EXIT_FAILURE: main's answer when the arguments do not parse
+ERROR_PATH_NOT_FOUND = 3  # SparkExitCode.ERROR_PATH_NOT_FOUND
+OUTPUT_BUFFER = 64 * 1024
+
+
+class EngineStartError(Exception):
+    """The JVM did not come up (no Java, a broken install, the metastore held by another process)."""
+
+
+def _read_conn_info(path: Path) -> tuple[int, str]:
+    # PySpark's conn-info file: the gateway port as a 4-byte int, then the secret, length-prefixed.
+    data = path.read_bytes()
+    port, length = struct.unpack(">ii", data[:8])
+    return port, data[8 : 8 + length].decode()
+
+
+def launch(
+    spark_submit: str,
+    submit_args: Sequence[str],
+    env: Mapping[str, str],
+    run_dir: Path,
+    *,
+    log: Any,
+    timeout: float = 300.0,
+) -> tuple[subprocess.Popen[bytes], Any]:
+    """Start Spark's py4j gateway JVM as PySpark does, and connect to it with a pinned-thread client.
+
+    The same steps as `pyspark.java_gateway.launch_gateway`, except that the JVM is started before
+    py4j is imported (the imports overlap the JVM's start) and its readiness is polled every 10 ms.
+    """
+    conn_info = run_dir / "gateway-conn-info"
+    conn_info.unlink(missing_ok=True)
+    process = subprocess.Popen(
+        [spark_submit, *submit_args, PRIMARY_RESOURCE],
+        # The JVM exits when this pipe closes: the gateway server reads stdin until its end, so the
+        # JVM never outlives the engine, even one killed with SIGKILL.
+        stdin=subprocess.PIPE,
+        stdout=log,
+        stderr=log,
+        env={**env, "_PYSPARK_DRIVER_CONN_INFO_PATH": str(conn_info)},
+    )
+    from py4j.clientserver import ClientServer, JavaParameters, PythonParameters  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    deadline = time.monotonic() + timeout
+    while not conn_info.exists():
+        if process.poll() is not None:
+            raise EngineStartError(f"Spark's JVM exited with code {process.returncode} before it was ready")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise EngineStartError(f"Spark's JVM was not ready after {timeout:.0f} s")
+        time.sleep(0.01)
+    time.sleep(0.005)  # the file is renamed into place once complete; a short grace for slow disks
+    port, secret = _read_conn_info(conn_info)
+    conn_info.unlink(missing_ok=True)
+    # ClientServer pins each Python thread to one JVM thread: Hive's SessionState is thread-local,
+    # so every call of one step must come from the same Python thread.
+    gateway = ClientServer(
+        java_parameters=JavaParameters(port=port, auth_token=secret, auto_convert=True),
+        python_parameters=PythonParameters(port=0, eager_load=False),
+    )
+    return process, gateway
+
+
+def _module(jvm: Any, name: str) -> Any:
+    """A Scala object (`Foo$.MODULE$`) seen through py4j."""
+    package, _, cls = name.rpartition(".")
+    view = jvm
+    for part in package.split("."):
+        view = getattr(view, part)
+    return getattr(getattr(view, cls + "$"), "MODULE$")
+
+
+class CliEngine:
+    """Spark SQL CLI code in a long-lived JVM, driven through py4j.
+
+    SparkSQLEnv once; then for each step `SparkSQLCLIDriver.main`'s per-invocation setup, call for
+    call, on a fresh session whose result and error streams are the step's own.
+
+    Every method that touches a step must be called from one and the same Python thread.
+    """
+
+    def __init__(self, gateway: Any) -> None:
+        self.gateway = gateway
+        self.jvm = gateway.jvm
+        self._env = _module(self.jvm, "org.apache.spark.sql.hive.thriftserver.SparkSQLEnv")
+        self._root: Any = None
+        self._system_out: Any = None
+        self._system_err: Any = None
+
+    def start(self) -> None:
+        """SparkSQLEnv.init(): the SparkSession with Hive support that spark-sql makes at start-up."""
+        self._env.init()
+        self._root = self._env.sqlContext()
+        self._system_out = self.jvm.System.out
+        self._system_err = self.jvm.System.err
+
+    @property
+    def spark_context(self) -> Any:
+        return self._env.sparkContext()
+
+    def _print_stream(self, path: Path) -> Any:
+        jvm = self.jvm
+        sink = jvm.java.io.BufferedOutputStream(jvm.java.io.FileOutputStream(str(path)), OUTPUT_BUFFER)
+        return jvm.java.io.PrintStream(sink, True, "UTF-8")
+
+    def run_file(self, script: Path, variables: Mapping[str, str], stdout: Path, stderr: Path) -> int:
+        """Run `script` as `spark-sql --hivevar NAME=VALUE ... -f script` would; its exit code."""
+        jvm = self.jvm
+        out = self._print_stream(stdout)
+        err = self._print_stream(stderr)
+        try:
+            jvm.System.setOut(out)
+            jvm.System.setErr(err)
+            return self._main(script, variables, out, err) & 0xFF
+        finally:
+            jvm.System.setOut(self._system_out)
+            jvm.System.setErr(self._system_err)
+            self._forget_step()
+            out.close()
+            err.close()
+
+    def _main(self, script: Path, variables: Mapping[str, str], out: Any, err: Any) -> int:
+        """`SparkSQLCLIDriver.main` (Spark 3.5.6) after SparkSQLEnv exists, minus its System.exit."""
+        from py4j.java_gateway import get_field  # type: ignore[import-untyped]  # noqa: PLC0415
+
+        jvm = self.jvm
+        gateway = self.gateway
+        argv = [arg for name, value in variables.items() for arg in ("--hivevar", f"{name}={value}")]
+        argv += ["-f", str(script)]
+        args = gateway.new_array(jvm.java.lang.String, len(argv))
+        for index, arg in enumerate(argv):
+            args[index] = arg
+
+        oproc = jvm.org.apache.hadoop.hive.cli.OptionsProcessor()
+        if not oproc.process_stage1(args):
+            return EXIT_FAILURE
+        spark_conf = jvm.org.apache.spark.SparkConf(True)
+        hadoop_util = _module(jvm, "org.apache.spark.deploy.SparkHadoopUtil").get()
+        hadoop_conf = hadoop_util.newConfiguration(spark_conf)
+        extra = _module(jvm, "org.apache.spark.sql.hive.HiveUtils").formatTimeVarsForHiveClient(hadoop_conf)
+        client_impl = _module(jvm, "org.apache.spark.sql.hive.client.HiveClientImpl")
+        cli_conf = client_impl.newHiveConf(
+            spark_conf, hadoop_conf, extra, getattr(client_impl, "newHiveConf$default$4")()
+        )
+        session_state = jvm.org.apache.hadoop.hive.cli.CliSessionState(cli_conf)
+        self._point(session_state, out, err)
+        if not oproc.process_stage2(session_state):
+            return 64  # ERROR_MISUSE_SHELL_BUILTIN
+        conf = session_state.getConf()
+        conf.setClassLoader(jvm.Thread.currentThread().getContextClassLoader())
+        overridden = session_state.getOverriddenConfigurations()
+        for entry in get_field(session_state, "cmdProperties").entrySet():
+            key, value = entry.getKey().toString(), entry.getValue().toString()
+            if key != "javax.jdo.option.ConnectionURL":
+                conf.set(key, value)
+                overridden.put(key, value)
+        shared = _module(jvm, "org.apache.spark.sql.internal.SharedState")
+        warehouse = shared.resolveWarehousePath(
+            spark_conf, conf, getattr(shared, "resolveWarehousePath$default$3")()
+        )
+        shared.setWarehousePathConf(spark_conf, conf, shared.qualifyWarehousePath(conf, warehouse))
+        jvm.org.apache.hadoop.hive.ql.session.SessionState.setCurrentSessionState(session_state)
+        system = jvm.System
+        hive_conf = {}
+        for entry in overridden.entrySet():
+            key = entry.getKey()
+            prop = "spark.hadoop." + key
+            if system.getProperty(prop) is None:
+                system.setProperty(prop, entry.getValue())
+            hive_conf[key] = system.getProperty(prop)
+
+        # A fresh session per step, where the CLI looks for it: no SET, view, database or variable
+        # of an earlier step survives, as none survives a cold spark-sql's exit.
+        session = self._root.sparkSession().newSession()
+        getattr(self._env, "sqlContext_$eq")(session.sqlContext())
+        cli = jvm.org.apache.spark.sql.hive.thriftserver.SparkSQLCLIDriver()
+        cli.setHiveVariables(oproc.getHiveVariables())
+        hive_conf_vars = getattr(jvm.org.apache.hadoop.hive.conf, "HiveConf$ConfVars")
+        # HiveConf.getVar(conf, var) through its instance form: py4j cannot always tell a static
+        # method from the instance method of the same name.
+        aux_jars = conf.getVar(hive_conf_vars.HIVEAUXJARS)
+        if jvm.org.apache.commons.lang3.StringUtils.isNotBlank(aux_jars):
+            loader = self._env.sqlContext().sessionState().resourceLoader()
+            for jar in jvm.org.apache.commons.lang3.StringUtils.split(aux_jars, ","):
+                loader.addJar(jar)
+        session_state.getConf().setClassLoader(self._env.sqlContext().sharedState().jarClassLoader())
+        self._point(session_state, out, err)
+        for key, value in hive_conf.items():
+            if key != "hive.metastore.warehouse.dir":
+                self._env.sqlContext().setConf(key, value)
+        database = get_field(session_state, "database")
+        if database is not None:
+            self._env.sqlContext().sql("USE " + database)
+        cli.processInitFiles(session_state)
+        cli.printMasterAndAppId()
+        try:
+            return int(cli.processFile(str(script)))
+        except Exception as error:  # py4j's Py4JJavaError: the Java exception is its first argument
+            java_error = getattr(error, "java_exception", None)
+            if java_error is not None and java_error.getClass().getName() == "java.io.FileNotFoundException":
+                err.println(f"Could not open input file for reading. ({java_error.getMessage()})")
+                return ERROR_PATH_NOT_FOUND
+            raise
+
+    def _point(self, session_state: Any, out: Any, err: Any) -> None:
+        from py4j.java_gateway import set_field  # noqa: PLC0415
+
+        set_field(session_state, "in", getattr(self.jvm.System, "in"))
+        set_field(session_state, "out", self.jvm.java.io.PrintStream(out, True, "UTF-8"))
+        set_field(session_state, "info", self.jvm.java.io.PrintStream(err, True, "UTF-8"))
+        set_field(session_state, "err", self.jvm.java.io.PrintStream(err, True, "UTF-8"))
+
+    def _forget_step(self) -> None:
+        """What a step leaves in state shared by sessions: global temp views and cached data."""
+        session = self._env.sqlContext().sparkSession()
+        session.sharedState().globalTempViewManager().clear()
+        session.sharedState().cacheManager().clearCache()
+        self.jvm.org.apache.hadoop.hive.ql.session.SessionState.detachSession()
+        getattr(self._env, "sqlContext_$eq")(self._root)
+
+    def cancel(self) -> None:
+        """Cancel the running step's Spark jobs: its statement fails and the CLI stops at it."""
+        self.spark_context.cancelAllJobs()
+
+    def stop(self) -> None:
+        self._env.stop(0)

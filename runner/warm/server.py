@@ -1,0 +1,299 @@
+"""The warm engine's process: a Unix socket, a queue of steps and an idle timer around one JVM."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import os
+import queue
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from runner.warm import protocol
+from runner.warm.jvm import CliEngine, launch
+
+CANCEL_EVERY_SECONDS = 0.25
+ACCEPT_POLL_SECONDS = 0.2
+JVM_STOP_SECONDS = 30.0
+
+
+def log(message: str) -> None:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    sys.stderr.write(f"{stamp} nightshift engine[{os.getpid()}]: {message}\n")
+    sys.stderr.flush()
+
+
+class Job:
+    """One step handed over by a runner: its file, variables and the two FIFOs of its output."""
+
+    def __init__(self, request: protocol.Message, client_pid: int) -> None:
+        self.script = Path(request["file"])
+        self.variables: dict[str, str] = dict(request["variables"])
+        self.stdout = Path(request["stdout"])
+        self.stderr = Path(request["stderr"])
+        self.client_pid = client_pid
+        self.started = threading.Event()
+        self.done = threading.Event()
+        self.cancelled = False
+        self.code: int | None = None
+        self.unavailable: str | None = None
+
+    def finish(self, code: int | None, unavailable: str | None = None) -> None:
+        self.code, self.unavailable = code, unavailable
+        self.done.set()
+
+
+class Server:
+    """Serves steps one at a time, in the order they arrive, until idle, stopped, or its JVM dies."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        fingerprint: str,
+        *,
+        idle_seconds: float,
+        spark_submit: str,
+        submit_args: list[str],
+    ) -> None:
+        self.folder = protocol.make_engine_dir(state_dir)
+        self.fingerprint = fingerprint
+        self.idle_seconds = idle_seconds
+        self.spark_submit = spark_submit
+        self.submit_args = submit_args
+        self.jobs: queue.Queue[Job] = queue.Queue()
+        self.lock = threading.Lock()
+        self.pending: list[Job] = []
+        self.last_active = time.monotonic()
+        self.stopping = threading.Event()
+        self.ready = threading.Event()
+        self.start_error: str | None = None
+        self.engine: CliEngine | None = None
+        self.process: Any = None
+        self.started_at = time.time()
+
+    # The main thread: accept connections, end when idle, stopped, or the JVM is gone.
+    def serve(self) -> int:
+        lock_fd = os.open(self.folder / protocol.LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        # Blocks while an engine that is ending still holds the metastore.
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        path = self.folder / protocol.SOCKET_NAME
+        path.unlink(missing_ok=True)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o177)  # the socket is born 0600: no window in which others may connect
+        try:
+            with protocol.socket_address(path) as address:
+                listener.bind(address)
+        finally:
+            os.umask(old_umask)
+        os.chmod(path, 0o600)
+        listener.listen(64)
+        listener.settimeout(ACCEPT_POLL_SECONDS)
+        log(f"listening on {path}")
+        threading.Thread(target=self._work, name="steps", daemon=True).start()
+        try:
+            while not self._should_end():
+                try:
+                    conn, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                threading.Thread(target=self._serve_client, args=(conn,), daemon=True).start()
+        finally:
+            path.unlink(missing_ok=True)
+            listener.close()
+            self._shutdown()
+            os.close(lock_fd)
+        return 0
+
+    def _should_end(self) -> bool:
+        with self.lock:
+            busy = bool(self.pending)
+            idle_for = time.monotonic() - self.last_active
+        if self.process is not None and self.process.poll() is not None:
+            log(f"the JVM ended (exit {self.process.returncode})")
+            return True
+        if busy:
+            return False
+        if self.stopping.is_set():
+            log("stopping, as asked")
+            return True
+        if self.start_error is not None:
+            return True
+        if self.ready.is_set() and idle_for > self.idle_seconds:
+            log(f"idle for {idle_for:.0f} s: stopping")
+            return True
+        return False
+
+    def _shutdown(self) -> None:
+        process, engine = self.process, self.engine
+        if process is None:
+            return
+        if engine is not None and process.poll() is None:
+            with contextlib.suppress(Exception):
+                engine.stop()
+            with contextlib.suppress(Exception):
+                engine.gateway.shutdown()
+        with contextlib.suppress(OSError):
+            process.stdin.close()  # the gateway server exits at the end of its stdin
+        try:
+            process.wait(JVM_STOP_SECONDS)
+        except Exception:
+            process.kill()
+            process.wait()
+        log("ended")
+
+    # The steps thread: the only Python thread (so the only JVM thread) that runs steps.
+    def _work(self) -> None:
+        try:
+            with open(self.folder / protocol.LOG_NAME, "ab") as jvm_log:
+                self.process, gateway = launch(
+                    self.spark_submit, self.submit_args, os.environ, self.folder, log=jvm_log
+                )
+            engine = CliEngine(gateway)
+            engine.start()
+            self.engine = engine
+            log(f"ready: JVM pid {self.process.pid}")
+        except Exception as error:
+            self.start_error = " ".join(str(error).split()) or type(error).__name__
+            log(f"could not start: {self.start_error}")
+            self.ready.set()
+            while True:
+                self.jobs.get().finish(None, unavailable=self.start_error)
+        self.ready.set()
+        while True:
+            job = self.jobs.get()
+            if job.cancelled:
+                job.finish(None)
+                continue
+            job.started.set()
+            try:
+                code = engine.run_file(job.script, job.variables, job.stdout, job.stderr)
+            except Exception as error:
+                code = self._lost_code()
+                log(f"step {job.script} failed in the engine: {error!r}")
+            job.finish(code)
+
+    def _lost_code(self) -> int:
+        """A step whose JVM died reports what a cold spark-sql killed the same way would: 128+signal."""
+        process = self.process
+        if process is not None and not _is_connected(self.engine):
+            with contextlib.suppress(Exception):
+                # A JVM that dropped the gateway is on its way out: give it a moment to be reaped.
+                returncode = process.wait(5)
+                return 128 - returncode if returncode < 0 else returncode or 1
+        return 1
+
+    # One thread per connection: one step, or a stop request.
+    def _serve_client(self, conn: socket.socket) -> None:
+        with conn:
+            pid, uid, _ = protocol.peer_credentials(conn)
+            if uid != os.getuid():
+                log(f"refused a connection from uid {uid} (pid {pid})")
+                with contextlib.suppress(OSError):
+                    protocol.send(conn, {"event": "refused", "reason": "not the engine's user"})
+                return
+            protocol.send(conn, self._hello())
+            reader = protocol.Reader()
+            conn.settimeout(60)
+            request: protocol.Message | None = None
+            while request is None:
+                messages = protocol.receive(conn, reader)
+                if not messages:
+                    return
+                request = messages[0]
+            if request.get("op") == "stop":
+                self.stopping.set()
+                protocol.send(conn, {"event": "stopping"})
+            elif request.get("op") == "run":
+                self._run(conn, reader, request, pid)
+
+    def _hello(self) -> protocol.Message:
+        return {
+            "event": "hello",
+            "protocol": protocol.PROTOCOL_VERSION,
+            "pid": os.getpid(),
+            "fingerprint": self.fingerprint,
+            "ready": self.ready.is_set() and self.start_error is None,
+            "started_at": self.started_at,
+        }
+
+    def _run(self, conn: socket.socket, reader: protocol.Reader, request: protocol.Message, pid: int) -> None:
+        if self.stopping.is_set():
+            protocol.send(conn, {"event": "stopping"})
+            return
+        job = Job(request, pid)
+        self.idle_seconds = float(request.get("idle_seconds", self.idle_seconds))
+        with self.lock:
+            ahead = [other.client_pid for other in self.pending]
+            self.pending.append(job)
+        try:
+            if ahead:
+                protocol.send(conn, {"event": "queued", "ahead": len(ahead), "holder": ahead[0]})
+            self.jobs.put(job)
+            self._follow(conn, reader, job)
+            if job.unavailable is not None:
+                protocol.send(conn, {"event": "unavailable", "reason": job.unavailable})
+            else:
+                protocol.send(conn, {"event": "exit", "code": job.code})
+        except OSError:
+            job.cancelled = True  # the runner is gone; nobody reads this step's output any more
+            self._cancel_until_done(job)
+        finally:
+            with self.lock:
+                self.pending.remove(job)
+                self.last_active = time.monotonic()
+
+    def _follow(self, conn: socket.socket, reader: protocol.Reader, job: Job) -> None:
+        """Wait for the step, cancelling its Spark jobs if the runner asks or goes away."""
+        conn.settimeout(CANCEL_EVERY_SECONDS)
+        while not job.done.is_set():
+            try:
+                messages = protocol.receive(conn, reader)
+            except TimeoutError:
+                continue
+            if messages is None or any(m.get("op") == "cancel" for m in messages):
+                job.cancelled = True
+                self._cancel_until_done(job)
+
+    def _cancel_until_done(self, job: Job) -> None:
+        # Cancelling is repeated: a statement may start a new job between two cancels.
+        while not job.done.wait(CANCEL_EVERY_SECONDS):
+            if job.started.is_set() and self.engine is not None:
+                with contextlib.suppress(Exception):
+                    self.engine.cancel()
+
+
+def _is_connected(engine: CliEngine | None) -> bool:
+    try:
+        return engine is not None and bool(engine.jvm.System.currentTimeMillis())
+    except Exception:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m runner.warm.server")
+    parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--fingerprint", required=True)
+    parser.add_argument("--idle-seconds", type=float, required=True)
+    parser.add_argument("--spark-submit", required=True)
+    parser.add_argument("submit_args", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    submit_args = args.submit_args[1:] if args.submit_args[:1] == ["--"] else args.submit_args
+    server = Server(
+        args.state_dir,
+        args.fingerprint,
+        idle_seconds=args.idle_seconds,
+        spark_submit=args.spark_submit,
+        submit_args=submit_args,
+    )
+    signal.signal(signal.SIGTERM, lambda _n, _f: server.stopping.set())
+    return server.serve()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
