@@ -33,6 +33,7 @@ class Alerts(Construct):
         sweeper: lambda_.IFunction,
         code: lambda_.Code,
         log_retention: logs.RetentionDays,
+        log_key: kms.IKey,
         state_machine_prefix: str,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -44,7 +45,7 @@ class Alerts(Construct):
             master_key=kms.Alias.from_alias_name(self, "SnsKey", "alias/aws/sns"),
         )
         self.topic.add_subscription(subscriptions.EmailSubscription(email))
-        self.formatter = self._build_formatter(code, log_retention, state_machine_prefix)
+        self.formatter = self._build_formatter(code, log_retention, log_key, state_machine_prefix)
         self.topic.grant_publish(self.formatter)
         self._pipelines: dict[str, list[str]] = {}
         self.failure_rule = events.Rule(
@@ -97,7 +98,11 @@ class Alerts(Construct):
         self.formatter.add_environment("NIGHTSHIFT_PIPELINES", Stack.of(self).to_json_string(self._pipelines))
 
     def _build_formatter(
-        self, code: lambda_.Code, log_retention: logs.RetentionDays, state_machine_prefix: str
+        self,
+        code: lambda_.Code,
+        log_retention: logs.RetentionDays,
+        log_key: kms.IKey,
+        state_machine_prefix: str,
     ) -> lambda_.Function:
         function = glue_function(
             self,
@@ -105,6 +110,7 @@ class Alerts(Construct):
             code=code,
             handler="functions.alert.handler",
             log_retention=log_retention,
+            log_key=log_key,
             environment={"NIGHTSHIFT_TOPIC_ARN": self.topic.topic_arn, "NIGHTSHIFT_PIPELINES": "{}"},
         )
         function.add_to_role_policy(

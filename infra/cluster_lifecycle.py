@@ -6,6 +6,7 @@ import re
 
 from aws_cdk import Aws, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -14,6 +15,7 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.config import DataAccess, S3Path
+from infra.encryption import Encryption
 from infra.nag import acknowledge_lambda_defaults, arn_finding, suppress
 from infra.paths import HOST_KEY_BOOTSTRAP, ROOT
 from infra.storage import EMR_LOG_PREFIX
@@ -93,12 +95,14 @@ class ClusterLifecycle(Construct):
         *,
         log_bucket: s3.IBucket,
         log_retention: logs.RetentionDays,
+        log_key: kms.IKey,
         powertools_layer_version: int | None,
         state_machine_name_prefix: str,
     ) -> None:
         super().__init__(scope, construct_id)
         self._log_bucket = log_bucket
         self._log_retention = log_retention
+        self._log_key = log_key
         self._code = lambda_.Code.from_asset(str(ROOT), exclude=LAMBDA_CODE_EXCLUDES)
         self._layer = lambda_.LayerVersion.from_layer_version_arn(
             self, "Powertools", self._powertools_layer_arn(powertools_layer_version)
@@ -123,7 +127,9 @@ class ClusterLifecycle(Construct):
             self.sweeper,
         ]
 
-    def instance_profile(self, pipeline_id: str, access: DataAccess) -> iam.InstanceProfile:
+    def instance_profile(
+        self, pipeline_id: str, access: DataAccess, encryption: Encryption
+    ) -> iam.InstanceProfile:
         """The EC2 instance profile of one pipeline's clusters: its data paths, the logs, the host keys."""
         role = iam.Role(
             self,
@@ -162,6 +168,7 @@ class ClusterLifecycle(Construct):
         )
         role.grant_pass_role(self.service_role)
         role.grant_pass_role(self.create_cluster.grant_principal)
+        encryption.grant_cluster(role, self.service_role)
         suppress(
             role,
             "AwsSolutions-IAM5",
@@ -181,7 +188,11 @@ class ClusterLifecycle(Construct):
     def _function(self, name: str) -> lambda_.Function:
         handler, timeout_seconds = self.HANDLERS[name]
         log_group = logs.LogGroup(
-            self, f"{name}Logs", retention=self._log_retention, removal_policy=RemovalPolicy.DESTROY
+            self,
+            f"{name}Logs",
+            retention=self._log_retention,
+            encryption_key=self._log_key,
+            removal_policy=RemovalPolicy.DESTROY,
         )
         function = lambda_.Function(
             self,

@@ -14,6 +14,7 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 S3_PATH = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
 SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+-[A-Za-z0-9]{6}$")
 DEFAULT_DATA_ACCESS_KEY = "*"
+KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}$")
 
 
 class ContextError(ValueError):
@@ -61,6 +62,9 @@ class NightshiftConfig:
     powertools_layer_version: int | None = None
     cluster_poll_seconds: int = 30
     cluster_start_timeout_minutes: int = 30
+    # None: the stack creates the log groups' KMS key.
+    log_kms_key_arn: str | None = None
+    emr_security_configuration: bool = True
 
     def data_access_for(self, pipeline: str) -> DataAccess:
         """The pipeline's own entry, else the "*" entry, else no data access at all."""
@@ -91,6 +95,14 @@ def _strings(key: str, value: Any, pattern: str) -> tuple[str, ...]:
     ):
         raise _fail(key, f"a non-empty list of strings matching {pattern}", value)
     return tuple(value)
+
+
+def _boolean(key: str, value: Any, default: bool = True) -> bool:
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise _fail(key, "true or false", value)
+    return value
 
 
 def _s3_paths(key: str, value: Any) -> tuple[S3Path, ...]:
@@ -172,4 +184,8 @@ def config_from_context(get: Callable[[str], Any], *, root: Path) -> NightshiftC
         else _integer("powertools_layer_version", layer, 1, 10_000),
         cluster_poll_seconds=optional_int("cluster_poll_seconds", 30, 5, 600),
         cluster_start_timeout_minutes=optional_int("cluster_start_timeout_minutes", 30, 5, 180),
+        log_kms_key_arn=None
+        if get("log_kms_key_arn") is None
+        else _string("log_kms_key_arn", get("log_kms_key_arn"), KMS_KEY_ARN),
+        emr_security_configuration=_boolean("emr_security_configuration", get("emr_security_configuration")),
     )

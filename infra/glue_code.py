@@ -9,6 +9,7 @@ from typing import Any
 
 import jsii
 from aws_cdk import AssetHashType, BundlingOptions, DockerImage, Duration, ILocalBundling, RemovalPolicy
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
@@ -53,6 +54,7 @@ def glue_function(
     code: lambda_.Code,
     handler: str,
     log_retention: logs.RetentionDays,
+    log_key: kms.IKey,
     environment: dict[str, str] | None = None,
 ) -> lambda_.Function:
     """A small glue Lambda with its own log group (`<id>Logs`) and the stack's usual acknowledgments."""
@@ -66,7 +68,11 @@ def glue_function(
         timeout=Duration.seconds(30),
         environment=environment,
         log_group=logs.LogGroup(
-            scope, f"{construct_id}Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
+            scope,
+            f"{construct_id}Logs",
+            retention=log_retention,
+            encryption_key=log_key,
+            removal_policy=RemovalPolicy.DESTROY,
         ),
     )
     acknowledge_lambda_defaults(function)

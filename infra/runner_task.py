@@ -9,6 +9,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
@@ -19,7 +20,7 @@ from infra.cluster_lifecycle import (
     emr_cluster_arn,
     host_key_parameters_arn,
 )
-from infra.nag import suppress
+from infra.nag import checkov_skip, suppress
 from infra.paths import ROOT, RUNNER_DOCKERFILE
 
 CONTAINER_NAME = "runner"
@@ -51,9 +52,11 @@ class RunnerTask(Construct):
         vpc: ec2.IVpc,
         ssh_key_secret_arn: str,
         log_retention: logs.RetentionDays,
+        log_key: kms.IKey,
     ) -> None:
         super().__init__(scope, construct_id)
         self._log_retention = log_retention
+        self._log_key = log_key
         self.cluster = self._build_cluster(vpc)
         # Any change under runner/ or sql/ changes the asset hash: a new image at the next deploy.
         self.image = ecs.ContainerImage.from_asset(
@@ -68,6 +71,8 @@ class RunnerTask(Construct):
             self,
             f"{pipeline_id}Logs",
             retention=self._log_retention,
+            # What the steps print (query results, often personal data) is encrypted at rest.
+            encryption_key=self._log_key,
             # The step output is the run's record: keep it when the stack goes.
             removal_policy=RemovalPolicy.RETAIN,
         )
@@ -125,6 +130,12 @@ class RunnerTask(Construct):
         suppress(
             cluster,
             "AwsSolutions-ECS4",
+            "Container Insights would bill metrics for short tasks whose outcome Step Functions and the "
+            "step logs already record.",
+        )
+        checkov_skip(
+            cluster,
+            "CKV_AWS_65",
             "Container Insights would bill metrics for short tasks whose outcome Step Functions and the "
             "step logs already record.",
         )

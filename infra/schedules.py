@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aws_cdk import Duration, TimeZone
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_scheduler as scheduler
@@ -25,11 +26,22 @@ class Schedules(Construct):
     """
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, code: lambda_.Code, log_retention: logs.RetentionDays
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        code: lambda_.Code,
+        log_retention: logs.RetentionDays,
+        log_key: kms.IKey,
     ) -> None:
         super().__init__(scope, construct_id)
         self.start_run = glue_function(
-            self, "StartRun", code=code, handler="functions.start_run.handler", log_retention=log_retention
+            self,
+            "StartRun",
+            code=code,
+            handler="functions.start_run.handler",
+            log_retention=log_retention,
+            log_key=log_key,
         )
         # Our own role, in this construct, rather than one the target would add to the stack.
         self.role = iam.Role(

@@ -11,6 +11,7 @@ from constructs import Construct
 from infra.alerts import Alerts
 from infra.cluster_lifecycle import ClusterLifecycle
 from infra.config import LOG_RETENTION_DAYS, NightshiftConfig
+from infra.encryption import Encryption
 from infra.glue_code import glue_code
 from infra.network import Network
 from infra.paths import PIPELINES_FOLDER
@@ -42,11 +43,19 @@ class NightshiftStack(Stack):
         prefix = f"{self.stack_name}-"
         storage = Storage(self, "Storage", expiry_days=config.log_bucket_expiry_days)
         network = Network(self, "Network", existing=config.network, log_bucket=storage.log_bucket)
+        encryption = Encryption(
+            self,
+            "Encryption",
+            log_key_arn=config.log_kms_key_arn,
+            emr_security_configuration=config.emr_security_configuration,
+        )
+        log_key = encryption.log_key
         lifecycle = ClusterLifecycle(
             self,
             "ClusterLifecycle",
             log_bucket=storage.log_bucket,
             log_retention=retention,
+            log_key=log_key,
             powertools_layer_version=config.powertools_layer_version,
             state_machine_name_prefix=prefix,
         )
@@ -56,9 +65,10 @@ class NightshiftStack(Stack):
             vpc=network.vpc,
             ssh_key_secret_arn=config.ssh_key_secret_arn,
             log_retention=retention,
+            log_key=log_key,
         )
         glue = glue_code()
-        self.schedules = Schedules(self, "Schedules", code=glue, log_retention=retention)
+        self.schedules = Schedules(self, "Schedules", code=glue, log_retention=retention, log_key=log_key)
         self.alerts = Alerts(
             self,
             "Alerts",
@@ -66,6 +76,7 @@ class NightshiftStack(Stack):
             email=config.notification_email,
             sweeper=lifecycle.sweeper,
             log_retention=retention,
+            log_key=log_key,
             state_machine_prefix=prefix,
         )
         # A failing sweeper leaves clusters running; a failing StartRun skips a night; a failing
@@ -80,6 +91,8 @@ class NightshiftStack(Stack):
             log_uri=storage.emr_log_uri,
             ec2_key_name=config.ec2_key_name,
             pipelines_folder=PIPELINES_FOLDER,
+            security_configuration=encryption.security_configuration_name,
+            log_key=log_key,
         )
         self.workflows: dict[str, PipelineWorkflow] = {}
         for pipeline in pipelines:
@@ -97,7 +110,7 @@ class NightshiftStack(Stack):
                 task=task,
                 network=network,
                 instance_profile=lifecycle.instance_profile(
-                    pipeline_id, config.data_access_for(pipeline.name)
+                    pipeline_id, config.data_access_for(pipeline.name), encryption
                 ),
                 settings=settings,
             )

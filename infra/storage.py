@@ -6,7 +6,7 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from infra.nag import suppress
+from infra.nag import checkov_skip, suppress
 
 EMR_LOG_PREFIX = "emr/"
 
@@ -46,5 +46,16 @@ class Storage(Construct):
             bucket,
             "AwsSolutions-S1",
             "This is the log bucket itself; access logs of a log bucket would need a second log bucket.",
+        )
+        checkov_skip(
+            bucket,
+            "CKV_AWS_18",
+            "This is the log bucket itself; access logs of a log bucket would need a second log bucket.",
+        )
+        checkov_skip(
+            bucket,
+            "CKV_AWS_21",
+            "Logs are written once and expire; versions would only keep deleted logs past their "
+            "expiry, at a cost.",
         )
         return bucket

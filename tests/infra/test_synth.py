@@ -373,3 +373,50 @@ def test_lifecycle_functions_know_their_stack(template: Template) -> None:
                 "Environment": {"Variables": Match.object_like({"NIGHTSHIFT_STACK": "Nightshift"})},
             },
         )
+
+
+@pytest.mark.parametrize("synth_name", ["test_synth", "repo_synth"])
+def test_every_log_group_is_encrypted_with_the_log_key(
+    synth_name: str, request: pytest.FixtureRequest
+) -> None:
+    synth: Synthesis = request.getfixturevalue(synth_name)
+    keys = {k for k, r in synth.resources("AWS::KMS::Key").items() if k.startswith("EncryptionLogKey")}
+    assert len(keys) == 1
+    groups = synth.resources("AWS::Logs::LogGroup")
+    # Runner logs and execution logs per pipeline, and every Lambda's log group.
+    assert len(groups) == 2 * len(synth.resources("AWS::StepFunctions::StateMachine")) + 7
+    for name, group in groups.items():
+        assert group["Properties"].get("KmsKeyId") == {"Fn::GetAtt": [next(iter(keys)), "Arn"]}, name
+
+
+def test_only_cloudwatch_logs_of_this_account_may_use_the_log_key(test_synth: Synthesis) -> None:
+    (key,) = [r for k, r in test_synth.resources("AWS::KMS::Key").items() if k.startswith("EncryptionLogKey")]
+    assert key["Properties"]["EnableKeyRotation"] is True
+    statements = key["Properties"]["KeyPolicy"]["Statement"]
+    users = [s for s in statements if any(a.startswith("kms:Decrypt") for a in _actions(s))]
+    (logs,) = users
+    assert logs["Principal"] == {
+        "Service": {"Fn::Join": ["", ["logs.", {"Ref": "AWS::Region"}, ".amazonaws.com"]]}
+    }
+    context = json.dumps(logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"])
+    assert '{"Ref": "AWS::AccountId"}' in context and ":log-group:*" in context
+    # The other statement is CDK's default: the account administers the key, it does not use it.
+    (admin,) = [s for s in statements if s is not logs]
+    assert _actions(admin) == ["kms:*"] and "root" in json.dumps(admin["Principal"])
+
+
+def test_clusters_get_imdsv2_and_encrypted_local_disks(test_synth: Synthesis) -> None:
+    (name, configuration) = next(iter(test_synth.resources("AWS::EMR::SecurityConfiguration").items()))
+    settings = configuration["Properties"]["SecurityConfiguration"]
+    assert settings["InstanceMetadataServiceConfiguration"] == {
+        "MinimumInstanceMetadataServiceVersion": 2,
+        "HttpPutResponseHopLimit": 1,
+    }
+    disks = settings["EncryptionConfiguration"]["AtRestEncryptionConfiguration"][
+        "LocalDiskEncryptionConfiguration"
+    ]
+    assert disks["EncryptionKeyProviderType"] == "AwsKms" and disks["EnableEbsEncryption"] is True
+    create = definition_of(test_synth, "nightly", lambda token: f"<{token.get('Ref', '')}>")["States"][
+        "CreateCluster"
+    ]
+    assert create["Parameters"]["Payload"]["security_configuration"] == f"<{name}>"
