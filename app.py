@@ -22,7 +22,7 @@ def build(app: cdk.App, *, pipelines_dir: Path | None = None) -> NightshiftStack
 
     ``pipelines_dir`` is for tests only: the deployed image holds sql/, so a deployment uses that.
     """
-    config = config_from_context(app.node.try_get_context, root=ROOT)
+    config = config_from_context(app.node.try_get_context)
     stack = NightshiftStack(
         app,
         app.node.try_get_context("stack_name") or DEFAULT_STACK_NAME,

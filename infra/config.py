@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 # CloudWatch Logs accepts only these retention periods (days).
@@ -151,7 +150,7 @@ def _data_access(value: Any) -> dict[str, DataAccess]:
     return result
 
 
-def config_from_context(get: Callable[[str], Any], *, root: Path) -> NightshiftConfig:
+def config_from_context(get: Callable[[str], Any]) -> NightshiftConfig:
     """Build the config from a context getter (app.node.try_get_context); raise ContextError."""
     retention = get("log_retention_days")
     retention = 30 if retention is None else retention

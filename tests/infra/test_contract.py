@@ -49,7 +49,7 @@ def test_pipelines_dir_is_no_longer_a_setting() -> None:
     # The image holds sql/ and the commands say sql/: a different folder would deploy steps the image lacks.
     context = {**base_context(), "pipelines_dir": "pipelines"}
     with pytest.raises(ContextError, match="pipelines_dir"):
-        config_from_context(context.get, root=ROOT)
+        config_from_context(context.get)
 
 
 def test_the_runner_image_holds_the_folder_every_run_step_names(test_synth: Synthesis) -> None:
