@@ -188,6 +188,10 @@ class CliEngine:
         session = self._root.sparkSession().newSession()
         getattr(self._env, "sqlContext_$eq")(session.sqlContext())
         cli = jvm.org.apache.spark.sql.hive.thriftserver.SparkSQLCLIDriver()
+        # Where SparkSQLEnv.init, in the constructor, points the metastore client's Hive session at
+        # System.out/err. After any metastore call that session is the thread's current one, so the
+        # CLI's "Time taken" and Hive's own messages go there: to this step's streams.
+        self._point_metastore_client(out, err)
         cli.setHiveVariables(oproc.getHiveVariables())
         hive_conf_vars = getattr(jvm.org.apache.hadoop.hive.conf, "HiveConf$ConfVars")
         # HiveConf.getVar(conf, var) through its instance form: py4j cannot always tell a static
@@ -224,11 +228,18 @@ class CliEngine:
         set_field(session_state, "info", self.jvm.java.io.PrintStream(err, True, "UTF-8"))
         set_field(session_state, "err", self.jvm.java.io.PrintStream(err, True, "UTF-8"))
 
+    def _point_metastore_client(self, out: Any, err: Any) -> None:
+        client = self._root.sparkSession().sharedState().externalCatalog().unwrapped().client()
+        client.setOut(self.jvm.java.io.PrintStream(out, True, "UTF-8"))
+        client.setInfo(self.jvm.java.io.PrintStream(err, True, "UTF-8"))
+        client.setError(self.jvm.java.io.PrintStream(err, True, "UTF-8"))
+
     def _forget_step(self) -> None:
         """What a step leaves in state shared by sessions: global temp views and cached data."""
         session = self._env.sqlContext().sparkSession()
         session.sharedState().globalTempViewManager().clear()
         session.sharedState().cacheManager().clearCache()
+        self._point_metastore_client(self._system_out, self._system_err)
         self.jvm.org.apache.hadoop.hive.ql.session.SessionState.detachSession()
         getattr(self._env, "sqlContext_$eq")(self._root)
 
