@@ -48,7 +48,8 @@ class WarmSteps:
                     self.state_dir,
                     spark_submit=binaries[Engine.SPARK_SUBMIT],
                     submit_args=[*engine_args, "--name", CLI_DRIVER],
-                    env=env,
+                    # The runner's own per-step variables (NIGHTSHIFT_*) are not the engine's.
+                    env={k: v for k, v in env.items() if not k.startswith("NIGHTSHIFT_")},
                     java_home=java_home,
                     spark_home=spark_home,
                     idle_seconds=self.idle_seconds,
