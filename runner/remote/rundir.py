@@ -375,7 +375,7 @@ class RunDirectory:
                 'case $oldpid in ""|*[!0-9]*) ;; *)',
                 '  if [ -O "/proc/$oldpid" ] \\',
                 '    && grep -qzxF "NIGHTSHIFT_FOLLOWER=$old" "/proc/$oldpid/environ" 2>/dev/null',
-                '  then kill -TERM -- "-$oldpid" 2>/dev/null; fi ;;',
+                '  then kill -TERM "-$oldpid" 2>/dev/null; fi ;;',
                 "esac",
                 f'echo "$NIGHTSHIFT_FOLLOWER $$" > {follower_tmp} && mv -f -- {follower_tmp} {follower}',
                 # Taken over by another runner: say so with a status, not as a dropped connection.
@@ -397,7 +397,8 @@ class RunDirectory:
                 "fi",
                 f"pid=$(cat {pid})",
                 f"{tail} -c +{stdout_offset + 1} {out} &",
-                f"{tail} -c +{stderr_offset + 1} {err} >&2",
+                # Both in the background: a shell reports a foreground job that a signal killed.
+                f"{tail} -c +{stderr_offset + 1} {err} >&2 &",
                 "wait",
             ]
         )
@@ -417,7 +418,7 @@ class RunDirectory:
         rounds = max(1, int(grace_seconds * 10))
         signals = "\n".join(
             [
-                'group() { [ -n "$ours" ] && kill -"$1" -- "-$pg" 2>/dev/null; }',
+                'group() { [ -n "$ours" ] && kill -"$1" "-$pg" 2>/dev/null; }',
                 _MARKED,
             ]
         )

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -179,3 +182,61 @@ def _cli(sshd: Sshd, tmp_path: Path) -> Iterator[Cli]:
         pid = int(line.split(":", 1)[0])
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+@dataclass(frozen=True)
+class OtherUser:
+    """A second, unprivileged local user of the master: someone who shares /tmp with the login."""
+
+    name: str
+    uid: int
+    gid: int
+
+    def run(self, script: str) -> subprocess.CompletedProcess[bytes]:
+        """Run `script` with sh as this user, as their own shell session would."""
+        return subprocess.run(
+            ["sh", "-c", script],
+            user=self.uid,
+            group=self.gid,
+            extra_groups=[],
+            cwd="/",
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+
+
+@pytest.fixture(scope="session")
+def other_user() -> OtherUser:
+    """The local user `nightshift-other`, created when missing (the SSH tests run as root)."""
+    name = "nightshift-other"
+    if subprocess.run(["id", "-u", name], capture_output=True, check=False).returncode != 0:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/bin/sh", name],
+            capture_output=True,
+            check=True,
+        )
+    entry = pwd.getpwnam(name)
+    return OtherUser(name, entry.pw_uid, entry.pw_gid)
+
+
+@pytest.fixture
+def shared_tmp() -> Iterator[Path]:
+    """A directory like /tmp: mode 1777, every local user may create entries, only in their own name."""
+    path = Path(tempfile.mkdtemp(prefix="nightshift-shared-", dir="/tmp"))
+    path.chmod(0o1777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def no_env_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    """A server that accepts no client environment: sessions there have no LANG at all."""
+    server = start_sshd(tmp_path_factory, Shape(accept_env=False))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def no_env_cli(no_env_sshd: Sshd, tmp_path: Path) -> Iterator[Cli]:
+    yield from _cli(no_env_sshd, tmp_path)

@@ -179,3 +179,46 @@ def test_the_remote_dir_defaults_to_the_login_home(cli: Cli) -> None:
         assert (login / ".nightshift" / "runs" / "10_home" / "home-run" / "10_home" / "exit").is_file()
     finally:
         shutil.rmtree(login / ".nightshift" if not existed else login / ".nightshift/runs/10_home/home-run")
+
+
+def test_steps_whose_names_differ_only_in_non_ascii_letters_each_run(cli: Cli) -> None:
+    cli.step("10_müller.sh", "sleep 0.5; echo from-müller\n")
+    cli.step("10_möller.sh", "sleep 0.5; echo from-möller\n")
+
+    result = cli.run(cli.root / "job", "--run-id", "same-run")
+
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.decode().splitlines()) == ["from-möller", "from-müller"]
+    assert b"reattaching" not in result.stderr
+
+
+def test_run_ids_that_differ_only_in_punctuation_are_different_runs(cli: Cli) -> None:
+    step = cli.step("10_ids.sh", "echo first\n")
+    first = cli.run(step, "--run-id", "night run", "--keep-remote")
+    step.write_text("echo second\n")
+
+    second = cli.run(step, "--run-id", "night_run", "--keep-remote")
+
+    assert first.stdout == b"first\n"
+    assert second.returncode == 0, second.stderr
+    assert second.stdout == b"second\n"  # its own run, not a reattach to the other's
+    assert b"reattaching" not in second.stderr
+    assert sorted(path.name for path in (cli.remote_dir / "10_ids").iterdir()) == ["night%20run", "night_run"]
+
+
+def test_a_relative_remote_dir_beginning_with_a_dash_works(cli: Cli) -> None:
+    step = cli.step("10_dash.sh", "echo dashed\n")
+    argv = cli.target_args()
+    index = argv.index("--remote-dir")
+    del argv[index : index + 2]
+    runs = Path(os.path.expanduser(f"~{cli.sshd.user}")) / "-runs"  # relative to where a login starts
+    existed = runs.exists()
+    try:
+        result = cli.run(step, *argv, "--remote-dir=-runs", "--run-id", "dash-run", target=False)
+
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == b"dashed\n"
+        assert list(runs.iterdir()) == []  # the run directory was made there and cleared
+    finally:
+        if not existed:
+            shutil.rmtree(runs, ignore_errors=True)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
 
+from runner.output import MAX_EVENT_BYTES, reassemble
 from tests.integration.ssh.conftest import Cli
 
 pytestmark = pytest.mark.sshd
@@ -46,21 +48,19 @@ def test_text_mode_passes_every_byte_through_in_order(cli: Cli) -> None:
     assert step_err == expected_err
 
 
-def test_json_mode_writes_one_record_per_line_with_invalid_bytes_visible(cli: Cli) -> None:
+def test_json_mode_writes_every_byte_in_records_that_fit_cloudwatch(cli: Cli) -> None:
     step = cli.step("10_volume.sh", STEP)
 
     result = cli.run(step, "--log-format", "json", timeout=120)
 
     assert result.returncode == 0
-    records = [json.loads(line) for line in result.stdout.splitlines()]
-    out = [r["line"] for r in records if r["stream"] == "stdout"]
-    err = [r["line"] for r in records if r["stream"] == "stderr"]
-    assert len(out) == STDOUT_LINES + 2
-    assert out[:3] == ["out 1", "out 2", "out 3"]
-    assert out[STDOUT_LINES - 1] == f"out {STDOUT_LINES}"
-    assert out[-2] == "x" * BIG_LINE
-    assert out[-1] == "not utf-8: \\xff\\xfe end"
-    assert err[0] == f"err {STDERR_EVERY}"
-    assert err[-1] == "err not utf-8: \\xc0"
-    assert len(err) == STDOUT_LINES // STDERR_EVERY + 1
-    assert [int(line.split()[1]) for line in out[:STDOUT_LINES]] == list(range(1, STDOUT_LINES + 1))
+    lines = result.stdout.splitlines()
+    assert max(len(line) + 1 for line in lines) <= MAX_EVENT_BYTES
+    records = [json.loads(line) for line in lines]
+    assert reassemble(records) == dict(zip(("stdout", "stderr"), _expected(), strict=True))
+    out = [r for r in records if r["stream"] == "stdout"]
+    assert [r["line"] for r in out[:3]] == ["out 1", "out 2", "out 3"]
+    assert len([r for r in out if r.get("part", 1) == 1]) == STDOUT_LINES + 2  # the 1 MiB line in parts
+    assert base64.b64decode(out[-1]["line_b64"]) == b"not utf-8: \xff\xfe end"
+    assert "line" not in out[-1]
+    assert {(r["pipeline"], r["step"]) for r in records} == {("10_volume", "10_volume")}
