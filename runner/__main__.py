@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import NoReturn
 from zoneinfo import ZoneInfo
 
-from runner.config import RESERVED_VARIABLES, VARIABLE_NAME
+from runner.config import RESERVED_VARIABLES, VARIABLE_NAME, variable_problem
 from runner.errors import NightshiftError, UsageError
 from runner.execution import Executor, RunPlan, StopRequest, run_pipeline, summary_lines
 from runner.local import LocalExecutor, LocalSpark
@@ -143,6 +143,9 @@ def parse_variables(pairs: list[str]) -> dict[str, str]:
             raise UsageError(f"--var {pair!r}: expected NAME=VALUE with NAME of letters, digits, '_'")
         if name in RESERVED_VARIABLES:
             raise UsageError(f"--var {pair!r}: set {name} with --run-date")
+        problem = variable_problem(name, value)
+        if problem is not None:
+            raise UsageError(f"--var {pair!r}: {problem}")
         variables[name] = value
     return variables
 

@@ -16,6 +16,26 @@ CONFIG_FILE = "pipeline.toml"
 DEFAULT_RELEASE_LABEL = "emr-7.13.0"  # ships Spark 3.5.6, the version pinned for local runs
 VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED_VARIABLES = frozenset({"run_date"})
+# .sh and .py steps get their variables as environment variables, which the cluster's launch.sh
+# exports under /bin/sh: on EMR that is bash in POSIX mode, where assigning a readonly variable ends
+# the shell before the step starts, and where some names steer the shell itself. Refused:
+SHELL_VARIABLES = frozenset({
+    # bash's readonly variables: `export UID=...` is a fatal error in POSIX mode.
+    "BASHOPTS", "BASH_VERSINFO", "EUID", "PPID", "SHELLOPTS", "UID",
+    # Set or computed by bash on every use: an assignment is ignored or loses its meaning.
+    "BASH", "BASHPID", "DIRSTACK", "EPOCHREALTIME", "EPOCHSECONDS", "FUNCNAME", "GROUPS", "HISTCMD",
+    "LINENO", "OPTARG", "OPTERR", "OPTIND", "PIPESTATUS", "RANDOM", "SECONDS", "SHLVL", "SRANDOM",
+    # Read by sh to do its job: how words split, where commands and files are found, what is sourced
+    # at start-up, how tracing and timeouts work.
+    "CDPATH", "ENV", "EXECIGNORE", "GLOBIGNORE", "HOME", "IFS", "OLDPWD", "PATH", "POSIXLY_CORRECT",
+    "PS4", "PWD", "TMOUT",
+    # The C library reads these in every process; the runner sets the engine's locale itself.
+    "GLIBC_TUNABLES", "LANG",
+})  # fmt: skip
+# Whole families: bash's own (BASH_ENV is sourced, BASH_XTRACEFD, BASH_FUNC_*), the dynamic
+# loader's (LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT ... change what every exec loads), the locale's,
+# and the runner's own (the step token that marks the step's processes).
+SHELL_VARIABLE_PREFIXES = ("BASH_", "LD_", "LC_", "NIGHTSHIFT_")
 SQL_ENGINES = ("spark-sql", "hive")
 
 
@@ -149,6 +169,19 @@ _TOP: dict[str, Check] = {"description": _string, "default_engine": _one_of(*SQL
 _TABLES = ("schedule", "variables", "cluster", "steps")
 
 
+def variable_problem(name: str, value: str) -> str | None:
+    """Why `name` = `value` cannot be a step variable (None when it can): the rule for every source."""
+    if not VARIABLE_NAME.match(name):
+        return "expected a variable name of letters, digits and '_'"
+    if name in RESERVED_VARIABLES:
+        return f"'{name}' is set by the runner (use --run-date)"
+    if name in SHELL_VARIABLES or name.startswith(SHELL_VARIABLE_PREFIXES):
+        return f"'{name}' belongs to the shell, the dynamic loader or the runner: choose another name"
+    if "\0" in value:
+        return "a NUL character cannot reach an engine (environments and command lines end at NUL)"
+    return None
+
+
 class _Validator:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -175,12 +208,12 @@ class _Validator:
         result = {}
         for name, value in data.items():
             where = f"{prefix}{name}"
-            if not VARIABLE_NAME.match(name):
-                raise self.fail(where, "expected a variable name of letters, digits and '_'")
-            if name in RESERVED_VARIABLES:
-                raise self.fail(where, f"'{name}' is set by the runner (use --run-date)")
-            if not isinstance(value, str):
-                raise self.fail(where, f"expected a string value, got {value!r}")
+            if isinstance(value, str):
+                problem = variable_problem(name, value)
+            else:
+                problem = variable_problem(name, "") or f"expected a string value, got {value!r}"
+            if problem is not None:
+                raise self.fail(where, problem)
             result[name] = value
         return result
 

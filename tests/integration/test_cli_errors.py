@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,11 @@ CASES = {
     "malformed --var": ({"job.sql": b"SELECT 1;"}, "job.sql", ["--var", "noequals"], "--var 'noequals': expected NAME=VALUE"),
     "bad --var name": ({"job.sql": b"SELECT 1;"}, "job.sql", ["--var", "9x=1"], "--var '9x=1': expected NAME=VALUE"),
     "run_date as --var": ({"job.sql": b"SELECT 1;"}, "job.sql", ["--var", "run_date=x"], "set run_date with --run-date"),
+    "shell's --var": ({"job.sh": b"touch ran"}, "job.sh", ["--var", "SHELLOPTS=x"], "--var 'SHELLOPTS=x': 'SHELLOPTS' belongs to the shell"),
+    "loader's --var": ({"job.sh": b"touch ran"}, "job.sh", ["--var", "LD_LIBRARY_PATH=/x"], "'LD_LIBRARY_PATH' belongs to the shell"),
+    "shell's variable in toml": ({"job.sh": b"touch ran", "pipeline.toml": b"[variables]\nEUID = '0'\n"}, "job.sh", [], "pipeline.toml: [variables] EUID: 'EUID' belongs to the shell"),
+    "NUL in a toml variable": ({"job.sh": b"touch ran", "pipeline.toml": b"[variables.local]\nsep = \"a\\u0000b\"\n"}, "job.sh", [], "pipeline.toml: [variables.local] sep: a NUL character cannot reach an engine"),
+    "NUL in a variable, remotely": ({"job.sh": b"touch ran", "pipeline.toml": b"[variables]\nsep = \"a\\u0000b\"\n"}, "job.sh", ["--host", "127.0.0.1", "--port", "9"], "[variables] sep: a NUL character cannot reach an engine"),
     "bad --run-date": ({"job.sql": b"SELECT 1;"}, "job.sql", ["--run-date", "2026-02-30"], "--run-date '2026-02-30'"),
     "duplicate step names": ({"10_a.sql": b"SELECT 1;", "10_a.hql": b"SELECT 1;"}, ".", [], "two steps named '10_a'"),
     "unknown engine": ({"job.sql": b"SELECT 1;"}, "job.sql", ["--engine", "presto"], "argument --engine: invalid choice"),
@@ -53,8 +60,10 @@ def test_bad_input(tmp_path: Path, case) -> None:
     folder = write(tmp_path / "pipe", files)
     state = tmp_path / "state"
     args = [folder / target] if target is not None else []
-    result = run_cli(*args, *extra, "--state-dir", state, cwd=tmp_path)
+    state_args: list[str | Path] = ["--state-dir", state] if "--host" not in extra else []
+    result = run_cli(*args, *extra, *state_args, cwd=tmp_path)
     assert_refused(result, state, message)
+    assert not (tmp_path / "ran").exists() and not (folder / "ran").exists()
 
 
 def test_no_java_and_none_installable(tmp_path: Path) -> None:
@@ -74,3 +83,20 @@ def test_help_explains_steps_and_pipelines() -> None:
     assert "python -m runner sql/example/20_sessions.hql" in text
     assert "python -m runner sql/example/" in text
     assert "--dry-run" in text and "--var NAME=VALUE" in text and "--run-date" in text
+
+
+def test_every_readonly_variable_of_bash_is_refused_as_a_step_variable(tmp_path: Path) -> None:
+    listed = subprocess.run(["bash", "-c", "readonly -p"], capture_output=True, text=True, check=True).stdout
+    names = re.findall(r"^declare -\w+ (\w+)", listed, flags=re.MULTILINE)
+    assert "UID" in names and "SHELLOPTS" in names
+    step = tmp_path / "job.sh"
+    step.write_text("echo ran\n")
+    for name in names:
+        # What launch.sh would do on EMR, where /bin/sh is bash in POSIX mode: the step never runs.
+        exported = subprocess.run(
+            ["bash", "--posix", "-c", f"export {name}=1; echo ran"], capture_output=True
+        )
+        assert exported.stdout == b"", name
+        result = run_cli(step, "--var", f"{name}=1", cwd=tmp_path)
+        assert (result.returncode, result.stdout) == (2, b""), name
+        assert f"'{name}' belongs to the shell" in result.stderr.decode(), name

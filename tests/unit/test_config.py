@@ -81,6 +81,16 @@ def test_missing_file_means_defaults(tmp_path: Path) -> None:
         ("[variables]\n'bad-name' = 'x'", "[variables] bad-name: expected a variable name"),
         ("[variables]\nrun_date = '2020-01-01'", "[variables] run_date: 'run_date' is set by the runner"),
         ("[variables.local]\nrows = true", "[variables.local] rows: expected a string value, got True"),
+        (
+            "[variables]\nUID = '1'",
+            "[variables] UID: 'UID' belongs to the shell, the dynamic loader or the runner",
+        ),
+        ("[variables.local]\nIFS = ','", "[variables.local] IFS: 'IFS' belongs to the shell"),
+        ("[variables]\nBASH_ENV = 'x'", "[variables] BASH_ENV: 'BASH_ENV' belongs to the shell"),
+        ("[variables]\nLD_PRELOAD = 'x.so'", "[variables] LD_PRELOAD: 'LD_PRELOAD' belongs to the shell"),
+        ("[variables]\nLC_ALL = 'C'", "[variables] LC_ALL: 'LC_ALL' belongs to the shell"),
+        ("[variables]\nPATH = 3", "[variables] PATH: 'PATH' belongs to the shell"),
+        ('[variables]\nsep = "a\\u0000b"', "[variables] sep: a NUL character cannot reach an engine"),
         ("[cluster\n", "sql/demo/pipeline.toml: not valid TOML"),
     ],
 )
@@ -96,3 +106,8 @@ def test_config_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
     (tmp_path / "pipeline.toml").write_bytes(b"description = '\xff'\n")
     with pytest.raises(ConfigError, match=r"pipeline\.toml: not UTF-8 text"):
         load_config(tmp_path)
+
+
+def test_names_the_shell_does_not_own_stay_allowed() -> None:
+    config = parse_config("[variables]\npath = 'a'\nUIDS = 'b'\nLDAP_URL = 'c'\nhome_dir = 'd'\n", PATH)
+    assert config.variables == {"path": "a", "UIDS": "b", "LDAP_URL": "c", "home_dir": "d"}
