@@ -436,6 +436,7 @@ class RunDirectory:
         return sh(
             "\n".join(
                 [
+                    "umask 077",
                     _CHECKS,
                     f"[ -d {q(self.path)} ] || exit 0",
                     self._owned(),

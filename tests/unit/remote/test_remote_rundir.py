@@ -334,3 +334,14 @@ def test_the_remote_commands_quote_paths_and_run_under_sh() -> None:
         assert "'runs/it'\"'\"'s here" in words[-1]
     follow = shlex.split(directory.follow_command(10, 20))[-1]
     assert "-c +11 " in follow and "-c +21 " in follow
+
+
+def test_a_stop_before_the_start_cancels_it_privately(tmp_path: Path) -> None:
+    directory = RunDirectory.for_step("runs", "p", "r", "s", "s.sh")
+    _sh(directory.prepare_command(), tmp_path)
+
+    result = _sh(directory.stop_command(1), tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert _mode(tmp_path / directory.file("launched")) == "0o700"
+    assert _mode(tmp_path / directory.file("cancelled")) == "0o600"
