@@ -5,18 +5,27 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
+# checkov pins an older boto3 than the project: it gets a venv of its own.
+CHECKOV_VENV := .venv-checkov
 
-.PHONY: run test setup setup-dev java sshd node lint unit reset synth clean
+.PHONY: run test setup setup-dev checkov java sshd node lint unit reset synth clean
 
 run: setup
 	$(PY) -m runner sql/example/
 
-test: setup-dev sshd node lint
+test: setup-dev checkov sshd node lint
 	$(PY) -m pytest
 
 setup: $(VENV)/.run-installed java
 
 setup-dev: $(VENV)/.dev-installed java
+
+checkov: $(CHECKOV_VENV)/.installed
+
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip --disable-pip-version-check -q install -r requirements-checkov.txt
+	touch $@
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -71,4 +80,4 @@ synth: setup-dev
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx --yes $(CDK_CLI) synth --quiet -o cdk.out
 
 clean:
-	rm -rf $(VENV) .nightshift cdk.out
+	rm -rf $(VENV) $(CHECKOV_VENV) .nightshift cdk.out
