@@ -191,6 +191,12 @@ class RunDirectory:
                     "}",
                     f"b={q(self.base)}",
                     'if [ ! -d "$b" ]; then err=$(mkdir -p -- "$b" 2>&1) || cannot "$b" "$err"; fi',
+                    # A symbolic link someone else owns could be pointed elsewhere between two runs.
+                    'owner=$(stat -c %u -- "$b")',
+                    'if [ -L "$b" ] && [ "$owner" != "$(id -u)" ] && [ "$owner" != 0 ]; then',
+                    f'  refuse {RUN_DIRECTORY_NOT_SAFE} "$b is a symbolic link of $(stat -c %U -- "$b"), '
+                    'neither of $(id -un), the login, nor of root: refusing to use it"',
+                    "fi",
                     'owner=$(stat -L -c %u -- "$b")',
                     'if [ "$owner" != "$(id -u)" ] && [ "$owner" != 0 ]; then',
                     f'  refuse {RUN_DIRECTORY_NOT_SAFE} "$b belongs to $(stat -L -c %U -- "$b"), '
@@ -217,7 +223,8 @@ class RunDirectory:
         if not name or "/" in name or name in {".", ".."}:
             raise ValueError(f"not a file name: {name!r}")
         q = shlex.quote
-        target, staged = q(self.file(name)), q(self.file(f"{name}.part"))
+        # One staging file per upload ($$: the remote shell): two runners of one run id may upload at once.
+        target, staged = q(self.file(name)), q(self.file(f"{name}.")) + "$$.part"
         d = q(self.path)
         return sh(
             "\n".join(
@@ -343,11 +350,12 @@ class RunDirectory:
 
         Runs after prepare_command. The follower's stdout and stderr are the step's, byte for byte
         from the offsets on; `tail --pid` ends after a last read once the launcher has exited. It
-        may start while the upload is still under way (that saves a round trip), so it waits for
-        the launcher to appear. A follower this runner left behind on a dropped connection is
-        stopped first. Another runner's follower is taken over on this runner's first follow
-        (`resume` false: it exits 96 and its runner steps aside); on a later one (`resume`) this
-        follower is the one that exits 96: the run is followed elsewhere, so nobody loops.
+        may start while the upload is still under way, so it waits for the launcher to appear
+        (moved into place whole by upload_command). A follower this runner left behind on a
+        dropped connection is stopped first. Another runner's follower is taken over on this
+        runner's first follow (`resume` false: it exits 96 and its runner steps aside); on a later
+        one (`resume`) this follower is the one that exits 96: the run is followed elsewhere, so
+        nobody loops.
         """
         q = shlex.quote
         d = q(self.path)
@@ -360,11 +368,8 @@ class RunDirectory:
             [
                 "umask 077",
                 _CHECKS,
-                "i=0",
-                f"until [ -d {d} ]; do",
-                f"  i=$((i+1)); [ $i -gt {waits} ] && exit {FOLLOW_NO_RUN_DIRECTORY}",
-                f"  {_NAP}",
-                "done",
+                # Gone: another runner of this run id finished it and cleared up.
+                f"[ -d {d} ] || exit {FOLLOW_NO_RUN_DIRECTORY}",
                 self._owned(),
                 "old= oldpid=",
                 f"[ -f {follower} ] && read -r old oldpid < {follower}",

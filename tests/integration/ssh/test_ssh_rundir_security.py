@@ -149,3 +149,21 @@ def test_a_follower_pid_the_runner_did_not_record_is_never_signalled(cli: Cli, b
     assert b"reattaching" in again.stderr
     assert process_group_alive(bystander, within=0)
     os.kill(bystander, signal.SIGCONT)  # still ours to signal: it is alive
+
+
+def test_a_remote_dir_that_is_another_users_symbolic_link_is_refused(
+    cli: Cli, shared_tmp: Path, other_user: OtherUser
+) -> None:
+    step = cli.step("10_linked.sh", "echo never\n")
+    sticky = shared_tmp / "sticky"
+    sticky.mkdir()
+    sticky.chmod(0o1777)  # root's and sticky: fine as a --remote-dir in itself
+    # Hers: she can point it at another directory whenever she likes, between two runs too.
+    other_user.run(f"ln -s {sticky} {shared_tmp}/runs")
+
+    result = _run_in(cli, shared_tmp / "runs", step)
+
+    assert result.returncode == 1
+    (line,) = _error_lines(result.stderr)
+    assert f"{shared_tmp}/runs is a symbolic link of {other_user.name}" in line
+    assert list(sticky.iterdir()) == []

@@ -14,6 +14,8 @@ import pytest
 from runner.engines import Command
 from runner.remote.rundir import (
     CANNOT_CREATE,
+    FOLLOW_NO_RUN_DIRECTORY,
+    FOLLOWED_ELSEWHERE,
     RUN_DIRECTORY_NOT_SAFE,
     UPLOAD_FAILED,
     Finished,
@@ -345,3 +347,27 @@ def test_a_stop_before_the_start_cancels_it_privately(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert _mode(tmp_path / directory.file("launched")) == "0o700"
     assert _mode(tmp_path / directory.file("cancelled")) == "0o600"
+
+
+def test_a_resumed_follow_steps_aside_when_another_runner_follows_the_run(tmp_path: Path) -> None:
+    directory = RunDirectory.for_step("runs", "p", "r", "s", "s.sh")
+    _sh(directory.prepare_command(), tmp_path)
+    follower = tmp_path / directory.file("follower")
+    follower.write_text("0123456789abcdef 1\n")
+
+    started = time.monotonic()
+    resumed = _sh(directory.follow_command(0, 0, resume=True), tmp_path)
+
+    assert resumed.returncode == FOLLOWED_ELSEWHERE
+    assert time.monotonic() - started < 5
+    assert follower.read_text() == "0123456789abcdef 1\n"  # still the other runner's
+
+
+def test_a_follow_of_a_run_directory_that_is_gone_ends_at_once(tmp_path: Path) -> None:
+    directory = RunDirectory.for_step("runs", "p", "r", "s", "s.sh")
+
+    started = time.monotonic()
+    result = _sh(directory.follow_command(0, 0, resume=True), tmp_path)
+
+    assert result.returncode == FOLLOW_NO_RUN_DIRECTORY
+    assert time.monotonic() - started < 5
