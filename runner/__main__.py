@@ -206,7 +206,7 @@ def _remote_executor(args: argparse.Namespace, output: Output) -> Executor:
         # botocore reads only AWS_DEFAULT_REGION; ECS and most shells set AWS_REGION.
         region=args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
     )
-    return SSHExecutor(settings, output.notice)
+    return SSHExecutor(settings)
 
 
 def _check_target_options(args: argparse.Namespace) -> None:

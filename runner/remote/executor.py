@@ -2,37 +2,57 @@
 
 from __future__ import annotations
 
-import contextlib
 import select
-import shlex
-import stat
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 import paramiko
 
 from runner.engines import Command, engine_command
-from runner.errors import ConnectionFailure, NightshiftError
-from runner.execution import Invocation, Outcome, StepResult, StopRequest
+from runner.errors import ConnectionFailure
+from runner.execution import EXIT_UNREACHABLE, Invocation, Outcome, StepResult, StopRequest
 from runner.model import Engine
 from runner.output import StepOutput
 from runner.relay import Offsets, Pumped, Stopper, pump
+from runner.remote import files
+from runner.remote.files import RemoteError, where
 from runner.remote.hostkeys import HostKeyPolicy
-from runner.remote.rundir import FOLLOW_NO_RUN_DIRECTORY, FOLLOW_NOT_STARTED, START_WAIT_SECONDS, RunDirectory
+from runner.remote.rundir import (
+    FOLLOW_NO_RUN_DIRECTORY,
+    FOLLOW_NOT_STARTED,
+    FOLLOWED_ELSEWHERE,
+    RUN_DIRECTORY_NOT_SAFE,
+    START_WAIT_SECONDS,
+    Finished,
+    RunDirectory,
+)
+from runner.remote.session import BudgetExhausted, Reconnect, Session, reason
 from runner.remote.target import DEFAULT_USER, SSHTarget, load_ssh_config, resolve_target
-from runner.remote.transport import READ_SIZE, Connection, ConnectSettings, Pin, Unreachable, connect
+from runner.remote.transport import (
+    READ_SIZE,
+    Connection,
+    ConnectSettings,
+    Interrupted,
+    Pin,
+    Unreachable,
+)
 
 DEFAULT_REMOTE_DIR = "~/.nightshift/runs"
-STOPPING_RECONNECT_SECONDS = 30.0
-T = TypeVar("T")
+# After a stop (a signal or the step's timeout) the runner is done within this: the stop reaches the
+# master, the step's last words are read, the run directory goes. The master finishes the TERM ->
+# KILL escalation on its own, so nobody waits for the grace period here.
+STOP_SECONDS = 1.5
+DRAIN_SECONDS = 1.0
+# A follower that stayed connected this long counts as progress even when the step was silent:
+# a quiet step on a link that drops now and then must not use up the reconnect budget.
+STEADY_SECONDS = 60.0
 
-
-class RemoteError(NightshiftError):
-    """The cluster was reached but the step could not run there (remote disk full, run directory gone)."""
+__all__ = ["DEFAULT_REMOTE_DIR", "RemoteError", "RemoteSettings", "SSHExecutor"]
 
 
 @dataclass(frozen=True)
@@ -60,121 +80,6 @@ class RemoteSettings:
     region: str | None = None
 
 
-class ChannelFollower:
-    """A paramiko channel running the follower, seen through the streaming loop's primitives."""
-
-    def __init__(self, channel: paramiko.Channel, connection: Connection) -> None:
-        self.channel = channel
-        self.connection = connection
-
-    def read_stdout(self) -> bytes:
-        return self.channel.recv(READ_SIZE) if self.channel.recv_ready() else b""
-
-    def read_stderr(self) -> bytes:
-        return self.channel.recv_stderr(READ_SIZE) if self.channel.recv_stderr_ready() else b""
-
-    def ended(self) -> bool:
-        return self.channel.exit_status != -1 and bool(self.channel.eof_received or self.channel.closed)
-
-    def lost(self) -> bool:
-        closed_without_status = self.channel.closed and self.channel.exit_status == -1
-        return not self.connection.active or closed_without_status
-
-    def wait(self, seconds: float) -> None:
-        if self.channel.eof_received:
-            # After EOF the channel's pipe stays readable: wait for the exit status instead.
-            self.channel.status_event.wait(seconds)
-        else:
-            select.select([self.channel], [], [], seconds)
-
-    @property
-    def exit_status(self) -> int:
-        return int(self.channel.exit_status)
-
-    def close(self) -> None:
-        self.channel.close()
-
-
-class Session:
-    """The connection of one step run: made once, remade with backoff whenever it drops."""
-
-    def __init__(
-        self,
-        target: SSHTarget,
-        pin: Pin | None,
-        settings: ConnectSettings,
-        remote: RemoteSettings,
-        *,
-        notice: Callable[[str], None],
-        stop: StopRequest,
-    ) -> None:
-        self.target = target
-        self._pin = pin
-        self._settings = settings
-        self._remote = remote
-        self._notice = notice
-        self._stop = stop
-        self._connection: Connection | None = None
-        self._lost_at: float | None = None
-        self.reconnects = 0
-        self.hint = ""
-
-    def open(self) -> Connection:
-        """The first connection: one attempt within the connect timeout, as `ssh` makes it."""
-        self._connection = connect(self.target, self._settings, self._pin)
-        return self._connection
-
-    def lost(self, connection: Connection, reason: str) -> None:
-        connection.close()
-        if connection is not self._connection:
-            return
-        self._connection = None
-        if self._lost_at is None:
-            self._lost_at = time.monotonic()
-            self._notice(f"connection to {self.target.label} lost ({reason}); reconnecting")
-
-    def connection(self, *, stopping: bool = False) -> Connection:
-        """The live connection; after a drop, reconnect with backoff until the reconnect timeout."""
-        if self._connection is not None and self._connection.active:
-            return self._connection
-        if self._connection is not None:
-            self.lost(self._connection, "closed")
-        lost_at = self._lost_at if self._lost_at is not None else time.monotonic()
-        delay, attempt, last = self._remote.reconnect_backoff, 0, "no attempt yet"
-        while True:
-            # A stop must still reach the cluster, but a runner being stopped cannot wait for long.
-            budget = self._remote.reconnect_timeout
-            if stopping or self._stop.is_set():
-                budget = min(budget, STOPPING_RECONNECT_SECONDS)
-            waited = time.monotonic() - lost_at
-            if waited >= budget:
-                raise ConnectionFailure(
-                    f"connection to {self.target.label} lost and not re-established within {budget:g} s "
-                    f"({last}){self.hint}"
-                )
-            pause = min(delay, budget - waited)
-            if stopping or self._stop.is_set():
-                time.sleep(pause)
-            else:
-                self._stop.wait(pause)
-            delay = min(delay * 2, self._remote.reconnect_backoff_max)
-            attempt += 1
-            try:
-                self._connection = connect(self.target, self._settings, self._pin)
-            except Unreachable as error:
-                last = str(error)
-                continue
-            self.reconnects += 1
-            self._lost_at = None
-            self._notice(f"reconnected to {self.target.label} (attempt {attempt})")
-            return self._connection
-
-    def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
-
-
 class ClusterSource(Protocol):
     """What the executor needs to know about an EMR cluster (runner.remote.emr.EmrClusters, or a fake)."""
 
@@ -195,11 +100,9 @@ class SSHExecutor:
     def __init__(
         self,
         settings: RemoteSettings,
-        notice: Callable[[str], None],
         clusters: ClusterSource | None = None,
     ) -> None:
         self.settings = settings
-        self._notice = notice
         self._clusters = clusters
         self._lock = threading.Lock()
         self._resolved: tuple[SSHTarget, Pin | None] | None = None
@@ -230,13 +133,18 @@ class SSHExecutor:
             run_directory = RunDirectory(f"~/{run_directory.path}", run_directory.step_file_name)
         return f"[{user}@{where}] {self.command(invocation, run_directory).display()}"
 
-    def _target(self, stop: StopRequest) -> tuple[SSHTarget, Pin | None] | None:
-        """Where every step goes; with --cluster-id, asked of EMR once (parallel steps share the answer)."""
+    def _target(
+        self, stop: StopRequest, notice: Callable[[str], None]
+    ) -> tuple[SSHTarget, Pin | None] | None:
+        """Where every step goes; with --cluster-id, asked of EMR once (parallel steps share the answer).
+
+        The first step to ask says the cluster's progress through its own output.
+        """
         with self._lock:
             if self._resolved is None:
                 host, pin = self.settings.host, None
                 if self.settings.cluster_id:
-                    host, pin = self._cluster(self.settings.cluster_id, stop)
+                    host, pin = self._cluster(self.settings.cluster_id, stop, notice)
                     if host is None:
                         return None
                 assert host is not None
@@ -251,40 +159,96 @@ class SSHExecutor:
                 self._resolved = (target, pin)
             return self._resolved
 
-    def _cluster(self, cluster_id: str, stop: StopRequest) -> tuple[str | None, Pin | None]:
+    def _cluster(
+        self, cluster_id: str, stop: StopRequest, notice: Callable[[str], None]
+    ) -> tuple[str | None, Pin | None]:
         if self._clusters is None:
             # boto3 is imported only when a cluster id is given: --host runs start faster.
             from runner.remote.emr import EmrClusters  # noqa: PLC0415
 
             self._clusters = EmrClusters(region=self.settings.region)
-        host = self._clusters.master_address(cluster_id, self._notice, stop.wait)
+        host = self._clusters.master_address(cluster_id, notice, stop.wait)
         if host is None:
             return None, None
         keys = self._clusters.published_host_keys(cluster_id)
         parameter = f"SSM parameter {self._clusters.host_key_parameter(cluster_id)}"
         if keys is None:
-            self._notice(f"{parameter} not found: verifying the master's host key with known_hosts")
+            notice(f"{parameter} not found: verifying the master's host key with known_hosts")
             return host, None
         return host, Pin(tuple(keys), parameter)
 
     def run(self, invocation: Invocation, output: StepOutput, stop: StopRequest) -> StepResult:
-        resolved = self._target(stop)
+        resolved = self._target(stop, output.notice)
         if resolved is None:
             return StepResult(stop.exit_code, Outcome.STOPPED)
         target, pin = resolved
-        notice = output.notice
         connect_settings = ConnectSettings(
             policy=HostKeyPolicy((), accept_new=self.settings.accept_new_host_key),
             key_material=self.settings.key_material,
             send_env=self.settings.send_env,
             connect_timeout=self.settings.connect_timeout,
         )
-        session = Session(target, pin, connect_settings, self.settings, notice=notice, stop=stop)
-        session.open()
+        reconnect = Reconnect(
+            self.settings.reconnect_timeout,
+            self.settings.reconnect_backoff,
+            self.settings.reconnect_backoff_max,
+        )
+        session = Session(target, pin, connect_settings, reconnect, notice=output.notice, stop=stop)
         try:
-            return _StepRun(self, invocation, session, output, stop=stop, notice=notice).run()
+            session.open()
+        except Interrupted:
+            return StepResult(stop.exit_code, Outcome.STOPPED)  # nothing was started yet
+        try:
+            return _StepRun(self, invocation, session, output, stop).run()
         finally:
             session.close()
+
+
+class ChannelFollower:
+    """A paramiko channel running the follower, seen through the relay loop's primitives."""
+
+    def __init__(self, channel: paramiko.Channel, connection: Connection) -> None:
+        self.channel = channel
+        self.connection = connection
+        self.started = time.monotonic()
+
+    def read_stdout(self) -> bytes:
+        return self.channel.recv(READ_SIZE) if self.channel.recv_ready() else b""
+
+    def read_stderr(self) -> bytes:
+        return self.channel.recv_stderr(READ_SIZE) if self.channel.recv_stderr_ready() else b""
+
+    def ended(self) -> bool:
+        return self.channel.exit_status != -1 and bool(self.channel.eof_received or self.channel.closed)
+
+    def lost(self) -> bool:
+        closed_without_status = self.channel.closed and self.channel.exit_status == -1
+        return not self.connection.active or closed_without_status
+
+    def wait(self, seconds: float) -> None:
+        if self.channel.eof_received:
+            # After EOF the channel's pipe stays readable: wait for the exit status instead.
+            self.channel.status_event.wait(seconds)
+        else:
+            select.select([self.channel], [], [], seconds)
+
+    @property
+    def exit_status(self) -> int:
+        return int(self.channel.exit_status)
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+class Phase(Enum):
+    """Where the following of a step is; a stop, a drop and the end each mean something else in each."""
+
+    #: relaying the step's output
+    FOLLOWING = "following"
+    #: a stop (signal or timeout) is due: it is sent next, once
+    STOPPING = "stopping"
+    #: the stop was sent: the step's last words are read until the follower ends or DRAIN_SECONDS pass
+    DRAINING = "draining"
 
 
 class _StepRun:
@@ -296,9 +260,7 @@ class _StepRun:
         invocation: Invocation,
         session: Session,
         output: StepOutput,
-        *,
         stop: StopRequest,
-        notice: Callable[[str], None],
     ) -> None:
         self.executor = executor
         self.settings = executor.settings
@@ -306,224 +268,250 @@ class _StepRun:
         self.session = session
         self.output = output
         self.stop = stop
-        self.notice = notice
         self.run_directory = executor.run_directory(invocation)
+        self.where = where(self.run_directory, session.label)
         self.offsets = Offsets()
-        # After a stop, the step's last words may take the stop's grace period and a margin.
-        self.stopper = Stopper(stop, invocation.timeout_seconds, self.settings.stop_grace_seconds + 10)
+        self.stopper = Stopper(stop, invocation.timeout_seconds, DRAIN_SECONDS)
+        self.stop_due_at: float | None = None
         self.stop_sent = False
+        self.follows = 0
+        #: the step is on the master (uploaded or found launched): losing the way to it is an outcome now
+        self.started = False
 
-    @property
-    def label(self) -> str:
-        return self.session.target.label
-
-    def _retrying(self, action: Callable[[Connection], T]) -> T:
-        """Run `action` on the live connection; when the connection drops, reconnect and run it again."""
-        while True:
-            connection = self.session.connection(stopping=self.stopper.reason is not None)
-            try:
-                return action(connection)
-            except Unreachable as error:
-                self.session.lost(connection, str(error).removeprefix(f"{self.label}: "))
-            except (paramiko.SSHException, EOFError, OSError) as error:
-                reason = _reason(error)
-                if connection.active and not isinstance(error, TimeoutError):
-                    raise RemoteError(f"{self.label}: {reason}") from error
-                self.session.lost(connection, reason)
+    def notice(self, message: str) -> None:
+        self.output.notice(message)
 
     def run(self) -> StepResult:
-        follower, launched, where = self._retrying(self._start)
-        self.session.hint = (
-            f"; the step may still be running in {where} on {self.label}: "
-            f"run again with --run-id {self.invocation.run_id} to reattach"
-        )
-        if launched:
-            self.notice(f"already started in {where} on {self.label}: reattaching")
-        status = self._follow(follower)
-        if self.stopper.reason is not None and not self.stop_sent:
-            self._retrying(self._send_stop)
-        if status == FOLLOW_NO_RUN_DIRECTORY:
-            raise RemoteError(f"the run directory {where} on {self.label} cannot be made or disappeared")
-        if status == FOLLOW_NOT_STARTED and self.stopper.reason is None:
-            raise RemoteError(f"the step did not start within {START_WAIT_SECONDS} s in {where}")
-        code = self._retrying(self._finish)
-        if self.settings.keep_remote:
-            self.notice(f"run directory kept: {where} on {self.label}")
-        if self.stopper.reason is not None:
-            return StepResult(self.stopper.exit_code(code or 0), self.stopper.reason)
-        if code is None:
-            raise RemoteError(f"the step ended without an exit code on {self.label} (killed there?)")
-        return StepResult(code)
-
-    def _start(self, connection: Connection) -> tuple[ChannelFollower, bool, str]:
-        """Start the follower, then upload while its shell starts; it launches the step once uploaded."""
-        run_directory = self.run_directory
-        follower = ChannelFollower(connection.exec(run_directory.follow_command(0, 0)), connection)
         try:
-            sftp = connection.sftp()
-            launched = _exists(sftp, run_directory.file("launched"))
-            if not launched:
-                self._upload(connection, sftp)
-            where = sftp.normalize(run_directory.path)
-        except BaseException:
-            follower.close()
-            raise
-        return follower, launched, where
+            launched = self._start()
+            self.started = True
+            self.session.hint = (
+                f"; the step may still be running in {self.where}: "
+                f"run again with --run-id {self.invocation.run_id} to reattach"
+            )
+            if launched:
+                self.notice(f"already started in {self.where}: reattaching")
+            status = self._follow()
+            if status == FOLLOWED_ELSEWHERE or self.stopper.reason is None:
+                self._check_follower(status)
+            if self.stopper.reason is not None:
+                return self._stopped()
+            finished = self._finish()
+        except Interrupted:
+            return self._stopped()
+        except BudgetExhausted as error:
+            if not self.started:
+                raise  # the step was not started: an error like any failed connect
+            self.notice(str(error))
+            return StepResult(EXIT_UNREACHABLE, Outcome.UNREACHABLE)
+        except ConnectionFailure as error:
+            if not self.started:
+                raise
+            # A permanent refusal after the step started (a changed host key, a revoked login).
+            self.notice(f"{error}{self.session.hint}")
+            return StepResult(EXIT_UNREACHABLE, Outcome.UNREACHABLE)
+        if self.settings.keep_remote:
+            self.notice(f"run directory kept: {self.where}")
+        return StepResult(self._exit_code(finished))
 
-    def _upload(self, connection: Connection, sftp: paramiko.SFTPClient) -> None:
-        run_directory = self.run_directory
-        command = self.executor.command(self.invocation, run_directory)
-        label = f"{self.invocation.pipeline}/{run_directory.step_file_name}, run {self.invocation.run_id}"
-        launcher = run_directory.launcher_script(command, label=label).encode()
+    # -- starting: make the run directory, upload the step and its launcher
+
+    def _start(self) -> bool:
+        """Make the run directory and upload the step file, then its launcher; True if it was launched before.
+
+        One command after another, each over its own exec channel: a server that allows one session
+        per connection (MaxSessions 1) and one without SFTP both work.
+        """
+        command = self.executor.command(self.invocation, self.run_directory)
+        label = (
+            f"{self.invocation.pipeline}/{self.run_directory.step_file_name}, run {self.invocation.run_id}"
+        )
+        launcher = self.run_directory.launcher_script(
+            command, label=label, grace_seconds=self.settings.stop_grace_seconds
+        ).encode()
         # Read now: an edit saved before the run is what runs.
         step_text = self.invocation.step.path.read_bytes()
-        staged = run_directory.file("launch.sh.tmp")
-        try:
-            _makedirs(sftp, run_directory.path)
-            _put(sftp, run_directory.step_file, step_text)
-            # The launcher appears whole or not at all: the follower starts the step when it sees it.
-            _put(sftp, staged, launcher)
-            sftp.posix_rename(staged, run_directory.launcher)
-        except OSError as error:
-            if not connection.active or isinstance(error, TimeoutError):
-                raise
-            message = self._upload_failure(connection, error, len(step_text) + len(launcher))
-            self._discard(sftp)
-            raise RemoteError(message) from error
-
-    def _upload_failure(self, connection: Connection, error: OSError, size: int) -> str:
-        reason = _reason(error)
-        where = f"{self.run_directory.path} on {self.label}"
-        message = f"cannot upload {self.run_directory.step_file_name} to {where}"
-        try:
-            probe = connection.run(f"df -Pk {shlex.quote(self.run_directory.path)}", timeout=15)
-            free_kib = int(probe.stdout.decode().splitlines()[-1].split()[3])
-        except (NightshiftError, ValueError, IndexError, OSError, paramiko.SSHException):
-            return f"{message}: {reason}"
-        if free_kib * 1024 < size + 64 * 1024:
-            return f"{message}: the remote disk is full ({free_kib} KiB free; SFTP said {reason!r})"
-        return f"{message}: {reason}"
-
-    def _discard(self, sftp: paramiko.SFTPClient) -> None:
-        """Remove a half-made run directory; the waiting follower sees it go and exits."""
-        with contextlib.suppress(OSError):
-            _remove_tree(sftp, self.run_directory.path)
-
-    def _send_stop(self, connection: Connection) -> None:
-        grace = self.settings.stop_grace_seconds
-        result = connection.run(self.run_directory.stop_command(grace), timeout=grace + 30)
-        if result.exit_status != 0:
-            detail = result.stderr.decode(errors="replace").strip()
-            raise RemoteError(f"could not stop the step on {self.label}: {detail}")
-        self.stop_sent = True
-
-    def _follow(self, follower: ChannelFollower | None) -> int:
-        """Relay output until the follower ends; returns the follower's own exit status."""
+        cancel = self.stop.is_set
         while True:
-            if self.stopper.reason is not None and not self.stop_sent:
-                self._retrying(self._send_stop)
+            connection = self.session.connection()
+            try:
+                if files.prepare(self.session, connection, self.run_directory, cancel):
+                    return True
+                name = self.run_directory.step_file_name
+                files.upload(
+                    self.session, connection, self.run_directory, name=name, data=step_text, cancel=cancel
+                )
+                # The launcher last: a follower starts the step only once it is there, whole.
+                files.upload(
+                    self.session,
+                    connection,
+                    self.run_directory,
+                    name="launch.sh",
+                    data=launcher,
+                    cancel=cancel,
+                )
+                return False
+            except Unreachable as error:
+                self.session.lost(connection, reason(error, self.session.label))
+            except Interrupted:
+                # An upload cut short leaves the connection full of bytes nobody will read: start afresh.
+                self.session.discard(connection)
+                raise
+
+    # -- following: relay the output until the follower ends; a stop is sent from here
+
+    def _follow(self) -> int | None:
+        """Relay output until the follower ends; its own exit status, or None when a stop cut it short."""
+        phase = Phase.FOLLOWING
+        follower: ChannelFollower | None = None
+        while True:
+            if phase is Phase.STOPPING:
+                self._send_stop()
+                phase = Phase.DRAINING
             if follower is None:
-                connection = self.session.connection(stopping=self.stopper.reason is not None)
-                command = self.run_directory.follow_command(self.offsets.stdout, self.offsets.stderr)
-                try:
-                    follower = ChannelFollower(connection.exec(command), connection)
-                except Unreachable as error:
-                    self.session.lost(connection, str(error).removeprefix(f"{self.label}: "))
+                if phase is Phase.DRAINING:
+                    return None  # the connection went while stopping: no last words to wait for
+                follower = self._new_follower()
+                if follower is None:
                     continue
+            before = (self.offsets.stdout, self.offsets.stderr)
             pumped = pump(follower, self.output, self.offsets, self.stopper.interrupt)
+            if (self.offsets.stdout, self.offsets.stderr) != before:
+                self.session.progress()
             if pumped is Pumped.ENDED:
                 follower.close()
+                self.session.progress()
                 return follower.exit_status
             if pumped is Pumped.LOST:
                 follower.close()
+                if time.monotonic() - follower.started >= STEADY_SECONDS:
+                    self.session.progress()
                 self.session.lost(follower.connection, "the connection closed")
                 follower = None
-            elif self.stopper.drained:
-                # The step's last words did not come within the grace period: stop waiting for them.
-                follower.close()
-                return 0
-            else:
+            elif phase is Phase.FOLLOWING:
+                self.stop_due_at = time.monotonic()
                 why = "stop requested" if self.stopper.reason is Outcome.STOPPED else "timed out"
-                self.notice(f"{why}: stopping the step's process group on {self.label}")
-                # The next turn sends the stop and keeps reading this follower.
+                self.notice(f"{why}: stopping the step's process group on {self.session.label}")
+                phase = Phase.STOPPING
+            else:
+                follower.close()  # drained: the master finishes the stop on its own
+                return None
 
-    def _finish(self, connection: Connection) -> int | None:
-        """The step's exit code (None without one); the run directory goes unless --keep-remote."""
-        sftp = connection.sftp()
+    def _new_follower(self) -> ChannelFollower | None:
+        connection = self.session.connection()
+        command = self.run_directory.follow_command(
+            self.offsets.stdout, self.offsets.stderr, resume=self.follows > 0
+        )
         try:
-            with sftp.open(self.run_directory.file("exit"), "rb") as handle:
-                text = handle.read().decode(errors="replace").strip()
-        except FileNotFoundError:
-            text = ""
-        if not self.settings.keep_remote:
-            _remove_tree(sftp, self.run_directory.path)
-            for parent in self.run_directory.parents:
-                try:
-                    sftp.rmdir(parent)
-                except OSError:
-                    break  # another step of the run is still there
-        return int(text) if text.isdigit() else None
+            channel = connection.exec(command)
+        except Unreachable as error:
+            self.session.lost(connection, reason(error, self.session.label))
+            return None
+        self.follows += 1
+        return ChannelFollower(channel, connection)
 
+    def _check_follower(self, status: int | None) -> None:
+        if status == FOLLOW_NO_RUN_DIRECTORY:
+            raise RemoteError(f"the run directory {self.where} cannot be made or disappeared")
+        if status == FOLLOW_NOT_STARTED:
+            raise RemoteError(f"the step did not start within {START_WAIT_SECONDS} s in {self.where}")
+        if status == FOLLOWED_ELSEWHERE:
+            # Neither stop nor finish: the run directory is the other runner's now.
+            raise RemoteError(
+                "the run is being followed elsewhere: another runner attached to run "
+                f"{self.invocation.run_id} in {self.where}; this one stops following (the step goes on)"
+            )
+        if status == RUN_DIRECTORY_NOT_SAFE:
+            raise RemoteError(
+                f"refusing the run directory {self.where}: it is not safe (the reason is above)"
+            )
 
-def _exists(sftp: paramiko.SFTPClient, path: str) -> bool:
-    try:
-        sftp.stat(path)
-    except FileNotFoundError:
-        return False
-    return True
+    # -- the end: read the exit code, clear up
 
+    def _finish(self) -> Finished:
+        while True:
+            connection = self.session.connection()
+            try:
+                finished = files.finish(
+                    self.session,
+                    connection,
+                    self.run_directory,
+                    keep=self.settings.keep_remote,
+                    cancel=self.stop.is_set,
+                )
+            except Unreachable as error:
+                self.session.lost(connection, reason(error, self.session.label))
+                continue
+            self.session.progress()
+            return finished
 
-def _is_dir(sftp: paramiko.SFTPClient, path: str) -> bool:
-    try:
-        mode = sftp.stat(path).st_mode
-    except FileNotFoundError:
-        return False
-    return mode is not None and stat.S_ISDIR(mode)
+    def _exit_code(self, finished: Finished) -> int:
+        if finished.disk_full_kib is not None:
+            # The step's writes to its output files failed: what was relayed is not all it said.
+            ended = (
+                f"; the step ended with exit {finished.exit_code}" if finished.exit_code is not None else ""
+            )
+            raise RemoteError(
+                f"the remote disk is full ({finished.disk_full_kib} KiB free in {self.where}): "
+                f"the step's output is incomplete{ended}"
+            )
+        if finished.exit_code is not None:
+            return finished.exit_code
+        raise RemoteError(f"the step ended without an exit code in {self.where} (killed there?)")
 
+    # -- stopping: bounded in time, whatever the state of the connection
 
-def _makedirs(sftp: paramiko.SFTPClient, path: str) -> None:
-    """Mkdir -p, private, trying the deepest directory first (it usually is the only one missing)."""
-    try:
-        sftp.mkdir(path, 0o700)
-        return
-    except OSError:
-        if _is_dir(sftp, path):
+    def _remaining(self) -> float:
+        if self.stop_due_at is None:
+            self.stop_due_at = time.monotonic()
+        return self.stop_due_at + STOP_SECONDS - time.monotonic()
+
+    def _past_deadline(self) -> bool:
+        return self._remaining() <= 0
+
+    def _send_stop(self) -> None:
+        """Send the stop once, over the live connection or one quick reconnect; never wait for its end."""
+        if self.stop_sent:
             return
-    parent = path.rsplit("/", 1)[0] if "/" in path.strip("/") else ""
-    if parent and parent not in {".", "/"}:
-        _makedirs(sftp, parent)
-    try:
-        sftp.mkdir(path, 0o700)
-    except OSError:
-        if not _is_dir(sftp, path):
-            raise
+        self.stop_sent = True
+        connection = self.session.rescue(max(self._remaining(), 0.1))
+        if connection is None:
+            self.notice(
+                f"could not reach {self.session.label} to stop the step; it may still be running in "
+                f"{self.where}: run again with --run-id {self.invocation.run_id} to reattach"
+            )
+            return
+        # It returns at once: the master escalates TERM -> KILL on its own, detached.
+        command = self.run_directory.stop_command(self.settings.stop_grace_seconds)
+        try:
+            result = self.session.run(connection, command, timeout=STOP_SECONDS, cancel=self._past_deadline)
+        except (ConnectionFailure, Interrupted) as error:
+            self.notice(f"could not stop the step in {self.where}: {reason(error, self.session.label)}")
+            return
+        if result.exit_status != 0:
+            said = result.stderr.decode(errors="replace").strip() or f"exit {result.exit_status}"
+            self.notice(f"could not stop the step in {self.where}: {said}")
 
-
-def _put(sftp: paramiko.SFTPClient, path: str, data: bytes) -> None:
-    # Not pipelined: paramiko drops the errors of pipelined writes (a full disk would go unnoticed).
-    with sftp.open(path, "wb") as handle:
-        handle.write(data)
-    sftp.chmod(path, 0o600)
-    size = sftp.stat(path).st_size
-    if size != len(data):
-        raise OSError(f"{path}: {size} of {len(data)} bytes written")
-
-
-def _remove_tree(sftp: paramiko.SFTPClient, path: str) -> None:
-    try:
-        entries = sftp.listdir_attr(path)
-    except FileNotFoundError:
-        return
-    for entry in entries:
-        child = f"{path}/{entry.filename}"
-        if entry.st_mode is not None and stat.S_ISDIR(entry.st_mode):
-            _remove_tree(sftp, child)
-        else:
-            sftp.remove(child)
-    sftp.rmdir(path)
-
-
-def _reason(error: BaseException) -> str:
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror
-    return str(error).strip() or type(error).__name__
+    def _stopped(self) -> StepResult:
+        """The end of a stopped or timed-out step: the stop sent, the run directory cleared, promptly."""
+        self.stopper.interrupt()  # a stop that came while no output was being relayed
+        outcome = self.stopper.reason or Outcome.STOPPED
+        if not self.stop_sent:
+            why = "stop requested" if outcome is Outcome.STOPPED else "timed out"
+            self.notice(f"{why}: stopping the step on {self.session.label}")
+        self._send_stop()
+        code = 0
+        connection = self.session.rescue(max(self._remaining(), 0.1))
+        if connection is not None:
+            try:
+                finished = files.finish(
+                    self.session,
+                    connection,
+                    self.run_directory,
+                    keep=self.settings.keep_remote,
+                    cancel=self._past_deadline,
+                )
+                code = finished.exit_code or 0
+            except (ConnectionFailure, Interrupted, RemoteError) as error:
+                self.notice(f"run directory left in {self.where}: {reason(error, self.session.label)}")
+        return StepResult(self.stopper.exit_code(code), outcome)

@@ -1,13 +1,16 @@
-"""The SSH transport: connect (through bastions), verify the host key, authenticate, run commands, SFTP."""
+"""The SSH transport: connect (through bastions), verify the host key, authenticate, run commands."""
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
+import os
 import select
 import socket
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +31,10 @@ logging.getLogger("paramiko").propagate = False
 WINDOW_SIZE = 8 * 1024 * 1024
 MAX_PACKET_SIZE = 32 * 1024
 READ_SIZE = 1024 * 1024
+POLL_SECONDS = 0.1
+# A refused session is asked for again after a round trip: sshd may not have freed the last one yet.
+SESSION_ATTEMPTS = 3
+OPEN_TIMEOUT = 30.0
 # Ciphers whose MAC is part of the mode cost one pass over the data instead of two.
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 
@@ -41,6 +48,17 @@ class Unreachable(ConnectionFailure):
 
 class AuthenticationFailure(ConnectionFailure):
     """The server refused every key offered (as ssh: 255). Trying again will not help."""
+
+
+class SessionRefused(ConnectionFailure):
+    """The server refused to open a session on a connection (its MaxSessions is reached, or 0)."""
+
+
+class Interrupted(Exception):
+    """A connection attempt or a command was abandoned because the caller's `cancel` said so."""
+
+
+Cancel = Callable[[], bool]
 
 
 @dataclass(frozen=True)
@@ -79,89 +97,183 @@ class Connection:
     hops: list[paramiko.Transport] = field(default_factory=list)
     trust: str = ""
     send_env: Mapping[str, str] = field(default_factory=dict)
-    _sftp: paramiko.SFTPClient | None = None
 
     @property
     def active(self) -> bool:
         return bool(self.transport.is_active())
 
     def exec(self, command: str) -> paramiko.Channel:
-        """Start `command` (a fixed POSIX sh script of the runner's, never step text) in a new session."""
+        """Start `command` (a fixed POSIX sh script of the runner's, never step text) in a new session.
+
+        Raises SessionRefused when the server will not open one more session on this connection
+        (MaxSessions), Unreachable when the connection is gone.
+        """
+        for attempt in range(SESSION_ATTEMPTS):
+            try:
+                channel = self.transport.open_session(
+                    window_size=WINDOW_SIZE, max_packet_size=MAX_PACKET_SIZE, timeout=OPEN_TIMEOUT
+                )
+                break
+            except paramiko.ChannelException as error:
+                if attempt == SESSION_ATTEMPTS - 1:
+                    raise SessionRefused(
+                        f"{self.target.label}: the server refused to open a session ({error.text})"
+                    ) from error
+                # sshd frees a closed session's slot only after it has read our close: one round trip
+                # (a keepalive with a reply) later, the slot of the previous command is free.
+                self.transport.global_request("keepalive@openssh.com", wait=True)
+                time.sleep(0.02 * attempt)
+            except (paramiko.SSHException, OSError, EOFError) as error:
+                raise Unreachable(f"{self.target.label}: cannot start a command: {_reason(error)}") from error
         try:
-            channel = self.transport.open_session(window_size=WINDOW_SIZE, max_packet_size=MAX_PACKET_SIZE)
             # As OpenSSH's SendEnv: the server takes what its AcceptEnv allows (LANG, LC_* on EMR).
             for name, value in self.send_env.items():
                 channel.set_environment_variable(name, value)
             channel.exec_command(command)
         except (paramiko.SSHException, OSError, EOFError) as error:
+            channel.close()
             raise Unreachable(f"{self.target.label}: cannot start a command: {_reason(error)}") from error
         return channel
 
-    def run(self, command: str, timeout: float = 60.0) -> CommandResult:
-        """Run a short command to its end and collect its output."""
+    def run(
+        self,
+        command: str,
+        *,
+        stdin: bytes | None = None,
+        timeout: float = 60.0,
+        cancel: Cancel | None = None,
+    ) -> CommandResult:
+        """Run a short command to its end, feeding it `stdin` (then EOF), and collect its output.
+
+        `timeout` bounds each wait for progress, not the whole command: a large stdin on a slow
+        link takes as long as it takes while bytes keep moving. `cancel` abandons it (Interrupted).
+        """
         channel = self.exec(command)
-        out, err = bytearray(), bytearray()
-        deadline = time.monotonic() + timeout
         try:
-            while True:
-                while channel.recv_ready():
-                    out += channel.recv(READ_SIZE)
-                while channel.recv_stderr_ready():
-                    err += channel.recv_stderr(READ_SIZE)
-                if channel.exit_status != -1 and (channel.eof_received or channel.closed):
-                    if not (channel.recv_ready() or channel.recv_stderr_ready()):
-                        return CommandResult(channel.exit_status, bytes(out), bytes(err))
-                elif channel.closed or not self.active:
-                    raise Unreachable(f"{self.target.label}: connection lost")
-                if time.monotonic() > deadline:
-                    raise Unreachable(f"{self.target.label}: no answer within {timeout:g} s")
-                if channel.eof_received:
-                    channel.status_event.wait(0.05)
-                else:
-                    select.select([channel], [], [], 0.05)
+            if stdin is not None:
+                self._send(channel, stdin, timeout, cancel)
+            return self._collect(channel, timeout, cancel)
         finally:
             channel.close()
 
-    def sftp(self) -> paramiko.SFTPClient:
-        """The connection's SFTP session, opened on first use."""
-        if self._sftp is not None:
-            return self._sftp
-        try:
-            client = paramiko.SFTPClient.from_transport(
-                self.transport, window_size=WINDOW_SIZE, max_packet_size=MAX_PACKET_SIZE
-            )
-        except (paramiko.SSHException, OSError, EOFError) as error:
-            raise Unreachable(f"{self.target.label}: cannot start SFTP: {_reason(error)}") from error
-        if client is None:
-            raise Unreachable(f"{self.target.label}: cannot start SFTP")
-        channel = client.get_channel()
-        if channel is not None:
-            channel.settimeout(60.0)
-        self._sftp = client
-        return client
+    def _send(self, channel: paramiko.Channel, data: bytes, timeout: float, cancel: Cancel | None) -> None:
+        # A short timeout on the channel turns a full window into a chance to look at `cancel`.
+        channel.settimeout(POLL_SECONDS)
+        offset = 0
+        deadline = time.monotonic() + timeout
+        while offset < len(data):
+            if cancel is not None and cancel():
+                raise Interrupted(f"{self.target.label}: command abandoned")
+            try:
+                sent = channel.send(data[offset : offset + MAX_PACKET_SIZE])
+            except TimeoutError:
+                sent = 0
+            except (paramiko.SSHException, OSError, EOFError) as error:
+                raise Unreachable(f"{self.target.label}: connection lost: {_reason(error)}") from error
+            if sent:
+                offset += sent
+                deadline = time.monotonic() + timeout
+            elif channel.closed or not self.active:
+                raise Unreachable(f"{self.target.label}: connection lost")
+            elif time.monotonic() > deadline:
+                raise Unreachable(f"{self.target.label}: no progress within {timeout:g} s")
+        channel.shutdown_write()
+
+    def _collect(self, channel: paramiko.Channel, timeout: float, cancel: Cancel | None) -> CommandResult:
+        out, err = bytearray(), bytearray()
+        deadline = time.monotonic() + timeout
+        while True:
+            while channel.recv_ready():
+                out += channel.recv(READ_SIZE)
+            while channel.recv_stderr_ready():
+                err += channel.recv_stderr(READ_SIZE)
+            if channel.exit_status != -1 and (channel.eof_received or channel.closed):
+                if not (channel.recv_ready() or channel.recv_stderr_ready()):
+                    return CommandResult(channel.exit_status, bytes(out), bytes(err))
+            elif channel.closed or not self.active:
+                raise Unreachable(f"{self.target.label}: connection lost")
+            if cancel is not None and cancel():
+                raise Interrupted(f"{self.target.label}: command abandoned")
+            if time.monotonic() > deadline:
+                raise Unreachable(f"{self.target.label}: no answer within {timeout:g} s")
+            if channel.eof_received:
+                channel.status_event.wait(POLL_SECONDS / 2)
+            else:
+                select.select([channel], [], [], POLL_SECONDS / 2)
 
     def close(self) -> None:
-        if self._sftp is not None:
-            self._sftp.close()
-            self._sftp = None
         for transport in [self.transport, *reversed(self.hops)]:
             transport.close()
 
 
-def connect(target: SSHTarget, settings: ConnectSettings, pin: Pin | None = None) -> Connection:
-    """Log in to `target` through its bastions; raise ConnectionFailure (or a subclass) when that fails."""
+class _Watch:
+    """Closes what a connection attempt waits on once `cancel` says so.
+
+    paramiko's handshake, authentication and channel-open waits each end within 0.1 s once their
+    transport is closed; a TCP connect is polled (see _dial). So Ctrl-C ends an attempt at once,
+    not after --connect-timeout.
+    """
+
+    def __init__(self, cancel: Cancel | None) -> None:
+        self._cancel = cancel
+        self._closables: list[Socket | paramiko.Transport] = []
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self.fired = False
+        if cancel is not None:
+            threading.Thread(target=self._watch, name="nightshift-connect-watch", daemon=True).start()
+
+    def cancelled(self) -> bool:
+        return self.fired or (self._cancel is not None and self._cancel())
+
+    def add(self, closable: Socket | paramiko.Transport) -> None:
+        with self._lock:
+            self._closables.append(closable)
+            fired = self.fired
+        if fired:
+            closable.close()
+
+    def done(self) -> None:
+        self._done.set()
+
+    def _watch(self) -> None:
+        while not self._done.wait(POLL_SECONDS / 2):
+            if self._cancel is not None and self._cancel():
+                with self._lock:
+                    self.fired = True
+                    closables = list(self._closables)
+                for closable in closables:
+                    closable.close()
+                return
+
+
+def connect(
+    target: SSHTarget, settings: ConnectSettings, pin: Pin | None = None, *, cancel: Cancel | None = None
+) -> Connection:
+    """Log in to `target` through its bastions; raise ConnectionFailure (or a subclass) when that fails.
+
+    `cancel` is asked every 50 ms; once it says so the attempt ends at once with Interrupted.
+    """
     hops: list[paramiko.Transport] = []
+    watch = _Watch(cancel)
     try:
         for hop in target.jumps:
-            sock = _open(hop, settings, hops[-1] if hops else None)
-            transport, _ = _login(hop, settings, sock, None)
+            sock = _open(hop, settings, hops[-1] if hops else None, watch)
+            transport, _ = _login(hop, settings, sock, None, watch)
             hops.append(transport)
-        sock = _open(target, settings, hops[-1] if hops else None)
-        transport, trust = _login(target, settings, sock, pin)
-    except BaseException:
+        sock = _open(target, settings, hops[-1] if hops else None, watch)
+        transport, trust = _login(target, settings, sock, pin, watch)
+    except BaseException as error:
         for transport in reversed(hops):
             transport.close()
+        if watch.fired and not isinstance(error, Interrupted):
+            raise Interrupted(f"{target.label}: connecting abandoned") from error
         raise
+    finally:
+        watch.done()
+    if watch.fired:
+        transport.close()
+        raise Interrupted(f"{target.label}: connecting abandoned")
     return Connection(target, transport, hops, trust, dict(settings.send_env))
 
 
@@ -169,7 +281,9 @@ def _timeout(target: SSHTarget, settings: ConnectSettings) -> float:
     return target.connect_timeout or settings.connect_timeout
 
 
-def _open(target: SSHTarget, settings: ConnectSettings, via: paramiko.Transport | None) -> Socket:
+def _open(
+    target: SSHTarget, settings: ConnectSettings, via: paramiko.Transport | None, watch: _Watch
+) -> Socket:
     """A socket (or socket-like channel) to the target's SSH port."""
     timeout = _timeout(target, settings)
     where = f"{target.hostname}:{target.port}"
@@ -183,11 +297,13 @@ def _open(target: SSHTarget, settings: ConnectSettings, via: paramiko.Transport 
             raise Unreachable(f"{target.label}: the bastion could not reach {where}: {reason}") from error
     if target.proxy_command:
         try:
-            return paramiko.ProxyCommand(target.proxy_command)
+            proxy = paramiko.ProxyCommand(target.proxy_command)
         except (paramiko.SSHException, OSError) as error:
             raise Unreachable(f"{target.label}: ProxyCommand failed: {_reason(error)}") from error
+        watch.add(proxy)
+        return proxy
     try:
-        sock = socket.create_connection((target.hostname, target.port), timeout=timeout)
+        sock = _dial(target.hostname, target.port, timeout, watch)
     except socket.gaierror as error:
         raise Unreachable(f"{target.label}: cannot resolve {target.hostname}: {error.strerror}") from error
     except TimeoutError as error:
@@ -196,6 +312,37 @@ def _open(target: SSHTarget, settings: ConnectSettings, via: paramiko.Transport 
         raise Unreachable(f"{target.label}: cannot connect to {where}: {_reason(error)}") from error
     _tcp_keepalive(sock)
     return sock
+
+
+def _dial(host: str, port: int, timeout: float, watch: _Watch) -> socket.socket:
+    """socket.create_connection, but polled: a blocking connect() cannot be interrupted by a stop."""
+    deadline = time.monotonic() + timeout
+    failure: OSError = OSError(errno.EHOSTUNREACH, "no address")
+    for family, kind, proto, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            code = sock.connect_ex(address)
+            while code == errno.EINPROGRESS:
+                if watch.cancelled():
+                    raise Interrupted(f"{host}:{port}: connecting abandoned")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(errno.ETIMEDOUT, "timed out")
+                _, writable, _ = select.select([], [sock], [], min(POLL_SECONDS / 2, remaining))
+                if writable:
+                    code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code:
+                failure = OSError(code, os.strerror(code))
+                sock.close()
+                continue
+        except BaseException:
+            sock.close()
+            raise
+        sock.setblocking(True)
+        watch.add(sock)
+        return sock
+    raise failure
 
 
 def _tcp_keepalive(sock: socket.socket) -> None:
@@ -211,12 +358,13 @@ def _tcp_keepalive(sock: socket.socket) -> None:
 
 
 def _login(
-    target: SSHTarget, settings: ConnectSettings, sock: Socket, pin: Pin | None
+    target: SSHTarget, settings: ConnectSettings, sock: Socket, pin: Pin | None, watch: _Watch
 ) -> tuple[paramiko.Transport, str]:
     timeout = _timeout(target, settings)
     transport = paramiko.Transport(
         sock, default_window_size=WINDOW_SIZE, default_max_packet_size=MAX_PACKET_SIZE
     )
+    watch.add(transport)
     try:
         transport.banner_timeout = timeout
         transport.handshake_timeout = timeout
@@ -345,11 +493,14 @@ def _reason(error: BaseException) -> str:
 
 __all__ = [
     "AuthenticationFailure",
+    "Cancel",
     "CommandResult",
     "ConnectSettings",
     "Connection",
     "HostKeyError",
+    "Interrupted",
     "Pin",
+    "SessionRefused",
     "Unreachable",
     "connect",
     "load_private_key",

@@ -133,6 +133,24 @@ def test_without_published_keys_known_hosts_rules_apply(
     assert out == b"on the master\n"
 
 
+def test_cluster_notices_in_json_carry_the_step_they_are_about(
+    aws: None, master: Cli, capfdbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    cluster_id = _cluster()
+    master.trust_host()
+
+    code, out, _ = _run(
+        master, capfdbinary, "--cluster-id", cluster_id, "--run-id", "exec-2", "--log-format", "json"
+    )
+
+    assert code == 0
+    records = [json.loads(line) for line in out.splitlines()]
+    (record,) = [
+        r for r in records if "verifying the master's host key with known_hosts" in r.get("line", "")
+    ]
+    assert (record["step"], record["run_id"], record["stream"]) == ("10_cluster", "exec-2", "nightshift")
+
+
 def test_the_fargate_invocation_with_the_key_in_the_environment(
     aws: None, master: Cli, capfdbinary: pytest.CaptureFixture[bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -128,7 +128,7 @@ def _settings(cli: Cli, **overrides: object) -> RemoteSettings:
 
 def test_a_step_over_its_timeout_is_stopped_with_exit_124(cli: Cli) -> None:
     step_path, pgid_file = _pgid_step(cli, "slow")
-    executor = SSHExecutor(_settings(cli, stop_grace_seconds=1.0), lambda _message: None)
+    executor = SSHExecutor(_settings(cli, stop_grace_seconds=1.0))
     invocation = Invocation(
         step=Step(step_path, 10, Engine.BASH),
         engine=Engine.BASH,
@@ -154,7 +154,7 @@ def test_a_step_over_its_timeout_is_stopped_with_exit_124(cli: Cli) -> None:
 
 def test_a_stop_requested_while_reconnecting_still_stops_the_step(cli: Cli) -> None:
     step_path, pgid_file = _pgid_step(cli, "stopdrop")
-    executor = SSHExecutor(_settings(cli, reconnect_backoff=1.0), lambda _message: None)
+    executor = SSHExecutor(_settings(cli, reconnect_backoff=1.0))
     invocation = Invocation(Step(step_path, 10, Engine.BASH), Engine.BASH, {}, "job", "stop-drop")
     stop = StopRequest()
     output = _Collect()

@@ -1,0 +1,69 @@
+"""The reconnect budget: counted from the first loss, renewed only by progress, never by a reconnect alone."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.integration.ssh.conftest import Cli
+from tests.integration.ssh.tcp_proxy import TcpProxy, tcp_proxy
+
+pytestmark = pytest.mark.sshd
+
+
+@pytest.fixture
+def proxy(cli: Cli) -> Iterator[TcpProxy]:
+    with tcp_proxy(cli.sshd.port) as relay:
+        cli.known_hosts.write_text(
+            cli.sshd.known_hosts_line() + f"[127.0.0.1]:{relay.port} {cli.sshd.host_public_key}\n"
+        )
+        yield relay
+
+
+def _via(cli: Cli, proxy: TcpProxy) -> list[str]:
+    argv = cli.target_args()
+    argv[argv.index("--port") + 1] = str(proxy.port)
+    return argv
+
+
+def _notices(stderr: bytes) -> list[str]:
+    return [line for line in stderr.decode(errors="replace").splitlines() if line.startswith("nightshift: ")]
+
+
+def test_a_server_that_drops_every_connection_ends_the_run_within_the_budget(
+    cli: Cli, proxy: TcpProxy
+) -> None:
+    # Every connection is accepted, logs in, and is cut 0.8 s later: each reconnect "succeeds",
+    # and none makes progress while the step is silent.
+    proxy.lifetime = 0.8
+    step = cli.step("10_silent.sh", "echo started\nsleep 60\n")
+
+    started = time.monotonic()
+    result = cli.run(
+        step, *_via(cli, proxy), "--reconnect-timeout", "3", "--run-id", "r1", target=False, timeout=40
+    )
+    took = time.monotonic() - started
+
+    assert result.returncode == 255, result.stderr
+    assert result.stdout == b"started\n"
+    assert took < 0.8 + 3 + 4  # the first connection, the budget, and start-up and slack
+    notices = _notices(result.stderr)
+    (why,) = [line for line in notices if "no progress" in line or "not re-established" in line]
+    assert "keeps dropping: no progress within 3 s of the first loss" in why
+    assert "run again with --run-id r1 to reattach" in why
+    assert sum("reconnected to" in line for line in notices) <= 4
+    assert notices[-1].startswith("nightshift: 10_silent.sh: unreachable in ")
+
+
+def test_progress_renews_the_budget_so_a_talking_step_survives_many_drops(cli: Cli, proxy: TcpProxy) -> None:
+    proxy.lifetime = 0.8
+    step = cli.step("10_talking.sh", 'for i in $(seq 1 20); do echo "line $i"; sleep 0.3; done\nexit 4\n')
+
+    result = cli.run(step, *_via(cli, proxy), "--reconnect-timeout", "3", target=False, timeout=60)
+
+    assert result.returncode == 4, result.stderr
+    assert result.stdout == b"".join(f"line {i}\n".encode() for i in range(1, 21))
+    assert result.stderr.count(b"reconnected to") >= 3  # it ran well past one budget, across drops
+    assert list(cli.remote_dir.iterdir()) == []
