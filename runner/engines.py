@@ -8,6 +8,23 @@ from dataclasses import dataclass, field
 
 from runner.model import Engine
 
+UTF8_LOCALE = "C.UTF-8"  # no language, no formats: only the UTF-8 codeset
+
+
+def locale_is_utf8(environ: Mapping[str, str]) -> bool:
+    """Whether a process with `environ` reads text as UTF-8: the codeset of LC_ALL, else LC_CTYPE, else LANG.
+
+    That is POSIX's order for the character type; an empty value counts as unset.
+    """
+    value = environ.get("LC_ALL") or environ.get("LC_CTYPE") or environ.get("LANG") or ""
+    codeset = value.partition(".")[2].partition("@")[0]
+    return codeset.lower().replace("-", "") == "utf8"
+
+
+def utf8_locale(environ: Mapping[str, str]) -> dict[str, str]:
+    """What to add to `environ` so an engine reads and writes UTF-8: nothing when it already does."""
+    return {} if locale_is_utf8(environ) else {"LC_ALL": UTF8_LOCALE}
+
 
 @dataclass(frozen=True)
 class Command:

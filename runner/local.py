@@ -5,15 +5,17 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import secrets
 import select
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from runner.engines import Command, engine_command
+from runner.engines import Command, engine_command, utf8_locale
 from runner.errors import UsageError
 from runner.execution import Invocation, StepResult, StopRequest
 from runner.java import find_java_home
@@ -24,6 +26,10 @@ from runner.relay import Offsets, Pumped, Stopper, pump
 READ_SIZE = 256 * 1024
 LOG_CONFIG = Path(__file__).with_name("local-log4j2.properties")
 KILL_GRACE_SECONDS = 5.0
+#: Exported into each step's environment; every process that carries it belongs to the step.
+STEP_TOKEN_VARIABLE = "NIGHTSHIFT_STEP_TOKEN"
+#: After a KILL, how long a process may take to go (one stuck in the kernel may never go).
+KILLED_WAIT_SECONDS = 1.0
 
 
 def _spark_home() -> Path:
@@ -101,12 +107,70 @@ class LocalSpark:
         return env
 
 
+class StepProcesses:
+    """Everything a step started, also what left its process group (`setsid`, daemons).
+
+    A process group is not enough: a daemon leaves it. The environment is inherited by default, so
+    the step's processes are found by a token in their environment, among this user's processes.
+    """
+
+    def __init__(self, process: subprocess.Popen[bytes], token: str, grace_seconds: float) -> None:
+        self.process = process
+        self._entry = f"{STEP_TOKEN_VARIABLE}={token}".encode()
+        self._grace = grace_seconds
+        self._termed_at: float | None = None
+        self._killed_at: float | None = None
+
+    def find(self) -> list[int]:
+        """The pids of this user's processes that carry the step's token (zombies carry nothing)."""
+        uid, found = os.getuid(), []
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                if entry.stat().st_uid != uid:
+                    continue
+                with open(f"/proc/{entry.name}/environ", "rb") as environ:
+                    entries = environ.read().split(b"\0")
+            except OSError:  # gone meanwhile, or not ours to read
+                continue
+            if self._entry in entries:
+                found.append(int(entry.name))
+        return found
+
+    def signal(self, sig: int) -> None:
+        """Signal the step's process group and every process that carries its token."""
+        _signal_group(self.process, sig)
+        for pid in self.find():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+
+    def ending(self) -> bool:
+        """One step of ending them, without waiting: TERM, KILL after the grace; true once none is left."""
+        now = time.monotonic()
+        if self._termed_at is None:
+            self._termed_at = now
+            self.signal(signal.SIGTERM)
+        elif self._killed_at is None and now - self._termed_at > self._grace:
+            self._killed_at = now
+            self.signal(signal.SIGKILL)
+        elif self._killed_at is not None and now - self._killed_at > KILLED_WAIT_SECONDS:
+            return True
+        return not self.find()
+
+    def end(self) -> None:
+        """End whatever is left of the step, waiting at most the grace (and a little after the KILL)."""
+        while not self.ending():
+            time.sleep(0.05)
+
+
 class ProcessSource:
     """A local child process seen through the relay loop's primitives: its two pipes and its exit."""
 
-    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], leftovers: StepProcesses) -> None:
         assert process.stdout is not None and process.stderr is not None
         self.process = process
+        self.leftovers = leftovers
         self._open: dict[Stream, int] = {"stdout": process.stdout.fileno(), "stderr": process.stderr.fileno()}
         for fd in self._open.values():
             os.set_blocking(fd, False)
@@ -130,7 +194,14 @@ class ProcessSource:
         return self._read("stderr")
 
     def ended(self) -> bool:
-        return not self._open and self.process.poll() is not None
+        if self.process.poll() is None:
+            return False
+        if not self._open:
+            return True
+        # The step has exited but something it started still holds a pipe open (a daemon, a
+        # `setsid` child): end it instead of waiting for it, then stop waiting for the pipes, which
+        # a process that shed the token could hold forever.
+        return self.leftovers.ending()
 
     def lost(self) -> bool:
         return False
@@ -170,7 +241,15 @@ class LocalExecutor:
             )
         command = self.spark.command(invocation)
         self.spark.state_dir.mkdir(parents=True, exist_ok=True)
-        env = {**self._environ, **self.spark.environ(self._java_home), **command.env}
+        token = secrets.token_hex(16)
+        env = {
+            **self._environ,
+            # Steps are UTF-8 text: an engine without a UTF-8 locale would garble them.
+            **utf8_locale(self._environ),
+            **self.spark.environ(self._java_home),
+            **command.env,
+            STEP_TOKEN_VARIABLE: token,
+        }
         process = subprocess.Popen(
             command.argv,
             stdin=subprocess.DEVNULL,
@@ -181,12 +260,15 @@ class LocalExecutor:
             start_new_session=True,
         )
         stopper = Stopper(stop, invocation.timeout_seconds, KILL_GRACE_SECONDS)
+        leftovers = StepProcesses(process, token, KILL_GRACE_SECONDS)
         try:
-            code = _follow(ProcessSource(process), output, stopper)
+            code = _follow(ProcessSource(process, leftovers), output, stopper)
         finally:
             if process.poll() is None:
-                _signal_group(process, signal.SIGKILL)
+                leftovers.signal(signal.SIGKILL)
             process.wait()
+            # Also after a normal exit: nothing the step started outlives it.
+            leftovers.end()
             for pipe in (process.stdout, process.stderr):
                 if pipe is not None:
                     pipe.close()
@@ -196,14 +278,14 @@ class LocalExecutor:
 
 
 def _follow(source: ProcessSource, output: StepOutput, stopper: Stopper) -> int:
-    """Relay until the process and its pipes end; on a stop or timeout, TERM its group, then KILL."""
+    """Relay until the process and its pipes end; on a stop or timeout, TERM all it started, then KILL."""
     offsets, interrupt = Offsets(), stopper.interrupt
     while pump(source, output, offsets, interrupt) is Pumped.INTERRUPTED:
         if stopper.drained:
-            _signal_group(source.process, signal.SIGKILL)
+            source.leftovers.signal(signal.SIGKILL)
             interrupt = _never  # after the KILL only what the pipes still hold is left to relay
         else:
-            _signal_group(source.process, signal.SIGTERM)
+            source.leftovers.signal(signal.SIGTERM)
     return source.process.wait()
 
 

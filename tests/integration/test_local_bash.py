@@ -6,10 +6,14 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
-from tests.conftest import run_cli, start_cli
+import pytest
+
+from tests.conftest import ROOT, run_cli, start_cli
+from tests.integration.test_local_leftovers import carrying
 
 
 def test_step_output_and_exit_code_pass_through(tmp_path: Path) -> None:
@@ -61,7 +65,10 @@ def test_step_timeout_from_pipeline_toml(tmp_path: Path) -> None:
     folder = tmp_path / "pipe"
     folder.mkdir()
     (folder / "pipeline.toml").write_text("[steps]\ntimeout_minutes = 1\n")
-    (folder / "10_hang.sh").write_text("echo hanging\nsleep 600\n")
+    # The leftover holds the pipes and has left the group: the timeout must end it too.
+    (folder / "10_hang.sh").write_text(
+        'echo "$NIGHTSHIFT_STEP_TOKEN" > token\nsetsid sleep 600 &\necho hanging\nsleep 600\n'
+    )
     (folder / "20_never.sh").write_text("echo never\n")
     # One minute is the smallest timeout pipeline.toml allows; the test waits for it on purpose.
     result = run_cli(folder, cwd=tmp_path, timeout=180)
@@ -70,6 +77,7 @@ def test_step_timeout_from_pipeline_toml(tmp_path: Path) -> None:
     summary = [line.removeprefix("nightshift: ") for line in result.stderr.decode().splitlines()[-3:]]
     assert summary[1].split()[:4] == ["10_hang.sh", "10", "timed", "out"]
     assert summary[2].split() == ["20_never.sh", "20", "not", "run", "-"]
+    assert carrying((tmp_path / "token").read_text().strip()) == []
 
 
 def test_dry_run_prints_the_commands_and_runs_nothing(tmp_path: Path) -> None:
@@ -86,3 +94,33 @@ def test_dry_run_prints_the_commands_and_runs_nothing(tmp_path: Path) -> None:
     assert "/pyspark/bin/spark-sql --master 'local[*]'" in lines[1]
     assert len(lines) == 2
     assert not (tmp_path / "ran").exists() and not state.exists()
+
+
+def without_locale(**extra: str) -> dict[str, str]:
+    """The environment of a session without a locale (a bare sshd, a cron job, a container)."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("LANG", "LC_", "PYTHONCOERCECLOCALE"))},
+        "PYTHONPATH": str(ROOT),
+        **extra,
+    }
+
+
+# Python itself would hand its children LC_CTYPE=C.UTF-8 when the locale is C (PEP 538), unless
+# LC_ALL is set or the coercion is off: those are the sessions where the engine got ASCII.
+NO_UTF8 = {"coercion off": {"PYTHONCOERCECLOCALE": "0"}, "LC_ALL=POSIX": {"LC_ALL": "POSIX"}}
+
+
+@pytest.mark.parametrize("extra", NO_UTF8.values(), ids=NO_UTF8.keys())
+def test_a_step_runs_under_a_utf8_locale_when_the_session_has_none(
+    tmp_path: Path, extra: dict[str, str]
+) -> None:
+    step = tmp_path / "count.sh"
+    step.write_text("printf 'ünï' | wc -m\n")
+    env = without_locale(**extra)
+    bare = subprocess.run(["bash", str(step)], env=env, capture_output=True, check=True)
+    assert bare.stdout.split() == [b"5"], "without a locale wc counts bytes: the case the runner fixes"
+    result = subprocess.run(
+        [sys.executable, "-m", "runner", str(step)], env=env, cwd=tmp_path, capture_output=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [b"3"]

