@@ -75,6 +75,8 @@ def _name_matches(patterns: Sequence[str], name: str) -> bool:
 class KnownKey:
     key: paramiko.PKey
     where: str
+    #: an `@revoked` line: this key must never be accepted for the host, whatever else says so
+    revoked: bool = False
 
 
 def _read_known_hosts(path: Path, name: str) -> list[KnownKey]:
@@ -87,7 +89,10 @@ def _read_known_hosts(path: Path, name: str) -> list[KnownKey]:
     found: list[KnownKey] = []
     for number, raw in enumerate(lines, 1):
         line = raw.strip()
-        # @cert-authority and @revoked lines are OpenSSH features this runner does not take part in.
+        revoked = line.startswith("@revoked ") or line.startswith("@revoked\t")
+        if revoked:
+            line = line.removeprefix("@revoked").strip()
+        # Host certificates (@cert-authority) are an OpenSSH feature this runner does not take part in.
         if not line or line.startswith(("#", "@")):
             continue
         try:
@@ -96,7 +101,7 @@ def _read_known_hosts(path: Path, name: str) -> list[KnownKey]:
             continue
         if entry is None or not entry.valid or not _name_matches(entry.hostnames, name):
             continue
-        found.append(KnownKey(entry.key, f"{path}:{number}"))
+        found.append(KnownKey(entry.key, f"{path}:{number}", revoked))
     return found
 
 
@@ -108,6 +113,10 @@ class HostKeyPolicy:
     accept_new: bool = False
 
     def known_keys(self, name: str) -> list[KnownKey]:
+        """Keys known for `name`; revoked ones are not among them."""
+        return [known for known in self._entries(name) if not known.revoked]
+
+    def _entries(self, name: str) -> list[KnownKey]:
         return [known for path in self.known_hosts for known in _read_known_hosts(path, name)]
 
     def preferred_algorithms(self, name: str, pinned: Sequence[paramiko.PKey] | None) -> list[str]:
@@ -130,6 +139,14 @@ class HostKeyPolicy:
         pinned_source: str = "",
     ) -> str:
         """Accept `key` for the host known as `name`, or raise HostKeyError. Returns how it was trusted."""
+        entries = self._entries(name)
+        # As OpenSSH: a revoked key is refused before anything else is asked, pinned or new alike.
+        for entry in entries:
+            if entry.revoked and _same(key, entry.key):
+                raise HostKeyError(
+                    f"host key of {label} ({describe_key(key)}) is REVOKED "
+                    f"({entry.where} marks it @revoked): refusing to connect"
+                )
         if pinned is not None:
             if any(_same(key, candidate) for candidate in pinned):
                 return f"host key {describe_key(key)} matches {pinned_source}"
@@ -138,7 +155,7 @@ class HostKeyPolicy:
                 f"host key of {label} ({describe_key(key)}) is not the one {pinned_source} holds "
                 f"({published}): refusing to connect (someone may be intercepting the connection)"
             )
-        known = self.known_keys(name)
+        known = [entry for entry in entries if not entry.revoked]
         if any(_same(key, candidate.key) for candidate in known):
             return f"host key {describe_key(key)} found in known hosts"
         same_type = [candidate for candidate in known if candidate.key.get_name() == key.get_name()]
@@ -163,7 +180,7 @@ class HostKeyPolicy:
         path = self.known_hosts[0]
         # Parallel steps reach the same new host at once: record it once.
         with _WRITE_LOCK:
-            if any(_same(key, known.key) for known in _read_known_hosts(path, name)):
+            if any(_same(key, known.key) and not known.revoked for known in _read_known_hosts(path, name)):
                 return f"host key {describe_key(key)} recorded by a parallel step"
             try:
                 path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -177,6 +177,20 @@ def test_a_changed_host_key_is_refused_even_with_accept_new(cli: Cli, tmp_path: 
     assert cli.known_hosts.read_text() == f"[127.0.0.1]:{cli.sshd.port} {kind} {blob}\n"
 
 
+def test_a_revoked_host_key_is_refused_even_with_accept_new_and_not_recorded(cli: Cli) -> None:
+    revoked = f"@revoked {cli.sshd.known_hosts_line()}"
+    cli.known_hosts.write_text(revoked)
+    step = cli.step("10_x.sh", "echo never\n")
+
+    result = cli.run(step, "--accept-new-host-key")
+
+    assert result.returncode == 255
+    (line,) = _error_lines(result.stderr)
+    assert "is REVOKED" in line and f"{cli.known_hosts}:1 marks it @revoked" in line
+    assert cli.known_hosts.read_text() == revoked
+    assert result.stdout == b""
+
+
 def test_a_hashed_known_hosts_entry_is_recognised(cli: Cli) -> None:
     subprocess.run(["ssh-keygen", "-q", "-H", "-f", str(cli.known_hosts)], check=True, capture_output=True)
     assert cli.known_hosts.read_text().startswith("|1|")

@@ -82,6 +82,36 @@ def test_a_pinned_key_wins_over_known_hosts_and_a_mismatch_is_refused(tmp_path: 
         policy.verify(NAME, "m", stale, pinned=[pinned], pinned_source="SSM parameter x")
 
 
+def test_a_revoked_key_is_refused_even_with_accept_new_and_never_recorded(tmp_path: Path) -> None:
+    key = _key()
+    known = tmp_path / "known_hosts"
+    known.write_text("@revoked " + _line(NAME, key))
+
+    with pytest.raises(HostKeyError, match=rf"is REVOKED \({known}:1 marks it @revoked\)"):
+        HostKeyPolicy((known,), accept_new=True).verify(NAME, "m", key)
+    assert known.read_text() == "@revoked " + _line(NAME, key)
+
+
+def test_revocation_wins_over_a_known_line_and_a_published_key(tmp_path: Path) -> None:
+    key = _key()
+    known = tmp_path / "known_hosts"
+    known.write_text(_line(NAME, key) + "@revoked\t" + _line("*", key))
+    policy = HostKeyPolicy((known,))
+
+    with pytest.raises(HostKeyError, match="REVOKED"):
+        policy.verify(NAME, "m", key)
+    with pytest.raises(HostKeyError, match="REVOKED"):
+        policy.verify(NAME, "m", key, pinned=[key], pinned_source="SSM parameter x")
+
+
+def test_a_key_revoked_for_other_hosts_only_is_still_trusted(tmp_path: Path) -> None:
+    key = _key()
+    known = tmp_path / "known_hosts"
+    known.write_text("@revoked " + _line("other-host", key) + _line(NAME, key))
+
+    assert "found in known hosts" in HostKeyPolicy((known,)).verify(NAME, "m", key)
+
+
 def test_published_keys_are_parsed_one_per_line() -> None:
     a, b = _key(), _key()
     text = (
