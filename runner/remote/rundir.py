@@ -72,7 +72,7 @@ def path_component(text: str) -> str:
 
 
 def relative_to_home(remote_dir: str) -> str:
-    """`~/x` as `x`: commands and SFTP both start in the login directory. `-x` as `./-x`: never an option."""
+    """`~/x` as `x`: every command starts in the login directory. `-x` as `./-x`: never an option."""
     if remote_dir in {"~", "~/"}:
         return "."
     relative = remote_dir[2:] if remote_dir.startswith("~/") else remote_dir
@@ -232,16 +232,18 @@ class RunDirectory:
                     "umask 077",
                     _CHECKS,
                     self._owned(),
+                    # Names go into messages through variables: a file name may hold `"`, `$`, `.
+                    f"name={q(name)} d={d}",
                     f"err=$(cat 2>&1 > {staged})",
                     f"n=$(wc -c 2>/dev/null < {staged} || echo 0)",
                     f'if [ "$n" -ne {size} ]; then',
                     f"  rm -f -- {staged}",
-                    f"  free=$(free_kib {d})",
+                    '  free=$(free_kib "$d")',
                     f'  if [ -n "$free" ] && [ "$free" -lt {size // 1024 + DISK_FULL_KIB} ]; then',
-                    f'    refuse {UPLOAD_FAILED} "cannot store {name} in {self.path}: '
-                    f'the remote disk is full ($free KiB free in {self.path})"',
+                    f'    refuse {UPLOAD_FAILED} "cannot store $name in $d: '
+                    'the remote disk is full ($free KiB free in $d)"',
                     "  fi",
-                    f'  refuse {UPLOAD_FAILED} "cannot store {name} in {self.path}: '
+                    f'  refuse {UPLOAD_FAILED} "cannot store $name in $d: '
                     f'$n of {size} bytes written${{err:+ (${{err##*: }})}}"',
                     "fi",
                     f"mv -f -- {staged} {target}",
@@ -328,7 +330,8 @@ class RunDirectory:
             f'  NIGHTSHIFT_STEP_TOKEN="$tok" {shlex.join(command.argv)} </dev/null',
             "  code=$?",
             "else",
-            f'  echo "nightshift: {binary}: command not found on $(hostname) (PATH=$PATH)" >&2',
+            "  printf 'nightshift: %s: command not found on %s (PATH=%s)\\n' \\",
+            f'    {q(binary)} "$(hostname)" "$PATH" >&2',
             "  code=127",
             "fi",
             '[ -n "$toucher" ] && kill "$toucher" 2>/dev/null',
@@ -456,7 +459,8 @@ class RunDirectory:
                     "done",
                     f"pg=$(cat {pid}); tok=$(cat {q(self.file('token'))} 2>/dev/null)",
                     "case $pg in ''|*[!0-9]*) exit 0 ;; esac",
-                    # The group only if its leader is still our launcher (Linux reuses no live group id).
+                    # The group only if its leader is still our launcher (Linux reuses no live group
+                    # id). `kill -SIG -PGID`, never `kill -SIG -- -PGID`: dash's kill takes no `--`.
                     "ours=",
                     f'[ ! -e {q(self.file("exit"))} ] && [ -O "/proc/$pg" ] '
                     f'&& grep -qzxF -- {q(self.launcher)} "/proc/$pg/cmdline" 2>/dev/null && ours=1',

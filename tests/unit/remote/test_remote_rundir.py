@@ -371,3 +371,18 @@ def test_a_follow_of_a_run_directory_that_is_gone_ends_at_once(tmp_path: Path) -
 
     assert result.returncode == FOLLOW_NO_RUN_DIRECTORY
     assert time.monotonic() - started < 5
+
+
+def test_a_file_name_with_shell_characters_is_only_ever_data(tmp_path: Path) -> None:
+    directory = RunDirectory.for_step("runs", "p", "r", "s", 'x"$(touch pwned)`id`.sql')
+    _sh(directory.prepare_command(), tmp_path)
+    name = directory.step_file_name
+
+    stored = _sh(directory.upload_command(name, 2), tmp_path, b"ok")
+    short = _sh(directory.upload_command(name, 3), tmp_path, b"ok")
+
+    assert stored.returncode == 0, stored.stderr
+    assert (tmp_path / directory.step_file).read_bytes() == b"ok"
+    assert short.returncode == UPLOAD_FAILED
+    assert short.stderr.decode() == f"cannot store {name} in runs/p/r/s: 2 of 3 bytes written\n"
+    assert not (tmp_path / "pwned").exists()
