@@ -167,3 +167,22 @@ def test_a_remote_dir_that_is_another_users_symbolic_link_is_refused(
     (line,) = _error_lines(result.stderr)
     assert f"{shared_tmp}/runs is a symbolic link of {other_user.name}" in line
     assert list(sticky.iterdir()) == []
+
+
+def test_a_follower_pid_of_another_users_process_is_never_signalled(
+    cli: Cli, shared_tmp: Path, other_user: OtherUser
+) -> None:
+    step = cli.step("10_hers.sh", "echo never\n")
+    run = shared_tmp / "10_hers" / "nightly" / "10_hers"
+    started = other_user.run(f"setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo $!; mkdir -p {run}")
+    hers = int(started.stdout)
+    try:
+        other_user.run(f"echo {hers} > {run}/follower")
+
+        result = _run_in(cli, shared_tmp, step, "--run-id", "nightly")
+
+        assert result.returncode == 1
+        assert f"{shared_tmp}/10_hers belongs to {other_user.name}" in result.stderr.decode()
+        assert process_group_alive(hers, within=0)
+    finally:
+        os.kill(hers, signal.SIGKILL)
