@@ -313,11 +313,10 @@ class RunDirectory:
         rounds = max(1, int(grace_seconds * 10))
         exit_tmp, exit_file = q(self.file("exit.tmp")), q(self.file("exit"))
         lines += [
-            # The codeset of the first of LC_ALL, LC_CTYPE, LANG that is set decides, as in C.
-            "case ${LC_ALL:-${LC_CTYPE:-${LANG:-}}} in",
-            "  *.[Uu][Tt][Ff]-8|*.[Uu][Tt][Ff]8|*.[Uu][Tt][Ff]-8@*|*.[Uu][Tt][Ff]8@*) ;;",
-            "  *) LC_ALL=C.UTF-8; export LC_ALL ;;",
-            "esac",
+            # The codeset the engine would get from LC_ALL, else LC_CTYPE, else LANG, as the C
+            # library resolves it: a UTF-8 name the master has no locale for (a laptop's
+            # en_GB.UTF-8, macOS's LC_CTYPE=UTF-8) is ASCII there too.
+            'if [ "$(locale charmap 2>/dev/null)" != UTF-8 ]; then LC_ALL=C.UTF-8; export LC_ALL; fi',
             # EMR's idle check sees no YARN application for a bash step: say the cluster is busy.
             f"busy={q(busy_file)}",
             "toucher=",

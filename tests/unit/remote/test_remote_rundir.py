@@ -255,12 +255,14 @@ def test_finish_reports_a_disk_that_filled_before_the_exit_code_could_be_written
     assert finished.disk_full_kib is not None
 
 
-def _launch(tmp_path: Path, command: Command, **options: object) -> tuple[int, str, str, str]:
+def _launch(
+    tmp_path: Path, command: Command, env: dict[str, str] | None = None, **options: object
+) -> tuple[int, str, str, str]:
     directory = RunDirectory(str(tmp_path / "run dir"), "10_step.sh")
     Path(directory.path).mkdir()
     Path(directory.launcher).write_text(directory.launcher_script(command, label="p/10_step.sh", **options))  # type: ignore[arg-type]
     result = subprocess.run(
-        ["sh", directory.launcher], capture_output=True, text=True, check=False, timeout=60
+        ["sh", directory.launcher], capture_output=True, text=True, check=False, timeout=60, env=env
     )
     exit_code = Path(directory.file("exit")).read_text().strip()
     pid = Path(directory.file("pid")).read_text().strip()
@@ -386,3 +388,24 @@ def test_a_file_name_with_shell_characters_is_only_ever_data(tmp_path: Path) -> 
     assert short.returncode == UPLOAD_FAILED
     assert short.stderr.decode() == f"cannot store {name} in runs/p/r/s: 2 of 3 bytes written\n"
     assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize(
+    ("session", "seen"),
+    [
+        ({}, "C.UTF-8 UTF-8"),
+        ({"LANG": "C.UTF-8"}, "- UTF-8"),
+        ({"LANG": "C.UTF-8", "LC_ALL": "POSIX"}, "C.UTF-8 UTF-8"),
+        ({"LANG": "xx_YY.UTF-8"}, "C.UTF-8 UTF-8"),  # looks UTF-8, but no such locale here
+        ({"LC_CTYPE": "UTF-8"}, "C.UTF-8 UTF-8"),  # what macOS sends
+    ],
+    ids=["none", "utf8", "lc-all-posix", "not-installed", "macos-lc-ctype"],
+)
+def test_engines_run_under_a_utf8_locale(tmp_path: Path, session: dict[str, str], seen: str) -> None:
+    script = tmp_path / "step.sh"
+    script.write_text('echo "${LC_ALL:--} $(locale charmap)"\n')
+    env = {"PATH": os.environ["PATH"], **session}
+
+    _, stdout, _, _ = _launch(tmp_path, Command(("bash", str(script))), env=env)
+
+    assert stdout == f"{seen}\n"
