@@ -177,7 +177,7 @@ class _JsonStep(StepOutput):
         super().__init__(lambda message: out.write_records([self._notice_record(f"{label}: {message}")]))
         self._out = out
         self._lines: dict[Stream, _Line] = {"stdout": _Line(), "stderr": _Line()}
-        room = MAX_EVENT_BYTES - len(self._fields.encode()) - _OTHER_FIELDS_BYTES
+        room = MAX_EVENT_BYTES - len(self._fields.encode("utf-8", "backslashreplace")) - _OTHER_FIELDS_BYTES
         # Names so long that a record barely fits still get whole UTF-8 sequences (up to 4 bytes).
         self._fragment = max(4, min(FRAGMENT_BYTES, room // 6))
 

@@ -95,3 +95,9 @@ def test_random_output_round_trips_to_the_same_bytes(seed: int) -> None:
         feeds.append((stream, streams[stream][start : start + size]))
         offsets[stream] = start + size
     assert reassemble(records_of(relay(feeds))) == streams
+
+
+def test_names_that_are_not_utf8_still_give_records() -> None:
+    # A --run-id from argv bytes that are not UTF-8 reaches Python as lone surrogates.
+    (record,) = records_of(relay([("stdout", b"x\n")], run_id="run-\udcff"))
+    assert (record["run_id"], record["line"]) == ("run-\udcff", "x")
