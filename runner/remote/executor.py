@@ -366,7 +366,7 @@ class _StepRun:
         follower: ChannelFollower | None = None
         while True:
             if phase is Phase.STOPPING:
-                self._send_stop()
+                self._send_stop(beside=follower is not None)
                 phase = Phase.DRAINING
             if follower is None:
                 if phase is Phase.DRAINING:
@@ -469,12 +469,15 @@ class _StepRun:
     def _past_deadline(self) -> bool:
         return self._remaining() <= 0
 
-    def _send_stop(self) -> None:
-        """Send the stop once, over the live connection or one quick reconnect; never wait for its end."""
+    def _send_stop(self, *, beside: bool = False) -> None:
+        """Send the stop once, over a connection beside the follower's, the live one, or a new one.
+
+        Never waits for the step to end: the master escalates TERM -> KILL on its own.
+        """
         if self.stop_sent:
             return
         self.stop_sent = True
-        connection = self.session.rescue(max(self._remaining(), 0.1))
+        connection = self.session.rescue(max(self._remaining(), 0.1), beside=beside)
         if connection is None:
             self.notice(
                 f"could not reach {self.session.label} to stop the step; it may still be running in "

@@ -158,17 +158,30 @@ class Session:
             )
         return what + self.hint
 
-    def rescue(self, seconds: float) -> Connection | None:
-        """For a stopping runner: the live connection, else one attempt within `seconds`; None if none."""
-        if self._connection is not None and self._connection.active:
-            return self._connection
+    def rescue(self, seconds: float, *, beside: bool = False) -> Connection | None:
+        """For a stopping runner: a connection within `seconds`, or None when there is none.
+
+        A second connection opened for the stop is used first; with `beside` (a follower still runs
+        on the live connection) one is opened next to it, which neither MaxSessions 1 nor the
+        output still in flight on the live one can hold up. Otherwise the live connection, or one
+        new attempt when it is gone.
+        """
         deadline = time.monotonic() + seconds
+        if self._side is not None and self._side.active:
+            return self._side
+        live = self._connection is not None and self._connection.active
+        if live and not beside:
+            return self._connection
         try:
-            self._connection = self._connect(lambda: time.monotonic() > deadline)
+            connection = self._connect(lambda: time.monotonic() > deadline)
         except (ConnectionFailure, Interrupted) as error:
             self._last = reason(error, self.label)
             return None
-        return self._connection
+        if live:
+            self._side = connection
+        else:
+            self._connection = connection
+        return connection
 
     def run(
         self,

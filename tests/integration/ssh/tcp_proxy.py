@@ -23,6 +23,8 @@ class TcpProxy:
     lifetime: float | None = None
     #: bytes per second from the client to the server (an upload over a slow link)
     upload_rate: float | None = None
+    #: bytes per second from the server to the client (output over a slow link)
+    download_rate: float | None = None
     port: int = field(init=False)
     accepted: int = field(init=False, default=0)
     _listener: socket.socket = field(init=False)
@@ -67,7 +69,9 @@ class TcpProxy:
             with self._lock:
                 self._open += [client, server]
             threading.Thread(target=self._relay, args=(client, server, self.upload_rate), daemon=True).start()
-            threading.Thread(target=self._relay, args=(server, client, None), daemon=True).start()
+            threading.Thread(
+                target=self._relay, args=(server, client, self.download_rate), daemon=True
+            ).start()
             if self.lifetime is not None:
                 timer = threading.Timer(self.lifetime, self._cut_pair, (client, server))
                 timer.daemon = True
