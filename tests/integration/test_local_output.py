@@ -131,3 +131,21 @@ def test_every_json_record_names_pipeline_step_and_run(tmp_path: Path) -> None:
         ("20_b", "20_b.sh: started (bash)"),
         ("20_b", "20_b.sh: succeeded"),
     ]
+
+
+def test_json_records_give_back_the_exact_bytes_of_both_streams(tmp_path: Path) -> None:
+    out = (
+        b"caf\xc3\xa9\r\n\xff\xfe not utf-8\n\\xff literally\n"
+        + "✓".encode() * 40_000
+        + b"\n\x00\x01\x1b[0m\nend"
+    )
+    err = b"progress 10%\rprogress 100%\r\nwarning without newline"
+    (tmp_path / "out.bin").write_bytes(out)
+    (tmp_path / "err.bin").write_bytes(err)
+    step = tmp_path / "bytes.sh"
+    step.write_text("cat out.bin\ncat err.bin >&2\n")
+    result = run_cli(step, "--log-format", "json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert any("line_b64" in r for r in records) and any("part" in r for r in records)
+    assert reassemble(records) == {"stdout": out, "stderr": err}
