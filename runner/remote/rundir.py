@@ -32,20 +32,28 @@ DISK_FULL_KIB = 64
 _NAP = "if [ $i -lt 100 ]; then sleep 0.002; else sleep 0.05; fi"
 _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-_")
 _DISK_FULL = re.compile(r"^disk-full (\d+)$")
+_SAFE_START = re.compile(r"[A-Za-z0-9._/]")
 
 # Shared by every script: refuse a directory that someone other than the login could have written.
+# Every script runs on each step's path, so the checks that pass cost one fork (find) in all:
+# `[ -L ]`, `[ -d ]` and `[ -O ]` are built in; stat and id run only to word a refusal.
 _CHECKS = f"""\
 refuse() {{ printf '%s\\n' "$2" >&2; exit "$1"; }}
 free_kib() {{ df -Pk -- "$1" 2>/dev/null | awk 'NR == 2 {{ print $4 }}'; }}
 mine() {{
-  [ -L "$1" ] && refuse {RUN_DIRECTORY_NOT_SAFE} "$1 is a symbolic link: refusing to use it"
-  [ -d "$1" ] || refuse {RUN_DIRECTORY_NOT_SAFE} "$1 is not a directory: refusing to use it"
-  [ -O "$1" ] || refuse {RUN_DIRECTORY_NOT_SAFE} \
-"$1 belongs to $(stat -c %U -- "$1"), not to $(id -un), the login: refusing to use it"
-  case $(stat -c %A -- "$1") in
-    ?????w*|????????w*) refuse {RUN_DIRECTORY_NOT_SAFE} \
-"$1 is writable by others (mode $(stat -c %a -- "$1")): refusing to use it" ;;
-  esac
+  for l; do
+    [ -L "$l" ] && refuse {RUN_DIRECTORY_NOT_SAFE} "$l is a symbolic link: refusing to use it"
+    [ -d "$l" ] || refuse {RUN_DIRECTORY_NOT_SAFE} "$l is not a directory: refusing to use it"
+    [ -O "$l" ] || refuse {RUN_DIRECTORY_NOT_SAFE} \
+"$l belongs to $(stat -c %U -- "$l"), not to $(id -un), the login: refusing to use it"
+  done
+  [ -z "$(find "$@" -maxdepth 0 -perm /022 -print -quit 2>/dev/null)" ] && return 0
+  for l; do
+    case $(stat -c %A -- "$l") in
+      ?????w*|????????w*) refuse {RUN_DIRECTORY_NOT_SAFE} \
+"$l is writable by others (mode $(stat -c %a -- "$l")): refusing to use it" ;;
+    esac
+  done
 }}"""
 
 # Signal ($1) the login's processes that carry the step's token ($tok), printing their pids: the
@@ -72,11 +80,14 @@ def path_component(text: str) -> str:
 
 
 def relative_to_home(remote_dir: str) -> str:
-    """`~/x` as `x`: every command starts in the login directory. `-x` as `./-x`: never an option."""
+    """`~/x` as `x`: every command starts in the login directory. `-x` as `./-x`: never an option.
+
+    Likewise `(x` or `!x`, which find would take for an expression.
+    """
     if remote_dir in {"~", "~/"}:
         return "."
     relative = remote_dir[2:] if remote_dir.startswith("~/") else remote_dir
-    return f"./{relative}" if relative.startswith("-") else relative
+    return relative if _SAFE_START.match(relative) else f"./{relative}"
 
 
 def sh(script: str) -> str:
@@ -159,7 +170,7 @@ class RunDirectory:
     def _owned(self) -> str:
         """Check each level the runner owns; the script exits 93 with a reason at the first bad one."""
         run, pipeline = self.parents
-        return " && ".join(f"mine {shlex.quote(level)}" for level in (pipeline, run, self.path))
+        return "mine " + " ".join(shlex.quote(level) for level in (pipeline, run, self.path))
 
     def prepare_command(self) -> str:
         """Make the run directory, or accept the one this login made before; print `launched` or `new`.
@@ -178,8 +189,8 @@ class RunDirectory:
                     "umask 077",
                     _CHECKS,
                     "level() {",
-                    '  err=$(mkdir -- "$1" 2>&1) && return 0',
-                    '  [ -e "$1" ] || [ -L "$1" ] || cannot "$1" "$err"',
+                    '  mkdir -- "$1" 2>/dev/null && return 0',
+                    '  [ -e "$1" ] || [ -L "$1" ] || cannot "$1" "$(mkdir -- "$1" 2>&1)"',
                     '  mine "$1"',
                     "}",
                     "cannot() {",
@@ -192,17 +203,19 @@ class RunDirectory:
                     f"b={q(self.base)}",
                     'if [ ! -d "$b" ]; then err=$(mkdir -p -- "$b" 2>&1) || cannot "$b" "$err"; fi',
                     # A symbolic link someone else owns could be pointed elsewhere between two runs.
-                    'owner=$(stat -c %u -- "$b")',
-                    'if [ -L "$b" ] && [ "$owner" != "$(id -u)" ] && [ "$owner" != 0 ]; then',
-                    f'  refuse {RUN_DIRECTORY_NOT_SAFE} "$b is a symbolic link of $(stat -c %U -- "$b"), '
+                    'if [ -L "$b" ]; then',
+                    '  owner=$(stat -c %u -- "$b")',
+                    '  if [ "$owner" != "$(id -u)" ] && [ "$owner" != 0 ]; then',
+                    f'    refuse {RUN_DIRECTORY_NOT_SAFE} "$b is a symbolic link of $(stat -c %U -- "$b"), '
                     'neither of $(id -un), the login, nor of root: refusing to use it"',
+                    "  fi",
                     "fi",
-                    'owner=$(stat -L -c %u -- "$b")',
-                    'if [ "$owner" != "$(id -u)" ] && [ "$owner" != 0 ]; then',
+                    'set -- $(stat -L -c "%u %A" -- "$b")',
+                    'if ! [ -O "$b" ] && [ "$1" != 0 ]; then',
                     f'  refuse {RUN_DIRECTORY_NOT_SAFE} "$b belongs to $(stat -L -c %U -- "$b"), '
                     'neither to $(id -un), the login, nor to root: refusing to use it"',
                     "fi",
-                    'case $(stat -L -c %A -- "$b") in',
+                    "case $2 in",
                     "  *t|*T) ;;",
                     f'  ?????w*|????????w*) refuse {RUN_DIRECTORY_NOT_SAFE} "$b is writable by others '
                     'and not sticky (mode $(stat -L -c %a -- "$b")): refusing to use it" ;;',
@@ -235,8 +248,8 @@ class RunDirectory:
                     # Names go into messages through variables: a file name may hold `"`, `$`, `.
                     f"name={q(name)} d={d}",
                     f"err=$(cat 2>&1 > {staged})",
-                    f"n=$(wc -c 2>/dev/null < {staged} || echo 0)",
-                    f'if [ "$n" -ne {size} ]; then',
+                    f"n=$(wc -c 2>/dev/null < {staged})",
+                    f'if [ "${{n:-0}}" -ne {size} ]; then',
                     f"  rm -f -- {staged}",
                     '  free=$(free_kib "$d")',
                     f'  if [ -n "$free" ] && [ "$free" -lt {size // 1024 + DISK_FULL_KIB} ]; then',
@@ -244,7 +257,7 @@ class RunDirectory:
                     'the remote disk is full ($free KiB free in $d)"',
                     "  fi",
                     f'  refuse {UPLOAD_FAILED} "cannot store $name in $d: '
-                    f'$n of {size} bytes written${{err:+ (${{err##*: }})}}"',
+                    f'${{n:-0}} of {size} bytes written${{err:+ (${{err##*: }})}}"',
                     "fi",
                     f"mv -f -- {staged} {target}",
                 ]
@@ -263,7 +276,7 @@ class RunDirectory:
             _CHECKS,
             f"[ -d {d} ] || exit 0",
             self._owned(),
-            f"if [ -f {exit_file} ]; then cat {exit_file}",
+            f'if [ -f {exit_file} ]; then read -r code < {exit_file}; echo "$code"',
             f"elif [ -L {no_space} ]; then readlink {no_space}; fi",
             f"if [ ! -f {exit_file} ]; then",
             f"  free=$(free_kib {d})",
@@ -273,9 +286,7 @@ class RunDirectory:
             "fi",
         ]
         if not keep:
-            lines.append(
-                f"rm -rf -- {d} && rmdir -- {q(run)} 2>/dev/null && rmdir -- {q(pipeline)} 2>/dev/null"
-            )
+            lines.append(f"rm -rf -- {d} && rmdir -- {q(run)} {q(pipeline)} 2>/dev/null")
         lines.append("exit 0")
         return sh("\n".join(lines))
 
@@ -302,7 +313,8 @@ class RunDirectory:
         lines = [
             f"# Nightshift launcher: {label.replace(chr(10), ' ')}",
             "umask 077",
-            "tok=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \\n')",
+            # Random, from the kernel, without a fork: the step's start waits for this script.
+            "read -r tok < /proc/sys/kernel/random/uuid",
             f'printf "%s\\n" "$tok" > {token_tmp} && mv -f -- {token_tmp} {token}',
             f"echo $$ > {pid_tmp} && mv -f -- {pid_tmp} {q(self.file('pid'))}",
         ]
@@ -402,7 +414,7 @@ class RunDirectory:
                 f"    i=$((i+1)); [ $i -gt {waits} ] && exit {FOLLOW_NOT_STARTED}; {_NAP}",
                 "  done",
                 "fi",
-                f"pid=$(cat {pid})",
+                f"read -r pid < {pid}",
                 f"{tail} -c +{stdout_offset + 1} {out} &",
                 # Both in the background: a shell reports a foreground job that a signal killed.
                 f"{tail} -c +{stderr_offset + 1} {err} >&2 &",

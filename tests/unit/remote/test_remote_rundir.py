@@ -88,6 +88,8 @@ def test_the_run_directory_is_unique_per_pipeline_run_and_step() -> None:
 def test_a_relative_remote_dir_that_looks_like_an_option_is_not_one() -> None:
     assert relative_to_home("-runs") == "./-runs"
     assert relative_to_home("~/-runs") == "./-runs"
+    assert relative_to_home("(runs") == "./(runs"
+    assert relative_to_home("!runs") == "./!runs"
     assert RunDirectory.for_step("-runs", "p", "r", "s", "s.sh").path == "./-runs/p/r/s"
 
 
@@ -267,7 +269,7 @@ def _launch(
     exit_code = Path(directory.file("exit")).read_text().strip()
     pid = Path(directory.file("pid")).read_text().strip()
     assert pid.isdigit()
-    assert re.fullmatch(r"[0-9a-f]{32}", Path(directory.file("token")).read_text().strip())
+    assert re.fullmatch(r"[0-9a-f-]{36}", Path(directory.file("token")).read_text().strip())
     for name in ("token", "pid", "exit"):
         assert _mode(Path(directory.file(name))) == "0o600", name
     return result.returncode, result.stdout, result.stderr, exit_code
