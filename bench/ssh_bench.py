@@ -1,4 +1,4 @@
-"""The SSH executor side by side with OpenSSH against one local sshd: throughput, first line, reattach."""
+"""The SSH executor beside OpenSSH on one local sshd: throughput, a long line, first line, reattach."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ RECONNECT_BACKOFF = 0.5  # RemoteSettings.reconnect_backoff: the first pause aft
 
 
 class Bench:
-    def __init__(self, sshd: Sshd, work: Path) -> None:
+    def __init__(self, sshd: Sshd, work: Path, baseline: Path | None = None) -> None:
         self.sshd = sshd
         self.work = work
         self.home = work / "home"
@@ -34,6 +34,8 @@ class Bench:
         self.known_hosts.write_text(sshd.known_hosts_line())
         self.env = {**os.environ, "HOME": str(self.home), "PYTHONPATH": str(ROOT)}
         self.env.pop("SSH_AUTH_SOCK", None)
+        #: another checkout's runner, run the same way (--baseline): "before" beside "after"
+        self.baseline_env = {**self.env, "PYTHONPATH": str(baseline)} if baseline else None
 
     def step(self, name: str, text: str) -> Path:
         path = self.work / "job" / name
@@ -53,9 +55,19 @@ class Bench:
 
 
 def _wall(argv: list[str], env: dict[str, str]) -> float:
+    return _wall_rss(argv, env)[0]
+
+
+def _wall_rss(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall time to the end, and the command's own peak resident memory in MiB (its rusage, not ours)."""
     started = time.perf_counter()
-    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-    return time.perf_counter() - started
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    took = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"{argv[:4]}... exited with {process.returncode}")
+    return took, usage.ru_maxrss / 1024  # KiB on Linux
 
 
 def _first_line(argv: list[str], env: dict[str, str]) -> float:
@@ -76,11 +88,34 @@ def _median(samples: list[float]) -> float:
 def throughput(bench: Bench, runs: int, lines: int, width: int) -> dict[str, float]:
     command = f"seq {lines}" if width <= 8 else f"yes {'x' * (width - 1)} | head -n {lines}"
     step = bench.step("10_throughput.sh", command + "\n")
-    ours, theirs = [], []
-    for _ in range(runs):  # interleaved, so machine noise hits both alike
+    ours, theirs, before = [], [], []
+    for _ in range(runs):  # interleaved, so machine noise hits all alike
         ours.append(_wall(bench.runner(step), bench.env))
         theirs.append(_wall(bench.openssh(command), bench.env))
-    return {"runner_s": _median(ours), "openssh_s": _median(theirs)}
+        if bench.baseline_env:
+            before.append(_wall(bench.runner(step), bench.baseline_env))
+    figures = {"runner_s": _median(ours), "openssh_s": _median(theirs)}
+    if before:
+        figures["before_s"] = _median(before)
+    return figures
+
+
+def long_line(bench: Bench, runs: int, mib: int) -> dict[str, float]:
+    """One line of `mib` MiB (no newline until the end): time and the runner's peak memory."""
+    command = f"head -c {mib * 1024 * 1024} /dev/zero | tr '\\0' x; echo"
+    step = bench.step("10_long_line.sh", command + "\n")
+    samples: dict[str, list[tuple[float, float]]] = {"runner": [], "openssh": [], "before": []}
+    for _ in range(runs):
+        samples["runner"].append(_wall_rss(bench.runner(step), bench.env))
+        samples["openssh"].append(_wall_rss(bench.openssh(command), bench.env))
+        if bench.baseline_env:
+            samples["before"].append(_wall_rss(bench.runner(step), bench.baseline_env))
+    figures = {}
+    for name, runs_of in samples.items():
+        if runs_of:
+            figures[f"{name}_s"] = _median([took for took, _ in runs_of])
+            figures[f"{name}_rss_max_mib"] = max(rss for _, rss in runs_of)
+    return figures
 
 
 def first_line(bench: Bench, runs: int) -> dict[str, float]:
@@ -156,20 +191,28 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--lines", type=int, default=2_000_000)
     parser.add_argument("--drops", type=int, default=8)
+    parser.add_argument("--long-line-mib", type=int, default=64)
+    parser.add_argument(
+        "--baseline", type=Path, help="another checkout whose runner runs beside this one (before/after)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="nightshift-ssh-bench-") as folder:
         work = Path(folder)
+        # `python -m runner` imports from the working directory first: from here, PYTHONPATH decides.
+        os.chdir(work)
         sshd = make_sshd(work / "sshd")
         sshd.start()
         try:
-            bench = Bench(sshd, work)
+            bench = Bench(sshd, work, args.baseline)
             short = _timed("throughput, seq", lambda: throughput(bench, args.runs, args.lines, 0))
             wide = _timed("throughput, 100-byte lines", lambda: throughput(bench, args.runs, args.lines, 100))
+            long = _timed("one long line", lambda: long_line(bench, args.runs, args.long_line_mib))
             first = _timed("first line", lambda: first_line(bench, args.runs))
             drops = _timed("reattach", lambda: reattach(bench, args.drops))
         finally:
             sshd.stop()
     assert isinstance(short, dict) and isinstance(wide, dict) and isinstance(first, dict)
+    assert isinstance(long, dict)
     assert isinstance(drops, list)
     print(f"machine: {_machine()}")
     print(f"runs per figure: {args.runs} (medians)")
@@ -179,7 +222,24 @@ def main() -> None:
         print(
             f"throughput, {name}: runner {figures['runner_s']:.3f} s ({ours / 1e6:.2f} M lines/s), "
             f"OpenSSH {figures['openssh_s']:.3f} s ({theirs / 1e6:.2f} M lines/s), ratio {ours / theirs:.2f}"
+            + (
+                f"; before: {figures['before_s']:.3f} s, "
+                f"ratio {figures['openssh_s'] / figures['before_s']:.2f}"
+                if "before_s" in figures
+                else ""
+            )
         )
+    print(
+        f"one line of {args.long_line_mib} MiB: runner {long['runner_s']:.3f} s, "
+        f"OpenSSH {long['openssh_s']:.3f} s, "
+        f"{long['runner_s'] / long['openssh_s']:.2f}x OpenSSH's time; peak RSS (max of the runs) "
+        f"runner {long['runner_rss_max_mib']:.0f} MiB, OpenSSH {long['openssh_rss_max_mib']:.0f} MiB"
+        + (
+            f"; before: {long['before_s']:.3f} s, {long['before_rss_max_mib']:.0f} MiB"
+            if "before_s" in long
+            else ""
+        )
+    )
     print(
         f"first line: runner {first['runner_s'] * 1000:.0f} ms, OpenSSH {first['openssh_s'] * 1000:.0f} ms, "
         f"added {(first['runner_s'] - first['openssh_s']) * 1000:.0f} ms "
