@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import secrets
@@ -24,6 +25,8 @@ PROG = "python -m runner"
 EXIT_USAGE = 2
 DEFAULT_STATE_DIR = Path(".nightshift")
 PRIVATE_KEY_VARIABLE = "NIGHTSHIFT_SSH_PRIVATE_KEY"
+IDLE_MINUTES_VARIABLE = "NIGHTSHIFT_ENGINE_IDLE_MINUTES"
+DEFAULT_IDLE_MINUTES = 15.0
 
 DESCRIPTION = """\
 Run a Nightshift step or pipeline.
@@ -82,6 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--state-dir", type=Path, default=DEFAULT_STATE_DIR,
         help="folder of the local warehouse and metastore (default: .nightshift)",
     )  # fmt: skip
+    local.add_argument(
+        "--cold", action="store_true",
+        help="start a JVM for every SQL step, as spark-sql -f does, instead of using the warm engine",
+    )  # fmt: skip
+    local.add_argument(
+        "--engine-idle-minutes", type=float, metavar="MINUTES",
+        help=f"end the warm engine after this long without a step (default: ${IDLE_MINUTES_VARIABLE} or 15)",
+    )  # fmt: skip
+    local.add_argument(
+        "--stop-engine", action="store_true", help="end the warm engine of --state-dir (alone: only that)"
+    )
     local.add_argument(
         "--reset", action="store_true",
         help="delete the local warehouse and metastore first (alone: only that)",
@@ -209,10 +223,31 @@ def _remote_executor(args: argparse.Namespace, output: Output) -> Executor:
     return SSHExecutor(settings)
 
 
+def _local_executor(args: argparse.Namespace, spark: LocalSpark) -> LocalExecutor:
+    # Imported here: the image that runs steps on a cluster never loads the warm engine.
+    from runner.warm.steps import WarmSteps  # noqa: PLC0415
+
+    minutes, given = args.engine_idle_minutes, "--engine-idle-minutes"
+    if minutes is None:
+        text = os.environ.get(IDLE_MINUTES_VARIABLE) or ""
+        given = f"${IDLE_MINUTES_VARIABLE}={text!r}"
+        try:
+            minutes = float(text) if text else DEFAULT_IDLE_MINUTES
+        except ValueError:
+            minutes = math.nan
+    if not (0 < minutes < math.inf):
+        raise UsageError(f"{given}: expected a positive number of minutes")
+    return LocalExecutor(spark, warm=WarmSteps(spark.state_dir, cold=args.cold, idle_minutes=minutes))
+
+
 def _check_target_options(args: argparse.Namespace) -> None:
     remote = bool(args.host or args.cluster_id)
-    if remote and (args.reset or args.state_dir != DEFAULT_STATE_DIR):
-        raise UsageError("--reset and --state-dir apply to the local engine only (not with a cluster)")
+    local_only = args.reset or args.state_dir != DEFAULT_STATE_DIR or args.cold or args.stop_engine
+    if remote and (local_only or args.engine_idle_minutes is not None):
+        raise UsageError(
+            "--reset and --state-dir apply to the local engine only (not with a cluster),"
+            " as do --cold, --stop-engine and --engine-idle-minutes"
+        )
     cluster_only = {
         "--region": args.region is not None,
         "--user": args.user is not None,
@@ -234,6 +269,13 @@ def _check_target_options(args: argparse.Namespace) -> None:
 def _run(args: argparse.Namespace, output: Output) -> int:
     _check_target_options(args)
     spark = LocalSpark(args.state_dir)
+    if args.stop_engine:
+        from runner.warm.client import stop_engine  # noqa: PLC0415 - the cluster path never loads it
+
+        if stop_engine(spark.state_dir):
+            output.notice(f"warm engine of {spark.state_dir} ended")
+        if args.path is None and not args.reset:
+            return 0
     if args.reset:
         spark.reset()
         output.notice(f"local warehouse and metastore in {spark.state_dir} deleted")
@@ -256,7 +298,7 @@ def _run(args: argparse.Namespace, output: Output) -> int:
         engine_override=Engine(args.engine) if args.engine else None,
         whole_pipeline=whole,
     )
-    executor = LocalExecutor(spark) if is_local else _remote_executor(args, output)
+    executor = _local_executor(args, spark) if is_local else _remote_executor(args, output)
 
     if args.dry_run:
         lines = [executor.describe(plan.invocation(step)) for step in pipeline.steps]

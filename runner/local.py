@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runner.engines import Command, engine_command, utf8_locale
 from runner.errors import UsageError
@@ -22,6 +23,9 @@ from runner.java import find_java_home
 from runner.model import Engine
 from runner.output import StepOutput, Stream
 from runner.relay import Offsets, Pumped, Stopper, pump
+
+if TYPE_CHECKING:
+    from runner.warm.steps import WarmSteps
 
 READ_SIZE = 256 * 1024
 LOG_CONFIG = Path(__file__).with_name("local-log4j2.properties")
@@ -56,7 +60,10 @@ class LocalSpark:
         return self.state_dir / "metastore_db"
 
     def reset(self) -> None:
-        """Forget every table: remove the warehouse and the metastore."""
+        """Forget every table: end the warm engine, remove the warehouse and the metastore."""
+        from runner.warm.client import stop_engine  # noqa: PLC0415 - the cluster path never loads it
+
+        stop_engine(self.state_dir)
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def binaries(self) -> dict[Engine, str]:
@@ -219,8 +226,12 @@ class LocalExecutor:
 
     parallel = False
 
-    def __init__(self, spark: LocalSpark, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, spark: LocalSpark, environ: Mapping[str, str] | None = None, *, warm: WarmSteps | None = None
+    ) -> None:
         self.spark = spark
+        #: SQL steps run on the state dir's warm engine; None: every step starts its own JVM
+        self.warm = warm
         self._environ = dict(os.environ if environ is None else environ)
         self._java_home: Path | None = None
 
@@ -250,6 +261,13 @@ class LocalExecutor:
             **command.env,
             STEP_TOKEN_VARIABLE: token,
         }
+        if self.warm is not None:
+            warm = self.warm.run(
+                invocation, output, stop, engine_args=self.spark.engine_args(),
+                binaries=self.spark.binaries(), env=env, java_home=self._java_home, spark_home=_spark_home(),
+            )  # fmt: skip
+            if warm is not None:
+                return warm
         process = subprocess.Popen(
             command.argv,
             stdin=subprocess.DEVNULL,

@@ -1,21 +1,28 @@
-"""Shared test helpers: the project root and a way to run the CLI as a user does."""
+"""Shared test helpers: the project root, a way to run the CLI as a user does, no engine left behind."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from runner.warm import protocol
+from runner.warm.client import stop_engine
+
 ROOT = Path(__file__).resolve().parent.parent
+#: A warm engine a test started ends by itself a minute after its last step, even if a test dies.
+TEST_IDLE_MINUTES = "1"
 
 
 def _cli(args: tuple[str | Path, ...], env: dict[str, str] | None) -> tuple[list[str], dict[str, str]]:
     return [sys.executable, "-m", "runner", *map(str, args)], {
         **os.environ,
         "PYTHONPATH": str(ROOT),
+        "NIGHTSHIFT_ENGINE_IDLE_MINUTES": TEST_IDLE_MINUTES,
         **(env or {}),
     }
 
@@ -38,3 +45,11 @@ def start_cli(*args: str | Path, cwd: Path = ROOT, stderr: int = subprocess.PIPE
 def state_dir(tmp_path: Path) -> Path:
     """A fresh local warehouse/metastore folder for one test."""
     return tmp_path / "state"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_engine_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """At the end of the session, end every warm engine of a state dir the tests made."""
+    yield
+    for lock in sorted(tmp_path_factory.getbasetemp().glob(f"**/{protocol.LOCK_NAME}")):
+        stop_engine(lock.parent.parent)

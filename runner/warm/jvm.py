@@ -15,6 +15,16 @@ PRIMARY_RESOURCE = "pyspark-shell"  # spark-submit's name for "start PySpark's p
 EXIT_FAILURE = 1  # SparkExitCode.EXIT_FAILURE: main's answer when the arguments do not parse
 ERROR_PATH_NOT_FOUND = 3  # SparkExitCode.ERROR_PATH_NOT_FOUND
 OUTPUT_BUFFER = 64 * 1024
+# JVM-wide counters whose values a step can print (`EXPLAIN`: `a#8L`, `[plan_id=40]`, CTE ids,
+# `ParallelCollectionRDD[0]`): each step starts them where a cold spark-sql has them when it starts
+# the file. Fields of Scala objects, and the SparkContext's RDD ids.
+COUNTERS = (
+    ("org.apache.spark.sql.catalyst.expressions.NamedExpression$", "curId"),
+    ("org.apache.spark.sql.catalyst.plans.logical.CTERelationDef$", "curId"),
+    ("org.apache.spark.sql.catalyst.expressions.objects.LambdaVariable$", "curId"),
+    ("org.apache.spark.sql.catalyst.expressions.UnresolvedNamedLambdaVariable$", "nextVarNameId"),
+    ("org.apache.spark.sql.execution.SparkPlan$", "nextPlanId"),
+)
 
 
 class EngineStartError(Exception):
@@ -100,6 +110,8 @@ class CliEngine:
         self._root: Any = None
         self._system_out: Any = None
         self._system_err: Any = None
+        self._counters: list[tuple[Any, Any]] = []
+        self._marks: list[int] | None = None
 
     def start(self) -> None:
         """SparkSQLEnv.init(): the SparkSession with Hive support that spark-sql makes at start-up."""
@@ -107,6 +119,47 @@ class CliEngine:
         self._root = self._env.sqlContext()
         self._system_out = self.jvm.System.out
         self._system_err = self.jvm.System.err
+        self._counters = [self._counter(cls, field) for cls, field in COUNTERS]
+        self._counters.append(self._counter("org.apache.spark.SparkContext", "nextRddId", self.spark_context))
+
+    def _counter(self, class_name: str, field_name: str, owner: Any = None) -> tuple[Any, Any]:
+        """Method handles that read and set an atomic counter: a private field of `owner` or a Scala object.
+
+        Handles, because py4j hands any java.lang.Number to Python as its value: the AtomicLong
+        itself never reaches Python, so its get and set are composed on the Java side.
+        """
+        jvm = self.jvm
+        handles, method_type = jvm.java.lang.invoke.MethodHandles, jvm.java.lang.invoke.MethodType
+        cls = jvm.java.lang.Class.forName(class_name)
+        field = cls.getDeclaredField(field_name)
+        field.setAccessible(True)  # unreflectGetter then checks no access
+        lookup = handles.publicLookup()
+        atomic = field.getType()
+        lang = jvm.java.lang
+        value = (lang.Long if atomic.getName().endswith("AtomicLong") else lang.Integer).TYPE
+        void = lang.Void.TYPE
+        counter = lookup.unreflectGetter(field).bindTo(owner or cls.getField("MODULE$").get(None))
+        get = lookup.findVirtual(atomic, "get", method_type.methodType(value))
+        read = handles.filterReturnValue(counter, get)
+        write = handles.collectArguments(
+            lookup.findVirtual(atomic, "set", method_type.methodType(void, value)), 0, counter
+        )
+        # py4j sends a small Python int as an Integer: take an int, widen it to the counter's type.
+        write = handles.explicitCastArguments(write, method_type.methodType(void, lang.Integer.TYPE))
+        return read, write
+
+    def _rewind_counters(self) -> None:
+        """The first step marks where the counters stand as its file starts; every later one rewinds there.
+
+        The first step of an engine is a cold run's twin up to here: both ran the same start-up and
+        per-invocation code, so its marks are a cold run's. Reusing ids across steps is safe: no plan
+        outlives its step (a new session each, cached data and global temp views cleared).
+        """
+        if self._marks is None:
+            self._marks = [int(read.invokeWithArguments([])) for read, _ in self._counters]
+            return
+        for (_, write), mark in zip(self._counters, self._marks, strict=True):
+            write.invokeWithArguments([mark])
 
     @property
     def spark_context(self) -> Any:
@@ -211,6 +264,7 @@ class CliEngine:
             self._env.sqlContext().sql("USE " + database)
         cli.processInitFiles(session_state)
         cli.printMasterAndAppId()
+        self._rewind_counters()
         try:
             return int(cli.processFile(str(script)))
         except Exception as error:  # py4j's Py4JJavaError: the Java exception is its first argument
@@ -238,6 +292,11 @@ class CliEngine:
         """What a step leaves in state shared by sessions: global temp views and cached data."""
         session = self._env.sqlContext().sparkSession()
         session.sharedState().globalTempViewManager().clear()
+        # Blocks removed before the next step reuses RDD ids: no stale cached block can match one.
+        java_context = self.jvm.org.apache.spark.api.java.JavaSparkContext(self.spark_context)
+        persistent = java_context.getPersistentRDDs()
+        for rdd in persistent.values():
+            rdd.unpersist(True)
         session.sharedState().cacheManager().clearCache()
         self._point_metastore_client(self._system_out, self._system_err)
         self.jvm.org.apache.hadoop.hive.ql.session.SessionState.detachSession()
