@@ -319,8 +319,8 @@ class _StepRun:
     def _start(self) -> bool:
         """Make the run directory and upload the step file, then its launcher; True if it was launched before.
 
-        One command after another, each over its own exec channel: a server that allows one session
-        per connection (MaxSessions 1) and one without SFTP both work.
+        One exec channel, then the follower's, then the clean-up's, one after another: a server
+        that allows one session per connection (MaxSessions 1) and one without SFTP both work.
         """
         command = self.executor.command(self.invocation, self.run_directory)
         label = (
@@ -335,22 +335,14 @@ class _StepRun:
         while True:
             connection = self.session.connection()
             try:
-                if files.prepare(self.session, connection, self.run_directory, cancel):
-                    return True
-                name = self.run_directory.step_file_name
-                files.upload(
-                    self.session, connection, self.run_directory, name=name, data=step_text, cancel=cancel
-                )
-                # The launcher last: a follower starts the step only once it is there, whole.
-                files.upload(
+                return files.start(
                     self.session,
                     connection,
                     self.run_directory,
-                    name="launch.sh",
-                    data=launcher,
+                    step=step_text,
+                    launcher=launcher,
                     cancel=cancel,
                 )
-                return False
             except Unreachable as error:
                 self.session.lost(connection, reason(error, self.session.label))
             except Interrupted:

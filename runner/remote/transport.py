@@ -164,11 +164,15 @@ class Connection:
         while offset < len(data):
             if cancel is not None and cancel():
                 raise Interrupted(f"{self.target.label}: command abandoned")
+            if channel.exit_status_ready():
+                return  # it ended without reading all of it (a refusal): its status and stderr say why
             try:
                 sent = channel.send(data[offset : offset + MAX_PACKET_SIZE])
             except TimeoutError:
                 sent = 0
             except (paramiko.SSHException, OSError, EOFError) as error:
+                if channel.exit_status_ready():
+                    return
                 raise Unreachable(f"{self.target.label}: connection lost: {_reason(error)}") from error
             if sent:
                 offset += sent
