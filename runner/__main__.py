@@ -298,6 +298,7 @@ def _run(args: argparse.Namespace, output: Output) -> int:
         engine_override=Engine(args.engine) if args.engine else None,
         whole_pipeline=whole,
     )
+    output.begin(pipeline.name, plan.run_id, pipeline.steps[0].name if len(pipeline.steps) == 1 else "")
     executor = _local_executor(args, spark) if is_local else _remote_executor(args, output)
 
     if args.dry_run:

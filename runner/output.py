@@ -101,6 +101,9 @@ class Output(ABC):
     def notice(self, message: str, *, step: str = "") -> None:
         """A line from the runner itself (progress, summary), never mixed into stdout in text."""
 
+    def begin(self, pipeline: str, run_id: str, step: str = "") -> None:  # noqa: B027 (text has no fields)
+        """The run the runner's own lines belong to from now on (`step`: a run of one step)."""
+
 
 class _TextStep(StepOutput):
     def __init__(self, out: TextOutput, label: str) -> None:
@@ -272,14 +275,16 @@ def _record(prefix: str, data: bytes, extra: str) -> str:
 class JsonOutput(Output):
     """JSON lines on stdout, for CloudWatch Logs Insights: one record per output line (README)."""
 
-    def __init__(self, stdout: BinaryIO, *, pipeline: str = "", run_id: str = "") -> None:
+    def __init__(self, stdout: BinaryIO) -> None:
         super().__init__()
         self.stdout = stdout
-        self._pipeline = pipeline
-        self._run_id = run_id
+        self._pipeline = self._run_id = self._step = ""
+
+    def begin(self, pipeline: str, run_id: str, step: str = "") -> None:
+        # On Fargate a task runs one step: its summary and errors then belong to that step's stream.
+        self._pipeline, self._run_id, self._step = pipeline, run_id, step
 
     def for_step(self, pipeline: str, step: str, run_id: str, label: str = "") -> StepOutput:
-        self._pipeline, self._run_id = pipeline, run_id
         return _JsonStep(self, pipeline, step, run_id, label or step)
 
     def write_records(self, records: list[str]) -> None:
@@ -292,7 +297,7 @@ class JsonOutput(Output):
         record = {
             "time": _now(),
             "pipeline": self._pipeline,
-            "step": step,
+            "step": step or self._step,
             "run_id": self._run_id,
             "stream": "nightshift",
             "line": message,

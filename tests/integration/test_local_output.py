@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -131,6 +132,26 @@ def test_every_json_record_names_pipeline_step_and_run(tmp_path: Path) -> None:
         ("20_b", "20_b.sh: started (bash)"),
         ("20_b", "20_b.sh: succeeded"),
     ]
+
+
+def test_the_runners_own_error_of_a_one_step_run_names_its_step(tmp_path: Path) -> None:
+    # As on Fargate: one step per task, so an error that ends the task belongs to that step's stream.
+    folder = tmp_path / "nightly"
+    folder.mkdir()
+    (folder / "pipeline.toml").write_text('description = "nightly"\n')
+    step = folder / "10_a.sh"
+    step.write_text("echo never\n")
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    result = run_cli(
+        step, "--log-format", "json", "--run-id", "night-1", "--host", "127.0.0.1", "--port", str(port),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 255
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    (error,) = [r for r in records if r["line"].startswith("error:")]
+    assert (error["pipeline"], error["step"], error["run_id"]) == ("nightly", "10_a", "night-1")
 
 
 def test_json_records_give_back_the_exact_bytes_of_both_streams(tmp_path: Path) -> None:
