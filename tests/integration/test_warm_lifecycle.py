@@ -1,0 +1,268 @@
+"""The warm engine's life: start on first use, idle exit, --reset, a killed JVM, two runs at once,
+stop and timeout, a changed Java, and a socket no other user can use."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runner.execution import Outcome, StopRequest
+from runner.java import find_java_home
+from runner.local import LocalSpark, _spark_home
+from runner.output import StepOutput, Stream
+from runner.warm import protocol
+from runner.warm.client import WarmEngine, engine_alive, stop_engine
+from runner.warm.jvm import CLI_DRIVER
+from tests.conftest import run_cli, start_cli
+
+pytestmark = pytest.mark.spark
+
+OTHER_USER = "nightshift-other"
+# A Python the other user can run (this one may live in root's home).
+OTHER_PYTHON = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
+QUICK = "SELECT 'quick' AS answer;\n"
+# A Spark job that runs for hours unless cancelled (a filter like `rand() < 0` would not: Spark
+# optimizes it away).
+LONG = "SELECT 'started';\nSELECT sum(id % 7) FROM range(0, 5000000000000, 1, 2);\nSELECT 'never';\n"
+
+
+def wait_for(condition: object, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def jvm_pid(state: Path) -> int:
+    log = (protocol.engine_dir(state) / protocol.LOG_NAME).read_text(errors="replace")
+    return int(re.findall(r"ready: JVM pid (\d+)", log)[-1])
+
+
+@pytest.fixture
+def steps(tmp_path: Path) -> Iterator[tuple[Path, Path, Path]]:
+    state = tmp_path / "state"
+    quick, long = tmp_path / "quick.sql", tmp_path / "long.sql"
+    quick.write_text(QUICK)
+    long.write_text(LONG)
+    yield state, quick, long
+    stop_engine(state)
+
+
+def test_idle_exit_then_a_new_engine_on_the_next_run(steps: tuple[Path, Path, Path]) -> None:
+    state, quick, _ = steps
+    first = run_cli(quick, "--state-dir", state, "--engine-idle-minutes", "0.05")
+    assert first.returncode == 0 and first.stdout == b"quick\n"
+    assert b"starting the warm engine" in first.stderr
+    assert wait_for(lambda: not engine_alive(state), 60), "the engine did not end when idle"
+    assert not (protocol.engine_dir(state) / protocol.SOCKET_NAME).exists()
+    again = run_cli(quick, "--state-dir", state)
+    assert again.returncode == 0 and again.stdout == b"quick\n"
+    assert b"starting the warm engine" in again.stderr
+
+
+def test_reset_ends_the_engine_and_forgets_the_tables(steps: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    state, _, _ = steps
+    make = tmp_path / "make.sql"
+    make.write_text("CREATE TABLE t (x INT) USING parquet;\nINSERT INTO t VALUES (1);\n")
+    assert run_cli(make, "--state-dir", state).returncode == 0
+    assert engine_alive(state)
+    reset = run_cli("--reset", "--state-dir", state)
+    assert reset.returncode == 0
+    assert not engine_alive(state) and not state.exists()
+    # A new engine on a new metastore: the table is gone, the same step makes it again.
+    again = run_cli(make, "--state-dir", state)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert b"starting the warm engine" in again.stderr
+
+
+def test_a_killed_jvm_is_replaced_on_the_next_run(steps: tuple[Path, Path, Path]) -> None:
+    state, quick, _ = steps
+    assert run_cli(quick, "--state-dir", state).returncode == 0
+    os.kill(jvm_pid(state), signal.SIGKILL)
+    assert wait_for(lambda: not engine_alive(state), 30), "the engine outlived its JVM"
+    again = run_cli(quick, "--state-dir", state)
+    assert again.returncode == 0 and again.stdout == b"quick\n"
+    assert b"starting the warm engine" in again.stderr
+
+
+def test_two_runs_at_once_queue(steps: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    state, quick, _ = steps
+    slow = tmp_path / "slow.sql"
+    slow.write_text("SELECT count(*) FROM range(0, 300000000, 1, 2);\nSELECT 'slow done';\n")
+    assert run_cli(quick, "--state-dir", state).returncode == 0  # the engine is up
+    first = start_cli(slow, "--state-dir", state)
+    time.sleep(1.0)
+    second = run_cli(quick, "--state-dir", state)
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0 and out == b"300000000\nslow done\n", err[-2000:]
+    assert second.returncode == 0 and second.stdout == b"quick\n"
+    assert b"waiting for the warm engine: it is running a step of another run" in second.stderr
+
+
+def test_ctrl_c_and_sigterm_cancel_the_step_and_the_engine_stays(steps: tuple[Path, Path, Path]) -> None:
+    state, quick, long = steps
+    assert run_cli(quick, "--state-dir", state).returncode == 0
+    pid = jvm_pid(state)
+    for signum, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+        running = start_cli(long, "--state-dir", state)
+        assert running.stdout is not None
+        assert running.stdout.readline() == b"started\n"
+        time.sleep(1.0)
+        started = time.monotonic()
+        running.send_signal(signum)
+        out, _ = running.communicate(timeout=60)
+        assert running.returncode == code
+        assert time.monotonic() - started < 10  # the Spark job was cancelled, not waited for
+        assert b"never" not in out
+        again = run_cli(quick, "--state-dir", state)
+        assert again.returncode == 0 and again.stdout == b"quick\n"
+        assert jvm_pid(state) == pid and b"runs warm (engine pid" in again.stderr
+
+
+class Captured(StepOutput):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stdout = b""
+
+    def emit(self, stream: Stream, block: bytes) -> None:
+        if stream == "stdout":
+            self.stdout += block
+
+
+def test_a_timeout_cancels_the_step_with_exit_124(steps: tuple[Path, Path, Path]) -> None:
+    state, quick, long = steps
+    spark = LocalSpark(state)
+    java_home = find_java_home()
+    engine = WarmEngine(
+        spark.state_dir,
+        spark_submit=str(_spark_home() / "bin" / "spark-submit"),
+        submit_args=[*spark.engine_args(), "--name", CLI_DRIVER],
+        env={**os.environ, **spark.environ(java_home)},
+        java_home=java_home,
+        spark_home=_spark_home(),
+    )
+    assert engine.run(quick, {}, Captured(), StopRequest(), None).exit_code == 0
+    output = Captured()
+    started = time.monotonic()
+    result = engine.run(long, {}, output, StopRequest(), 3.0)
+    assert (result.exit_code, result.outcome) == (124, Outcome.TIMED_OUT)
+    assert time.monotonic() - started < 10
+    assert output.stdout == b"started\n"
+    after = Captured()
+    assert engine.run(quick, {}, after, StopRequest(), None).exit_code == 0
+    assert after.stdout == b"quick\n"
+
+
+def test_another_java_starts_another_engine(steps: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    state, quick, _ = steps
+    assert run_cli(quick, "--state-dir", state).returncode == 0
+    # The same Java binaries under a home whose `release` says another version: an upgrade.
+    real = find_java_home().resolve()
+    other = tmp_path / "other-java"
+    other.mkdir()
+    for entry in real.iterdir():
+        if entry.name != "release":
+            (other / entry.name).symlink_to(entry)
+    (other / "release").write_text('JAVA_VERSION="17.0.99"\n')
+    changed = run_cli(quick, "--state-dir", state, env={"JAVA_HOME": str(other)})
+    assert changed.returncode == 0 and changed.stdout == b"quick\n"
+    assert b"started with another pyspark, Java or environment: restarting it" in changed.stderr
+
+
+def _other_user() -> str:
+    if subprocess.run(["id", OTHER_USER], capture_output=True, check=False).returncode != 0:
+        subprocess.run(["useradd", "--no-create-home", OTHER_USER], check=True)
+    return OTHER_USER
+
+
+CONNECT_AS_OTHER = """
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect(sys.argv[1])
+except PermissionError:
+    print("denied"); sys.exit(0)
+print(s.recv(4096).decode().strip() or "closed")
+"""
+
+
+@pytest.fixture
+def passable_state(steps: tuple[Path, Path, Path]) -> Iterator[tuple[Path, Path]]:
+    """A state dir whose parents another user may pass: a folder of its own in /tmp, not pytest's 0700 tree."""
+    _, quick, _ = steps
+    top = Path(tempfile.mkdtemp(prefix="nightshift-socket-", dir="/tmp"))
+    top.chmod(0o711)
+    state = top / "state"
+    try:
+        yield state, quick
+    finally:
+        stop_engine(state)
+        shutil.rmtree(top)
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("useradd") is None or OTHER_PYTHON is None,
+    reason="needs root to add a user, and a system python3",
+)
+def test_another_user_cannot_use_the_socket(passable_state: tuple[Path, Path]) -> None:
+    state, quick = passable_state
+    assert run_cli(quick, "--state-dir", state).returncode == 0
+    folder = protocol.engine_dir(state)
+    sock = folder / protocol.SOCKET_NAME
+    assert sock.stat().st_mode & 0o777 == 0o600 and folder.stat().st_mode & 0o777 == 0o700
+    user = _other_user()
+    state.chmod(0o711)  # the other user may pass through the state dir, up to the engine's folder
+
+    def as_other() -> str:
+        done = subprocess.run(
+            ["runuser", "-u", user, "--", str(OTHER_PYTHON), "-c", CONNECT_AS_OTHER, str(sock)],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        return done.stdout.strip() + done.stderr.strip()
+
+    assert as_other() == "denied"  # mode 0600 in a 0700 folder
+    # Even with the file modes opened up, the engine itself refuses another uid (SO_PEERCRED).
+    folder.chmod(0o711)
+    sock.chmod(0o666)
+    answer = as_other()
+    assert '"event": "refused"' in answer, answer
+    with socket.socket(socket.AF_UNIX) as mine:
+        mine.connect(str(sock))
+        assert b'"event": "hello"' in mine.recv(4096)
+
+
+def test_a_py_step_ends_the_engine_first_and_the_next_sql_step_starts_one(tmp_path: Path) -> None:
+    pipeline = tmp_path / "pipeline"
+    pipeline.mkdir()
+    (pipeline / "10_make.sql").write_text(
+        "CREATE TABLE made (x INT) USING parquet;\nINSERT INTO made VALUES (7);\n"
+    )
+    (pipeline / "20_read.py").write_text(
+        "from pyspark.sql import SparkSession\n"
+        "spark = SparkSession.builder.enableHiveSupport().getOrCreate()\n"
+        "print('py saw', spark.sql('SELECT x FROM made').collect()[0][0])\n"
+    )
+    (pipeline / "30_read.sql").write_text("SELECT x + 1 FROM made;\n")
+    state = tmp_path / "state"
+    try:
+        result = run_cli(pipeline, "--state-dir", state)
+        stderr = result.stderr.decode()
+        assert result.returncode == 0, stderr[-3000:]
+        assert result.stdout == b"py saw 7\n8\n"
+        # Derby admits one process: the .py step's own JVM got the metastore after the engine ended.
+        assert "20_read.py: ending the warm engine first" in stderr
+        assert stderr.count("starting the warm engine") == 2  # for 10_make, then again for 30_read
+    finally:
+        stop_engine(state)
