@@ -6,7 +6,6 @@ import contextlib
 import importlib.util
 import os
 import secrets
-import select
 import shutil
 import signal
 import subprocess
@@ -21,13 +20,12 @@ from runner.errors import UsageError
 from runner.execution import Invocation, StepResult, StopRequest
 from runner.java import find_java_home
 from runner.model import Engine
-from runner.output import StepOutput, Stream
-from runner.relay import Offsets, Pumped, Stopper, pump
+from runner.output import StepOutput
+from runner.relay import Offsets, Pipes, Pumped, Stopper, pump
 
 if TYPE_CHECKING:
     from runner.warm.steps import WarmSteps
 
-READ_SIZE = 256 * 1024
 LOG_CONFIG = Path(__file__).with_name("local-log4j2.properties")
 KILL_GRACE_SECONDS = 5.0
 #: Exported into each step's environment; every process that carries it belongs to the step.
@@ -178,32 +176,18 @@ class ProcessSource:
         assert process.stdout is not None and process.stderr is not None
         self.process = process
         self.leftovers = leftovers
-        self._open: dict[Stream, int] = {"stdout": process.stdout.fileno(), "stderr": process.stderr.fileno()}
-        for fd in self._open.values():
-            os.set_blocking(fd, False)
-
-    def _read(self, stream: Stream) -> bytes:
-        fd = self._open.get(stream)
-        if fd is None:
-            return b""
-        try:
-            chunk = os.read(fd, READ_SIZE)
-        except BlockingIOError:
-            return b""
-        if not chunk:
-            del self._open[stream]
-        return chunk
+        self._pipes = Pipes(process.stdout.fileno(), process.stderr.fileno())
 
     def read_stdout(self) -> bytes:
-        return self._read("stdout")
+        return self._pipes.read("stdout")
 
     def read_stderr(self) -> bytes:
-        return self._read("stderr")
+        return self._pipes.read("stderr")
 
     def ended(self) -> bool:
         if self.process.poll() is None:
             return False
-        if not self._open:
+        if not self._pipes.fds:
             return True
         # The step has exited but something it started still holds a pipe open (a daemon, a
         # `setsid` child): end it instead of waiting for it, then stop waiting for the pipes, which
@@ -214,8 +198,8 @@ class ProcessSource:
         return False
 
     def wait(self, seconds: float) -> None:
-        if self._open:
-            select.select(list(self._open.values()), [], [], seconds)
+        if self._pipes.fds:
+            self._pipes.wait(seconds)
         else:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(seconds)

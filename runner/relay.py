@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import select
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -9,9 +11,10 @@ from enum import Enum
 from typing import Protocol
 
 from runner.execution import EXIT_TIMEOUT, Outcome, StopRequest
-from runner.output import StepOutput
+from runner.output import StepOutput, Stream
 
 POLL_SECONDS = 0.1
+READ_SIZE = 256 * 1024
 
 
 class Source(Protocol):
@@ -39,6 +42,37 @@ class Source(Protocol):
     def wait(self, seconds: float) -> None:
         """Block until something arrives or `seconds` pass."""
         ...
+
+
+class Pipes:
+    """A step's stdout and stderr as two local pipes (or FIFOs), read without blocking.
+
+    Each is dropped once it reaches its end; the sources built on it add how the step ends.
+    """
+
+    def __init__(self, stdout: int, stderr: int) -> None:
+        self.fds: dict[Stream, int] = {"stdout": stdout, "stderr": stderr}
+        for fd in self.fds.values():
+            os.set_blocking(fd, False)
+
+    def read(self, stream: Stream) -> bytes:
+        """What has arrived on `stream`, at most READ_SIZE bytes; b"" when nothing (or at its end)."""
+        fd = self.fds.get(stream)
+        if fd is None:
+            return b""
+        try:
+            chunk = os.read(fd, READ_SIZE)
+        except BlockingIOError:
+            return b""
+        if not chunk:
+            del self.fds[stream]
+        return chunk
+
+    def wait(self, seconds: float, *others: int) -> None:
+        """Block until a pipe (or one of `others`) is readable, or `seconds` pass."""
+        fds = [*self.fds.values(), *others]
+        if fds:
+            select.select(fds, [], [], seconds)
 
 
 class Pumped(Enum):

@@ -8,7 +8,6 @@ import fcntl
 import hashlib
 import json
 import os
-import select
 import shutil
 import signal
 import socket
@@ -22,14 +21,13 @@ from pathlib import Path
 import runner
 from runner.execution import StepResult, StopRequest
 from runner.output import StepOutput
-from runner.relay import Offsets, Pumped, Stopper, pump
+from runner.relay import Offsets, Pipes, Pumped, Stopper, pump
 from runner.warm import protocol
 
 DEFAULT_IDLE_MINUTES = 15.0
 START_TIMEOUT_SECONDS = 300.0
 STOP_TIMEOUT_SECONDS = 60.0
 CANCEL_GRACE_SECONDS = 5.0
-READ_SIZE = 256 * 1024
 CONNECT_POLL_SECONDS = 0.02
 # What a JVM started now would see differently from the running one: a change starts a new engine.
 ENVIRONMENT_PREFIXES = ("SPARK_", "HADOOP_", "HIVE_", "YARN_", "JAVA_", "PYSPARK_", "LANG", "LC_", "TZ")
@@ -309,30 +307,18 @@ class WarmSource:
         self._conn: socket.socket | None = conn
         conn.setblocking(False)
         self._fifos = fifos
-        self._open = {"stdout": fifos.read_fds[0], "stderr": fifos.read_fds[1]}
+        self._pipes = Pipes(fifos.read_fds[0], fifos.read_fds[1])
         self._reader = protocol.Reader()
         self._notice = notice
         self.code: int | None = None
         self.unavailable: str | None = None
         self._over = False
 
-    def _read(self, stream: str) -> bytes:
-        fd = self._open.get(stream)
-        if fd is None:
-            return b""
-        try:
-            chunk = os.read(fd, READ_SIZE)
-        except BlockingIOError:
-            return b""
-        if not chunk:
-            del self._open[stream]
-        return chunk
-
     def read_stdout(self) -> bytes:
-        return self._read("stdout")
+        return self._pipes.read("stdout")
 
     def read_stderr(self) -> bytes:
-        return self._read("stderr")
+        return self._pipes.read("stderr")
 
     def _poll(self) -> None:
         conn = self._conn
@@ -374,17 +360,13 @@ class WarmSource:
 
     def ended(self) -> bool:
         self._poll()
-        return self._over and not self._open
+        return self._over and not self._pipes.fds
 
     def lost(self) -> bool:
         return False
 
     def wait(self, seconds: float) -> None:
-        fds = list(self._open.values())
-        if self._conn is not None:
-            fds.append(self._conn.fileno())
-        if fds:
-            select.select(fds, [], [], seconds)
+        self._pipes.wait(seconds, *([self._conn.fileno()] if self._conn is not None else []))
 
     def cancel(self) -> None:
         if self._conn is not None:
