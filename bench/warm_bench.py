@@ -34,7 +34,11 @@ def _timed(argv: list[str], env: dict[str, str], cwd: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5, help="runs per small-step figure (default: 5)")
-    parser.add_argument("--pipeline-runs", type=int, default=3, help="runs per pipeline figure (default: 3)")
+    parser.add_argument("--pipeline-runs", type=int, default=5, help="runs of the warm pipeline (default: 5)")
+    parser.add_argument(
+        "--cold-pipeline-runs", type=int, default=5,
+        help="runs of the pipeline with --cold (default: 5; each is five JVM starts)",
+    )  # fmt: skip
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="warm-bench-"))
@@ -45,6 +49,8 @@ def main() -> None:
     runner = [sys.executable, "-m", "runner"]
     state = ["--state-dir", str(work / "state")]
     pipeline_state = ["--state-dir", str(work / "pipeline-state")]
+    # A state dir of its own: a cold run ends the warm engine of the state dir it runs on.
+    cold_pipeline_state = ["--state-dir", str(work / "cold-pipeline-state")]
     bare = [str(_spark_home() / "bin" / "spark-sql"), "-f", str(step)]
 
     def stop(which: list[str]) -> Callable[[], None]:
@@ -60,8 +66,8 @@ def main() -> None:
         ("`python -m runner step.sql`, first run (engine stopped)", [*runner, str(step), *state], stop(state),
          args.runs),
         ("`python -m runner step.sql`, engine warm", [*runner, str(step), *state], None, args.runs),
-        ("`python -m runner sql/example/ --cold`", [*runner, str(EXAMPLE), *pipeline_state, "--cold"], None,
-         args.pipeline_runs),
+        ("`python -m runner sql/example/ --cold`", [*runner, str(EXAMPLE), *cold_pipeline_state, "--cold"],
+         None, args.cold_pipeline_runs),
         ("`make run` (the example pipeline), engine warm", [*runner, str(EXAMPLE), *pipeline_state],
          None, args.pipeline_runs),
     ]  # fmt: skip
@@ -69,7 +75,7 @@ def main() -> None:
     for argv in ([*runner, str(step), *state], [*runner, str(EXAMPLE), *pipeline_state]):
         _timed(argv, env, ROOT)
     # Interleaved: each round runs every command once, so the machine's noise is shared fairly.
-    for round_no in range(max(args.runs, args.pipeline_runs)):
+    for round_no in range(max(args.runs, args.pipeline_runs, args.cold_pipeline_runs)):
         for label, argv, before, runs in commands:
             if round_no >= runs:
                 continue
