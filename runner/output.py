@@ -36,15 +36,25 @@ class LineBuffer:
 
     def feed(self, chunk: bytes) -> bytes:
         """Return what `chunk` makes ready: the whole lines it finishes, or a piece of a long line."""
-        if not self._tail and chunk.endswith(b"\n"):
-            return chunk  # the usual read, ending on a line end: passed on without a copy
-        start = len(self._tail)
-        self._tail += chunk
-        end = len(self._tail) if len(self._tail) >= self._limit else self._tail.rfind(b"\n", start) + 1
+        end = chunk.rfind(b"\n") + 1
+        tail = self._tail
         if not end:
-            return b""
-        block = bytes(self._tail[:end])
-        del self._tail[:end]
+            tail += chunk
+            if len(tail) < self._limit:
+                return b""
+            end = len(chunk)  # a piece of a long line: all that waited goes on
+        elif not tail:
+            # The usual read: passed on as it is when it ends on a line end, else cut once.
+            block = chunk if end == len(chunk) else chunk[:end]
+            tail += memoryview(chunk)[end:]
+            return block
+        else:
+            tail += memoryview(chunk)[:end]
+        # Copied once into the block; what followed the last line end waits for the next chunk.
+        block = bytes(tail)
+        tail.clear()
+        if end < len(chunk):
+            tail += memoryview(chunk)[end:]
         return block
 
     def rest(self) -> bytes:
