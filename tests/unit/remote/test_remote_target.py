@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import paramiko
@@ -73,3 +75,19 @@ def test_a_jump_loop_is_a_usage_error() -> None:
     config = paramiko.SSHConfig.from_text("Host a\n  ProxyJump b\nHost b\n  ProxyJump a\n")
     with pytest.raises(UsageError, match="ProxyJump"):
         resolve_target("a", config)
+
+
+def test_match_exec_still_works_though_invoke_loads_only_when_a_config_needs_it(tmp_path: Path) -> None:
+    # A fresh interpreter: this one may have loaded invoke already.
+    config = tmp_path / "config"
+    config.write_text('Match exec "test -n yes"\n  User fromexec\nMatch exec "false"\n  Port 99\n')
+    script = f"""
+import sys
+import runner.remote
+from runner.remote.target import load_ssh_config, resolve_target
+before = "invoke.collection" in sys.modules
+target = resolve_target("h", load_ssh_config(__import__("pathlib").Path({str(config)!r})))
+print(before, "invoke.collection" in sys.modules, target.user, target.port)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "True", "fromexec", "22"]
