@@ -37,6 +37,7 @@ SHELL_VARIABLES = frozenset({
 # and the runner's own (the step token that marks the step's processes).
 SHELL_VARIABLE_PREFIXES = ("BASH_", "LD_", "LC_", "NIGHTSHIFT_")
 SQL_ENGINES = ("spark-sql", "hive")
+MAX_CONCURRENT_RUNS = 50
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,8 @@ class PipelineConfig:
     local_variables: Mapping[str, str] = field(default_factory=dict)
     cluster: ClusterProfile = field(default_factory=ClusterProfile)
     steps: StepPolicy = field(default_factory=StepPolicy)
+    #: how many runs (different dates) of the pipeline may run at once in production
+    max_concurrent_runs: int = 1
 
 
 Check = Callable[[Any], str | None]
@@ -165,7 +168,12 @@ _STEPS: dict[str, Check] = {
     "retries": _integer(0, 10),
     "retry_interval_seconds": _integer(1, 3600),
 }
-_TOP: dict[str, Check] = {"description": _string, "default_engine": _one_of(*SQL_ENGINES)}
+_TOP: dict[str, Check] = {
+    "description": _string,
+    "default_engine": _one_of(*SQL_ENGINES),
+    # Each run holds its own cluster: more than this is a typo, not a backfill.
+    "max_concurrent_runs": _integer(1, MAX_CONCURRENT_RUNS),
+}
 _TABLES = ("schedule", "variables", "cluster", "steps")
 
 
@@ -272,6 +280,7 @@ def parse_config(text: str, path: Path) -> PipelineConfig:
         local_variables=local_variables,
         cluster=cluster,
         steps=steps,
+        max_concurrent_runs=top.get("max_concurrent_runs", 1),
     )
 
 
