@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from runner.model import Engine, Pipeline, Step
+from runner.errors import UsageError
+from runner.model import Engine, Pipeline, Stage, Step
 from runner.output import Output, StepOutput
 
 EXIT_TIMEOUT = 124  # as GNU timeout
@@ -93,6 +94,8 @@ class RunPlan:
     #: --engine: for a whole folder it replaces the SQL engine only (.py and .sh steps keep theirs)
     engine_override: Engine | None = None
     whole_pipeline: bool = True
+    #: --from-stage: the stages numbered below it are skipped (None: run them all)
+    from_stage: int | None = None
 
     @classmethod
     def make(
@@ -105,6 +108,7 @@ class RunPlan:
         overrides: Mapping[str, str],
         engine_override: Engine | None = None,
         whole_pipeline: bool = True,
+        from_stage: int | None = None,
     ) -> RunPlan:
         """Variables, later wins: [variables], [variables.local] (local runs), --var, then run_date."""
         variables = {
@@ -113,7 +117,11 @@ class RunPlan:
             **overrides,
             "run_date": run_date,
         }
-        return cls(pipeline, variables, run_id, engine_override, whole_pipeline)
+        return cls(pipeline, variables, run_id, engine_override, whole_pipeline, from_stage)
+
+    def skips(self, stage: Stage) -> bool:
+        """Whether --from-stage skips this stage."""
+        return self.from_stage is not None and stage.number is not None and stage.number < self.from_stage
 
     def engine(self, step: Step) -> Engine:
         override = self.engine_override
@@ -130,6 +138,21 @@ class RunPlan:
             run_id=self.run_id,
             timeout_seconds=self.pipeline.config.steps.timeout_minutes * 60,
         )
+
+
+def check_from_stage(pipeline: Pipeline, from_stage: int, *, whole_pipeline: bool) -> None:
+    """Refuse --from-stage N unless PATH is a folder and N one of its stage numbers."""
+    if not whole_pipeline:
+        raise UsageError(f"--from-stage {from_stage}: only for a pipeline folder, not a single step file")
+    numbers = [stage.number for stage in pipeline.stages]
+    if from_stage not in numbers:
+        stages = ", ".join(str(number) for number in numbers)
+        raise UsageError(
+            f"--from-stage {from_stage}: {pipeline.name} has no stage {from_stage} (its stages: {stages})"
+        )
+
+
+SKIPPED = "skipped"
 
 
 @dataclass
@@ -183,6 +206,12 @@ def run_pipeline(plan: RunPlan, executor: Executor, output: Output, stop: StopRe
     for stage in pipeline.stages:
         if exit_code != 0 or stop.is_set():
             break
+        if plan.skips(stage):
+            names = ", ".join(step.file_name for step in stage.steps)
+            output.notice(f"stage {stage.number} skipped (--from-stage {plan.from_stage}): {names}")
+            for step in stage.steps:
+                finished[step] = StepReport(step, SKIPPED)
+            continue
         planned = [plan.invocation(step) for step in stage.steps]
         if executor.parallel and len(planned) > 1:
             with ThreadPoolExecutor(max_workers=len(planned)) as pool:
@@ -203,12 +232,20 @@ def run_pipeline(plan: RunPlan, executor: Executor, output: Output, stop: StopRe
     return RunReport(reports, exit_code)
 
 
+def failure_detail(run: RunReport) -> str:
+    """The first step that did not succeed, with how it ended ("20_c.sql failed (exit 3)"); "" if none."""
+    for report in run.reports:
+        if report.status not in ("succeeded", "not run", SKIPPED):
+            return f"{report.step.file_name} {report.status}"
+    return ""
+
+
 def summary_lines(run: RunReport) -> list[str]:
     """The end-of-run table: step, stage, status, duration."""
     rows = [("step", "stage", "status", "duration")]
     for report in run.reports:
         stage = "-" if report.step.stage is None else str(report.step.stage)
-        took = f"{report.seconds:.1f} s" if report.status != "not run" else "-"
+        took = f"{report.seconds:.1f} s" if report.status not in ("not run", SKIPPED) else "-"
         rows.append((report.step.file_name, stage, report.status, took))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     return [

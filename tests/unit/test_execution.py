@@ -5,12 +5,17 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pytest
+
+from runner.errors import UsageError
 from runner.execution import (
     Invocation,
     Outcome,
     RunPlan,
     StepResult,
     StopRequest,
+    check_from_stage,
+    failure_detail,
     run_pipeline,
     summary_lines,
 )
@@ -85,3 +90,40 @@ def test_stop_request_ends_the_run_with_the_signal_code(tmp_path: Path) -> None:
     assert executor.ran == ["10_a"]
     assert report.exit_code == 143
     assert [r.status for r in report.reports] == ["stopped"] + ["not run"] * 4
+
+
+def test_from_stage_skips_the_stages_before_it_and_says_so(tmp_path: Path) -> None:
+    p = pipeline(tmp_path)
+    stdout, stderr = io.BytesIO(), io.BytesIO()
+    executor = ScriptedExecutor({})
+    plan = RunPlan.make(p, run_date="2026-01-01", run_id="r1", local=True, overrides={}, from_stage=20)
+    report = run_pipeline(plan, executor, TextOutput(stdout, stderr), StopRequest())
+    assert executor.ran == ["20_c", "20_d", "30_e"]
+    assert report.exit_code == 0
+    assert stderr.getvalue().decode().splitlines()[0] == (
+        "nightshift: stage 10 skipped (--from-stage 20): 10_a.sql, 10_b.sql"
+    )
+    assert [r.status for r in report.reports] == ["skipped"] * 2 + ["succeeded"] * 3
+    table = summary_lines(report)
+    assert table[1].split() == ["10_a.sql", "10", "skipped", "-"]
+    assert table[2].split() == ["10_b.sql", "10", "skipped", "-"]
+    assert failure_detail(report) == ""
+
+
+def test_failure_detail_names_the_first_step_that_failed(tmp_path: Path) -> None:
+    report, _, _ = run(tmp_path, ScriptedExecutor({"20_d": 4}))
+    assert failure_detail(report) == "20_d.sql failed (exit 4)"
+    stopped, _, _ = run(tmp_path, ScriptedExecutor({}, stop_after="10_a"))
+    assert failure_detail(stopped) == "10_a.sql stopped"
+
+
+def test_from_stage_must_be_a_stage_of_a_pipeline_folder(tmp_path: Path) -> None:
+    p = pipeline(tmp_path)
+    check_from_stage(p, 30, whole_pipeline=True)
+    with pytest.raises(UsageError) as caught:
+        check_from_stage(p, 25, whole_pipeline=True)
+    assert str(caught.value) == f"--from-stage 25: {p.name} has no stage 25 (its stages: 10, 20, 30)"
+    single = load_pipeline(tmp_path / "20_c.sql")
+    with pytest.raises(UsageError) as caught:
+        check_from_stage(single, 20, whole_pipeline=False)
+    assert str(caught.value) == "--from-stage 20: only for a pipeline folder, not a single step file"
