@@ -37,6 +37,10 @@ SHELL_VARIABLES = frozenset({
 # and the runner's own (the step token that marks the step's processes).
 SHELL_VARIABLE_PREFIXES = ("BASH_", "LD_", "LC_", "NIGHTSHIFT_")
 SQL_ENGINES = ("spark-sql", "hive")
+INPUT_OBJECT, INPUT_PREFIX = "object", "prefix"
+INPUT_REFERENCE = re.compile(r"\$\{([^}]*)\}")
+#: [inputs] wait_minutes: a nightly run waits at most a day for its data.
+MAX_INPUTS_WAIT_MINUTES = 24 * 60
 MAX_CONCURRENT_RUNS = 50
 
 
@@ -80,6 +84,24 @@ class StepPolicy:
 
 
 @dataclass(frozen=True)
+class Inputs:
+    """[inputs]: what must exist before a run may start, as path templates with ${name} variables."""
+
+    #: files that must exist (a `_SUCCESS` marker, an export's manifest)
+    objects: tuple[str, ...] = ()
+    #: folders (ending in '/') that must hold at least one file
+    prefixes: tuple[str, ...] = ()
+    #: how long a run waits for them before it fails as "inputs late" (0: check once)
+    wait_minutes: float = 0
+    poll_minutes: float = 5
+
+    @property
+    def paths(self) -> tuple[tuple[str, str], ...]:
+        """Each declared path with its kind, "object" or "prefix", in declaration order."""
+        return (*((INPUT_OBJECT, p) for p in self.objects), *((INPUT_PREFIX, p) for p in self.prefixes))
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     description: str = ""
     default_engine: str = "spark-sql"
@@ -90,6 +112,8 @@ class PipelineConfig:
     steps: StepPolicy = field(default_factory=StepPolicy)
     #: how many runs (different dates) of the pipeline may run at once in production
     max_concurrent_runs: int = 1
+    #: [inputs]; None: a run starts without waiting for anything
+    inputs: Inputs | None = None
 
 
 Check = Callable[[Any], str | None]
@@ -174,7 +198,53 @@ _TOP: dict[str, Check] = {
     # Each run holds its own cluster: more than this is a typo, not a backfill.
     "max_concurrent_runs": _integer(1, MAX_CONCURRENT_RUNS),
 }
-_TABLES = ("schedule", "variables", "cluster", "steps")
+_TABLES = ("schedule", "variables", "cluster", "steps", "inputs")
+
+
+def _minutes(low: float, high: float, what: str) -> Check:
+    def check(value: Any) -> str | None:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high
+        return None if ok else what
+
+    return check
+
+
+def _path_list(value: Any) -> str | None:
+    ok = isinstance(value, list) and all(isinstance(v, str) and v.strip() for v in value)
+    return None if ok else "a list of paths (strings)"
+
+
+_INPUTS: dict[str, Check] = {
+    "objects": _path_list,
+    "prefixes": _path_list,
+    "wait_minutes": _minutes(
+        0, MAX_INPUTS_WAIT_MINUTES, f"a number of minutes from 0 to {MAX_INPUTS_WAIT_MINUTES}"
+    ),
+    # Step Functions waits whole seconds: at least one.
+    "poll_minutes": _minutes(1 / 60, 60, "a number of minutes from 1/60 (one second) to 60"),
+}
+
+
+def input_path_problem(path: str, kind: str, known: set[str]) -> str | None:
+    """Why `path` cannot be an [inputs] path of `kind` given the `known` variable names (None: it can)."""
+    if "${" in INPUT_REFERENCE.sub("", path):
+        return "a '${' without its closing '}' (variables are written ${name})"
+    for name in INPUT_REFERENCE.findall(path):
+        if name not in known:
+            names = ", ".join(sorted(known))
+            return f"unknown variable ${{{name}}} (known: {names}; define it in [variables])"
+    if "*" in path or "?" in path:
+        return "no wildcards: name the file, or the folder that must hold at least one file"
+    if kind == INPUT_PREFIX and not path.endswith("/"):
+        return "a prefix is a folder: end it with '/'"
+    if kind == INPUT_OBJECT and path.endswith("/"):
+        return "an object is a file; list a folder that must hold files under prefixes"
+    return None
+
+
+def expand_input(path: str, variables: Mapping[str, str]) -> str:
+    """The path with every ${name} replaced by its value (validated: every name is defined)."""
+    return INPUT_REFERENCE.sub(lambda match: variables[match[1]], path)
 
 
 def variable_problem(name: str, value: str) -> str | None:
@@ -266,6 +336,10 @@ def parse_config(text: str, path: Path) -> PipelineConfig:
                 section = {**section, key: tuple(section[key])}
         cluster = ClusterProfile(**section)
 
+    inputs = None
+    if "inputs" in data:
+        inputs = _inputs(check, check.table(data["inputs"], "[inputs]"), variables)
+
     steps = StepPolicy()
     if "steps" in data:
         section = check.table(data["steps"], "[steps]")
@@ -281,6 +355,26 @@ def parse_config(text: str, path: Path) -> PipelineConfig:
         cluster=cluster,
         steps=steps,
         max_concurrent_runs=top.get("max_concurrent_runs", 1),
+        inputs=inputs,
+    )
+
+
+def _inputs(check: _Validator, section: dict[str, Any], variables: Mapping[str, str]) -> Inputs:
+    check.fields(section, _INPUTS, "[inputs] ")
+    # Only [variables]: the deployed run has no [variables.local], and must find the same paths.
+    known = {*variables, *RESERVED_VARIABLES}
+    for kind, key in ((INPUT_OBJECT, "objects"), (INPUT_PREFIX, "prefixes")):
+        for path in section.get(key, []):
+            problem = input_path_problem(path, kind, known)
+            if problem is not None:
+                raise check.fail(f"[inputs] {key}: {path!r}", problem)
+    if not section.get("objects") and not section.get("prefixes"):
+        raise check.fail("[inputs]", "expected at least one path in objects or prefixes")
+    return Inputs(
+        objects=tuple(section.get("objects", ())),
+        prefixes=tuple(section.get("prefixes", ())),
+        wait_minutes=section.get("wait_minutes", 0),
+        poll_minutes=section.get("poll_minutes", 5),
     )
 
 

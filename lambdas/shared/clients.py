@@ -10,6 +10,7 @@ from botocore.config import Config
 
 if TYPE_CHECKING:
     from mypy_boto3_emr import EMRClient
+    from mypy_boto3_s3 import S3Client
     from mypy_boto3_ssm import SSMClient
     from mypy_boto3_stepfunctions import SFNClient
 
@@ -39,3 +40,8 @@ def ssm() -> SSMClient:
 @functools.cache
 def sfn() -> SFNClient:
     return boto3.client("stepfunctions", config=_CONFIG)
+
+
+@functools.cache
+def s3() -> S3Client:
+    return boto3.client("s3", config=_CONFIG)

@@ -39,6 +39,26 @@ class PreflightRequest(Payload):
     state_machine_arn: StateMachineArn
 
 
+# An [inputs] path as the state machine sends it: s3:// with the run date still to put in.
+InputTemplate = Annotated[str, Field(pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^*?]+$")]
+RUN_DATE_REFERENCE = "${run_date}"
+MAX_INPUTS = 100
+
+
+class InputToCheck(Payload):
+    """A file that must exist ("object"), or a folder, ending in '/', that must hold one ("prefix")."""
+
+    kind: Literal["object", "prefix"]
+    path: InputTemplate
+
+
+class CheckInputsRequest(Payload):
+    pipeline: PipelineName
+    run_date: date
+    inputs: Annotated[list[InputToCheck], Field(min_length=1, max_length=MAX_INPUTS)]
+    execution_arn: ExecutionArn | None = None
+
+
 class ClusterProfile(Payload):
     """The pipeline's cluster profile (pipeline.toml), as the state machine passes it."""
 
