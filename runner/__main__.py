@@ -5,21 +5,33 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
 import secrets
 import signal
 import sys
-from datetime import UTC, date, datetime
+import time
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING, Literal, NoReturn
 
 from runner.config import RESERVED_VARIABLES, VARIABLE_NAME, variable_problem
+from runner.dates import DateResult, date_line, parse_run_dates, range_exit_code, range_summary_lines
 from runner.errors import NightshiftError, UsageError
-from runner.execution import Executor, RunPlan, StopRequest, run_pipeline, summary_lines
+from runner.execution import (
+    Executor,
+    RunPlan,
+    RunReport,
+    StopRequest,
+    check_from_stage,
+    failure_detail,
+    run_pipeline,
+    summary_lines,
+)
 from runner.local import LocalExecutor, LocalSpark
 from runner.model import Engine, Pipeline, load_pipeline
 from runner.output import JsonOutput, Output, TextOutput
+
+if TYPE_CHECKING:
+    from runner.deployed import DeployedRequest
 
 PROG = "python -m runner"
 EXIT_USAGE = 2
@@ -27,6 +39,10 @@ DEFAULT_STATE_DIR = Path(".nightshift")
 PRIVATE_KEY_VARIABLE = "NIGHTSHIFT_SSH_PRIVATE_KEY"
 IDLE_MINUTES_VARIABLE = "NIGHTSHIFT_ENGINE_IDLE_MINUTES"
 DEFAULT_IDLE_MINUTES = 15.0
+DEFAULT_HISTORY = 10
+DEFAULT_REMOTE_DIR = "~/.nightshift/runs"
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_RECONNECT_TIMEOUT = 300.0
 
 DESCRIPTION = """\
 Run a Nightshift step or pipeline.
@@ -35,10 +51,21 @@ Run a Nightshift step or pipeline.
   PATH is a folder      run the whole pipeline,    python -m runner sql/example/
                         stage by stage (10_*, then 20_*, ...)
 
-By default steps run on the embedded local engine (Spark SQL from pyspark), whose warehouse and
-metastore live in --state-dir, so a later step sees the tables an earlier one made. With --host
-or --cluster-id they run on a cluster over SSH: the file is uploaded and run detached, its output
-streamed back live, surviving dropped connections (see docs/ssh.md).
+Three places to run:
+  here (default)        the embedded local engine (Spark SQL from pyspark), whose warehouse and
+                        metastore live in --state-dir, so a later step sees the tables an earlier
+                        one made
+  on a cluster          --host or --cluster-id: over SSH, the file is uploaded and run detached,
+                        its output streamed back live, surviving dropped connections (docs/ssh.md)
+  deployed              --deployed: start, follow, stop or list the runs of the deployed
+                        pipeline in AWS (its state machine; the step output comes from CloudWatch
+                        Logs); Ctrl-C detaches from a deployed run, it never stops it
+
+  --run-date A..B       every date from A to B (inclusive, at most 366): here and on a cluster one
+                        after another, each a run of its own; a failed date does not stop the later
+                        ones (a backfill keeps going); a line as each date ends, a table at the end
+  --from-stage N        skip the stages before stage N (in every mode)
+
 .sql runs on spark-sql (or the pipeline's default_engine), .hql on hive (locally: Spark SQL's
 HiveQL support), .py on spark-submit, .sh on bash. SQL steps read variables as ${name} or
 ${hivevar:name}; .py and .sh steps get them as environment variables. run_date is always set.
@@ -46,7 +73,11 @@ ${hivevar:name}; .py and .sh steps get them as environment variables. run_date i
 stdout and stderr of each step pass through unchanged, line by line; the runner's own messages
 go to stderr prefixed 'nightshift:'. Exit code: the failing step's own; 2 for a usage error;
 124 for a step timeout; 130/143 after SIGINT/SIGTERM (the step is stopped first); 255 when the
-cluster cannot be reached or authenticated.
+cluster cannot be reached or authenticated. A range of dates exits 0 when every date succeeded,
+else with the first failed date's code (128 + the signal's number when a signal stopped it).
+With --deployed: the run's own code as here; 3 when there is nothing to act on (no credentials,
+region, deployment or run of that date); 4 when refused (the date already ran and --rerun is not
+given, or it is running); 69 when the run failed outside a step; 130 after Ctrl-C detached.
 """
 
 
@@ -63,9 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="set a variable (repeatable); overrides pipeline.toml",
     )  # fmt: skip
     parser.add_argument(
-        "--run-date", metavar="YYYY-MM-DD",
-        help="the run_date variable (default: today in the pipeline's schedule time zone,"
-        " or in UTC when it has no schedule)",
+        "--run-date", metavar="DATE",
+        help="the run_date variable, YYYY-MM-DD, or a range YYYY-MM-DD..YYYY-MM-DD (inclusive) run date"
+        " after date (default: today in the pipeline's schedule time zone, or in UTC without a schedule)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--from-stage", type=int, metavar="N",
+        help="skip the stages before stage N (a stage number of the pipeline folder)",
     )  # fmt: skip
     parser.add_argument(
         "--engine", choices=[e.value for e in Engine],
@@ -79,7 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-format", choices=["text", "json"], default="text",
         help="text (default), or one JSON object per output line for CloudWatch Logs Insights",
     )  # fmt: skip
-    parser.add_argument("--run-id", help="identifies this run in JSON logs (default: generated)")
+    parser.add_argument(
+        "--run-id", help="identifies this run in JSON logs (default: generated; with a range: ID-<date>)"
+    )
     local = parser.add_argument_group("local engine")
     local.add_argument(
         "--state-dir", type=Path, default=DEFAULT_STATE_DIR,
@@ -101,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="delete the local warehouse and metastore first (alone: only that)",
     )  # fmt: skip
     _add_cluster_options(parser)
+    _add_deployed_options(parser)
     return parser
 
 
@@ -115,7 +153,8 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
         help="an EMR cluster: its master's address comes from the EMR API (waits while it starts)",
     )  # fmt: skip
     cluster.add_argument(
-        "--region", help="AWS region of --cluster-id (default: AWS_REGION, else AWS_DEFAULT_REGION)"
+        "--region",
+        help="AWS region of --cluster-id or --deployed (default: AWS_REGION, else AWS_DEFAULT_REGION)",
     )
     cluster.add_argument("--user", help="SSH login (default: User from ~/.ssh/config, else hadoop)")
     cluster.add_argument("--port", type=int, help="SSH port (default: Port from ~/.ssh/config, else 22)")
@@ -133,20 +172,54 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
         help="trust a host key seen for the first time and record it (a changed key is always refused)",
     )  # fmt: skip
     cluster.add_argument(
-        "--remote-dir", default="~/.nightshift/runs", metavar="DIR",
+        "--remote-dir", default=DEFAULT_REMOTE_DIR, metavar="DIR",
         help="where run directories go on the master (default: ~/.nightshift/runs)",
     )  # fmt: skip
     cluster.add_argument(
         "--keep-remote", action="store_true", help="keep the run directory on the master after the run"
     )
     cluster.add_argument(
-        "--connect-timeout", type=float, default=10.0, metavar="SECONDS",
+        "--connect-timeout", type=float, default=DEFAULT_CONNECT_TIMEOUT, metavar="SECONDS",
         help="give up connecting after this long (default: 10)",
     )  # fmt: skip
     cluster.add_argument(
-        "--reconnect-timeout", type=float, default=300.0, metavar="SECONDS",
+        "--reconnect-timeout", type=float, default=DEFAULT_RECONNECT_TIMEOUT, metavar="SECONDS",
         help="after a dropped connection, keep reconnecting this long (default: 300)",
     )  # fmt: skip
+
+
+def _add_deployed_options(parser: argparse.ArgumentParser) -> None:
+    deployed = parser.add_argument_group(
+        "deployed", "the runs of the pipeline deployed in AWS (the stack of app.py; see README, Production)"
+    )
+    deployed.add_argument(
+        "--deployed", action="store_true",
+        help="start the deployed run of --run-date (default: today) and follow it live; Ctrl-C detaches",
+    )  # fmt: skip
+    action = deployed.add_mutually_exclusive_group()
+    action.add_argument(
+        "--follow", action="store_true",
+        help="attach to the run of --run-date, or to the running (else the latest) run",
+    )  # fmt: skip
+    action.add_argument(
+        "--stop", action="store_true",
+        help="stop the run of --run-date (or the running one); returns when its cluster is gone",
+    )  # fmt: skip
+    action.add_argument(
+        "--history", type=int, nargs="?", const=DEFAULT_HISTORY, metavar="N",
+        help=f"list the last N runs (default: {DEFAULT_HISTORY})",
+    )  # fmt: skip
+    deployed.add_argument(
+        "--rerun", action="store_true",
+        help="start a date that already ran again (as <pipeline>-<date>-r2, -r3, ...)",
+    )  # fmt: skip
+    deployed.add_argument(
+        "--concurrency", type=int, metavar="N",
+        help="runs of a range at once (default: max_concurrent_runs of pipeline.toml, else 1)",
+    )  # fmt: skip
+    deployed.add_argument(
+        "--stack", metavar="NAME", help="the stack to use when the account holds several deployments"
+    )
 
 
 def parse_variables(pairs: list[str]) -> dict[str, str]:
@@ -164,21 +237,15 @@ def parse_variables(pairs: list[str]) -> dict[str, str]:
     return variables
 
 
-def parse_run_date(text: str | None, pipeline: Pipeline) -> str:
-    if text is None:
-        schedule = pipeline.config.schedule
-        zone = ZoneInfo(schedule.timezone) if schedule else UTC
-        return datetime.now(zone).date().isoformat()
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-        raise UsageError(f"--run-date {text!r}: expected YYYY-MM-DD")
-    try:
-        return date.fromisoformat(text).isoformat()
-    except ValueError as error:
-        raise UsageError(f"--run-date {text!r}: {error}") from error
-
-
 def _new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def _run_id(given: str | None, run_date: str, *, in_range: bool) -> str:
+    # Each date of a range is a run of its own: one id would mix their logs and run directories.
+    if given is None:
+        return _new_run_id()
+    return f"{given}-{run_date}" if in_range else given
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -257,17 +324,186 @@ def _check_target_options(args: argparse.Namespace) -> None:
         "--accept-new-host-key": args.accept_new_host_key,
         "--keep-remote": args.keep_remote,
     }
+    if args.deployed:
+        cluster_only.pop("--region")  # the deployed runs' region
     given = [flag for flag, used in cluster_only.items() if used]
     if given and not remote:
-        raise UsageError(f"{', '.join(given)}: only with --host or --cluster-id")
+        also = " (--region also with --deployed)" if "--region" in given else ""
+        raise UsageError(f"{', '.join(given)}: only with --host or --cluster-id{also}")
     if args.port is not None and not 0 < args.port < 65536:
         raise UsageError(f"--port {args.port}: expected 1 to 65535")
     if args.connect_timeout <= 0 or args.reconnect_timeout < 0:
         raise UsageError("--connect-timeout must be positive and --reconnect-timeout not negative")
 
 
+def _check_deployed_options(args: argparse.Namespace) -> None:
+    """Which flags go with --deployed, and which only with it; every refusal is one line."""
+    deployed_only = {
+        "--follow": args.follow,
+        "--stop": args.stop,
+        "--history": args.history is not None,
+        "--rerun": args.rerun,
+        "--concurrency": args.concurrency is not None,
+        "--stack": args.stack is not None,
+    }
+    if not args.deployed:
+        given = [flag for flag, used in deployed_only.items() if used]
+        if given:
+            raise UsageError(f"{', '.join(given)}: only with --deployed")
+        return
+    elsewhere = {
+        "--host": args.host is not None,
+        "--cluster-id": args.cluster_id is not None,
+        "--user": args.user is not None,
+        "--port": args.port is not None,
+        "--key": args.key is not None,
+        "--known-hosts": args.known_hosts is not None,
+        "--accept-new-host-key": args.accept_new_host_key,
+        "--remote-dir": args.remote_dir != DEFAULT_REMOTE_DIR,
+        "--keep-remote": args.keep_remote,
+        "--connect-timeout": args.connect_timeout != DEFAULT_CONNECT_TIMEOUT,
+        "--reconnect-timeout": args.reconnect_timeout != DEFAULT_RECONNECT_TIMEOUT,
+        "--state-dir": args.state_dir != DEFAULT_STATE_DIR,
+        "--reset": args.reset,
+        "--cold": args.cold,
+        "--stop-engine": args.stop_engine,
+        "--engine-idle-minutes": args.engine_idle_minutes is not None,
+        "--var": bool(args.var),
+        "--engine": args.engine is not None,
+        "--dry-run": args.dry_run,
+        "--run-id": args.run_id is not None,
+    }
+    given = [flag for flag, used in elsewhere.items() if used]
+    if given:
+        raise UsageError(
+            f"{', '.join(given)}: not with --deployed (a deployed run has the variables, engine and cluster"
+            " it was deployed with, and its execution name as run id)"
+        )
+    starting = not (args.follow or args.stop or args.history is not None)
+    start_only = {"--rerun": args.rerun, "--from-stage": args.from_stage is not None}
+    start_only["--concurrency"] = args.concurrency is not None
+    given = [flag for flag, used in start_only.items() if used]
+    if given and not starting:
+        raise UsageError(
+            f"{', '.join(given)}: only when starting runs (not with --follow, --stop or --history)"
+        )
+    if args.history is not None and args.run_date is not None:
+        raise UsageError("--history lists the latest runs: not with --run-date")
+    if args.history is not None and args.history < 1:
+        raise UsageError(f"--history {args.history}: expected 1 or more runs")
+    if args.concurrency is not None and args.concurrency < 1:
+        raise UsageError(f"--concurrency {args.concurrency}: expected 1 or more runs at once")
+
+
+def _deployed_action(args: argparse.Namespace) -> Literal["start", "follow", "stop", "history"]:
+    if args.follow:
+        return "follow"
+    if args.stop:
+        return "stop"
+    return "history" if args.history is not None else "start"
+
+
+def deployed_request(args: argparse.Namespace, pipeline: Pipeline) -> DeployedRequest:
+    """The request for runner.deployed from validated flags (a UsageError for what argparse cannot see)."""
+    if args.path is not None and not args.path.is_dir():
+        raise UsageError(f"--deployed: {args.path} is a step file; give its pipeline folder")
+    if args.from_stage is not None:
+        check_from_stage(pipeline, args.from_stage, whole_pipeline=True)
+    limit = pipeline.config.max_concurrent_runs
+    if args.concurrency is not None and args.concurrency > limit:
+        # Preflight would refuse the runs beyond the limit, each after its execution started.
+        raise UsageError(
+            f"--concurrency {args.concurrency}: {pipeline.name} allows {limit} run(s) at once"
+            f" (max_concurrent_runs in pipeline.toml; raise it there and deploy)"
+        )
+    action = _deployed_action(args)
+    # Without --run-date a start is today's run; --follow and --stop pick the running (or latest) one.
+    given = args.run_date is not None or action == "start"
+    run_dates = tuple(parse_run_dates(args.run_date, pipeline)) if given else ()
+    # Imported here: only the deployed mode needs boto3 (and a local run must not pay for it).
+    from runner.deployed import DeployedRequest  # noqa: PLC0415
+
+    return DeployedRequest(
+        action=action,
+        run_dates=run_dates,
+        rerun=args.rerun,
+        from_stage=args.from_stage,
+        concurrency=args.concurrency,
+        history_count=args.history if args.history is not None else DEFAULT_HISTORY,
+        stack=args.stack,
+        # botocore reads only AWS_DEFAULT_REGION; most shells and ECS set AWS_REGION.
+        region=args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+    )
+
+
+def _run_deployed(args: argparse.Namespace, output: Output) -> int:
+    if args.path is None:
+        raise UsageError("PATH is required: the pipeline folder of the deployed runs")
+    pipeline = load_pipeline(args.path)
+    request = deployed_request(args, pipeline)
+    from runner.deployed import run_deployed  # noqa: PLC0415 - boto3 only here
+
+    # No signal handlers: Ctrl-C detaches from a deployed run (run_deployed says how to come back).
+    return run_deployed(pipeline, request, output)
+
+
+def _run_date(
+    plan: RunPlan, executor: Executor, output: Output, stop: StopRequest, *, whole: bool
+) -> RunReport:
+    """One run of one date: its steps stage by stage, then (for a folder) the summary table."""
+    pipeline = plan.pipeline
+    output.begin(pipeline.name, plan.run_id, pipeline.steps[0].name if len(pipeline.steps) == 1 else "")
+    report = run_pipeline(plan, executor, output, stop)
+    if whole:
+        for line in summary_lines(report):
+            output.notice(line)
+    return report
+
+
+def _run_range(
+    plans: list[RunPlan], executor: Executor, output: Output, stop: StopRequest, *, whole: bool
+) -> int:
+    """The dates one after another; a failed date does not stop the later ones, a signal does."""
+    dates = [plan.variables["run_date"] for plan in plans]
+    output.notice(
+        f"{len(dates)} run dates, {dates[0]} to {dates[-1]}, one after another"
+        " (a failed date does not stop the later ones)"
+    )
+    results: list[DateResult] = []
+    for number, plan in enumerate(plans, 1):
+        if stop.is_set():
+            break
+        run_date = plan.variables["run_date"]
+        output.notice(f"run date {run_date} ({number} of {len(plans)}): started, run id {plan.run_id}")
+        started = time.monotonic()
+        try:
+            report = _run_date(plan, executor, output, stop, whole=whole)
+            exit_code, detail = report.exit_code, failure_detail(report)
+        except UsageError:
+            raise
+        except NightshiftError as error:
+            # Something the next date may not meet (an unreachable cluster, missing inputs).
+            output.notice(f"error: {error}")
+            exit_code, detail = error.exit_code, str(error)
+        if stop.is_set():
+            exit_code = stop.exit_code
+            detail = "; ".join(filter(None, [detail, f"stopped by signal {stop.signum}"]))
+        result = DateResult(run_date, exit_code, time.monotonic() - started, detail)
+        results.append(result)
+        output.notice(date_line(result))
+    for line in range_summary_lines(results, dates):
+        output.notice(line)
+    if stop.is_set():
+        output.notice(f"stopped by signal {stop.signum}: no later date was started")
+        return stop.exit_code
+    return range_exit_code(results)
+
+
 def _run(args: argparse.Namespace, output: Output) -> int:
+    _check_deployed_options(args)
     _check_target_options(args)
+    if args.deployed:
+        return _run_deployed(args, output)
     spark = LocalSpark(args.state_dir)
     if args.stop_engine:
         from runner.warm.client import stop_engine  # noqa: PLC0415 - the cluster path never loads it
@@ -288,33 +524,45 @@ def _run(args: argparse.Namespace, output: Output) -> int:
     whole = args.path.is_dir()
     if whole and args.engine and not Engine(args.engine).is_sql:
         raise UsageError(f"--engine {args.engine}: only spark-sql or hive apply to a whole folder")
+    if args.from_stage is not None:
+        check_from_stage(pipeline, args.from_stage, whole_pipeline=whole)
+    dates = parse_run_dates(args.run_date, pipeline)
     is_local = not (args.host or args.cluster_id)
-    plan = RunPlan.make(
-        pipeline,
-        run_date=parse_run_date(args.run_date, pipeline),
-        run_id=args.run_id or _new_run_id(),
-        local=is_local,
-        overrides=overrides,
-        engine_override=Engine(args.engine) if args.engine else None,
-        whole_pipeline=whole,
-    )
-    output.begin(pipeline.name, plan.run_id, pipeline.steps[0].name if len(pipeline.steps) == 1 else "")
+    plans = [
+        RunPlan.make(
+            pipeline,
+            run_date=run_date,
+            run_id=_run_id(args.run_id, run_date, in_range=len(dates) > 1),
+            local=is_local,
+            overrides=overrides,
+            engine_override=Engine(args.engine) if args.engine else None,
+            whole_pipeline=whole,
+            from_stage=args.from_stage,
+        )
+        for run_date in dates
+    ]
+    output.begin(pipeline.name, plans[0].run_id, pipeline.steps[0].name if len(pipeline.steps) == 1 else "")
     executor = _local_executor(args, spark) if is_local else _remote_executor(args, output)
 
     if args.dry_run:
-        lines = [executor.describe(plan.invocation(step)) for step in pipeline.steps]
+        lines = [
+            executor.describe(plan.invocation(step))
+            for plan in plans
+            for stage in pipeline.stages
+            if not plan.skips(stage)
+            for step in stage.steps
+        ]
         sys.stdout.write("".join(line + "\n" for line in lines))
         return 0
     if isinstance(executor, LocalExecutor):
-        executor.check({plan.engine(step) for step in pipeline.steps})
+        executor.check({plan.engine(step) for plan in plans[:1] for step in pipeline.steps})
 
     stop = StopRequest()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda number, _frame: stop.trigger(number))
-    report = run_pipeline(plan, executor, output, stop)
-    if whole:
-        for line in summary_lines(report):
-            output.notice(line)
+    if len(plans) > 1:
+        return _run_range(plans, executor, output, stop, whole=whole)
+    report = _run_date(plans[0], executor, output, stop, whole=whole)
     if stop.is_set():
         output.notice(f"stopped by signal {stop.signum}")
     return report.exit_code

@@ -1,4 +1,4 @@
-"""CLI parsing: variables, run dates and the engine override, without starting anything."""
+"""CLI parsing: variables, run dates, the engine override and which flags go together, starting nothing."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from runner.__main__ import build_parser, parse_run_date, parse_variables
+from runner.__main__ import build_parser, main, parse_variables
+from runner.dates import parse_run_dates
 from runner.errors import UsageError
 from runner.execution import RunPlan
 from runner.model import Engine, load_pipeline
@@ -35,16 +36,18 @@ def test_run_date_defaults_to_today_in_the_schedule_time_zone(tmp_path: Path) ->
     (tmp_path / "10_a.sql").write_text("SELECT 1;")
     pipeline = load_pipeline(tmp_path)
     # UTC+14: on most of every UTC day, Kiritimati's date is already tomorrow's.
-    assert parse_run_date(None, pipeline) == datetime.now(ZoneInfo("Pacific/Kiritimati")).date().isoformat()
+    assert parse_run_dates(None, pipeline) == [
+        datetime.now(ZoneInfo("Pacific/Kiritimati")).date().isoformat()
+    ]
     (tmp_path / "pipeline.toml").unlink()
-    assert parse_run_date(None, load_pipeline(tmp_path)) == datetime.now(UTC).date().isoformat()
+    assert parse_run_dates(None, load_pipeline(tmp_path)) == [datetime.now(UTC).date().isoformat()]
 
 
 @pytest.mark.parametrize("text", ["2026-2-3", "20260203", "2026-02-30", "yesterday"])
 def test_bad_run_dates_are_usage_errors(tmp_path: Path, text: str) -> None:
     (tmp_path / "job.sql").write_text("SELECT 1;")
     with pytest.raises(UsageError, match="--run-date"):
-        parse_run_date(text, load_pipeline(tmp_path / "job.sql"))
+        parse_run_dates(text, load_pipeline(tmp_path / "job.sql"))
 
 
 def test_engine_override_applies_to_sql_steps_of_a_folder_only(tmp_path: Path) -> None:
@@ -82,3 +85,95 @@ def test_parser_defaults() -> None:
     args = build_parser().parse_args(["sql/example/"])
     assert (args.log_format, args.dry_run, args.var, args.engine) == ("text", False, [], None)
     assert args.state_dir == Path(".nightshift")
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    for name in ("10_load.sh", "20_report.sh"):
+        (tmp_path / name).write_text("touch ran\n")
+    return tmp_path
+
+
+REFUSED = {
+    "deployed-only flags": (
+        ["--follow", "--stack", "s"], "--follow, --stack: only with --deployed"
+    ),
+    "history without --deployed": (["--history"], "--history: only with --deployed"),
+    "rerun without --deployed": (["--rerun", "--concurrency", "2"], "--rerun, --concurrency: only with --deployed"),
+    "deployed and a host": (
+        ["--deployed", "--host", "h"],
+        "--host: not with --deployed (a deployed run has the variables, engine and cluster it was deployed"
+        " with, and its execution name as run id)",
+    ),
+    "deployed and local-only flags": (
+        ["--deployed", "--cluster-id", "j-1", "--cold", "--state-dir", "s", "--var", "a=1", "--dry-run"],
+        "--cluster-id, --state-dir, --cold, --var, --dry-run: not with --deployed",
+    ),
+    "deployed and ssh flags": (
+        ["--deployed", "--user", "u", "--connect-timeout", "3", "--run-id", "x"],
+        "--user, --connect-timeout, --run-id: not with --deployed",
+    ),
+    "two actions": (["--deployed", "--follow", "--stop"], "argument --stop: not allowed with argument --follow"),
+    "rerun while following": (
+        ["--deployed", "--follow", "--rerun", "--from-stage", "20"],
+        "--rerun, --from-stage: only when starting runs (not with --follow, --stop or --history)",
+    ),
+    "concurrency with history": (
+        ["--deployed", "--history", "3", "--concurrency", "2"],
+        "--concurrency: only when starting runs",
+    ),
+    "history of a date": (
+        ["--deployed", "--history", "--run-date", "2025-06-01"],
+        "--history lists the latest runs: not with --run-date",
+    ),
+    "history of no run": (["--deployed", "--history", "0"], "--history 0: expected 1 or more runs"),
+    "history not a number": (["--deployed", "--history", "x"], "argument --history: invalid int value: 'x'"),
+    "no concurrency": (["--deployed", "--concurrency", "0"], "--concurrency 0: expected 1 or more runs at once"),
+    "more at once than the pipeline allows": (
+        ["--deployed", "--concurrency", "2", "--run-date", "2025-06-01..2025-06-07"],
+        "allows 1 run(s) at once (max_concurrent_runs in pipeline.toml; raise it there and deploy)",
+    ),
+    "deployed from-stage not a stage": (
+        ["--deployed", "--from-stage", "30"], "has no stage 30 (its stages: 10, 20)"
+    ),
+    "deployed bad range": (
+        ["--deployed", "--run-date", "2025-06-07..2025-06-01"],
+        "--run-date '2025-06-07..2025-06-01': the range ends before it starts",
+    ),
+    "region alone": (["--region", "eu-west-1"], "--region: only with --host or --cluster-id (--region also with --deployed)"),
+    "local from-stage not a stage": (["--from-stage", "15"], "has no stage 15 (its stages: 10, 20)"),
+    "local bad range": (["--run-date", "2025-06-01..2025-6-2"], "--run-date '2025-06-01..2025-6-2': expected YYYY-MM-DD"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", REFUSED.values(), ids=REFUSED.keys())
+def test_flags_that_do_not_go_together_are_one_line_usage_errors(
+    folder: Path, case: tuple[list[str], str], capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    argv, message = case
+    try:
+        code = main([str(folder), *argv])
+    except SystemExit as exit_:  # argparse's own refusals
+        code = exit_.code  # type: ignore[assignment]
+    stdout, stderr = capsysbinary.readouterr()
+    assert code == 2
+    assert stdout == b""
+    assert stderr.count(b"\n") == 1, stderr
+    assert message in stderr.decode()
+    assert not (folder / "ran").exists()
+
+
+def test_from_stage_of_a_single_step_file_is_a_usage_error(
+    folder: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    assert main([str(folder / "20_report.sh"), "--from-stage", "20"]) == 2
+    assert capsysbinary.readouterr().err == (
+        b"nightshift: error: --from-stage 20: only for a pipeline folder, not a single step file\n"
+    )
+    assert main([str(folder / "20_report.sh"), "--deployed"]) == 2
+    assert (
+        capsysbinary.readouterr().err
+        == (
+            f"nightshift: error: --deployed: {folder / '20_report.sh'} is a step file; give its pipeline folder\n"
+        ).encode()
+    )
