@@ -431,8 +431,7 @@ def deployed_request(args: argparse.Namespace, pipeline: Pipeline) -> DeployedRe
         concurrency=args.concurrency,
         history_count=args.history if args.history is not None else DEFAULT_HISTORY,
         stack=args.stack,
-        # botocore reads only AWS_DEFAULT_REGION; most shells and ECS set AWS_REGION.
-        region=args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+        region=args.region,  # None: runner.deployed takes AWS_REGION or the usual AWS settings
     )
 
 
