@@ -1,0 +1,297 @@
+"""The deployed pipeline from the terminal: start, follow, backfill, stop and list its Step Functions runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import botocore.exceptions
+
+from runner.dates import DateResult, date_line, range_exit_code, range_summary_lines, today
+from runner.deployed.discovery import EXIT_NOT_FOUND, EXIT_REFUSED, Clients, Deployment, find_deployment
+from runner.deployed.events import EXIT_RUN_FAILED, EXIT_RUN_STOPPED, RunTracker
+from runner.deployed.follow import Detached, Follower, HistoryReader, Polling
+from runner.deployed.runs import (
+    Execution,
+    check_startable,
+    describe,
+    history_lines,
+    latest,
+    list_runs,
+    start,
+    stop_run,
+)
+from runner.errors import NightshiftError, UsageError
+from runner.execution import summary_lines
+from runner.model import Pipeline
+from runner.output import Output
+
+__all__ = [
+    "EXIT_DETACHED",
+    "EXIT_NOT_FOUND",
+    "EXIT_REFUSED",
+    "EXIT_RUN_FAILED",
+    "EXIT_RUN_STOPPED",
+    "DeployedRequest",
+    "Polling",
+    "run_deployed",
+]
+
+#: Ctrl-C while following: the run goes on (as a local run stopped by SIGINT, 128 + 2)
+EXIT_DETACHED = 130
+#: an AWS error that is none of the above (permissions, throttling beyond retries)
+EXIT_AWS_ERROR = 1
+
+
+@dataclass(frozen=True)
+class DeployedRequest:
+    action: Literal["start", "follow", "stop", "history"]
+    run_dates: tuple[str, ...] = ()  # ISO dates in order; () = the running/latest run
+    rerun: bool = False
+    from_stage: int | None = None
+    concurrency: int | None = None  # None: the pipeline's max_concurrent_runs
+    history_count: int = 10
+    stack: str | None = None
+    region: str | None = None
+
+
+def run_deployed(
+    pipeline: Pipeline,
+    request: DeployedRequest,
+    output: Output,
+    *,
+    polling: Polling | None = None,
+    clients: Clients | None = None,
+    count: Callable[[str], None] | None = None,
+) -> int:
+    """Do what `request` asks of the deployed pipeline; its exit code (README: "Production")."""
+    command = _Command(pipeline, request, output, polling or Polling(), count or (lambda _api: None))
+    try:
+        with _ctrl_c(command.interrupted):
+            deployment = find_deployment(
+                pipeline.name, request.stack, clients or Clients.make(request.region)
+            )
+            return command.run(deployment)
+    except NightshiftError as error:
+        output.notice(f"error: {error}")
+        return error.exit_code
+    except botocore.exceptions.NoCredentialsError:
+        output.notice(
+            "error: no AWS credentials: set AWS_PROFILE, run `aws sso login`, or export AWS_ACCESS_KEY_ID"
+        )
+        return EXIT_NOT_FOUND
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
+        output.notice(f"error: {error}")
+        return EXIT_AWS_ERROR
+
+
+@contextmanager
+def _ctrl_c(interrupted: threading.Event) -> Iterator[None]:
+    """SIGINT sets `interrupted` instead of raising in the middle of an AWS call."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda _number, _frame: interrupted.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class _Command:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        request: DeployedRequest,
+        output: Output,
+        polling: Polling,
+        count: Callable[[str], None],
+    ) -> None:
+        self.pipeline = pipeline
+        self.request = request
+        self.output = output
+        self.polling = polling
+        self.count = count
+        self.interrupted = threading.Event()
+
+    def say(self, message: str) -> None:
+        self.output.notice(message)
+
+    def run(self, deployment: Deployment) -> int:
+        request = self.request
+        action = request.action
+        if action == "history":
+            runs = list(list_runs(deployment, request.history_count))
+            if request.run_dates:
+                runs = [
+                    r
+                    for r in runs
+                    if any(r.name.startswith(f"{self.pipeline.name}-{d}") for d in request.run_dates)
+                ]
+            if not runs:
+                self.say(f"no runs of {self.pipeline.name} yet in {deployment.region}")
+                return 0
+            for line in history_lines(deployment, self.pipeline, runs):
+                self.say(line)
+            return 0
+        if action == "stop":
+            dates: list[str | None] = list(request.run_dates) or [None]
+            code = 0
+            for run_date in dates:
+                execution = latest(deployment, run_date)
+                code = code or stop_run(
+                    deployment,
+                    execution,
+                    self.say,
+                    poll=self.polling.cluster_poll,
+                    wait=self.polling.cluster_wait,
+                    interrupted=self.interrupted,
+                )
+            return code
+        if action == "follow":
+            if len(request.run_dates) > 1:
+                return self._range(deployment, [latest(deployment, d) for d in request.run_dates])
+            return self._follow(
+                deployment, latest(deployment, request.run_dates[0] if request.run_dates else None)
+            )
+        return self._start(deployment)
+
+    # --- start and backfill ------------------------------------------------------------------
+
+    def _start(self, deployment: Deployment) -> int:
+        request = self.request
+        self._check_from_stage()
+        dates = list(request.run_dates) or [today(self.pipeline)]
+        # Every date is checked before any starts: a backfill does not stop half-way on a refusal.
+        names = {run_date: check_startable(deployment, run_date, request.rerun) for run_date in dates}
+        if len(dates) == 1:
+            execution = start(deployment, names[dates[0]], dates[0], request.from_stage)
+            self.say(f"run {execution.name} started")
+            return self._follow(deployment, execution)
+        limit: int = request.concurrency or self.pipeline.config.max_concurrent_runs
+        if limit < 1:
+            raise UsageError(f"--concurrency {limit}: expected 1 or more")
+        self.say(f"backfill of {len(dates)} dates, at most {limit} at once")
+        queue = list(dates)
+
+        def start_next(running: int) -> list[Execution]:
+            started: list[Execution] = []
+            while queue and running + len(started) < limit:
+                run_date = queue.pop(0)
+                started.append(start(deployment, names[run_date], run_date, request.from_stage))
+                self.say(f"run {started[-1].name} started")
+            return started
+
+        return self._range(deployment, [], start_next, planned=dates)
+
+    def _check_from_stage(self) -> None:
+        stage = self.request.from_stage
+        numbers = [s.number for s in self.pipeline.stages if s.number is not None]
+        if stage is not None and not any(n >= stage for n in numbers):
+            raise UsageError(
+                f"--from-stage {stage}: the last stage of {self.pipeline.name} is {max(numbers)}"
+            )
+
+    def _range(
+        self,
+        deployment: Deployment,
+        waiting: list[Execution],
+        start_next: Callable[[int], list[Execution]] = lambda _running: [],
+        planned: list[str] | None = None,
+    ) -> int:
+        """Wait for each date's run, one line as each ends, the table at the end.
+
+        The step output of several dates at once would interleave into something no single run
+        printed; a range shows one line per date, and `--follow --run-date D` shows one date's.
+        """
+        from runner.deployed.runs import date_of  # noqa: PLC0415 - only ranges need it
+
+        planned = planned or [date_of(self.pipeline.name, e.name) or e.name for e in waiting]
+        running = list(waiting)
+        running += start_next(len(running))
+        results: list[DateResult] = []
+        try:
+            while running:
+                for execution in list(running):
+                    self.count("DescribeExecution")
+                    now = describe(deployment, execution.name) or execution
+                    if now.status == "RUNNING":
+                        continue
+                    running.remove(execution)
+                    results.append(self._date_result(deployment, now))
+                    self.say(date_line(results[-1]))
+                started = start_next(len(running))
+                running += started
+                if running and not started and self.interrupted.wait(self.polling.range_interval):
+                    raise Detached
+        except Detached:
+            for line in range_summary_lines(results, planned):
+                self.say(line)
+            self._detach_hint(", ".join(e.name for e in running) or "none")
+            return EXIT_DETACHED
+        for line in range_summary_lines(results, planned):
+            self.say(line)
+        return range_exit_code(results)
+
+    def _date_result(self, deployment: Deployment, execution: Execution) -> DateResult:
+        tracker = RunTracker(self.pipeline)
+        for event in HistoryReader(deployment.clients.sfn, execution.arn, self.count).new_events():
+            tracker.apply(event)
+        code = tracker.exit_code()
+        run_date = tracker.run_date or execution.name
+        if code == 0:
+            return DateResult(run_date, 0, execution.seconds())
+        failing = tracker.failing_step()
+        if failing is not None and code == failing.exit_code:
+            detail = f"{failing.step.file_name} failed (exit {code})"
+        elif execution.status == "ABORTED":
+            detail = f"{execution.name} was stopped"
+        else:
+            detail = f"{execution.name}: {tracker.failure}"
+        return DateResult(run_date, code, execution.seconds(), detail)
+
+    # --- follow ------------------------------------------------------------------------------
+
+    def _follow(self, deployment: Deployment, execution: Execution) -> int:
+        if execution.status != "RUNNING":
+            self.say(f"run {execution.name} {execution.status.lower().replace('_', ' ')}; its output:")
+        else:
+            self.say(f"following run {execution.name}")
+        follower = Follower(
+            deployment, self.pipeline, execution.arn, self.output, self.polling, self.interrupted, self.count
+        )
+        try:
+            tracker = follower.run()
+        except Detached:
+            self._detach_hint(execution.name)
+            return EXIT_DETACHED
+        from runner.deployed.follow import now  # noqa: PLC0415
+
+        report = tracker.report(now())
+        for line in summary_lines(report):
+            self.say(line)
+        return report.exit_code
+
+    def _detach_hint(self, names: str) -> None:
+        folder = _shown_path(self.pipeline.folder)
+        dates = self.request.run_dates
+        when = f" --run-date {dates[0]}" + (f"..{dates[-1]}" if len(dates) > 1 else "") if dates else ""
+        self.say(
+            f"detached; {names} goes on in AWS. "
+            f"Reattach: python -m runner {folder} --deployed --follow{when}; "
+            f"stop it: python -m runner {folder} --deployed --stop{when}"
+        )
+
+
+def _shown_path(folder: Path) -> str:
+    try:
+        relative = os.path.relpath(folder)
+    except ValueError:
+        return str(folder)
+    return str(folder) if relative.startswith("..") else relative.rstrip("/") + "/"

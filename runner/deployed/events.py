@@ -1,0 +1,324 @@
+"""A deployed run as its Step Functions history tells it: state changes, step attempts, outcome."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from runner.execution import EXIT_TIMEOUT, RunReport, StepReport
+from runner.model import Pipeline, Step
+
+RUN_STEP_PREFIX = "Run "
+# The stage's Parallel, and the Pass state a stage before --from-stage enters instead (infra/workflow.py).
+STAGE = re.compile(r"Stage (\d+)")
+SKIP_STAGE = re.compile(r"Skip Stage (\d+)")
+#: a run that failed outside any step: the cluster never started, preflight refused, inputs late
+EXIT_RUN_FAILED = 69  # EX_UNAVAILABLE: the service the steps need was not there
+#: the execution was stopped (--stop, the console): as a run stopped by SIGTERM
+EXIT_RUN_STOPPED = 143
+#: a step whose task ended without an exit code (it never started, Fargate lost it)
+EXIT_NO_CODE = 1
+
+ENDED = ("SUCCEEDED", "FAILED", "ABORTED", "TIMED_OUT")
+
+
+@dataclass
+class Attempt:
+    """One Fargate task of a step: where its output went and how it ended."""
+
+    number: int
+    started: datetime
+    task_arn: str | None = None
+    ended: datetime | None = None
+    exit_code: int | None = None
+    reason: str = ""
+
+
+@dataclass
+class StepRun:
+    step: Step
+    entered: datetime | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    skipped: bool = False
+    done: bool = False
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.attempts[-1].exit_code if self.attempts and self.done else None
+
+    def report(self, now: datetime) -> StepReport:
+        report = StepReport(self.step)
+        if self.skipped:
+            report.status = "skipped"
+            return report
+        if self.entered is None:
+            return report
+        last = self.attempts[-1] if self.attempts else None
+        end = last.ended if last is not None and last.ended is not None and self.done else now
+        report.seconds = max(0.0, (end - self.entered).total_seconds())
+        if not self.done:
+            report.status = "running"
+            return report
+        code = self.exit_code
+        report.exit_code = code
+        if code == 0:
+            report.status = "succeeded"
+        elif code == EXIT_TIMEOUT:
+            report.status = "timed out"
+        else:
+            report.status = f"failed (exit {code})"
+        return report
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A `nightshift:` line; `after_task` holds it back until that task's output has been printed."""
+
+    message: str
+    after_task: str | None = None
+
+
+def _json(text: str | None) -> Any:
+    try:
+        return json.loads(text or "null")
+    except ValueError:
+        return None
+
+
+def _details(event: Mapping[str, Any]) -> Mapping[str, Any]:
+    found = next((v for k, v in event.items() if k.endswith("EventDetails")), None)
+    return found if isinstance(found, Mapping) else {}
+
+
+def _exit_code(task: Any) -> int | None:
+    """The runner container's exit code in an ECS task (PascalCase, as Step Functions gives it)."""
+    if not isinstance(task, Mapping):
+        return None
+    for container in task.get("Containers") or []:
+        if isinstance(container, Mapping) and container.get("ExitCode") is not None:
+            return int(container["ExitCode"])
+    return None
+
+
+class RunTracker:
+    """Folds history events, in id order, into what a user wants to see of a run."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.steps = {f"{RUN_STEP_PREFIX}{step.name}": StepRun(step) for step in pipeline.steps}
+        self._state_of: dict[int, str] = {}
+        self._failed_in: dict[str, str] = {}  # state -> error of its last failed task, for retry lines
+        self.status = "RUNNING"
+        self.error = ""
+        self.cause = ""
+        self.started: datetime | None = None
+        self.stopped: datetime | None = None
+        self.run_date = ""
+        self.from_stage: int | None = None
+        self.cluster_id = ""
+        self._cluster_requested: datetime | None = None
+        self._cluster_ready = False
+        self._launch = 1
+        self.new_tasks: list[tuple[StepRun, Attempt]] = []
+
+    @property
+    def ended(self) -> bool:
+        return self.status in ENDED
+
+    def apply(self, event: Mapping[str, Any]) -> list[Notice]:
+        """Take one history event; the `nightshift:` lines it makes."""
+        kind: str = event["type"]
+        when: datetime = event["timestamp"]
+        entered = event.get("stateEnteredEventDetails")
+        exited = event.get("stateExitedEventDetails")
+        if entered is not None:
+            state = entered["name"]
+        elif exited is not None:
+            state = exited["name"]
+        else:
+            state = self._state_of.get(event.get("previousEventId") or 0, "")
+        self._state_of[event["id"]] = state
+        if kind.startswith("Execution"):
+            return self._execution(kind, event, when)
+        if entered is not None:
+            return self._entered(state, entered, when)
+        if exited is not None:
+            return self._exited(state, exited)
+        if kind.startswith("Task"):
+            return self._task(kind, state, event, when)
+        return []
+
+    # --- the execution ---------------------------------------------------------------------
+
+    def _execution(self, kind: str, event: Mapping[str, Any], when: datetime) -> list[Notice]:
+        if kind == "ExecutionStarted":
+            self.started = when
+            given = _json(event["executionStartedEventDetails"].get("input"))
+            if isinstance(given, Mapping):
+                self.run_date = str(given.get("run_date", ""))
+                if isinstance(given.get("from_stage"), int):
+                    self.from_stage = given["from_stage"]
+            return []
+        self.stopped = when
+        details: Mapping[str, Any] = _details(event)
+        self.error = str(details.get("error", "") or "")
+        self.cause = str(details.get("cause", "") or "")
+        took = f" after {self._minutes(when):.1f} min"
+        if kind == "ExecutionSucceeded":
+            self.status = "SUCCEEDED"
+            return [Notice(f"run succeeded{took}")]
+        if kind == "ExecutionAborted":
+            self.status = "ABORTED"
+            return [Notice(f"run stopped{took}" + (f": {self.cause}" if self.cause else ""))]
+        if kind == "ExecutionTimedOut":
+            self.status = "TIMED_OUT"
+            return [Notice(f"run timed out{took} (the state machine's timeout)")]
+        self.status = "FAILED"
+        return [Notice(f"run failed{took}: {self.failure}")]
+
+    def _minutes(self, when: datetime) -> float:
+        return (when - self.started).total_seconds() / 60 if self.started else 0.0
+
+    # --- states ------------------------------------------------------------------------------
+
+    def _entered(self, state: str, details: Mapping[str, Any], when: datetime) -> list[Notice]:
+        if state in self.steps:
+            run = self.steps[state]
+            run.entered = run.entered or when
+            return []
+        skip = SKIP_STAGE.fullmatch(state)
+        if skip is not None:
+            number = skip[1]
+            for run in self.steps.values():
+                if str(run.step.stage) == number:
+                    run.skipped = True
+            return [Notice(f"stage {number} skipped")]
+        stage = STAGE.fullmatch(state)
+        if stage is not None:
+            return [Notice(f"stage {stage[1]} started")]
+        if state == "CreateCluster":
+            self._cluster_requested = self._cluster_requested or when
+            return []
+        if state == "NextLaunch":
+            given = _json(details.get("input")) or {}
+            reason = (given.get("status") or {}).get("reason") or "it failed to start"
+            self._launch += 1
+            return [
+                Notice(
+                    f"cluster {self.cluster_id} failed to start ({reason}); "
+                    f"launch retried (attempt {self._launch})"
+                )
+            ]
+        if state == "TerminateCluster" and self.cluster_id:
+            return [Notice(f"terminating cluster {self.cluster_id}")]
+        return []
+
+    def _exited(self, state: str, details: Mapping[str, Any]) -> list[Notice]:
+        output = _json(details.get("output"))
+        if not isinstance(output, Mapping):
+            return []
+        if state == "CreateCluster":
+            self.cluster_id = str((output.get("cluster") or {}).get("cluster_id") or "")
+            return [Notice(f"cluster {self.cluster_id} requested")]
+        if state == "ClusterStatus" and not self._cluster_ready and (output.get("status") or {}).get("ready"):
+            self._cluster_ready = True
+            return [Notice(f"cluster {self.cluster_id} ready after {self._since_requested():.1f} min")]
+        return []
+
+    def _since_requested(self) -> float:
+        if self._cluster_requested is None or not self._last_time:
+            return 0.0
+        return (self._last_time - self._cluster_requested).total_seconds() / 60
+
+    # --- tasks -------------------------------------------------------------------------------
+
+    _last_time: datetime | None = None
+
+    def _task(self, kind: str, state: str, event: Mapping[str, Any], when: datetime) -> list[Notice]:
+        self._last_time = when
+        run = self.steps.get(state)
+        if run is None:
+            return self._lambda_task(kind, state, event)
+        name = run.step.file_name
+        if kind == "TaskScheduled":
+            previous = run.attempts[-1] if run.attempts else None
+            run.attempts.append(Attempt(len(run.attempts) + 1, when))
+            if previous is not None:
+                tries = self.pipeline.config.steps.retries + 1
+                return [Notice(f"{name}: retrying (attempt {len(run.attempts)} of {tries})")]
+            return []
+        attempt = run.attempts[-1] if run.attempts else None
+        if attempt is None:
+            return []
+        if kind == "TaskSubmitted":
+            submitted = _json(event["taskSubmittedEventDetails"].get("output")) or {}
+            tasks = submitted.get("Tasks") or []
+            if tasks and tasks[0].get("TaskArn"):
+                attempt.task_arn = str(tasks[0]["TaskArn"])
+                self.new_tasks.append((run, attempt))
+            return []
+        if kind == "TaskSucceeded":
+            attempt.ended = when
+            attempt.exit_code = _exit_code(_json(event["taskSucceededEventDetails"].get("output")))
+            attempt.exit_code = 0 if attempt.exit_code is None else attempt.exit_code
+            run.done = True
+            return [Notice(f"{name}: finished with exit code {attempt.exit_code}", attempt.task_arn)]
+        if kind in ("TaskFailed", "TaskTimedOut", "TaskStartFailed", "TaskSubmitFailed"):
+            details: Mapping[str, Any] = _details(event)
+            attempt.ended = when
+            error = str(details.get("error", "") or "")
+            cause = _json(details.get("cause"))
+            code = _exit_code(cause)
+            if kind == "TaskTimedOut" or error == "States.Timeout":
+                code = EXIT_TIMEOUT
+            attempt.exit_code = EXIT_NO_CODE if code is None else code
+            if code is None and isinstance(cause, Mapping):
+                attempt.reason = str(cause.get("StoppedReason") or error)
+            run.done = True  # until a retry schedules the next attempt
+            said = f"exit code {code}" if code is not None else f"no exit code ({attempt.reason or error})"
+            return [Notice(f"{name}: failed with {said}", attempt.task_arn)]
+        return []
+
+    def _lambda_task(self, kind: str, state: str, event: Mapping[str, Any]) -> list[Notice]:
+        if kind == "TaskFailed":
+            self._failed_in[state] = str(event["taskFailedEventDetails"].get("error", ""))
+        elif kind == "TaskScheduled" and state in self._failed_in:
+            return [Notice(f"{state}: retried after {self._failed_in.pop(state)}")]
+        return []
+
+    # --- the outcome -------------------------------------------------------------------------
+
+    def failing_step(self) -> StepRun | None:
+        """The step whose failure failed the run (the earliest to end with a non-zero code)."""
+        failed = [r for r in self.steps.values() if r.done and r.exit_code not in (0, None)]
+        return min(failed, key=lambda r: r.attempts[-1].ended or r.attempts[-1].started, default=None)
+
+    @property
+    def failure(self) -> str:
+        """Why the run failed, in a line: the failing step and its code, else the error and cause."""
+        run = self.failing_step()
+        if run is not None and self.error in ("States.TaskFailed", "States.Timeout", ""):
+            return f"{run.step.file_name} exited with code {run.exit_code}"
+        cause = self.cause if len(self.cause) <= 300 else self.cause[:300] + "..."
+        return f"{self.error}: {cause}" if cause else self.error or "unknown error"
+
+    def exit_code(self) -> int:
+        """The run's exit code, as a local run would give it."""
+        if self.status == "SUCCEEDED":
+            return 0
+        if self.status == "ABORTED":
+            return EXIT_RUN_STOPPED
+        if self.status == "TIMED_OUT":
+            return EXIT_TIMEOUT
+        run = self.failing_step()
+        if run is not None and run.exit_code:
+            return run.exit_code
+        return EXIT_RUN_FAILED
+
+    def report(self, now: datetime) -> RunReport:
+        code = self.exit_code() if self.ended else 0
+        return RunReport([run.report(now) for run in self.steps.values()], code)

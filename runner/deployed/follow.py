@@ -1,0 +1,255 @@
+"""Follow a deployed run live: its history for state changes, its steps' log streams for their output."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import botocore.exceptions
+
+from runner.deployed.discovery import Deployment
+from runner.deployed.events import Attempt, Notice, RunTracker, StepRun
+from runner.model import Pipeline
+from runner.output import Output, StepOutput, Stream, reassemble
+
+HISTORY_PAGE = 100
+#: GetLogEvents pages read from one stream in one poll: a burst is read on at the next poll.
+MAX_PAGES_PER_POLL = 10
+
+
+@dataclass(frozen=True)
+class Polling:
+    """How often the follower asks, and how long it waits for CloudWatch to catch up.
+
+    At the base interval one follow costs 30 GetExecutionHistory and 30 GetLogEvents per running
+    step per minute; idle it backs off to `idle_max` (bench/README.md has the figures and quotas).
+    """
+
+    interval: float = 2.0
+    idle_max: float = 15.0
+    backoff: float = 1.5
+    #: after a task ends, its last lines may still be on their way into CloudWatch Logs
+    settle: float = 5.0
+    #: a backfill only asks each running date's status (DescribeExecution)
+    range_interval: float = 15.0
+    cluster_poll: float = 15.0
+    cluster_wait: float = 20 * 60.0
+
+
+class Detached(Exception):
+    """Ctrl-C while following: the run goes on."""
+
+
+class HistoryReader:
+    """The events of one execution not seen yet, oldest first, read newest-first until a seen one."""
+
+    def __init__(self, sfn: Any, execution_arn: str, count: Callable[[str], None]) -> None:
+        self._sfn = sfn
+        self._arn = execution_arn
+        self._last = 0
+        self._count = count
+
+    def new_events(self) -> list[dict[str, Any]]:
+        fresh: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            args: dict[str, Any] = {
+                "executionArn": self._arn,
+                "reverseOrder": True,
+                "maxResults": HISTORY_PAGE,
+            }
+            if token:
+                args["nextToken"] = token
+            self._count("GetExecutionHistory")
+            page = self._sfn.get_execution_history(**args)
+            events = page["events"]
+            new = [e for e in events if e["id"] > self._last]
+            fresh += new
+            token = page.get("nextToken")
+            if len(new) < len(events) or not token:
+                break
+        fresh.sort(key=lambda e: e["id"])
+        if fresh:
+            self._last = fresh[-1]["id"]
+        return fresh
+
+
+@dataclass
+class StreamReader:
+    """One task's log stream, turned back into the bytes its step printed."""
+
+    step: StepRun
+    attempt: Attempt
+    name: str
+    output: StepOutput
+    token: str | None = None
+    pending: list[Mapping[str, Any]] = field(default_factory=list)
+    open_parts: set[str] = field(default_factory=set)
+    closed: bool = False
+    #: when a read after the task's end came back empty
+    quiet_since: float | None = None
+
+
+class Follower:
+    """Prints one execution as a local run prints: step output on stdout/stderr, state changes as notices."""
+
+    def __init__(  # noqa: PLR0917 - one follower per command, built in one place
+        self,
+        deployment: Deployment,
+        pipeline: Pipeline,
+        execution_arn: str,
+        output: Output,
+        polling: Polling,
+        stop: threading.Event,
+        count: Callable[[str], None] = lambda _api: None,
+    ) -> None:
+        self.deployment = deployment
+        self.pipeline = pipeline
+        self.arn = execution_arn
+        self.name = execution_arn.rsplit(":", 1)[-1]
+        self.output = output
+        self.polling = polling
+        self.stop = stop
+        self.count = count
+        self.tracker = RunTracker(pipeline)
+        self.history = HistoryReader(deployment.clients.sfn, execution_arn, count)
+        self.streams: dict[str, StreamReader] = {}
+        self.notices: deque[Notice] = deque()
+
+    def run(self) -> RunTracker:
+        """Follow until the run has ended and every step's output is printed; Detached on Ctrl-C."""
+        interval = self.polling.interval
+        while True:
+            active = self.poll()
+            if self.tracker.ended and not self.notices and all(s.closed for s in self.streams.values()):
+                return self.tracker
+            interval = (
+                self.polling.interval
+                if active
+                else min(interval * self.polling.backoff, self.polling.idle_max)
+            )
+            if self.tracker.ended:
+                interval = self.polling.interval  # only the last lines are awaited: keep it short
+            if self.stop.wait(interval):
+                raise Detached
+
+    def poll(self) -> bool:
+        """One round: new history events, then new lines of every open stream. Whether anything came."""
+        events = self.history.new_events()
+        for event in events:
+            self.notices.extend(self.tracker.apply(event))
+        for run, attempt in self.tracker.new_tasks:
+            self._open(run, attempt)
+        self.tracker.new_tasks.clear()
+        self._say_notices()  # before the lines read below, which came after these events
+        active = bool(events)
+        for reader in self.streams.values():
+            if not reader.closed:
+                active |= self._read(reader)
+        self._say_notices()
+        return active
+
+    def _open(self, run: StepRun, attempt: Attempt) -> None:
+        assert attempt.task_arn is not None
+        step = run.step
+        out = self.output.for_step(self.pipeline.name, step.name, self.name, step.file_name)
+        name = self.deployment.log_stream(attempt.task_arn)
+        self.streams[attempt.task_arn] = StreamReader(run, attempt, name, out)
+
+    def _say_notices(self) -> None:
+        # A line about a task's end waits until that task's output has been printed before it.
+        while self.notices:
+            notice = self.notices[0]
+            reader = self.streams.get(notice.after_task or "")
+            if reader is not None and not reader.closed:
+                return
+            self.output.notice(self.notices.popleft().message)
+
+    def _read(self, reader: StreamReader) -> bool:
+        got = at_end = False
+        for _ in range(MAX_PAGES_PER_POLL):
+            args: dict[str, Any] = {
+                "logGroupName": self.deployment.runner_log_group,
+                "logStreamName": reader.name,
+                "startFromHead": True,
+            }
+            if reader.token:
+                args["nextToken"] = reader.token
+            self.count("GetLogEvents")
+            try:
+                page = self.deployment.clients.logs.get_log_events(**args)
+            except botocore.exceptions.ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                    raise
+                page = {"events": [], "nextForwardToken": reader.token}  # the task has not logged yet
+            for event in page["events"]:
+                self._take(reader, event["message"])
+            same = page.get("nextForwardToken") == reader.token
+            reader.token = page.get("nextForwardToken") or reader.token
+            if page["events"]:
+                got = True
+            if not page["events"] or same:
+                at_end = True
+                break
+        self._maybe_close(reader, got, at_end)
+        return got
+
+    def _maybe_close(self, reader: StreamReader, got: bool, at_end: bool) -> None:
+        if not at_end or (reader.attempt.ended is None and not self.tracker.ended):
+            return
+        now = time.monotonic()
+        if got or reader.quiet_since is None:
+            reader.quiet_since = now
+        if now - reader.quiet_since >= self.polling.settle:
+            self._flush(reader)
+            reader.output.close()
+            reader.closed = True
+
+    def _take(self, reader: StreamReader, message: str) -> None:
+        try:
+            record = json.loads(message)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict) or "stream" not in record:
+            # Not the runner's JSON (a crash before it began, or awslogs cut an overlong line):
+            # shown as it is, on stderr, rather than lost.
+            self._flush(reader)
+            reader.output.feed("stderr", message.encode() + b"\n")
+            return
+        stream = record["stream"]
+        if stream == "nightshift":
+            self._flush(reader)
+            self.output.notice(str(record.get("line", "")))
+            return
+        reader.pending.append(record)
+        if record.get("part") and not record.get("last"):
+            reader.open_parts.add(stream)
+        else:
+            reader.open_parts.discard(stream)
+        if not reader.open_parts:
+            self._flush(reader)
+
+    def _flush(self, reader: StreamReader) -> None:
+        if not reader.pending:
+            return
+        try:
+            data = reassemble(reader.pending)
+        except ValueError as error:
+            self.output.notice(f"{reader.step.step.file_name}: output incomplete in {reader.name}: {error}")
+            data = {"stdout": b"", "stderr": b""}
+        reader.pending.clear()
+        reader.open_parts.clear()
+        streams: tuple[Stream, ...] = ("stdout", "stderr")
+        for stream in streams:
+            if data[stream]:
+                reader.output.feed(stream, data[stream])
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,288 @@
+"""The runs of a deployed pipeline: names per date, start, stop (and its cluster), the run list."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+import botocore.exceptions
+
+from runner.dates import format_duration
+from runner.deployed.discovery import (
+    CLUSTER_TAG_EXECUTION_ARN,
+    CLUSTER_TAG_MANAGED,
+    CLUSTER_TAG_STACK,
+    Deployment,
+    NotFound,
+    Refused,
+)
+from runner.deployed.events import RunTracker
+from runner.deployed.follow import HistoryReader
+from runner.errors import NightshiftError
+from runner.model import Pipeline
+
+ALIVE_CLUSTER_STATES = ["STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING", "TERMINATING"]
+GONE_CLUSTER_STATES = {"TERMINATED", "TERMINATED_WITH_ERRORS"}
+#: more reruns of one date than this is a loop gone wrong, not a user
+MAX_RERUNS = 99
+
+
+@dataclass(frozen=True)
+class Execution:
+    name: str
+    arn: str
+    status: str
+    started: datetime
+    stopped: datetime | None
+
+    @classmethod
+    def of(cls, answer: dict[str, Any]) -> Execution:
+        return cls(
+            answer["name"],
+            answer["executionArn"],
+            answer["status"],
+            answer["startDate"],
+            answer.get("stopDate"),
+        )
+
+    def seconds(self) -> float:
+        end = self.stopped or datetime.now(UTC)
+        return max(0.0, (end - self.started).total_seconds())
+
+
+def run_name(pipeline: str, run_date: str, attempt: int = 1) -> str:
+    """`<pipeline>-<date>` (the scheduler's name), reruns `<pipeline>-<date>-r2`, `-r3`, ..."""
+    base = f"{pipeline}-{run_date}"
+    return base if attempt == 1 else f"{base}-r{attempt}"
+
+
+def date_of(pipeline: str, name: str) -> str | None:
+    match = re.fullmatch(re.escape(pipeline) + r"-(\d{4}-\d{2}-\d{2})(?:-r\d+)?", name)
+    return match[1] if match else None
+
+
+def describe(deployment: Deployment, name: str) -> Execution | None:
+    try:
+        answer = deployment.clients.sfn.describe_execution(executionArn=deployment.execution_arn(name))
+    except botocore.exceptions.ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
+            return None
+        raise
+    return Execution.of(answer)
+
+
+def runs_of_date(deployment: Deployment, run_date: str) -> list[Execution]:
+    """Every run of the date, first to last: `<pipeline>-<date>`, then its reruns until a name is free."""
+    found: list[Execution] = []
+    for attempt in range(1, MAX_RERUNS + 1):
+        execution = describe(deployment, run_name(deployment.pipeline, run_date, attempt))
+        if execution is None:
+            break
+        found.append(execution)
+    return found
+
+
+def check_startable(deployment: Deployment, run_date: str, rerun: bool) -> str:
+    """The name the date's next run takes; Refused when it already ran (without `rerun`) or runs now."""
+    earlier = runs_of_date(deployment, run_date)
+    running = [e for e in earlier if e.status == "RUNNING"]
+    if running:
+        raise Refused(
+            f"{running[-1].name} is running (a date never runs twice at once): follow it with "
+            f"--follow --run-date {run_date}, or stop it with --stop --run-date {run_date}"
+        )
+    name = run_name(deployment.pipeline, run_date, len(earlier) + 1)
+    if earlier and not rerun:
+        last = earlier[-1]
+        raise Refused(
+            f"{run_date} already ran ({last.name}: {last.status.lower()}); "
+            f"add --rerun to run it again as {name}"
+        )
+    return name
+
+
+def start(deployment: Deployment, name: str, run_date: str, from_stage: int | None) -> Execution:
+    given: dict[str, Any] = {"run_date": run_date}
+    if from_stage is not None:
+        given["from_stage"] = from_stage
+    try:
+        arn = deployment.clients.sfn.start_execution(
+            stateMachineArn=deployment.state_machine_arn, name=name, input=json.dumps(given)
+        )["executionArn"]
+    except botocore.exceptions.ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "ExecutionAlreadyExists":
+            raise Refused(f"{name} was started meanwhile by someone else: follow it with --follow") from error
+        raise
+    execution = describe(deployment, name)
+    if execution is None:  # pragma: no cover - Step Functions answers describe right after start
+        raise NightshiftError(f"{arn} was started but cannot be described")
+    return execution
+
+
+def latest(deployment: Deployment, run_date: str | None) -> Execution:
+    """The date's last run; without a date the running run (the newest if several), else the newest."""
+    if run_date is not None:
+        runs = runs_of_date(deployment, run_date)
+        if not runs:
+            raise NotFound(f"no run of {deployment.pipeline} for {run_date} in {deployment.region}")
+        return runs[-1]
+    newest: Execution | None = None
+    for execution in list_runs(deployment, limit=50):
+        if execution.status == "RUNNING":
+            return execution
+        newest = newest or execution
+    if newest is None:
+        raise NotFound(f"pipeline {deployment.pipeline} has no runs yet in {deployment.region}")
+    return newest
+
+
+def list_runs(deployment: Deployment, limit: int) -> Iterator[Execution]:
+    """The newest runs first (ListExecutions' own order), at most `limit`."""
+    paginator = deployment.clients.sfn.get_paginator("list_executions")
+    given = 0
+    for page in paginator.paginate(
+        stateMachineArn=deployment.state_machine_arn, PaginationConfig={"PageSize": min(max(limit, 1), 100)}
+    ):
+        for item in page["executions"]:
+            if given >= limit:
+                return
+            given += 1
+            yield Execution(
+                item["name"], item["executionArn"], item["status"], item["startDate"], item.get("stopDate")
+            )
+
+
+# --- stop ----------------------------------------------------------------------------------------
+
+
+def stop_run(
+    deployment: Deployment,
+    execution: Execution,
+    say: Callable[[str], None],
+    *,
+    poll: float,
+    wait: float,
+    interrupted: threading.Event,
+) -> int:
+    """StopExecution, then terminate the run's clusters (Catch blocks do not run on a stopped run)."""
+    if execution.status == "RUNNING":
+        deployment.clients.sfn.stop_execution(
+            executionArn=execution.arn,
+            error="Nightshift.Stopped",
+            cause="stopped from the command line (python -m runner --deployed --stop)",
+        )
+        say(f"run {execution.name} stopped")
+    else:
+        say(f"run {execution.name} is not running ({execution.status.lower()}); checking its cluster")
+    emr = deployment.clients.emr
+    clusters = list(_clusters_of(deployment, execution))
+    if not clusters:
+        say(f"no cluster of {execution.name} is alive")
+        return 0
+    alive = [cluster_id for cluster_id, state in clusters if state != "TERMINATING"]
+    if alive:
+        # Idempotent: terminating a terminating or terminated cluster is accepted by EMR.
+        emr.terminate_job_flows(JobFlowIds=alive)
+    ids = ", ".join(cluster_id for cluster_id, _ in clusters)
+    say(f"terminating cluster {ids}")
+    deadline = time.monotonic() + wait
+    waiting = [cluster_id for cluster_id, _ in clusters]
+    while True:
+        states = {cid: emr.describe_cluster(ClusterId=cid)["Cluster"]["Status"]["State"] for cid in waiting}
+        waiting = [cid for cid, state in states.items() if state not in GONE_CLUSTER_STATES]
+        if not waiting:
+            say(f"cluster {ids} terminated")
+            return 0
+        if time.monotonic() > deadline:
+            say(
+                f"cluster {', '.join(waiting)} still {states[waiting[0]].lower()} "
+                f"after {format_duration(wait)}; "
+                "EMR goes on terminating it: check with `aws emr describe-cluster --cluster-id "
+                f"{waiting[0]}`"
+            )
+            return 1
+        if interrupted.wait(poll):
+            say(f"no longer waiting; cluster {', '.join(waiting)} goes on terminating")
+            return 130
+
+
+def _clusters_of(deployment: Deployment, execution: Execution) -> Iterator[tuple[str, str]]:
+    """(id, state) of this stack's clusters tagged with the execution and not yet terminated."""
+    emr = deployment.clients.emr
+    paginator = emr.get_paginator("list_clusters")
+    for page in paginator.paginate(ClusterStates=ALIVE_CLUSTER_STATES, CreatedAfter=execution.started):
+        for summary in page["Clusters"]:
+            cluster = emr.describe_cluster(ClusterId=summary["Id"])["Cluster"]
+            tags = {t["Key"]: t["Value"] for t in cluster.get("Tags", [])}
+            if (
+                tags.get(CLUSTER_TAG_EXECUTION_ARN) == execution.arn
+                and tags.get(CLUSTER_TAG_MANAGED) == "true"
+                and tags.get(CLUSTER_TAG_STACK) == deployment.stack
+            ):
+                yield cluster["Id"], cluster["Status"]["State"]
+
+
+# --- history -------------------------------------------------------------------------------------
+
+
+def console_stream_url(region: str, group: str, stream: str) -> str:
+    """The CloudWatch console page of one log stream (the console escapes names twice, `%` as `$`)."""
+
+    def escape(text: str) -> str:
+        return quote(quote(text, safe=""), safe="").replace("%", "$")
+
+    return (
+        f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
+        f"#logsV2:log-groups/log-group/{escape(group)}/log-events/{escape(stream)}"
+    )
+
+
+def console_execution_url(region: str, arn: str) -> str:
+    return f"https://{region}.console.aws.amazon.com/states/home?region={region}#/v2/executions/details/{arn}"
+
+
+def history_lines(deployment: Deployment, pipeline: Pipeline, execution: list[Execution]) -> list[str]:
+    """One line per run, newest first: date, name, status, start, duration, failing step, link."""
+    schedule = pipeline.config.schedule
+    zone = ZoneInfo(schedule.timezone) if schedule else ZoneInfo("UTC")
+    rows = [("date", "run", "status", f"started ({zone.key})", "duration", "failed step", "log")]
+    for run in execution:
+        tracker = RunTracker(pipeline)
+        for event in HistoryReader(deployment.clients.sfn, run.arn, lambda _api: None).new_events():
+            tracker.apply(event)
+        failing = tracker.failing_step()
+        failed = f"{failing.step.file_name} (exit {failing.exit_code})" if failing is not None else "-"
+        if failing is None and run.status == "FAILED":
+            failed = tracker.error or "-"
+        attempts = [a for r in tracker.steps.values() for a in r.attempts if a.task_arn]
+        shown = failing.attempts[-1] if failing is not None else (attempts[-1] if attempts else None)
+        if shown is not None and shown.task_arn:
+            link = console_stream_url(
+                deployment.region, deployment.runner_log_group, deployment.log_stream(shown.task_arn)
+            )
+        else:
+            link = console_execution_url(deployment.region, run.arn)
+        rows.append(
+            (
+                date_of(deployment.pipeline, run.name) or "?",
+                run.name,
+                run.status.lower().replace("_", " "),
+                run.started.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
+                format_duration(run.seconds()),
+                failed,
+                link,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
+        for row in rows
+    ]
