@@ -268,6 +268,8 @@ class ClusterLifecycle(Construct):
                 describe,
                 list_clusters,
                 iam.PolicyStatement(actions=["states:ListExecutions"], resources=[state_machines]),
+                # The run date of a running execution named by hand is in its input.
+                iam.PolicyStatement(actions=["states:DescribeExecution"], resources=[executions]),
             ],
             self.create_cluster: [
                 describe,

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from itertools import pairwise
 from math import ceil
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy, Stack, Tags
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -22,6 +21,7 @@ from infra.contract import check_create_cluster_payload
 from infra.nag import arn_finding, checkov_skip, suppress
 from infra.network import Network
 from infra.runner_task import PipelineTask, RunnerTask
+from lambdas.shared.clusters import TAG_PIPELINE, TAG_STACK
 from runner.config import ClusterProfile
 from runner.model import Pipeline, Stage, Step
 
@@ -46,6 +46,12 @@ EXECUTION_SLACK_MINUTES = 30
 # The runner enforces timeout_minutes itself (stopping the remote step, exit 124, a clear log
 # line); the task's own timeout only backs it up, after Fargate's start-up and the stop's grace.
 TASK_TIMEOUT_MARGIN_MINUTES = 10
+# The CLI (runner/deployed) finds a pipeline's state machine by TAG_STACK and TAG_PIPELINE (the
+# clusters' own keys), and reads the steps' output from the log group this tag names.
+TAG_RUNNER_LOG_GROUP = "nightshift:runner-log-group"
+# The execution input's optional first stage to run (`{"run_date": ..., "from_stage": 30}`), as
+# PrepareRun keeps it.
+FROM_STAGE = "$.request.from_stage"
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,10 @@ def task_definition_family_finding(task_definition: ecs.TaskDefinition) -> str:
 
 def stage_state_name(stage: Stage) -> str:
     return f"Stage {stage.number}"
+
+
+def skip_state_name(stage: Stage) -> str:
+    return f"Skip Stage {stage.number}"
 
 
 def step_state_name(step: Step) -> str:
@@ -187,6 +197,9 @@ class PipelineWorkflow(Construct):
             "PrepareRun",
             parameters={
                 "run_date": sfn.JsonPath.string_at("$.run_date"),
+                # The whole input, so that optional fields (from_stage) may be absent: a path to a
+                # missing field would fail this state.
+                "request": sfn.JsonPath.object_at("$$.Execution.Input"),
                 "cluster": {"cluster_id": sfn.JsonPath.string_to_json("null"), "polls": 0},
                 "launch": {"attempt": 1, "plan": self._plans[0], "plans": self._plans, "failures": ""},
             },
@@ -200,6 +213,8 @@ class PipelineWorkflow(Construct):
                 "pipeline": self._pipeline.name,
                 "execution_arn": sfn.JsonPath.execution_id,
                 "state_machine_arn": sfn.JsonPath.state_machine_id,
+                "run_date": sfn.JsonPath.string_at("$.run_date"),
+                "max_concurrent_runs": self._pipeline.config.max_concurrent_runs,
             },
             result_selector={
                 "proceed": sfn.JsonPath.string_at("$.Payload.proceed"),
@@ -208,8 +223,22 @@ class PipelineWorkflow(Construct):
             result_path="$.preflight",
         )
         refused = sfn.Fail(self, "Refused", error="PreflightRefused", cause_path="$.preflight.reason")
+        # The CLI checks the stage number; here only what the stage Choices need: a number.
+        bad_from_stage = sfn.Fail(
+            self,
+            "InvalidFromStage",
+            error="InvalidInput",
+            cause="from_stage must be a number, the first stage to run (absent: every stage)",
+        )
         return preflight.next(
             sfn.Choice(self, "Proceed?")
+            .when(
+                sfn.Condition.and_(
+                    sfn.Condition.is_present(FROM_STAGE),
+                    sfn.Condition.not_(sfn.Condition.is_numeric(FROM_STAGE)),
+                ),
+                bad_from_stage,
+            )
             .when(sfn.Condition.boolean_equals("$.preflight.proceed", True), self._create_cluster())
             .otherwise(refused)
         )
@@ -371,11 +400,31 @@ class PipelineWorkflow(Construct):
         return wait
 
     def _stages(self) -> sfn.IChainable:
-        states = [self._stage(stage) for stage in self._pipeline.stages]
-        for state, following in pairwise(states):
-            state.next(following)
-        states[-1].next(self.terminate)
-        return states[0]
+        """Each stage behind a Choice: run it, or skip it when the input's from_stage is later."""
+        following: sfn.IChainable = self.terminate
+        for stage in reversed(self._pipeline.stages):
+            run = self._stage(stage)
+            run.next(following)
+            if stage.number is None:  # a single step file: there is nothing before it to skip
+                following = run
+                continue
+            skip = sfn.Pass(
+                self, skip_state_name(stage), comment=f"before from_stage: stage {stage.number} not run"
+            )
+            skip.next(following)
+            following = (
+                sfn.Choice(self, f"{stage_state_name(stage)}?")
+                .when(
+                    sfn.Condition.and_(
+                        sfn.Condition.is_present(FROM_STAGE),
+                        sfn.Condition.is_numeric(FROM_STAGE),
+                        sfn.Condition.number_greater_than(FROM_STAGE, stage.number),
+                    ),
+                    skip,
+                )
+                .otherwise(run)
+            )
+        return following
 
     def _stage(self, stage: Stage) -> sfn.Parallel:
         parallel = sfn.Parallel(self, stage_state_name(stage), result_path=sfn.JsonPath.DISCARD)
@@ -484,6 +533,7 @@ class PipelineWorkflow(Construct):
             comment=f"Nightshift pipeline {self._pipeline.name}: {len(self._pipeline.steps)} steps "
             f"in {len(self._pipeline.stages)} stages",
         )
+        self._tag_for_discovery(state_machine)
         suppress(
             state_machine,
             "AwsSolutions-IAM5",
@@ -510,6 +560,18 @@ class PipelineWorkflow(Construct):
             "Generated by CDK: X-Ray and CloudWatch Logs delivery have no resource-level permissions.",
         )
         return state_machine
+
+    def _tag_for_discovery(self, state_machine: sfn.StateMachine) -> None:
+        tags = {
+            TAG_STACK: Stack.of(self).stack_name,
+            TAG_PIPELINE: self._pipeline.name,
+            TAG_RUNNER_LOG_GROUP: self._task.log_group.log_group_name,
+        }
+        for key, value in tags.items():
+            # Only the state machine: its role and log group are found through it, never by tag.
+            Tags.of(state_machine).add(
+                key, value, include_resource_types=["AWS::StepFunctions::StateMachine"]
+            )
 
 
 def _launch_failures(*, then: str = "") -> str:

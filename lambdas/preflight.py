@@ -1,4 +1,4 @@
-"""Lambda: refuse a run while another run of the pipeline or its cluster is still alive."""
+"""Lambda: refuse a run while its date runs, or as many runs as the pipeline allows already run."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def handler(
     emr: EMRClient | None = None,
     sfn: SFNClient | None = None,
 ) -> dict[str, Any]:
-    """``{pipeline, execution_arn, state_machine_arn}`` -> ``{proceed, reason}``."""
+    """A PreflightRequest payload -> ``{proceed, reason}``."""
     request = parse(event=event, model=PreflightRequest)
     result = preflight(request, stack=stack_name(), emr=emr or clients.emr(), sfn=sfn or clients.sfn())
     if not result.proceed:

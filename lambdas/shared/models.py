@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, RootModel, Tag
 PIPELINE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 DEFAULT_APPLICATIONS = ("Hadoop", "Hive", "Spark")
 MAX_LAUNCH_ATTEMPTS = 10
+# pipeline.toml max_concurrent_runs: each run holds its own cluster, so more is a typo.
+MAX_CONCURRENT_RUNS = 50
 
 PipelineName = Annotated[str, Field(pattern=PIPELINE_NAME_PATTERN)]
 # EC2 instance types: family (with generation and options), a dot, a size: m5.xlarge, u-6tb1.metal.
@@ -37,6 +39,9 @@ class PreflightRequest(Payload):
     pipeline: PipelineName
     execution_arn: ExecutionArn
     state_machine_arn: StateMachineArn
+    run_date: date
+    # How many runs (of different dates) of the pipeline may run at once (pipeline.toml).
+    max_concurrent_runs: Annotated[int, Field(ge=1, le=MAX_CONCURRENT_RUNS)] = 1
 
 
 # An [inputs] path as the state machine sends it: s3:// with the run date still to put in.

@@ -1,17 +1,24 @@
-"""Refuse a run while another run of the same pipeline, or its cluster, is still alive."""
+"""Refuse a run while its date already runs, or the pipeline already runs as often as it may."""
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
+from datetime import date
 from typing import TYPE_CHECKING
 
-from lambdas.shared.clusters import ALIVE_STATES, TAG_PIPELINE, find_clusters, of_stack
+from lambdas.shared.clusters import ALIVE_STATES, TAG_PIPELINE, TAG_RUN_DATE, find_clusters, of_stack
 from lambdas.shared.errors import transient_on_throttling
 from lambdas.shared.models import PreflightRequest
 
 if TYPE_CHECKING:
     from mypy_boto3_emr import EMRClient
     from mypy_boto3_stepfunctions import SFNClient
+    from mypy_boto3_stepfunctions.type_defs import ExecutionListItemTypeDef
+
+# Execution names: `<pipeline>-<date>` (the schedule's and the CLI's), reruns `<pipeline>-<date>-r2`, ...
+RERUN_SUFFIX = re.compile(r"-r\d+")
 
 
 @dataclass(frozen=True)
@@ -20,34 +27,113 @@ class PreflightResult:
     reason: str
 
 
+def date_of_name(name: str, pipeline: str) -> str | None:
+    """The run date in an execution name, or None when the name does not follow the convention."""
+    prefix = f"{pipeline}-"
+    if not name.startswith(prefix):
+        return None
+    rest = name[len(prefix) :]
+    text, suffix = rest[:10], rest[10:]
+    if suffix and not RERUN_SUFFIX.fullmatch(suffix):
+        return None
+    try:
+        return date.fromisoformat(text).isoformat() if len(text) == 10 else None
+    except ValueError:
+        return None
+
+
+def date_of_execution(sfn: SFNClient, execution: ExecutionListItemTypeDef, pipeline: str) -> str | None:
+    """From the name, else from the input (a run started by hand under any name); None if neither says."""
+    found = date_of_name(execution["name"], pipeline)
+    if found is not None:
+        return found
+    text = sfn.describe_execution(executionArn=execution["executionArn"]).get("input", "{}")
+    try:
+        run_date = json.loads(text).get("run_date")
+        return date.fromisoformat(run_date).isoformat() if isinstance(run_date, str) else None
+    except (ValueError, AttributeError):
+        return None
+
+
+def _ahead_of(execution: ExecutionListItemTypeDef, me: ExecutionListItemTypeDef | None) -> bool:
+    # Only executions started before this one count: of two started together, the earlier proceeds
+    # and the later is refused, instead of each refusing the other. A later one that got past its
+    # own preflight counted this one, and its cluster counts below.
+    if me is None:
+        return True
+    return (execution["startDate"], execution["executionArn"]) < (me["startDate"], me["executionArn"])
+
+
+def _runs(count: int) -> str:
+    return "1 run" if count == 1 else f"{count} runs"
+
+
 @transient_on_throttling
 def preflight(request: PreflightRequest, *, stack: str, emr: EMRClient, sfn: SFNClient) -> PreflightResult:
-    """Proceed only when no other execution is RUNNING and no cluster of the pipeline is alive.
+    """Proceed only if no other run of the date runs or has a cluster, and fewer than the maximum do.
 
-    Only this stack's clusters count: a dev and a prod stack in one account may run a pipeline
-    of the same name side by side.
+    "Fewer": other runs RUNNING, and this stack's alive clusters of the pipeline, each fewer than
+    ``max_concurrent_runs``. A rerun (`<pipeline>-<date>-r2`) is a run of its date. Only this
+    stack's clusters count: a dev and a prod stack in one account may run a pipeline of the same
+    name side by side.
     """
+    run_date = request.run_date.isoformat()
+    limit = request.max_concurrent_runs
+    running: list[ExecutionListItemTypeDef] = []
+    me: ExecutionListItemTypeDef | None = None
     paginator = sfn.get_paginator("list_executions")
     for page in paginator.paginate(stateMachineArn=request.state_machine_arn, statusFilter="RUNNING"):
         for execution in page["executions"]:
-            if execution["executionArn"] != request.execution_arn:
-                return PreflightResult(
-                    proceed=False,
-                    reason=(
-                        f"another run of pipeline {request.pipeline!r} is still running: "
-                        f"{execution['executionArn']}"
-                    ),
-                )
-    for cluster in find_clusters(
-        emr,
-        states=ALIVE_STATES,
-        matches=lambda tags: of_stack(tags, stack) and tags.get(TAG_PIPELINE) == request.pipeline,
-    ):
+            if execution["executionArn"] == request.execution_arn:
+                me = execution
+            else:
+                running.append(execution)
+    # ListExecutions answers newest first; reasons name the runs in the order they started.
+    ahead = sorted(
+        (execution for execution in running if _ahead_of(execution, me)),
+        key=lambda execution: (execution["startDate"], execution["executionArn"]),
+    )
+    for execution in ahead:
+        if date_of_execution(sfn, execution, request.pipeline) == run_date:
+            return PreflightResult(
+                proceed=False,
+                reason=(
+                    f"another run of pipeline {request.pipeline!r} for {run_date} is still running: "
+                    f"{execution['executionArn']}"
+                ),
+            )
+    if len(ahead) >= limit:
         return PreflightResult(
             proceed=False,
             reason=(
-                f"cluster {cluster.cluster_id} of pipeline {request.pipeline!r} is still alive "
-                f"({cluster.state}); terminate it or wait for the sweeper"
+                f"{_runs(len(ahead))} of pipeline {request.pipeline!r} still running and "
+                f"max_concurrent_runs is {limit}: " + ", ".join(e["executionArn"] for e in ahead)
+            ),
+        )
+    alive = list(
+        find_clusters(
+            emr,
+            states=ALIVE_STATES,
+            matches=lambda tags: of_stack(tags, stack) and tags.get(TAG_PIPELINE) == request.pipeline,
+        )
+    )
+    for cluster in alive:
+        if cluster.tags.get(TAG_RUN_DATE) == run_date:
+            return PreflightResult(
+                proceed=False,
+                reason=(
+                    f"cluster {cluster.cluster_id} of pipeline {request.pipeline!r} for {run_date} is still "
+                    f"alive ({cluster.state}); terminate it or wait for the sweeper"
+                ),
+            )
+    if len(alive) >= limit:
+        listed = ", ".join(f"{cluster.cluster_id} ({cluster.state})" for cluster in alive)
+        return PreflightResult(
+            proceed=False,
+            reason=(
+                f"{len(alive)} cluster{'s' if len(alive) > 1 else ''} of pipeline {request.pipeline!r} "
+                f"still alive and max_concurrent_runs is {limit}: {listed}; terminate "
+                f"{'them' if len(alive) > 1 else 'it'} or wait for the sweeper"
             ),
         )
     return PreflightResult(proceed=True, reason="")

@@ -41,8 +41,10 @@ timeout_minutes = 45
 retries = 2
 retry_interval_seconds = 30
 """
-# A master-only cluster whose launches fall back to other instance types.
+# A master-only cluster whose launches fall back to other instance types; two dates may run at once.
 ADHOC_TOML = """
+max_concurrent_runs = 2
+
 [schedule]
 cron = "30 6 * * 1-5"
 timezone = "America/New_York"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +22,16 @@ PIPELINE = "nightly"
 
 @pytest.fixture
 def harness(test_synth: Synthesis, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+    yield from moto_harness(test_synth, PIPELINE, monkeypatch)
+
+
+@pytest.fixture
+def adhoc(test_synth: Synthesis, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+    """The test pipeline whose pipeline.toml allows two runs (of different dates) at once."""
+    yield from moto_harness(test_synth, "adhoc", monkeypatch)
+
+
+def moto_harness(synth: Synthesis, pipeline: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     for name, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -35,7 +47,7 @@ def harness(test_synth: Synthesis, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         # The handlers cache their clients; each test's moto needs fresh ones.
         for factory in (clients.emr, clients.emr_for_create, clients.ssm, clients.sfn):
             factory.cache_clear()
-        yield Harness(test_synth, PIPELINE, monkeypatch)
+        yield Harness(synth, pipeline, monkeypatch)
         for factory in (clients.emr, clients.emr_for_create, clients.ssm, clients.sfn):
             factory.cache_clear()
 
@@ -215,12 +227,12 @@ def test_a_date_runs_at_most_once(harness: Harness) -> None:
 
 
 def test_state_transitions_per_run_match_the_documented_formula(harness: Harness) -> None:
-    """docs/infra.md: 4 + 4*polls - 1 + sum(1 + steps) per stage + 3; moto's cluster is ready at once."""
+    """docs/infra.md: 4 + 4*polls - 1 + sum(2 + steps) per stage + 3; moto's cluster is ready at once."""
     execution = harness.run()
     polls = harness.faults.calls["lambdas.cluster_status"]
     stages = {"10": 2, "20": 1, "30": 2}
-    expected = 4 + 4 * polls - 1 + sum(1 + steps for steps in stages.values()) + 3
-    assert len(harness.states_entered(execution["executionArn"])) == expected == 18
+    expected = 4 + 4 * polls - 1 + sum(2 + steps for steps in stages.values()) + 3
+    assert len(harness.states_entered(execution["executionArn"])) == expected == 21
 
 
 def fail_launch(harness: Harness, code: str, message: str, attempts: set[int]) -> Any:
@@ -299,3 +311,103 @@ def test_a_failure_that_would_repeat_is_not_launched_again(harness: Harness, cod
     assert message in execution["cause"] and "attempt 2" not in execution["cause"]
     assert len(harness.clusters()) == 1
     assert harness.faults.calls["lambdas.create_cluster"] == 1
+
+
+def start(harness: Harness, name: str, run_input: dict[str, Any]) -> str:
+    """Start an execution with any name and input (as the CLI does); its ARN."""
+    return str(
+        harness.sfn.start_execution(
+            stateMachineArn=harness.state_machine_arn, name=name, input=json.dumps(run_input)
+        )["executionArn"]
+    )
+
+
+def finished(harness: Harness, execution_arn: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = harness.sfn.describe_execution(executionArn=execution_arn)
+        if answer["status"] != "RUNNING":
+            return dict(answer)
+        time.sleep(0.05)
+    raise AssertionError(f"execution {execution_arn} still running after {timeout} s")
+
+
+def test_from_stage_runs_only_the_later_stages_and_still_terminates_the_cluster(harness: Harness) -> None:
+    arn = start(harness, f"{PIPELINE}-2025-06-01-r2", {"run_date": "2025-06-01", "from_stage": 30})
+    execution = finished(harness, arn)
+    assert execution["status"] == "SUCCEEDED", execution
+    assert sorted(harness.faults.steps_run) == ["30_funnel.sql", "30_segments.sql"]
+    assert cluster_states(harness) == ["TERMINATED"]
+    entered = harness.states_entered(arn)
+    assert [
+        state for state in entered if state.startswith(("Stage ", "Skip Stage ")) and not state.endswith("?")
+    ] == ["Skip Stage 10", "Skip Stage 20", "Stage 30"]
+    assert "CreateCluster" in entered and entered.index("TerminateCluster") > entered.index("Stage 30")
+    assert json.loads(execution["output"])["request"] == {"run_date": "2025-06-01", "from_stage": 30}
+
+
+def test_from_stage_between_stages_starts_at_the_next_one(harness: Harness) -> None:
+    execution = finished(harness, start(harness, "by-hand", {"run_date": "2025-06-01", "from_stage": 15}))
+    assert execution["status"] == "SUCCEEDED", execution
+    assert sorted(harness.faults.steps_run) == ["20_sessions.hql", "30_funnel.sql", "30_segments.sql"]
+    entered = harness.states_entered(execution["executionArn"])
+    assert "Skip Stage 10" in entered and "Skip Stage 20" not in entered
+
+
+def test_a_failing_step_after_from_stage_fails_the_run_and_terminates(harness: Harness) -> None:
+    harness.faults.failing_steps.add("30_funnel.sql")
+    execution = finished(harness, start(harness, "by-hand", {"run_date": "2025-06-01", "from_stage": 30}))
+    assert_failed_after_terminate(harness, execution, "States.TaskFailed", '"ExitCode": 1')
+    assert set(harness.faults.steps_run) <= {"30_funnel.sql", "30_segments.sql"}
+
+
+def test_a_from_stage_that_is_not_a_number_fails_before_any_cluster(harness: Harness) -> None:
+    execution = finished(harness, start(harness, "by-hand", {"run_date": "2025-06-01", "from_stage": "30"}))
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == "InvalidInput" and "from_stage must be a number" in execution["cause"]
+    assert harness.clusters() == [] and harness.faults.steps_run == []
+
+
+def run_while_another_runs(
+    harness: Harness, first: str, first_date: str, second: str, second_date: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Start ``second`` while ``first`` holds its cluster (after CreateCluster); both as they end."""
+    seconds: list[dict[str, Any]] = []
+
+    def start_the_second(payload: dict[str, Any], _result: dict[str, Any]) -> None:
+        if payload["run_id"] == first and not seconds:
+            seconds.append({})
+            seconds[0] = finished(harness, start(harness, second, {"run_date": second_date}))
+
+    harness.faults.after["lambdas.create_cluster"] = start_the_second
+    one = finished(harness, start(harness, first, {"run_date": first_date}))
+    return one, seconds[0]
+
+
+def test_two_dates_run_at_once_up_to_the_pipelines_maximum(adhoc: Harness) -> None:
+    one, two = run_while_another_runs(
+        adhoc, "adhoc-2025-06-01", "2025-06-01", "adhoc-2025-06-02", "2025-06-02"
+    )
+    assert (one["status"], two["status"]) == ("SUCCEEDED", "SUCCEEDED"), (one, two)
+    assert adhoc.faults.steps_run == ["10_export.sh", "10_export.sh"]
+    assert cluster_states(adhoc) == ["TERMINATED", "TERMINATED"]
+
+
+def test_a_second_run_of_a_running_date_is_refused(adhoc: Harness) -> None:
+    one, two = run_while_another_runs(
+        adhoc, "adhoc-2025-06-01", "2025-06-01", "adhoc-2025-06-01-r2", "2025-06-01"
+    )
+    assert one["status"] == "SUCCEEDED", one
+    assert two["status"] == "FAILED" and two["error"] == "PreflightRefused"
+    assert f"for 2025-06-01 is still running: {one['executionArn']}" in two["cause"]
+    assert adhoc.faults.calls["lambdas.create_cluster"] == 1 and cluster_states(adhoc) == ["TERMINATED"]
+
+
+def test_another_date_is_refused_when_the_pipeline_allows_one_run(harness: Harness) -> None:
+    one, two = run_while_another_runs(
+        harness, f"{PIPELINE}-2025-06-01", "2025-06-01", f"{PIPELINE}-2025-06-02", "2025-06-02"
+    )
+    assert one["status"] == "SUCCEEDED", one
+    assert two["status"] == "FAILED" and two["error"] == "PreflightRefused"
+    assert "max_concurrent_runs is 1" in two["cause"]
+    assert cluster_states(harness) == ["TERMINATED"]

@@ -38,8 +38,8 @@ def test_every_folder_under_sql_synthesizes(repo_synth: Synthesis) -> None:
 def test_stages_follow_the_folder(test_synth: Synthesis) -> None:
     states = definition_of(test_synth, "nightly")["States"]
     order = ["Stage 10", "Stage 20", "Stage 30"]
-    assert states["ClusterReady?"]["Choices"][0]["Next"] == "Stage 10"
-    for stage, following in zip(order, [*order[1:], "TerminateCluster"], strict=True):
+    assert states["ClusterReady?"]["Choices"][0]["Next"] == "Stage 10?"
+    for stage, following in zip(order, ["Stage 20?", "Stage 30?", "TerminateCluster"], strict=True):
         assert states[stage]["Type"] == "Parallel"
         assert states[stage]["Next"] == following
     branches = {stage: sorted(b["StartAt"] for b in states[stage]["Branches"]) for stage in order}
@@ -50,6 +50,56 @@ def test_stages_follow_the_folder(test_synth: Synthesis) -> None:
     }
 
 
+def test_each_stage_is_skipped_when_from_stage_is_later(test_synth: Synthesis) -> None:
+    states = definition_of(test_synth, "nightly")["States"]
+    for number, following in zip((10, 20, 30), ["Stage 20?", "Stage 30?", "TerminateCluster"], strict=True):
+        gate = states[f"Stage {number}?"]
+        assert gate["Type"] == "Choice" and gate["Default"] == f"Stage {number}"
+        assert gate["Choices"] == [
+            {
+                "And": [
+                    {"Variable": "$.request.from_stage", "IsPresent": True},
+                    {"Variable": "$.request.from_stage", "IsNumeric": True},
+                    {"Variable": "$.request.from_stage", "NumericGreaterThan": number},
+                ],
+                "Next": f"Skip Stage {number}",
+            }
+        ]
+        skip = states[f"Skip Stage {number}"]
+        # A Pass that runs nothing: the cluster is still created before and terminated after.
+        assert skip["Type"] == "Pass" and skip["Next"] == following
+    # The input is kept whole, so that from_stage may be absent.
+    assert states["PrepareRun"]["Parameters"]["request.$"] == "$$.Execution.Input"
+    # A from_stage that is not a number fails the run before a cluster is made.
+    invalid = states["Proceed?"]["Choices"][0]
+    assert invalid["Next"] == "InvalidFromStage" and states["InvalidFromStage"]["Type"] == "Fail"
+    assert invalid["And"][1] == {"Not": {"Variable": "$.request.from_stage", "IsNumeric": True}}
+
+
+def test_state_machines_carry_the_tags_the_cli_finds_them_by(template: Template) -> None:
+    for pipeline, logical in (("nightly", "RunnerLogsNightly"), ("adhoc", "RunnerLogsAdhoc")):
+        template.has_resource_properties(
+            "AWS::StepFunctions::StateMachine",
+            {
+                "StateMachineName": f"Nightshift-{pipeline}",
+                "Tags": Match.array_with(
+                    [
+                        {"Key": "nightshift:pipeline", "Value": pipeline},
+                        {"Key": "nightshift:runner-log-group", "Value": {"Ref": logical}},
+                        {"Key": "nightshift:stack", "Value": "Nightshift"},
+                    ]
+                ),
+            },
+        )
+
+
+def test_preflight_gets_the_run_date_and_the_pipelines_maximum(test_synth: Synthesis) -> None:
+    for pipeline, maximum in (("nightly", 1), ("adhoc", 2)):
+        payload = definition_of(test_synth, pipeline)["States"]["Preflight"]["Parameters"]["Payload"]
+        assert payload["run_date.$"] == "$.run_date"
+        assert payload["max_concurrent_runs"] == maximum, pipeline
+
+
 def test_lifecycle_order(test_synth: Synthesis) -> None:
     definition = definition_of(test_synth, "nightly")
     states = definition["States"]
@@ -58,12 +108,12 @@ def test_lifecycle_order(test_synth: Synthesis) -> None:
     assert states["Preflight"]["Next"] == "Proceed?"
     assert states["Proceed?"]["Default"] == "Refused"
     assert states["Refused"]["Type"] == "Fail"
-    assert states["Proceed?"]["Choices"][0]["Next"] == "CreateCluster"
+    assert [c["Next"] for c in states["Proceed?"]["Choices"]] == ["InvalidFromStage", "CreateCluster"]
     assert states["CreateCluster"]["Next"] == "WaitForCluster"
     assert states["WaitForCluster"] == {"Type": "Wait", "Seconds": 30, "Next": "ClusterStatus"}
     assert states["ClusterStatus"]["Next"] == "ClusterReady?"
     choices = {c["Next"] for c in states["ClusterReady?"]["Choices"]}
-    assert choices == {"Stage 10", "NextLaunch", "ClusterFailedToStart", "ClusterStartTimedOut"}
+    assert choices == {"Stage 10?", "NextLaunch", "ClusterFailedToStart", "ClusterStartTimedOut"}
     assert states["ClusterReady?"]["Default"] == "CountPoll"
     assert states["CountPoll"]["Next"] == "WaitForCluster"
     # The overall start timeout: 30 minutes of 30-second polls.

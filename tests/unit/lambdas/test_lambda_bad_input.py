@@ -15,6 +15,8 @@ PREFLIGHT = {
     "pipeline": "example",
     "execution_arn": "arn:aws:states:us-east-1:123456789012:execution:nightshift-example:run-1",
     "state_machine_arn": "arn:aws:states:us-east-1:123456789012:stateMachine:nightshift-example",
+    "run_date": "2025-06-01",
+    "max_concurrent_runs": 2,
 }
 
 
@@ -89,6 +91,10 @@ PREFLIGHT_CASES = [
     ("missing pipeline", _without(PREFLIGHT, "pipeline"), "pipeline"),
     ("execution arn not an arn", _with(PREFLIGHT, "execution_arn", "run-1"), "execution_arn"),
     ("pipeline a list", _with(PREFLIGHT, "pipeline", ["example"]), "pipeline"),
+    ("missing run_date", _without(PREFLIGHT, "run_date"), "run_date"),
+    ("run_date not a date", _with(PREFLIGHT, "run_date", "2025-02-30"), "run_date"),
+    ("no concurrent run at all", _with(PREFLIGHT, "max_concurrent_runs", 0), "max_concurrent_runs"),
+    ("too many concurrent runs", _with(PREFLIGHT, "max_concurrent_runs", 51), "max_concurrent_runs"),
 ]
 
 

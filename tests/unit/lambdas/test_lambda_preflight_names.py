@@ -1,0 +1,32 @@
+"""The run date Preflight reads from an execution's name: the schedule's, the CLI's and its reruns'."""
+
+from __future__ import annotations
+
+import pytest
+
+from lambdas.shared.preflight import date_of_name
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("example-2025-06-01", "2025-06-01"),
+        ("example-2025-06-01-r2", "2025-06-01"),
+        ("example-2025-06-01-r12", "2025-06-01"),
+        # Another pipeline whose name starts like this one's is not this pipeline's run.
+        ("example-eu-2025-06-01", None),
+        ("example-2025-06-01-rerun-1", None),
+        ("example-2025-06-01-r", None),
+        ("example-2025-02-30", None),
+        ("example-20250601", None),
+        ("example", None),
+        ("billing-2025-06-01", None),
+    ],
+)
+def test_date_of_name(name: str, expected: str | None) -> None:
+    assert date_of_name(name, "example") == expected
+
+
+def test_a_pipeline_name_with_a_date_like_tail_is_not_misread() -> None:
+    assert date_of_name("v2.orders-2025-06-01-r3", "v2.orders") == "2025-06-01"
+    assert date_of_name("v2xorders-2025-06-01", "v2.orders") is None
