@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from tests.integration.ssh.conftest import Cli
 
 pytestmark = pytest.mark.sshd
+RUN_ID = r"\d{8}T\d{6}Z-[0-9a-f]{6}"
 
 
 def normalized(stderr: bytes) -> list[str]:
@@ -127,3 +129,36 @@ def test_from_stage_over_ssh_runs_only_the_later_stages(cli: Cli, tmp_path: Path
     ]
     assert list(cli.remote_dir.iterdir()) == []  # the run directory is gone
     assert cli.leftovers() == []
+
+
+def test_a_date_that_cannot_reach_the_cluster_fails_and_the_next_date_still_tries(cli: Cli) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    step = cli.step("10_hello.sh", "echo hello\n")
+    result = cli.run(
+        step, "--run-date", "2025-06-01..2025-06-02", "--host", "127.0.0.1", "--port", str(port),
+        "--key", str(cli.sshd.user_key), "--user", "nobody", "--connect-timeout", "2", target=False,
+    )  # fmt: skip
+    assert result.returncode == 255
+    assert result.stdout == b""
+    refused = f"nobody@127.0.0.1:{port}: cannot connect to 127.0.0.1:{port}: Connection refused"
+    lines = [re.sub(RUN_ID, "ID", line) for line in normalized(result.stderr)]
+    assert lines == [
+        "nightshift: 2 run dates, 2025-06-01 to 2025-06-02, one after another"
+        " (a failed date does not stop the later ones)",
+        *[
+            line
+            for number, run_date in ((1, "2025-06-01"), (2, "2025-06-02"))
+            for line in (
+                f"nightshift: run date {run_date} ({number} of 2): started, run id ID",
+                "nightshift: 10_hello.sh: started (bash)",
+                f"nightshift: error: {refused}",
+                f"nightshift: run date {run_date}: failed (exit 255) in T: {refused}",
+            )
+        ],
+        "nightshift: run date status duration detail",
+        f"nightshift: 2025-06-01 failed (exit 255) T {refused}",
+        f"nightshift: 2025-06-02 failed (exit 255) T {refused}",
+        "nightshift: 2 dates: 0 succeeded, 2 failed",
+    ]
