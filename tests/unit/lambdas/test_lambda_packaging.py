@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
-HANDLERS = ["preflight", "create_cluster", "cluster_status", "terminate_cluster", "sweeper"]
+HANDLERS = ["preflight", "create_cluster", "cluster_status", "terminate_cluster", "sweeper", "record_run"]
 # The Lambda runtime (boto3/botocore), the Powertools layer (powertools, pydantic) and stdlib.
 ALLOWED_TOP_LEVEL = {"boto3", "botocore", "aws_lambda_powertools", "pydantic", "lambdas"}
 

@@ -1,0 +1,57 @@
+"""Lambda: after TerminateCluster, record what the run cost and how long its parts took (EMF metrics)."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.utilities.parser import parse
+
+from lambdas.shared import clients
+from lambdas.shared.cost import region_prices
+from lambdas.shared.observability import logger, tracer
+from lambdas.shared.run_metrics import publish
+from lambdas.shared.run_models import RecordRunRequest
+from lambdas.shared.run_record import record_run
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+    from mypy_boto3_emr import EMRClient
+    from mypy_boto3_stepfunctions import SFNClient
+
+# Set by infra from cdk.json's "prices" (the shipped table's entries it replaces), as JSON.
+PRICES_VARIABLE = "NIGHTSHIFT_PRICES"
+
+
+@logger.inject_lambda_context(correlation_id_path="execution_arn")
+@tracer.capture_lambda_handler
+def handler(
+    event: dict[str, Any],
+    context: LambdaContext,
+    *,
+    emr: EMRClient | None = None,
+    sfn: SFNClient | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """``{pipeline, execution_arn, run: <the execution's state>}`` -> the run record."""
+    request = parse(event=event, model=RecordRunRequest)
+    region = request.execution_arn.split(":")[3]
+    error = request.run.error
+    record = record_run(
+        pipeline=request.pipeline,
+        run_date=request.run.run_date.isoformat(),
+        execution_arn=request.execution_arn,
+        cluster_id=request.run.cluster.cluster_id,
+        error=error.Error or "failed" if error is not None else None,
+        emr=emr or clients.emr(),
+        sfn=sfn or clients.sfn(),
+        prices=region_prices(region, json.loads(os.environ.get(PRICES_VARIABLE) or "{}")),
+        now=now or datetime.now(UTC),
+        task_size=(request.runner_task.cpu, request.runner_task.memory_mib) if request.runner_task else None,
+    )
+    publish(record)
+    output = record.as_output()
+    logger.info("run recorded", record=output)
+    return output

@@ -1,0 +1,48 @@
+"""RecordRun's payload: the execution's state as it reaches the end of the run."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lambdas.shared.models import ClusterId, ExecutionArn, Payload, PipelineName
+
+
+class RunState(BaseModel):
+    """The execution's state as it reaches RecordRun; other engineers' keys in it are none of its business."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    class Cluster(BaseModel):
+        """The run's cluster (null before CreateCluster answers)."""
+
+        model_config = ConfigDict(extra="ignore", frozen=True)
+        cluster_id: ClusterId | None = None
+
+    class Error(BaseModel):
+        """The run's failure, as the Catch put it into the state."""
+
+        model_config = ConfigDict(extra="ignore", frozen=True)
+        Error: str = ""
+        Cause: str = ""
+
+    run_date: date
+    cluster: Cluster = Cluster()
+    # Present when the run failed: RecordRun reports it and never changes it.
+    error: Error | None = None
+
+
+class RunnerTaskSize(Payload):
+    """The runner's Fargate task size (ECS units), for tasks whose own answer lacks it."""
+
+    cpu: Annotated[int, Field(ge=256, le=16384)]
+    memory_mib: Annotated[int, Field(ge=512, le=122880)]
+
+
+class RecordRunRequest(Payload):
+    pipeline: PipelineName
+    execution_arn: ExecutionArn
+    run: RunState
+    runner_task: RunnerTaskSize | None = None
