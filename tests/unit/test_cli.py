@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from moto import mock_aws
 
-from runner.__main__ import build_parser, main, parse_variables
+from runner.__main__ import build_parser, deployed_request, main, parse_variables
 from runner.dates import parse_run_dates
+from runner.deployed import DeployedRequest
 from runner.errors import UsageError
 from runner.execution import RunPlan
 from runner.model import Engine, load_pipeline
+from tests.conftest import ROOT
 
 
 def test_variables_keep_everything_after_the_first_equals_sign() -> None:
@@ -177,3 +184,80 @@ def test_from_stage_of_a_single_step_file_is_a_usage_error(
             f"nightshift: error: --deployed: {folder / '20_report.sh'} is a step file; give its pipeline folder\n"
         ).encode()
     )
+
+
+def deployed_argv(folder: Path, *argv: str) -> DeployedRequest:
+    args = build_parser().parse_args([str(folder), "--deployed", *argv])
+    return deployed_request(args, load_pipeline(folder))
+
+
+def test_deployed_flags_become_the_request_for_runner_deployed(tmp_path: Path) -> None:
+    (tmp_path / "pipeline.toml").write_text(
+        "max_concurrent_runs = 3\n[schedule]\ncron = '0 3 * * *'\ntimezone = 'Pacific/Kiritimati'\n"
+    )
+    for name in ("10_load.sh", "20_report.sh", "30_publish.sh"):
+        (tmp_path / name).write_text("true\n")
+    today = datetime.now(ZoneInfo("Pacific/Kiritimati")).date().isoformat()
+    assert deployed_argv(tmp_path) == DeployedRequest(action="start", run_dates=(today,))
+    assert deployed_argv(
+        tmp_path, "--run-date", "2025-06-01..2025-06-03", "--concurrency", "3", "--stack", "Prod",
+        "--region", "eu-west-1",
+    ) == DeployedRequest(
+        action="start", run_dates=("2025-06-01", "2025-06-02", "2025-06-03"), concurrency=3, stack="Prod",
+        region="eu-west-1",
+    )  # fmt: skip
+    assert deployed_argv(tmp_path, "--run-date", "2025-06-01", "--rerun", "--from-stage", "30") == (
+        DeployedRequest(action="start", run_dates=("2025-06-01",), rerun=True, from_stage=30)
+    )
+    assert deployed_argv(tmp_path, "--follow") == DeployedRequest(action="follow")
+    assert deployed_argv(tmp_path, "--follow", "--run-date", "2025-06-01") == DeployedRequest(
+        action="follow", run_dates=("2025-06-01",)
+    )
+    assert deployed_argv(tmp_path, "--stop", "--run-date", "2025-06-02") == DeployedRequest(
+        action="stop", run_dates=("2025-06-02",)
+    )
+    assert deployed_argv(tmp_path, "--history") == DeployedRequest(action="history", history_count=10)
+    assert deployed_argv(tmp_path, "--history", "3") == DeployedRequest(action="history", history_count=3)
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    with mock_aws():
+        yield
+
+
+def test_deployed_without_a_deployment_says_what_is_missing_in_one_line(
+    folder: Path, aws: None, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    code = main([str(folder), "--deployed", "--history", "--region", "eu-west-1"])
+    stdout, stderr = capsysbinary.readouterr()
+    assert code == 3, stderr
+    assert stdout == b""
+    assert (
+        stderr
+        == (
+            f"nightshift: error: no deployment of pipeline {folder.name} in eu-west-1 (no state machine tagged"
+            f" nightshift:pipeline={folder.name}); deploy it with `cdk deploy`, or check --region/--stack\n"
+        ).encode()
+    )
+    assert not (folder / "ran").exists()
+
+
+def test_a_local_run_loads_neither_boto3_nor_the_deployed_mode(folder: Path) -> None:
+    probe = (
+        "import sys\nfrom runner.__main__ import main\n"
+        f"code = main([{str(folder / '10_load.sh')!r}])\n"
+        "print(code, 'boto3' in sys.modules, 'runner.deployed' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=folder, capture_output=True, check=False, env={**os.environ,
+        "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert result.stdout == b"0 False False\n", result.stderr
+    assert (folder / "ran").exists()
