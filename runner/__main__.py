@@ -20,12 +20,14 @@ from runner.execution import (
     Executor,
     RunPlan,
     RunReport,
+    StepReport,
     StopRequest,
     check_from_stage,
     failure_detail,
     run_pipeline,
     summary_lines,
 )
+from runner.inputs import GateMode, gate_inputs, gate_mode
 from runner.local import LocalExecutor, LocalSpark
 from runner.model import Engine, Pipeline, load_pipeline
 from runner.output import JsonOutput, Output, TextOutput
@@ -73,11 +75,14 @@ ${hivevar:name}; .py and .sh steps get them as environment variables. run_date i
 stdout and stderr of each step pass through unchanged, line by line; the runner's own messages
 go to stderr prefixed 'nightshift:'. Exit code: the failing step's own; 2 for a usage error;
 124 for a step timeout; 130/143 after SIGINT/SIGTERM (the step is stopped first); 255 when the
-cluster cannot be reached or authenticated. A range of dates exits 0 when every date succeeded,
-else with the first failed date's code (128 + the signal's number when a signal stopped it).
+cluster cannot be reached or authenticated; 75 when an input the pipeline.toml's [inputs] names
+is missing (nothing ran: a folder checks them first; --wait waits for them, --no-wait skips it).
+A range of dates exits 0 when every date succeeded, else with the first failed date's code
+(128 + the signal's number when a signal stopped it).
 With --deployed: the run's own code as here; 3 when there is nothing to act on (no credentials,
 region, deployment or run of that date); 4 when refused (the date already ran and --rerun is not
-given, or it is running); 69 when the run failed outside a step; 130 after Ctrl-C detached.
+given, or it is running); 69 when the run failed outside a step; 124 when the execution timed
+out; 143 when it was stopped (--stop or the console); 130 after Ctrl-C detached (the run goes on).
 """
 
 
@@ -110,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dry-run", action="store_true", help="print the command lines that would run; run nothing"
     )
+    inputs = parser.add_mutually_exclusive_group()
+    inputs.add_argument(
+        "--wait", action="store_true",
+        help="wait for the pipeline's [inputs] up to its wait_minutes, checking every poll_minutes"
+        " (default for a folder: check once, exit 75 if one is missing)",
+    )  # fmt: skip
+    inputs.add_argument("--no-wait", action="store_true", help="do not check the pipeline's [inputs]")
     parser.add_argument(
         "--log-format", choices=["text", "json"], default="text",
         help="text (default), or one JSON object per output line for CloudWatch Logs Insights",
@@ -207,7 +219,7 @@ def _add_deployed_options(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     action.add_argument(
         "--history", type=int, nargs="?", const=DEFAULT_HISTORY, metavar="N",
-        help=f"list the last N runs (default: {DEFAULT_HISTORY})",
+        help=f"list the last N runs (default: {DEFAULT_HISTORY}); with --run-date, those of its dates",
     )  # fmt: skip
     deployed.add_argument(
         "--rerun", action="store_true",
@@ -371,6 +383,8 @@ def _check_deployed_options(args: argparse.Namespace) -> None:
         "--var": bool(args.var),
         "--engine": args.engine is not None,
         "--dry-run": args.dry_run,
+        "--wait": args.wait,
+        "--no-wait": args.no_wait,
         "--run-id": args.run_id is not None,
     }
     given = [flag for flag, used in elsewhere.items() if used]
@@ -387,8 +401,6 @@ def _check_deployed_options(args: argparse.Namespace) -> None:
         raise UsageError(
             f"{', '.join(given)}: only when starting runs (not with --follow, --stop or --history)"
         )
-    if args.history is not None and args.run_date is not None:
-        raise UsageError("--history lists the latest runs: not with --run-date")
     if args.history is not None and args.history < 1:
         raise UsageError(f"--history {args.history}: expected 1 or more runs")
     if args.concurrency is not None and args.concurrency < 1:
@@ -447,11 +459,13 @@ def _run_deployed(args: argparse.Namespace, output: Output) -> int:
 
 
 def _run_date(
-    plan: RunPlan, executor: Executor, output: Output, stop: StopRequest, *, whole: bool
+    plan: RunPlan, executor: Executor, output: Output, stop: StopRequest, *, whole: bool, gate: GateMode
 ) -> RunReport:
     """One run of one date: its steps stage by stage, then (for a folder) the summary table."""
     pipeline = plan.pipeline
     output.begin(pipeline.name, plan.run_id, pipeline.steps[0].name if len(pipeline.steps) == 1 else "")
+    if not gate_inputs(plan, executor, output, stop, mode=gate):
+        return RunReport([StepReport(step) for step in pipeline.steps], stop.exit_code)
     report = run_pipeline(plan, executor, output, stop)
     if whole:
         for line in summary_lines(report):
@@ -460,7 +474,13 @@ def _run_date(
 
 
 def _run_range(
-    plans: list[RunPlan], executor: Executor, output: Output, stop: StopRequest, *, whole: bool
+    plans: list[RunPlan],
+    executor: Executor,
+    output: Output,
+    stop: StopRequest,
+    *,
+    whole: bool,
+    gate: GateMode,
 ) -> int:
     """The dates one after another; a failed date does not stop the later ones, a signal does."""
     dates = [plan.variables["run_date"] for plan in plans]
@@ -476,7 +496,7 @@ def _run_range(
         output.notice(f"run date {run_date} ({number} of {len(plans)}): started, run id {plan.run_id}")
         started = time.monotonic()
         try:
-            report = _run_date(plan, executor, output, stop, whole=whole)
+            report = _run_date(plan, executor, output, stop, whole=whole, gate=gate)
             exit_code, detail = report.exit_code, failure_detail(report)
         except UsageError:
             raise
@@ -559,9 +579,10 @@ def _run(args: argparse.Namespace, output: Output) -> int:
     stop = StopRequest()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda number, _frame: stop.trigger(number))
+    gate = gate_mode(wait=args.wait, no_wait=args.no_wait, whole_pipeline=whole)
     if len(plans) > 1:
-        return _run_range(plans, executor, output, stop, whole=whole)
-    report = _run_date(plans[0], executor, output, stop, whole=whole)
+        return _run_range(plans, executor, output, stop, whole=whole, gate=gate)
+    report = _run_date(plans[0], executor, output, stop, whole=whole, gate=gate)
     if stop.is_set():
         output.notice(f"stopped by signal {stop.signum}")
     return report.exit_code
