@@ -16,12 +16,14 @@ from constructs import Construct
 
 from infra.config import DataAccess, S3Path
 from infra.encryption import Encryption
+from infra.inputs import DeployedInput, deployed_inputs
 from infra.nag import acknowledge_lambda_defaults, arn_finding, suppress
 from infra.paths import HOST_KEY_BOOTSTRAP, ROOT
 from infra.storage import EMR_LOG_PREFIX
 from lambdas.shared.clusters import TAG_MANAGED, TAG_STACK
 from lambdas.shared.hostkeys import HOST_KEY_PREFIX
 from lambdas.shared.stack import STACK_VARIABLE
+from runner.model import Pipeline
 
 HOST_KEY_PARAMETERS = f"{HOST_KEY_PREFIX.strip('/')}/*"
 EMR_CLUSTERS_FINDING = (
@@ -82,6 +84,8 @@ class ClusterLifecycle(Construct):
     RUNTIME = lambda_.Runtime.PYTHON_3_12
     HANDLERS = {
         "Preflight": ("lambdas.preflight.handler", 30),
+        # One per pipeline with [inputs] (check_inputs_function): each may list only its own paths.
+        "CheckInputs": ("lambdas.check_inputs.handler", 30),
         "CreateCluster": ("lambdas.create_cluster.handler", 120),
         "ClusterStatus": ("lambdas.cluster_status.handler", 30),
         "TerminateCluster": ("lambdas.terminate_cluster.handler", 60),
@@ -107,6 +111,8 @@ class ClusterLifecycle(Construct):
         self._layer = lambda_.LayerVersion.from_layer_version_arn(
             self, "Powertools", self._powertools_layer_arn(powertools_layer_version)
         )
+        #: each pipeline's S3 paths, as instance_profile granted them (its inputs check stays within)
+        self.data_access: dict[str, DataAccess] = {}
         self.bootstrap_script = s3_assets.Asset(self, "HostKeyBootstrap", path=str(HOST_KEY_BOOTSTRAP))
         self.service_role = self._build_service_role()
         self.preflight = self._function("Preflight")
@@ -131,6 +137,7 @@ class ClusterLifecycle(Construct):
         self, pipeline_id: str, access: DataAccess, encryption: Encryption
     ) -> iam.InstanceProfile:
         """The EC2 instance profile of one pipeline's clusters: its data paths, the logs, the host keys."""
+        self.data_access[pipeline_id] = access
         role = iam.Role(
             self,
             f"{pipeline_id}InstanceRole",
@@ -185,18 +192,48 @@ class ClusterLifecycle(Construct):
         )
         return iam.InstanceProfile(self, f"{pipeline_id}InstanceProfile", role=role)
 
-    def _function(self, name: str) -> lambda_.Function:
+    def check_inputs_function(
+        self, pipeline_id: str, pipeline: Pipeline
+    ) -> tuple[lambda_.Function, list[DeployedInput]]:
+        """The inputs check of one pipeline: it may list the S3 paths of its declared inputs, nothing else.
+
+        Only s3:ListBucket: CheckInputs lists even a single marker, and never reads an object. An
+        input outside the pipeline's data_access (instance_profile first) fails the synth.
+        """
+        inputs = deployed_inputs(pipeline, self.data_access[pipeline_id])
+        function = self._function("CheckInputs", f"{pipeline_id}CheckInputs")
+        buckets: dict[str, list[str]] = {}
+        for item in inputs:
+            buckets.setdefault(item.listable.bucket, []).append(f"{item.listable.prefix}*")
+        for bucket, prefixes in sorted(buckets.items()):
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["s3:ListBucket"],
+                    resources=[f"arn:{Aws.PARTITION}:s3:::{bucket}"],
+                    conditions={"StringLike": {"s3:prefix": sorted(set(prefixes))}},
+                )
+            )
+        suppress(
+            function,
+            "AwsSolutions-IAM5",
+            "X-Ray has no resource-level permissions.",
+            applies_to=["Resource::*"],
+        )
+        return function, inputs
+
+    def _function(self, name: str, construct_id: str | None = None) -> lambda_.Function:
         handler, timeout_seconds = self.HANDLERS[name]
+        construct_id = construct_id or name
         log_group = logs.LogGroup(
             self,
-            f"{name}Logs",
+            f"{construct_id}Logs",
             retention=self._log_retention,
             encryption_key=self._log_key,
             removal_policy=RemovalPolicy.DESTROY,
         )
         function = lambda_.Function(
             self,
-            name,
+            construct_id,
             runtime=self.RUNTIME,
             handler=handler,
             code=self._code,
