@@ -129,10 +129,6 @@ REFUSED = {
         ["--deployed", "--history", "3", "--concurrency", "2"],
         "--concurrency: only when starting runs",
     ),
-    "history of a date": (
-        ["--deployed", "--history", "--run-date", "2025-06-01"],
-        "--history lists the latest runs: not with --run-date",
-    ),
     "history of no run": (["--deployed", "--history", "0"], "--history 0: expected 1 or more runs"),
     "history not a number": (["--deployed", "--history", "x"], "argument --history: invalid int value: 'x'"),
     "no concurrency": (["--deployed", "--concurrency", "0"], "--concurrency 0: expected 1 or more runs at once"),
@@ -218,6 +214,9 @@ def test_deployed_flags_become_the_request_for_runner_deployed(tmp_path: Path) -
     )
     assert deployed_argv(tmp_path, "--history") == DeployedRequest(action="history", history_count=10)
     assert deployed_argv(tmp_path, "--history", "3") == DeployedRequest(action="history", history_count=3)
+    assert deployed_argv(tmp_path, "--history", "--run-date", "2025-06-01..2025-06-02") == DeployedRequest(
+        action="history", run_dates=("2025-06-01", "2025-06-02")
+    )
 
 
 @pytest.fixture
