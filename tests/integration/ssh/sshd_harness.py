@@ -18,6 +18,23 @@ import pyspark
 SSHD = Path("/usr/sbin/sshd")
 SFTP_SERVER = Path("/usr/lib/openssh/sftp-server")
 INSTALL_HINT = "install OpenSSH's server: apt-get install -y openssh-server (provides /usr/sbin/sshd)"
+# No Hadoop here: a stand-in for the two `hadoop fs` commands the runner's [inputs] check uses on a
+# master node, over this machine's files (file:// or plain paths), with hadoop's exit codes and
+# -count's columns (DIRS FILES BYTES PATH).
+FAKE_HADOOP = """#!/bin/bash
+[ "$1" = fs ] || { echo "hadoop (test stand-in): only fs" >&2; exit 2; }
+local_path() { printf '%s' "${1#file://}"; }
+case "$2" in
+  -test)
+    p=$(local_path "$4")
+    case "$3" in -f) [ -f "$p" ] ;; -e) [ -e "$p" ] ;; -d) [ -d "$p" ] ;; *) exit 2 ;; esac ;;
+  -count)
+    p=$(local_path "$3")
+    [ -e "$p" ] || { echo "count: '$3': No such file or directory" >&2; exit 1; }
+    printf '%12d %12d %18d %s\\n' "$(find "$p" -type d | wc -l)" "$(find "$p" -type f | wc -l)" 0 "$3" ;;
+  *) echo "hadoop (test stand-in): fs $2 is not faked" >&2; exit 2 ;;
+esac
+"""
 
 
 def _spark_bin() -> Path:
@@ -192,6 +209,10 @@ def make_sshd(root: Path, shape: Shape = FRIENDLY) -> Sshd:
         )
     )
     port = free_port()
+    fake_bin = root / "fake-bin"
+    fake_bin.mkdir()
+    (fake_bin / "hadoop").write_text(FAKE_HADOOP)
+    (fake_bin / "hadoop").chmod(0o755)
     spark_bin = _spark_bin()
     java_home = _java_home()
     path = os.pathsep.join(
@@ -201,6 +222,7 @@ def make_sshd(root: Path, shape: Shape = FRIENDLY) -> Sshd:
             "/usr/local/bin",
             "/usr/bin",
             "/bin",
+            str(fake_bin),
         ]
     )
     # A home of its own: the login user's dotfiles (here, a .bashrc that starts pyenv) are not the
