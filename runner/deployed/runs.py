@@ -179,6 +179,11 @@ def stop_run(
             error="Nightshift.Stopped",
             cause="stopped from the command line (python -m runner --deployed --stop)",
         )
+        # StopExecution answers at once; the status follows (moto's interpreter: a moment later).
+        deadline = time.monotonic() + wait
+        while (now := describe(deployment, execution.name)) is not None and now.status == "RUNNING":
+            if time.monotonic() > deadline or interrupted.wait(poll):
+                break
         say(f"run {execution.name} stopped")
     else:
         say(f"run {execution.name} is not running ({execution.status.lower()}); checking its cluster")
