@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from tests.infra.conftest import (
     synthesize,
 )
 from tests.infra.moto_harness import Harness
+from tests.infra.test_lint import ACCEPTED_CFN_LINT_WARNINGS, _checkov
 
 GATED_TOML = """
 [variables]
@@ -208,6 +211,42 @@ def test_the_check_may_only_list_the_declared_prefixes(gated_synth: Synthesis) -
     assert statement["Condition"] == {"StringLike": {"s3:prefix": ["raw/events/dt=*", "raw/users/dt=*"]}}
     other = {a for s in statements for a in _actions(s)} - {"s3:ListBucket"}
     assert other <= {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}, other
+
+
+def test_the_gated_template_passes_cdk_nag_cfn_lint_and_checkov(gated_synth: Synthesis) -> None:
+    reports = json.loads((gated_synth.outdir / "validation-report.json").read_text())["pluginReports"]
+    (pack,) = [report for report in reports if report["pluginName"] == "AwsSolutions"]
+    assert pack["conclusion"] == "success", json.dumps(pack["violations"], indent=1)[:3000]
+    lint = subprocess.run(
+        [sys.executable, "-m", "cfnlint", "--format", "json", str(gated_synth.template_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    findings = [
+        f for f in json.loads(lint.stdout or "[]") if f["Rule"]["Id"] not in ACCEPTED_CFN_LINT_WARNINGS
+    ]
+    assert not findings, findings
+    checkov = subprocess.run(
+        [
+            _checkov(),
+            "-f",
+            str(gated_synth.template_path),
+            "--framework",
+            "cloudformation",
+            "--quiet",
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    failed = [
+        f"{c['check_id']} {c['resource']}" for c in json.loads(checkov.stdout)["results"]["failed_checks"]
+    ]
+    assert not failed, failed
 
 
 def _actions(statement: dict[str, Any]) -> list[str]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import cast
+from typing import cast, get_args
 
 import pytest
 
-from runner.config import Inputs, parse_config
+from runner.config import INPUT_REFERENCE, RESERVED_VARIABLES, Inputs, expand_input, parse_config
 from runner.errors import ConfigError, UsageError
 from runner.execution import Executor, RunPlan, StopRequest
 from runner.inputs import (
@@ -288,3 +288,17 @@ def test_check_script_quotes_every_path():
     )
     assert "hadoop fs -test -f 's3://b/it'\"'\"'s here/_SUCCESS' || missing 0" in script
     assert "hadoop fs -count '/d $x/'" in script and "|| missing 1" in script
+
+
+# --- one contract, two sides -----------------------------------------------------------------------
+
+
+def test_the_lambda_reads_paths_as_the_runner_writes_them():
+    from lambdas.shared.inputs import resolve  # noqa: PLC0415 - the Lambda's side
+    from lambdas.shared.models import RUN_DATE_REFERENCE, InputToCheck  # noqa: PLC0415
+
+    template = "s3://lake/raw/${run_date}/events/dt=${run_date}/_SUCCESS"
+    assert resolve(template, "2025-06-01") == expand_input(template, {"run_date": "2025-06-01"})
+    assert INPUT_REFERENCE.fullmatch(RUN_DATE_REFERENCE)[1] in RESERVED_VARIABLES  # type: ignore[index]
+    kinds = set(get_args(InputToCheck.model_fields["kind"].annotation))
+    assert kinds == {kind for kind, _ in Inputs(objects=("a",), prefixes=("b/",)).paths}
