@@ -14,6 +14,7 @@ from infra.config import LOG_RETENTION_DAYS, NightshiftConfig
 from infra.encryption import Encryption
 from infra.glue_code import glue_code
 from infra.network import Network
+from infra.operators import OperatedPipeline, OperatorsPolicy
 from infra.paths import PIPELINES_FOLDER
 from infra.pipelines import construct_id
 from infra.runner_task import CONTAINER_NAME, RunnerTask
@@ -95,6 +96,7 @@ class NightshiftStack(Stack):
             log_key=log_key,
         )
         self.workflows: dict[str, PipelineWorkflow] = {}
+        operated: list[OperatedPipeline] = []
         for pipeline in pipelines:
             pipeline_id = construct_id(pipeline.name)
             task = runner.add_pipeline(pipeline.name, pipeline_id)
@@ -119,3 +121,5 @@ class NightshiftStack(Stack):
             schedule = pipeline.config.schedule
             if schedule is not None and schedule.enabled:
                 self.schedules.add(pipeline.name, pipeline_id, schedule, workflow.state_machine)
+            operated.append(OperatedPipeline(workflow.state_machine, name, task.log_group))
+        self.operators = OperatorsPolicy(self, "Operators", pipelines=operated)

@@ -470,3 +470,75 @@ def test_clusters_get_imdsv2_and_encrypted_local_disks(test_synth: Synthesis) ->
         "CreateCluster"
     ]
     assert create["Parameters"]["Payload"]["security_configuration"] == f"<{name}>"
+
+
+def test_the_operators_policy_grants_exactly_what_the_cli_needs(
+    test_synth: Synthesis, template: Template
+) -> None:
+    (logical,) = template.find_resources("AWS::IAM::ManagedPolicy", {}).keys() & {
+        k for k in test_synth.template["Resources"] if k.startswith("OperatorsPolicy")
+    }
+    machines = sorted(test_synth.resources("AWS::StepFunctions::StateMachine"))
+    executions = [
+        {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":states:", {"Ref": "AWS::Region"}, ":",
+                           {"Ref": "AWS::AccountId"}, f":execution:Nightshift-{pipeline}:*"]]}
+        for pipeline in ("adhoc", "nightly")
+    ]  # fmt: skip
+    template.has_resource_properties(
+        "AWS::IAM::ManagedPolicy",
+        {
+            "PolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "StartAndListRuns",
+                        "Effect": "Allow",
+                        "Action": ["states:ListExecutions", "states:StartExecution"],
+                        "Resource": Match.array_equals([{"Ref": machine} for machine in machines]),
+                    },
+                    {
+                        "Sid": "FollowAndStopRuns",
+                        "Effect": "Allow",
+                        "Action": [
+                            "states:DescribeExecution",
+                            "states:GetExecutionHistory",
+                            "states:StopExecution",
+                        ],
+                        "Resource": executions,
+                    },
+                    {"Sid": "FindStateMachines", "Effect": "Allow", "Action": "states:ListStateMachines",
+                     "Resource": "*"},
+                    {
+                        "Sid": "ReadStateMachineTags",
+                        "Effect": "Allow",
+                        "Action": "states:ListTagsForResource",
+                        "Resource": {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":states:",
+                                                       {"Ref": "AWS::Region"}, ":", {"Ref": "AWS::AccountId"},
+                                                       ":stateMachine:*"]]},
+                    },
+                    {
+                        "Sid": "ReadStepOutput",
+                        "Effect": "Allow",
+                        "Action": ["logs:DescribeLogStreams", "logs:FilterLogEvents", "logs:GetLogEvents"],
+                        "Resource": [{"Fn::GetAtt": ["RunnerLogsAdhoc", "Arn"]},
+                                     {"Fn::GetAtt": ["RunnerLogsNightly", "Arn"]}],
+                    },
+                    {"Sid": "ListClusters", "Effect": "Allow", "Action": "elasticmapreduce:ListClusters",
+                     "Resource": "*"},
+                    {
+                        "Sid": "DescribeAndTerminateThisStacksClusters",
+                        "Effect": "Allow",
+                        "Action": ["elasticmapreduce:DescribeCluster", "elasticmapreduce:TerminateJobFlows"],
+                        "Resource": {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":elasticmapreduce:",
+                                                       {"Ref": "AWS::Region"}, ":", {"Ref": "AWS::AccountId"},
+                                                       ":cluster/*"]]},
+                        "Condition": {"StringEquals": {"aws:ResourceTag/nightshift:managed": "true",
+                                                       "aws:ResourceTag/nightshift:stack": "Nightshift"}},
+                    },
+                ],
+            }
+        },
+    )  # fmt: skip
+    # Attached to nobody by the stack: the operators' users or roles get it (docs/infra.md).
+    assert not {"Users", "Roles", "Groups"} & set(test_synth.template["Resources"][logical]["Properties"])
+    template.has_output("OperatorsPolicyArn", {"Value": {"Ref": logical}})

@@ -1,0 +1,119 @@
+"""The operators' managed policy: what `python -m runner … --deployed` needs of this stack, no more."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import Aws, CfnOutput, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from infra.cluster_lifecycle import EMR_CLUSTERS_FINDING, emr_cluster_arn, managed_by
+from infra.nag import suppress
+
+OUTPUT_NAME = "OperatorsPolicyArn"
+
+
+@dataclass(frozen=True)
+class OperatedPipeline:
+    """One pipeline as the CLI meets it: its state machine (and that one's name), its step logs."""
+
+    state_machine: sfn.IStateMachine
+    state_machine_name: str
+    runner_log_group: logs.ILogGroup
+
+
+def states_arn(kind: str, name: str) -> str:
+    return f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:{kind}:{name}"
+
+
+def states_finding(kind: str, name: str) -> str:
+    """cdk-nag's spelling of ``states_arn(kind, name)`` in a wildcard finding."""
+    return f"Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:{kind}:{name}"
+
+
+class OperatorsPolicy(Construct):
+    """A managed policy to attach to the people (or their role) who run, follow and stop the runs.
+
+    Start, follow, stop and list the runs of this stack's state machines; read the steps' output
+    from the runner log groups; and terminate the cluster of a stopped run (a stopped execution runs
+    no Catch, so the CLI does it), only on clusters this stack's lifecycle made.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, pipelines: list[OperatedPipeline]) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self).stack_name
+        self.policy = iam.ManagedPolicy(
+            self,
+            "Policy",
+            description=f"Nightshift stack {stack}: start, follow, stop and list its pipelines' runs",
+            statements=self._statements(stack, pipelines),
+        )
+        output = CfnOutput(
+            self,
+            "PolicyArn",
+            value=self.policy.managed_policy_arn,
+            description="Attach to the users or roles who operate the pipelines (see docs/infra.md)",
+        )
+        # A fixed output name, for scripts and docs/infra.md.
+        output.override_logical_id(OUTPUT_NAME)
+        self._acknowledge(pipelines)
+
+    @staticmethod
+    def _statements(stack: str, pipelines: list[OperatedPipeline]) -> list[iam.PolicyStatement]:
+        machines = [pipeline.state_machine.state_machine_arn for pipeline in pipelines]
+        executions = [states_arn("execution", f"{pipeline.state_machine_name}:*") for pipeline in pipelines]
+        return [
+            iam.PolicyStatement(
+                sid="StartAndListRuns",
+                actions=["states:StartExecution", "states:ListExecutions"],
+                resources=machines,
+            ),
+            iam.PolicyStatement(
+                sid="FollowAndStopRuns",
+                actions=["states:DescribeExecution", "states:GetExecutionHistory", "states:StopExecution"],
+                resources=executions,
+            ),
+            # Finding the deployment: list the state machines and read their tags, before it is
+            # known which of them are this stack's.
+            iam.PolicyStatement(
+                sid="FindStateMachines", actions=["states:ListStateMachines"], resources=["*"]
+            ),
+            iam.PolicyStatement(
+                sid="ReadStateMachineTags",
+                actions=["states:ListTagsForResource"],
+                resources=[states_arn("stateMachine", "*")],
+            ),
+            iam.PolicyStatement(
+                sid="ReadStepOutput",
+                actions=["logs:FilterLogEvents", "logs:GetLogEvents", "logs:DescribeLogStreams"],
+                resources=[pipeline.runner_log_group.log_group_arn for pipeline in pipelines],
+            ),
+            iam.PolicyStatement(
+                sid="ListClusters", actions=["elasticmapreduce:ListClusters"], resources=["*"]
+            ),
+            iam.PolicyStatement(
+                sid="DescribeAndTerminateThisStacksClusters",
+                actions=["elasticmapreduce:DescribeCluster", "elasticmapreduce:TerminateJobFlows"],
+                resources=[emr_cluster_arn()],
+                conditions={"StringEquals": managed_by(stack)},
+            ),
+        ]
+
+    def _acknowledge(self, pipelines: list[OperatedPipeline]) -> None:
+        suppress(
+            self.policy,
+            "AwsSolutions-IAM5",
+            "ListStateMachines and ListClusters have no resource-level permissions (account-wide by "
+            "nature); the CLI reads the tags of the account's state machines to find this stack's; "
+            "executions and clusters exist only at run time: executions of this stack's state machines, "
+            "clusters only with this stack's nightshift:stack and nightshift:managed tags.",
+            applies_to=[
+                "Resource::*",
+                states_finding("stateMachine", "*"),
+                EMR_CLUSTERS_FINDING,
+                *(states_finding("execution", f"{pipeline.state_machine_name}:*") for pipeline in pipelines),
+            ],
+        )
