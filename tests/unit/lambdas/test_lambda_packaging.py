@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
-HANDLERS = ["preflight", "create_cluster", "cluster_status", "terminate_cluster", "sweeper", "record_run"]
+HANDLERS = [
+    "preflight",
+    "create_cluster",
+    "cluster_status",
+    "terminate_cluster",
+    "sweeper",
+    "record_run",
+    "check_inputs",
+]
 # The Lambda runtime (boto3/botocore), the Powertools layer (powertools, pydantic) and stdlib.
 ALLOWED_TOP_LEVEL = {"boto3", "botocore", "aws_lambda_powertools", "pydantic", "lambdas"}
 
