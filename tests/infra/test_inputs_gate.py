@@ -14,6 +14,7 @@ import pytest
 from moto import mock_aws
 
 from infra.config import DataAccess, S3Path
+from infra.functions import alert
 from infra.inputs import InputsAccessError, deployed_inputs
 from lambdas.shared import clients
 from runner.model import load_pipeline
@@ -163,6 +164,12 @@ def test_inputs_never_there_fail_as_inputs_late_without_a_cluster(harness: Harne
     assert harness.faults.calls["lambdas.create_cluster"] == 0
     assert harness.clusters() == []
     assert harness.faults.steps_run == []
+    # The failure alert (the formatter's own rendering of this execution) names every missing path.
+    failure = alert.find_failure(harness.history(execution["executionArn"]))
+    detail = {**execution, "stateMachineArn": harness.state_machine_arn}
+    subject, body = alert.render(detail, failure, {}, REGION)
+    assert subject == "Nightshift: gated-2025-06-01 FAILED at InputsLate"
+    assert f"Error: InputsLate\nCause: {execution['cause']}\n" in body
 
 
 def test_a_check_that_cannot_list_fails_the_run_without_a_cluster(harness: Harness) -> None:
