@@ -9,12 +9,14 @@ from typing import cast, get_args
 import pytest
 
 from runner.config import INPUT_REFERENCE, RESERVED_VARIABLES, Inputs, expand_input, parse_config
-from runner.errors import ConfigError, UsageError
-from runner.execution import Executor, RunPlan, StopRequest
+from runner.errors import ConfigError, ConnectionFailure, UsageError
+from runner.execution import Executor, Invocation, Outcome, RunPlan, StepResult, StopRequest
 from runner.inputs import (
     EXIT_INPUTS_MISSING,
+    ClusterInputs,
     GateMode,
     InputPath,
+    InputsCheckFailed,
     InputsMissing,
     LocalInputs,
     check_script,
@@ -23,7 +25,7 @@ from runner.inputs import (
     input_paths,
 )
 from runner.model import Engine, Pipeline, Stage, Step
-from runner.output import Output, StepOutput
+from runner.output import Output, StepOutput, Stream
 
 PATH = Path("sql/demo/pipeline.toml")
 #: the gate only asks the executor for a checker when none is given
@@ -302,3 +304,78 @@ def test_the_lambda_reads_paths_as_the_runner_writes_them():
     assert INPUT_REFERENCE.fullmatch(RUN_DATE_REFERENCE)[1] in RESERVED_VARIABLES  # type: ignore[index]
     kinds = set(get_args(InputToCheck.model_fields["kind"].annotation))
     assert kinds == {kind for kind, _ in Inputs(objects=("a",), prefixes=("b/",)).paths}
+
+
+# --- on a cluster: what the check's run tells the runner ------------------------------------------
+
+
+class ScriptedExecutor:
+    """Stands in for the SSH executor: checks the uploaded script, then answers as the master would."""
+
+    parallel = True
+
+    def __init__(self, stdout: bytes, stderr: bytes, result: StepResult) -> None:
+        self.stdout, self.stderr, self.result = stdout, stderr, result
+        self.scripts: list[str] = []
+
+    def describe(self, invocation: Invocation) -> str:
+        return "scripted"
+
+    def run(self, invocation: Invocation, output: StepOutput, stop: StopRequest) -> StepResult:
+        assert invocation.engine is Engine.BASH and invocation.variables == {"run_date": "2025-06-01"}
+        self.scripts.append(invocation.step.path.read_text())
+        output.feed("stdout", self.stdout)
+        output.feed("stderr", self.stderr)
+        return self.result
+
+
+class Shown(Recorded):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stderr = bytearray()
+
+    def for_step(self, pipeline: str, step: str, run_id: str, label: str = "") -> StepOutput:
+        shown = self
+
+        class _Step(StepOutput):
+            def emit(self, stream: Stream, block: bytes) -> None:
+                shown.stderr += block
+
+        return _Step(lambda message: shown.notices.append(f"{label}: {message}"))
+
+
+def cluster_check(tmp_path: Path, executor: ScriptedExecutor) -> tuple[list[InputPath] | None, Shown]:
+    run = plan(tmp_path, 'objects = ["${raw_path}/a/_SUCCESS"]\nprefixes = ["${raw_path}/b/", "/c/"]\n')
+    shown = Shown()
+    paths = [InputPath("object", "s3://lake/raw/a/_SUCCESS"), InputPath("prefix", "s3://lake/raw/b/")]
+    paths.append(InputPath("prefix", "/c/"))
+    return ClusterInputs(executor, run, shown).missing(paths, StopRequest()), shown
+
+
+def test_the_masters_answer_names_the_missing_ones(tmp_path: Path) -> None:
+    executor = ScriptedExecutor(b"missing 0\nmissing 2\n", b"", StepResult(3))
+    missing, shown = cluster_check(tmp_path, executor)
+    assert missing == [InputPath("object", "s3://lake/raw/a/_SUCCESS"), InputPath("prefix", "/c/")]
+    (script,) = executor.scripts
+    assert "hadoop fs -test -f s3://lake/raw/a/_SUCCESS || missing 0" in script
+    assert shown.stderr == b""
+
+
+def test_a_master_without_hadoop_fails_the_check_with_its_stderr_shown(tmp_path: Path) -> None:
+    executor = ScriptedExecutor(b"", b"nightshift: no hadoop command here\n", StepResult(127))
+    with pytest.raises(InputsCheckFailed, match=r"the inputs check failed on the cluster \(exit 127\)"):
+        cluster_check(tmp_path, executor)
+    # The failure is the check's, not "inputs missing": exit 1, not 75.
+    assert InputsCheckFailed("x").exit_code == 1
+
+
+def test_an_unreachable_master_is_a_connection_failure(tmp_path: Path) -> None:
+    executor = ScriptedExecutor(b"", b"", StepResult(255, Outcome.UNREACHABLE))
+    with pytest.raises(ConnectionFailure) as error:
+        cluster_check(tmp_path, executor)
+    assert error.value.exit_code == 255
+
+
+def test_a_stopped_check_reports_no_answer(tmp_path: Path) -> None:
+    executor = ScriptedExecutor(b"", b"", StepResult(143, Outcome.STOPPED))
+    assert cluster_check(tmp_path, executor)[0] is None
