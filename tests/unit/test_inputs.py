@@ -344,9 +344,11 @@ class Shown(Recorded):
         return _Step(lambda message: shown.notices.append(f"{label}: {message}"))
 
 
-def cluster_check(tmp_path: Path, executor: ScriptedExecutor) -> tuple[list[InputPath] | None, Shown]:
+def cluster_check(
+    tmp_path: Path, executor: ScriptedExecutor, shown: Shown | None = None
+) -> tuple[list[InputPath] | None, Shown]:
     run = plan(tmp_path, 'objects = ["${raw_path}/a/_SUCCESS"]\nprefixes = ["${raw_path}/b/", "/c/"]\n')
-    shown = Shown()
+    shown = shown or Shown()
     paths = [InputPath("object", "s3://lake/raw/a/_SUCCESS"), InputPath("prefix", "s3://lake/raw/b/")]
     paths.append(InputPath("prefix", "/c/"))
     return ClusterInputs(executor, run, shown).missing(paths, StopRequest()), shown
@@ -363,8 +365,10 @@ def test_the_masters_answer_names_the_missing_ones(tmp_path: Path) -> None:
 
 def test_a_master_without_hadoop_fails_the_check_with_its_stderr_shown(tmp_path: Path) -> None:
     executor = ScriptedExecutor(b"", b"nightshift: no hadoop command here\n", StepResult(127))
+    shown = Shown()
     with pytest.raises(InputsCheckFailed, match=r"the inputs check failed on the cluster \(exit 127\)"):
-        cluster_check(tmp_path, executor)
+        cluster_check(tmp_path, executor, shown)
+    assert shown.stderr == b"nightshift: no hadoop command here\n"
     # The failure is the check's, not "inputs missing": exit 1, not 75.
     assert InputsCheckFailed("x").exit_code == 1
 
