@@ -24,13 +24,22 @@ Work-arounds for moto, all here and nowhere else:
   either); `fail_cluster` ends a cluster with the code and message EMR would give.
 - The in-process handlers see the function's environment from the template (NIGHTSHIFT_STACK)
   only while they run, as a Lambda would.
+- A step given a `StepScript` writes what the real runner's JsonOutput makes of its output to
+  moto's CloudWatch Logs, one event per line as awslogs sends them, in the stream a real task
+  would use (`<pipeline>/runner/<task id>`, in the log group the state machine's tag names); it may
+  hold its task running until a gate opens, as a long step would.
+- moto's EMR ignores instance fleets (no ListInstanceFleets, no instances): after CreateCluster the
+  stand-in gives the cluster the instances its fleets ask for, as instance groups (master On-Demand,
+  core On-Demand or Spot as the payload says), so RecordRun finds what EMR would list.
 """
 
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -61,6 +70,7 @@ from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.exec.state_parallel import branches_decl
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_callback,
     state_task_service_ecs,
 )
 from moto.stepfunctions.parser.asl.component.state.fail import state_fail
@@ -68,6 +78,8 @@ from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wai
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 
 from infra.pipelines import construct_id
+from infra.runner_task import CONTAINER_NAME
+from runner.output import JsonOutput
 from tests.infra.conftest import ACCOUNT, REGION, SUBNETS, Synthesis, definition_of
 
 FAKE_ZIP = b"PK\x05\x06" + b"\x00" * 18  # an empty zip archive: moto only stores it
@@ -96,6 +108,31 @@ class Faults:
     calls: Counter[str] = field(default_factory=Counter)
     payloads: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     steps_run: list[str] = field(default_factory=list)
+    #: a step's exit code other than failing_steps' 1
+    exit_codes: dict[str, int] = field(default_factory=dict)
+    #: what a step prints (and how long its task runs), by step file name
+    scripts: dict[str, StepScript] = field(default_factory=dict)
+    #: the names of the RUNNING executions each time a step's task starts
+    running_at_steps: list[list[str]] = field(default_factory=list)
+
+
+@dataclass
+class StepScript:
+    """What a step prints, chunk by chunk, on which stream; its task may wait for `gate` half-way."""
+
+    chunks: list[tuple[str, bytes]] = field(default_factory=list)
+    #: chunks before this index are written, then the task runs on until `gate` is set
+    gate_after: int | None = None
+    gate: threading.Event = field(default_factory=threading.Event)
+    #: set when the task has written the chunks before the gate
+    reached_gate: threading.Event = field(default_factory=threading.Event)
+    #: how long the task runs at least (a backfill's overlapping runs)
+    hold_seconds: float = 0.0
+    #: a gate that does not open by then fails the task with exit code GATE_TIMEOUT_EXIT
+    gate_timeout: float = 30.0
+
+
+GATE_TIMEOUT_EXIT = 99
 
 
 class Harness:
@@ -113,6 +150,7 @@ class Harness:
         self.retry_waits: list[float] = []
         self._build_network()
         self._build_roles_and_buckets()
+        self._build_runner_logs()
         self._build_functions()
         self._patch(monkeypatch)
         cluster = self.ecs.create_cluster(clusterName="runner")["cluster"]["clusterArn"]
@@ -126,6 +164,7 @@ class Harness:
             name=f"{synth.stack.stack_name}-{pipeline}",
             definition=text,
             roleArn=f"arn:aws:iam::{ACCOUNT}:role/sfn",
+            tags=self._state_machine_tags(),
         )["stateMachineArn"]
 
     # --- moto resources named after the template's logical ids -------------------------------
@@ -156,6 +195,27 @@ class Harness:
         self.log_bucket = "nightshift-logs"
         boto3.client("s3", region_name=REGION).create_bucket(Bucket=self.log_bucket)
         self._values["Ref:EmrLogBucket"] = self.log_bucket
+
+    def _build_runner_logs(self) -> None:
+        """The pipeline's runner log group, under the name its Ref resolves to."""
+        self.runner_log_group = f"/nightshift/{self.synth.stack.stack_name}/{self.pipeline}/runner"
+        boto3.client("logs", region_name=REGION).create_log_group(logGroupName=self.runner_log_group)
+        self._values[f"Ref:RunnerLogs{construct_id(self.pipeline)}"] = self.runner_log_group
+
+    def _state_machine_tags(self) -> list[Any]:
+        """The state machine's tags as the template gives them, tokens resolved."""
+        name = f"{self.synth.stack.stack_name}-{self.pipeline}"
+        (resource,) = [
+            r for r in self.synth.resources("AWS::StepFunctions::StateMachine").values()
+            if r["Properties"]["StateMachineName"] == name
+        ]  # fmt: skip
+        return [
+            {
+                "key": t["Key"],
+                "value": t["Value"] if isinstance(t["Value"], str) else self._resolve(t["Value"]),
+            }
+            for t in resource["Properties"].get("Tags", [])
+        ]
 
     def _build_functions(self) -> None:
         lam = boto3.client("lambda", region_name=REGION)
@@ -230,6 +290,8 @@ class Harness:
             finally:
                 os.environ.clear()
                 os.environ.update(saved)
+            if module_name == "lambdas.create_cluster":
+                harness.mirror_fleets(payload, result)
             if module_name in faults.after:
                 faults.after[module_name](payload, result)
             return json.dumps(result), False, ""
@@ -266,11 +328,20 @@ class Harness:
             command = harness.command_of(submitted["TaskArn"])
             step = command[0].rsplit("/", 1)[-1]
             faults.steps_run.append(step)
-            exit_code = 1 if step in faults.failing_steps else 0
+            faults.running_at_steps.append(harness.running_executions())
+            exit_code = faults.exit_codes.get(step, 1 if step in faults.failing_steps else 0)
+            script = faults.scripts.get(step)
+            task = TaskLog(harness, submitted["TaskArn"], step, command) if script is not None else None
             stopped = {**submitted, "LastStatus": "STOPPED", "StopCode": "EssentialContainerExited",
                        "Containers": [{"Name": "runner", "ExitCode": exit_code}]}  # fmt: skip
 
             def resolve() -> Any:
+                nonlocal exit_code
+                if task is not None and script is not None:
+                    if not task.advance(script, exit_code):
+                        return None  # the task still runs: moto asks again
+                    exit_code = task.exit_code
+                    stopped["Containers"][0]["ExitCode"] = exit_code
                 if exit_code:
                     # What Step Functions does when the essential container exits non-zero.
                     raise FailureEventException(
@@ -293,6 +364,8 @@ class Harness:
             return resolve
 
         monkeypatch.setattr(state_task_service_ecs.StateTaskServiceEcs, "_build_sync_resolver", sync_resolver)
+        # A scripted task still running is asked again after this delay (moto: 0.5 s); short keeps tests quick.
+        monkeypatch.setattr(state_task_service_callback, "_DELAY_SECONDS_SYNC_CONDITION_CHECK", 0.02)
         ecs_model = botocore.session.get_session().get_service_model("ecs")
 
         def operation(service: Any, action: str | None) -> Any:
@@ -325,6 +398,27 @@ class Harness:
 
         monkeypatch.setattr(branches_decl, "CustomErrorName", branch_error_name)
         monkeypatch.setattr(state_fail, "CustomErrorName", branch_error_name)
+
+    def mirror_fleets(self, payload: dict[str, Any], result: dict[str, Any]) -> None:
+        """The instances the CreateCluster payload's fleets would bring, as moto instance groups."""
+        backend = emr_backends[ACCOUNT][REGION]
+        profile = payload["cluster"]
+        groups = [("MASTER", profile["master_instance_type"], 1, "ON_DEMAND")]
+        if profile["core_instance_count"]:
+            market = "SPOT" if profile["use_spot"] else "ON_DEMAND"
+            groups.append(("CORE", profile["core_instance_type"], profile["core_instance_count"], market))
+        for role, instance_type, count, market in groups:
+            spec = {"instance_role": role, "instance_type": instance_type, "instance_count": count,
+                    "market": market, "name": role.lower()}  # fmt: skip
+            (group,) = backend.add_instance_groups(result["cluster_id"], [spec])
+            backend.run_instances(
+                result["cluster_id"], {"instance_type": instance_type, "instance_count": count}, group
+            )
+
+    def running_executions(self) -> list[str]:
+        """The names of this state machine's RUNNING executions, as moto has them now."""
+        answer = self.sfn.list_executions(stateMachineArn=self.state_machine_arn, statusFilter="RUNNING")
+        return [execution["name"] for execution in answer["executions"]]
 
     def fail_cluster(self, cluster_id: str, code: str, message: str) -> None:
         """End the cluster as EMR ends a failed one: TERMINATED_WITH_ERRORS, with its reason."""
@@ -371,6 +465,63 @@ class Harness:
 
     def clusters(self) -> list[dict[str, Any]]:
         return [dict(cluster) for cluster in self.emr.list_clusters()["Clusters"]]
+
+
+class TaskLog:
+    """The runner task of one step attempt writing its JSON records to CloudWatch Logs, as on Fargate."""
+
+    def __init__(self, harness: Harness, task_arn: str, step: str, command: list[str]) -> None:
+        self.logs = boto3.client("logs", region_name=REGION)
+        self.group = harness.runner_log_group
+        self.stream = f"{harness.pipeline}/{CONTAINER_NAME}/{task_arn.rsplit('/', 1)[-1]}"
+        self.logs.create_log_stream(logGroupName=self.group, logStreamName=self.stream)
+        self.buffer = io.BytesIO()
+        json_output = JsonOutput(self.buffer)
+        run_id = command[command.index("--run-id") + 1] if "--run-id" in command else ""
+        json_output.begin(harness.pipeline, run_id, step.rsplit(".", 1)[0])
+        self.output = json_output.for_step(harness.pipeline, step.rsplit(".", 1)[0], run_id, step)
+        self.output.notice("started (spark-sql)")
+        self.written = 0
+        self.started = time.monotonic()
+        self.last_ms = 0
+        self.exit_code = 0
+
+    def advance(self, script: StepScript, exit_code: int) -> bool:
+        """Write what is due; whether the task has ended (its last records written)."""
+        gated = script.gate_after is not None and not script.gate.is_set()
+        upto = script.gate_after if gated and script.gate_after is not None else len(script.chunks)
+        for stream, chunk in script.chunks[self.written : upto]:
+            self.output.feed(stream, chunk)  # type: ignore[arg-type]
+        self.written = max(self.written, upto)
+        self._ship()
+        if gated:
+            script.reached_gate.set()
+            if time.monotonic() - self.started < script.gate_timeout:
+                return False
+            exit_code = GATE_TIMEOUT_EXIT
+        if time.monotonic() - self.started < script.hold_seconds:
+            return False
+        self.output.close()
+        self.exit_code = exit_code
+        status = "succeeded" if exit_code == 0 else f"failed (exit {exit_code})"
+        self.output.notice(f"{status} in {time.monotonic() - self.started:.1f} s")
+        self._ship()
+        return True
+
+    def _ship(self) -> None:
+        """Each JSON line one event, as awslogs sends a container's lines (timestamps never go back)."""
+        data = self.buffer.getvalue()
+        self.buffer.seek(0)
+        self.buffer.truncate()
+        lines = [line for line in data.split(b"\n") if line]
+        if not lines:
+            return
+        self.last_ms = max(self.last_ms, int(time.time() * 1000))
+        self.logs.put_log_events(
+            logGroupName=self.group,
+            logStreamName=self.stream,
+            logEvents=[{"timestamp": self.last_ms, "message": line.decode("utf-8")} for line in lines],
+        )
 
 
 def run_step_states(definition: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,0 +1,131 @@
+"""Shared set-up of the deployed-mode tests: moto with the synthesized pipeline, and the CLI's entry point."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from moto import mock_aws
+
+from lambdas.shared import clients
+from runner.deployed import DeployedRequest, Polling, run_deployed
+from runner.model import Pipeline, load_pipeline
+from runner.output import TextOutput
+from tests.infra.conftest import Synthesis
+from tests.infra.moto_harness import Harness
+
+PIPELINE = "nightly"
+# Fast enough for moto, and every wait is on an event or a bounded poll.
+FAST = Polling(
+    interval=0.02, idle_max=0.1, settle=0.0, range_interval=0.02, cluster_poll=0.02, cluster_wait=5.0
+)
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "POWERTOOLS_TRACE_DISABLED": "1",
+    "POWERTOOLS_METRICS_NAMESPACE": "Nightshift",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+}
+
+
+def set_aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture
+def deployed(test_synth: Synthesis, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+    """The nightly pipeline's state machine in moto's interpreter, tagged as the template tags it."""
+    set_aws_env(monkeypatch)
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        for factory in (clients.emr, clients.emr_for_create, clients.ssm, clients.sfn):
+            factory.cache_clear()
+        harness = Harness(test_synth, PIPELINE, monkeypatch)
+        yield harness
+        stop_leftovers(harness)
+        for factory in (clients.emr, clients.emr_for_create, clients.ssm, clients.sfn):
+            factory.cache_clear()
+
+
+def stop_leftovers(harness: Harness) -> None:
+    """End what a test left running, so moto's interpreter threads do not run on into the next test."""
+    for execution in harness.running_executions():
+        harness.sfn.stop_execution(
+            executionArn=f"{harness.state_machine_arn.replace(':stateMachine:', ':execution:')}:{execution}"
+        )
+    for script in harness.faults.scripts.values():
+        script.gate.set()
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: bytes
+    stderr: bytes
+
+    @property
+    def notices(self) -> list[str]:
+        return [
+            line.removeprefix(b"nightshift: ").decode()
+            for line in self.stderr.split(b"\n")
+            if line.startswith(b"nightshift: ")
+        ]
+
+    def step_stderr(self) -> bytes:
+        """stderr without the runner's own lines: what the steps wrote."""
+        kept = [line for line in self.stderr.split(b"\n")[:-1] if not line.startswith(b"nightshift: ")]
+        return b"".join(line + b"\n" for line in kept)
+
+
+class Watched(io.BytesIO):
+    """A console stream that opens a gate once `marker` has been written to it."""
+
+    def __init__(self, marker: bytes | None = None, gate: threading.Event | None = None) -> None:
+        super().__init__()
+        self.marker = marker
+        self.gate = gate
+
+    def write(self, data: Any) -> int:
+        written = super().write(data)
+        if self.marker is not None and self.gate is not None and self.marker in self.getvalue():
+            self.gate.set()
+        return written
+
+
+def pipeline_of(harness: Harness) -> Pipeline:
+    return load_pipeline(harness.synth.pipelines_dir / harness.pipeline)
+
+
+def run_cli(
+    harness: Harness,
+    request: DeployedRequest,
+    *,
+    stdout: io.BytesIO | None = None,
+    polling: Polling = FAST,
+    count: Any = None,
+) -> Result:
+    out = stdout or io.BytesIO()
+    err = io.BytesIO()
+    code = run_deployed(pipeline_of(harness), request, TextOutput(out, err), polling=polling, count=count)
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+def start_directly(harness: Harness, run_date: str, name: str | None = None) -> str:
+    """An execution started as the schedule starts one (not through the CLI)."""
+    import json  # noqa: PLC0415
+
+    return str(
+        harness.sfn.start_execution(
+            stateMachineArn=harness.state_machine_arn,
+            name=name or f"{harness.pipeline}-{run_date}",
+            input=json.dumps({"run_date": run_date}),
+        )["executionArn"]
+    )
