@@ -155,6 +155,12 @@ def check_from_stage(pipeline: Pipeline, from_stage: int, *, whole_pipeline: boo
 SKIPPED = "skipped"
 
 
+def skipped_stage_line(stage: Stage, from_stage: int) -> str:
+    """The runner's line for a stage that --from-stage skips: the same locally, over SSH and deployed."""
+    names = ", ".join(step.file_name for step in stage.steps)
+    return f"stage {stage.number} skipped (--from-stage {from_stage}): {names}"
+
+
 @dataclass
 class StepReport:
     step: Step
@@ -206,9 +212,8 @@ def run_pipeline(plan: RunPlan, executor: Executor, output: Output, stop: StopRe
     for stage in pipeline.stages:
         if exit_code != 0 or stop.is_set():
             break
-        if plan.skips(stage):
-            names = ", ".join(step.file_name for step in stage.steps)
-            output.notice(f"stage {stage.number} skipped (--from-stage {plan.from_stage}): {names}")
+        if plan.skips(stage) and plan.from_stage is not None:
+            output.notice(skipped_stage_line(stage, plan.from_stage))
             for step in stage.steps:
                 finished[step] = StepReport(step, SKIPPED)
             continue
