@@ -90,6 +90,7 @@ class ClusterLifecycle(Construct):
         "ClusterStatus": ("lambdas.cluster_status.handler", 30),
         "TerminateCluster": ("lambdas.terminate_cluster.handler", 60),
         "Sweeper": ("lambdas.sweeper.handler", 300),
+        "RecordRun": ("lambdas.record_run.handler", 60),
     }
 
     def __init__(
@@ -120,6 +121,7 @@ class ClusterLifecycle(Construct):
         self.cluster_status = self._function("ClusterStatus")
         self.terminate_cluster = self._function("TerminateCluster")
         self.sweeper = self._function("Sweeper")
+        self.record_run = self._function("RecordRun")
         self._grant_emr(state_machine_name_prefix)
         self.service_role.grant_pass_role(self.create_cluster.grant_principal)
 
@@ -131,6 +133,7 @@ class ClusterLifecycle(Construct):
             self.cluster_status,
             self.terminate_cluster,
             self.sweeper,
+            self.record_run,
         ]
 
     def instance_profile(
@@ -340,6 +343,21 @@ class ClusterLifecycle(Construct):
                 terminate,
                 delete_host_keys,
                 iam.PolicyStatement(actions=["states:DescribeExecution"], resources=[executions]),
+            ],
+            # The run's record: its clusters' instances (any of this account's: a cluster the run
+            # launched may have failed before it was tagged) and its execution's history.
+            self.record_run: [
+                describe,
+                list_clusters,
+                iam.PolicyStatement(
+                    actions=[
+                        "elasticmapreduce:ListInstances",
+                        "elasticmapreduce:ListInstanceGroups",
+                        "elasticmapreduce:ListInstanceFleets",
+                    ],
+                    resources=[emr_cluster_arn()],
+                ),
+                iam.PolicyStatement(actions=["states:GetExecutionHistory"], resources=[executions]),
             ],
         }
         for function, statements in grants.items():

@@ -47,6 +47,8 @@ EXECUTION_SLACK_MINUTES = 30
 # The runner enforces timeout_minutes itself (stopping the remote step, exit 124, a clear log
 # line); the task's own timeout only backs it up, after Fargate's start-up and the stop's grace.
 TASK_TIMEOUT_MARGIN_MINUTES = 10
+# After TerminateCluster on every path that terminated: the run's cost and durations (owner "cost").
+RECORD_RUN_STATE = "RecordRun"
 # The CLI (runner/deployed) finds a pipeline's state machine by TAG_STACK and TAG_PIPELINE (the
 # clusters' own keys), and reads the steps' output from the log group this tag names.
 TAG_RUNNER_LOG_GROUP = "nightshift:runner-log-group"
@@ -183,12 +185,14 @@ class PipelineWorkflow(Construct):
             result_path="$.terminate_error",
         )
         self.terminate.next(
-            sfn.Choice(self, "Run failed?")
-            .when(
-                sfn.Condition.is_present("$.error"),
-                sfn.Fail(self, "RunFailed", error_path="$.error.Error", cause_path="$.error.Cause"),
+            self._record_run(
+                sfn.Choice(self, "Run failed?")
+                .when(
+                    sfn.Condition.is_present("$.error"),
+                    sfn.Fail(self, "RunFailed", error_path="$.error.Error", cause_path="$.error.Cause"),
+                )
+                .otherwise(sfn.Succeed(self, "Succeeded"))
             )
-            .otherwise(sfn.Succeed(self, "Succeeded"))
         )
         definition = self._prepare().next(self._inputs_gate(self._preflight()))
         self.state_machine = self._build_state_machine(state_machine_name, definition)
@@ -576,6 +580,33 @@ class PipelineWorkflow(Construct):
             "execution_arn": sfn.JsonPath.execution_id,
         }
 
+    def _record_run(self, then: sfn.Choice) -> sfn.IChainable:
+        """Cost and durations of the run, into ``$.run_record``; a failure here only skips the record.
+
+        Whatever happens in RecordRun, the run then ends as it would have: ``$.error`` (the run's
+        own failure, which "Run failed?" reads) is passed through untouched.
+        """
+        record = tasks.LambdaInvoke(
+            self,
+            RECORD_RUN_STATE,
+            lambda_function=self._lifecycle.record_run,
+            payload=sfn.TaskInput.from_object(
+                {
+                    "pipeline": self._pipeline.name,
+                    "execution_arn": sfn.JsonPath.execution_id,
+                    "run": sfn.JsonPath.object_at("$"),
+                    "runner_task": {"cpu": self._runner.CPU, "memory_mib": self._runner.MEMORY_MIB},
+                }
+            ),
+            payload_response_only=True,
+            result_path="$.run_record",
+            retry_on_service_exceptions=False,
+            task_timeout=sfn.Timeout.duration(Duration.minutes(2)),
+        )
+        record.add_retry(errors=LAMBDA_TRANSIENT_ERRORS, max_attempts=2, interval=Duration.seconds(2))
+        record.add_catch(then, errors=["States.ALL"], result_path="$.run_record_error")
+        return record.next(then)
+
     def _build_state_machine(self, name: str, definition: sfn.IChainable) -> sfn.StateMachine:
         log_group = logs.LogGroup(
             self,
@@ -615,6 +646,7 @@ class PipelineWorkflow(Construct):
                         self._lifecycle.create_cluster,
                         self._lifecycle.cluster_status,
                         self._lifecycle.terminate_cluster,
+                        self._lifecycle.record_run,
                     )
                 ),
             ],
