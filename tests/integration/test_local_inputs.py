@@ -79,7 +79,7 @@ def test_no_wait_skips_the_check(tmp_path: Path) -> None:
 
 
 def test_a_single_step_is_not_gated_unless_asked(tmp_path: Path) -> None:
-    folder = pipeline(tmp_path)
+    folder = pipeline(tmp_path, wait_minutes=0.05)
     assert run_cli(folder / "10_load.sh", "--run-date", "2025-06-01", cwd=tmp_path).returncode == 0
     asked = run_cli(folder / "10_load.sh", "--run-date", "2025-06-02", "--wait", cwd=tmp_path)
     assert asked.returncode == 75 and b"inputs missing for 2025-06-02 after waiting" in asked.stderr
