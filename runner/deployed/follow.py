@@ -21,6 +21,9 @@ from runner.output import Output, StepOutput, Stream, reassemble
 HISTORY_PAGE = 100
 #: GetLogEvents pages read from one stream in one poll: a burst is read on at the next poll.
 MAX_PAGES_PER_POLL = 10
+#: a page this big may have been cut short: read the next one in the same poll
+FULL_PAGE_EVENTS = 1000
+FULL_PAGE_BYTES = 512 * 1024
 
 
 @dataclass(frozen=True)
@@ -188,13 +191,16 @@ class Follower:
                 if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
                     raise
                 page = {"events": [], "nextForwardToken": reader.token}  # the task has not logged yet
+            size = 0
             for event in page["events"]:
+                size += len(event["message"])
                 self._take(reader, event["message"])
             same = page.get("nextForwardToken") == reader.token
             reader.token = page.get("nextForwardToken") or reader.token
-            if page["events"]:
-                got = True
-            if not page["events"] or same:
+            got |= bool(page["events"])
+            # A page well under GetLogEvents' limits (10,000 events, 1 MB) holds all there was: asking
+            # again at once would only confirm it and double the calls of a busy step.
+            if same or (len(page["events"]) < FULL_PAGE_EVENTS and size < FULL_PAGE_BYTES):
                 at_end = True
                 break
         self._maybe_close(reader, got, at_end)

@@ -199,7 +199,7 @@ def test_history_lists_runs_newest_first_with_the_failing_step_and_its_log(deplo
         "log",
     ]
     assert newest.split()[:3] == ["2025-06-02", "nightly-2025-06-02", "failed"]
-    assert "20_sessions.hql (exit 7)" in newest
+    assert "20_sessions.hql (exit 7)" in newest, failed.get("cause")
     started = failed["startDate"].astimezone(ZoneInfo("Europe/Berlin")).strftime("%Y-%m-%d %H:%M")
     assert started in newest
     link = newest.split()[-1]
