@@ -20,6 +20,7 @@ from runner.deployed.follow import Detached, Follower, HistoryReader, Polling
 from runner.deployed.runs import (
     Execution,
     check_startable,
+    date_of,
     describe,
     history_lines,
     latest,
@@ -47,6 +48,8 @@ __all__ = [
 EXIT_DETACHED = 130
 #: an AWS error that is none of the above (permissions, throttling beyond retries)
 EXIT_AWS_ERROR = 1
+#: how many of the newest runs `--history --run-date` looks through for those dates
+HISTORY_SCAN = 1000
 
 
 @dataclass(frozen=True)
@@ -127,13 +130,16 @@ class _Command:
         request = self.request
         action = request.action
         if action == "history":
-            runs = list(list_runs(deployment, request.history_count))
             if request.run_dates:
+                # Runs of those dates among the last HISTORY_SCAN (ListExecutions has no name filter).
+                wanted = set(request.run_dates)
                 runs = [
                     r
-                    for r in runs
-                    if any(r.name.startswith(f"{self.pipeline.name}-{d}") for d in request.run_dates)
-                ]
+                    for r in list_runs(deployment, HISTORY_SCAN)
+                    if date_of(self.pipeline.name, r.name) in wanted
+                ][: request.history_count]
+            else:
+                runs = list(list_runs(deployment, request.history_count))
             if not runs:
                 self.say(f"no runs of {self.pipeline.name} yet in {deployment.region}")
                 return 0
@@ -145,7 +151,7 @@ class _Command:
             code = 0
             for run_date in dates:
                 execution = latest(deployment, run_date)
-                code = code or stop_run(
+                stopped = stop_run(
                     deployment,
                     execution,
                     self.say,
@@ -153,6 +159,7 @@ class _Command:
                     wait=self.polling.cluster_wait,
                     interrupted=self.interrupted,
                 )
+                code = code or stopped  # every date is stopped; the first failure is the exit code
             return code
         if action == "follow":
             if len(request.run_dates) > 1:
@@ -210,8 +217,6 @@ class _Command:
         The step output of several dates at once would interleave into something no single run
         printed; a range shows one line per date, and `--follow --run-date D` shows one date's.
         """
-        from runner.deployed.runs import date_of  # noqa: PLC0415 - only ranges need it
-
         planned = planned or [date_of(self.pipeline.name, e.name) or e.name for e in waiting]
         running = list(waiting)
         running += start_next(len(running))

@@ -16,7 +16,7 @@ import botocore.exceptions
 from runner.deployed.discovery import Deployment
 from runner.deployed.events import Attempt, Notice, RunTracker, StepRun
 from runner.model import Pipeline
-from runner.output import Output, StepOutput, Stream, reassemble
+from runner.output import Output, StepOutput, reassemble
 
 HISTORY_PAGE = 100
 #: GetLogEvents pages read from one stream in one poll: a burst is read on at the next poll.
@@ -92,8 +92,8 @@ class StreamReader:
     name: str
     output: StepOutput
     token: str | None = None
-    pending: list[Mapping[str, Any]] = field(default_factory=list)
-    open_parts: set[str] = field(default_factory=set)
+    #: per stream, the fragments of a line not yet ended (a line longer than one record)
+    pending: dict[str, list[Mapping[str, Any]]] = field(default_factory=dict)
     closed: bool = False
     #: when a read after the task's end came back empty
     quiet_since: float | None = None
@@ -213,7 +213,8 @@ class Follower:
         if got or reader.quiet_since is None:
             reader.quiet_since = now
         if now - reader.quiet_since >= self.polling.settle:
-            self._flush(reader)
+            for stream in list(reader.pending):
+                self._flush(reader, stream)  # a line cut short (the task was killed): what came of it
             reader.output.close()
             reader.closed = True
 
@@ -225,36 +226,30 @@ class Follower:
         if not isinstance(record, dict) or "stream" not in record:
             # Not the runner's JSON (a crash before it began, or awslogs cut an overlong line):
             # shown as it is, on stderr, rather than lost.
-            self._flush(reader)
             reader.output.feed("stderr", message.encode() + b"\n")
             return
         stream = record["stream"]
         if stream == "nightshift":
-            self._flush(reader)
             self.output.notice(str(record.get("line", "")))
             return
-        reader.pending.append(record)
-        if record.get("part") and not record.get("last"):
-            reader.open_parts.add(stream)
-        else:
-            reader.open_parts.discard(stream)
-        if not reader.open_parts:
-            self._flush(reader)
+        pending = reader.pending.setdefault(stream, [])
+        pending.append(record)
+        if not record.get("part") or record.get("last"):
+            self._flush(reader, stream)
 
-    def _flush(self, reader: StreamReader) -> None:
-        if not reader.pending:
+    def _flush(self, reader: StreamReader, stream: str) -> None:
+        """Print one stream's records waiting for the end of their line (its fragments), as bytes."""
+        pending = reader.pending.pop(stream, [])
+        if not pending:
             return
         try:
-            data = reassemble(reader.pending)
+            data = reassemble(pending)
         except ValueError as error:
             self.output.notice(f"{reader.step.step.file_name}: output incomplete in {reader.name}: {error}")
-            data = {"stdout": b"", "stderr": b""}
-        reader.pending.clear()
-        reader.open_parts.clear()
-        streams: tuple[Stream, ...] = ("stdout", "stderr")
-        for stream in streams:
-            if data[stream]:
-                reader.output.feed(stream, data[stream])
+            return
+        for name, chunk in data.items():
+            if chunk:
+                reader.output.feed(name, chunk)
 
 
 def now() -> datetime:

@@ -151,3 +151,25 @@ def test_a_finished_run_is_shown_again_with_its_exit_code(deployed: Harness) -> 
     assert result.notices[0] == f"run nightly-{DATE} failed; its output:"
     assert any("20_sessions.hql" in row and "failed (exit 1)" in row for row in result.notices)
     assert any("30_funnel.sql" in row and "not run" in row for row in result.notices)
+
+
+def test_a_run_whose_cluster_never_starts_exits_69_after_its_launch_retries(deployed: Harness) -> None:
+    def fail_every_launch(payload: dict, result: dict) -> None:
+        deployed.fail_cluster(result["cluster_id"], "BOOTSTRAP_FAILURE", "bootstrap action 1 returned 1")
+
+    deployed.faults.after["lambdas.create_cluster"] = fail_every_launch
+
+    result = run_cli(deployed, DeployedRequest("start", (DATE,)))
+
+    assert result.code == 69
+    assert deployed.faults.steps_run == []
+    notices = result.notices
+    retried = [n for n in notices if "launch retried" in n]
+    assert [n.rsplit("(", 1)[-1] for n in retried] == ["attempt 2)", "attempt 3)"]
+    assert "failed to start (" in retried[0]
+    (failure,) = [n for n in notices if n.startswith("run failed after")]
+    assert "ClusterFailedToStart: attempt 1 (j-" in failure
+    assert all(
+        row.split()[2:4] == ["not", "run"] for row in notices if row.split()[0].endswith((".sql", ".hql"))
+    )
+    assert {c["Status"]["State"] for c in deployed.clusters()} <= {"TERMINATED", "TERMINATED_WITH_ERRORS"}

@@ -1,0 +1,229 @@
+"""A deployed run read from its history events and log records: outcomes moto cannot produce, and odd records."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.deployed.discovery import Clients, Deployment
+from runner.deployed.events import EXIT_RUN_FAILED, EXIT_RUN_STOPPED, RunTracker
+from runner.deployed.follow import Follower, Polling
+from runner.execution import summary_lines
+from runner.model import Pipeline, load_pipeline
+from runner.output import JsonOutput, TextOutput
+
+T0 = datetime(2025, 6, 1, 3, 0, tzinfo=UTC)
+TASK = "arn:aws:ecs:us-east-1:123456789012:task/runner/abc123"
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path) -> Pipeline:
+    folder = tmp_path / "nightly"
+    folder.mkdir()
+    (folder / "pipeline.toml").write_text("[steps]\nretries = 1\n")
+    (folder / "10_load.sql").write_text("SELECT 1;\n")
+    (folder / "20_report.sh").write_text("echo report\n")
+    return load_pipeline(folder)
+
+
+class History:
+    """Events as Step Functions records them: ids in order, each naming the one before it."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def add(self, kind: str, after: int | None = None, **details: Any) -> int:
+        number = len(self.events) + 1
+        event = {"id": number, "previousEventId": number - 1 if after is None else after, "type": kind}
+        event["timestamp"] = T0 + timedelta(seconds=10 * number)
+        event.update(details)
+        self.events.append(event)
+        return number
+
+    def state(self, kind: str, name: str, **extra: Any) -> int:
+        return self.add(kind, stateEnteredEventDetails={"name": name, "input": json.dumps(extra)})
+
+    def fold(self, pipeline: Pipeline) -> tuple[RunTracker, list[str]]:
+        tracker = RunTracker(pipeline)
+        said = [n.message for e in self.events for n in tracker.apply(e)]
+        return tracker, said
+
+
+def started(history: History, **given: Any) -> None:
+    history.add(
+        "ExecutionStarted",
+        executionStartedEventDetails={"input": json.dumps({"run_date": "2025-06-01", **given})},
+    )
+
+
+def test_a_step_timed_out_by_step_functions_is_124_and_shown_as_timed_out(pipeline: Pipeline) -> None:
+    history = History()
+    started(history)
+    history.state("TaskStateEntered", "Run 10_load")
+    history.add("TaskScheduled")
+    history.add(
+        "TaskSubmitted", taskSubmittedEventDetails={"output": json.dumps({"Tasks": [{"TaskArn": TASK}]})}
+    )
+    history.add("TaskTimedOut", taskTimedOutEventDetails={"error": "States.Timeout", "cause": ""})
+    history.add("ExecutionFailed", executionFailedEventDetails={"error": "States.Timeout", "cause": ""})
+
+    tracker, said = history.fold(pipeline)
+
+    assert tracker.exit_code() == 124
+    assert "10_load.sql: failed with exit code 124" in said
+    rows = summary_lines(tracker.report(T0 + timedelta(hours=1)))
+    assert rows[1].split()[:4] == ["10_load.sql", "10", "timed", "out"]
+    assert rows[2].split()[:4] == ["20_report.sh", "20", "not", "run"]
+
+
+def test_a_task_that_never_started_has_no_code_but_its_reason(pipeline: Pipeline) -> None:
+    history = History()
+    started(history)
+    history.state("TaskStateEntered", "Run 10_load")
+    history.add("TaskScheduled")
+    cause = {
+        "TaskArn": TASK,
+        "StoppedReason": "CannotPullContainerError: image not found",
+        "Containers": [{}],
+    }
+    history.add(
+        "TaskFailed", taskFailedEventDetails={"error": "States.TaskFailed", "cause": json.dumps(cause)}
+    )
+    history.add("TaskScheduled")  # the retry
+    history.add(
+        "TaskFailed", taskFailedEventDetails={"error": "States.TaskFailed", "cause": json.dumps(cause)}
+    )
+    history.add(
+        "ExecutionFailed",
+        executionFailedEventDetails={"error": "States.TaskFailed", "cause": json.dumps(cause)},
+    )
+
+    tracker, said = history.fold(pipeline)
+
+    assert "10_load.sql: failed with no exit code (CannotPullContainerError: image not found)" in said
+    assert "10_load.sql: retrying (attempt 2 of 2)" in said
+    assert tracker.exit_code() == 1
+    assert said[-1].endswith("10_load.sql exited with code 1")
+
+
+@pytest.mark.parametrize(
+    ("kind", "code", "line"),
+    [
+        ("ExecutionAborted", EXIT_RUN_STOPPED, "run stopped after"),
+        ("ExecutionTimedOut", 124, "run timed out after"),
+        ("ExecutionSucceeded", 0, "run succeeded after"),
+    ],
+)
+def test_how_the_execution_ended_gives_the_exit_code(
+    pipeline: Pipeline, kind: str, code: int, line: str
+) -> None:
+    history = History()
+    started(history)
+    history.add(kind)
+
+    tracker, said = history.fold(pipeline)
+
+    assert tracker.exit_code() == code
+    assert said[-1].startswith(line)
+
+
+def test_a_failure_outside_any_step_is_69_with_error_and_cause(pipeline: Pipeline) -> None:
+    history = History()
+    started(history)
+    history.state("TaskStateEntered", "Preflight")
+    history.add("TaskScheduled")
+    history.add("TaskFailed", taskFailedEventDetails={"error": "TransientAwsError", "cause": "throttled"})
+    history.add("TaskScheduled")  # Retry of the Lambda state
+    history.add(
+        "ExecutionFailed",
+        executionFailedEventDetails={"error": "PreflightRefused", "cause": "nightly-2025-06-01 runs"},
+    )
+
+    tracker, said = history.fold(pipeline)
+
+    assert tracker.exit_code() == EXIT_RUN_FAILED == 69
+    assert "Preflight: retried after TransientAwsError" in said
+    assert said[-1].endswith(": PreflightRefused: nightly-2025-06-01 runs")
+
+
+def test_skipped_stages_show_as_skipped(pipeline: Pipeline) -> None:
+    history = History()
+    started(history, from_stage=20)
+    history.state("PassStateEntered", "Skip Stage 10")
+    history.state("ParallelStateEntered", "Stage 20")
+
+    tracker, said = history.fold(pipeline)
+
+    assert tracker.from_stage == 20
+    assert said == ["stage 10 skipped", "stage 20 started"]
+    assert summary_lines(tracker.report(T0))[1].split()[2] == "skipped"
+
+
+class FakeLogs:
+    """GetLogEvents over one scripted stream: every call returns what was put since the last token."""
+
+    def __init__(self, messages: list[str]) -> None:
+        self.messages = messages
+
+    def get_log_events(self, **args: Any) -> dict[str, Any]:
+        start = int(args.get("nextToken", "f/0").split("/")[1])
+        page = self.messages[start:]
+        return {"events": [{"message": m} for m in page], "nextForwardToken": f"f/{start + len(page)}"}
+
+
+class FakeSfn:
+    def __init__(self, events: list[dict[str, Any]]) -> None:
+        self.events = events
+
+    def get_execution_history(self, **_args: Any) -> dict[str, Any]:
+        return {"events": list(reversed(self.events))}
+
+
+def test_interleaved_fragments_and_foreign_lines_come_back_on_their_streams(pipeline: Pipeline) -> None:
+    buffer = io.BytesIO()
+    step = JsonOutput(buffer).for_step("nightly", "10_load", "run", "10_load.sql")
+    long_out = b"o" * 100_000
+    step.feed("stdout", long_out[:50_000])
+    step.feed("stderr", b"warning between two fragments\n")
+    step.feed("stdout", long_out[50_000:] + b"\n")
+    step.close()
+    records = buffer.getvalue().decode().splitlines()
+    assert sum('"part"' in r for r in records) > 2
+    messages = [*records[:2], "Traceback (most recent call last): not JSON", *records[2:]]
+    history = History()
+    started(history)
+    history.state("TaskStateEntered", "Run 10_load")
+    history.add("TaskScheduled")
+    history.add(
+        "TaskSubmitted", taskSubmittedEventDetails={"output": json.dumps({"Tasks": [{"TaskArn": TASK}]})}
+    )
+    history.add(
+        "TaskSucceeded", taskSucceededEventDetails={"output": json.dumps({"Containers": [{"ExitCode": 0}]})}
+    )
+    history.add("ExecutionSucceeded")
+    clients = Clients("us-east-1", FakeSfn(history.events), FakeLogs(messages), None)
+    deployment = Deployment(
+        "nightly", "Nightshift", "arn:aws:states:us-east-1:1:stateMachine:N-nightly", "g", clients
+    )
+    out, err = io.BytesIO(), io.BytesIO()
+    follower = Follower(
+        deployment, pipeline, "arn:aws:states:us-east-1:1:execution:N-nightly:x", TextOutput(out, err),
+        Polling(interval=0.01, settle=0.0), threading.Event(),
+    )  # fmt: skip
+
+    tracker = follower.run()
+
+    assert tracker.exit_code() == 0
+    assert out.getvalue() == long_out + b"\n"
+    lines = err.getvalue().split(b"\n")
+    assert b"warning between two fragments" in lines
+    assert b"Traceback (most recent call last): not JSON" in lines
+    assert lines.index(b"nightshift: 10_load.sql: finished with exit code 0") > lines.index(
+        b"warning between two fragments"
+    )
