@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Aws, Duration, Stack
+from aws_cdk import Aws, Duration, Stack, TimeZone
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_events as events
@@ -11,12 +11,16 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_scheduler_targets as scheduler_targets
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.glue_code import glue_function
-from infra.nag import suppress
+from infra.nag import arn_finding, suppress
+from runner.config import Schedule
 
 ALERT_STATUSES = ["FAILED", "TIMED_OUT", "ABORTED"]
 
@@ -46,6 +50,9 @@ class Alerts(Construct):
         )
         self.topic.add_subscription(subscriptions.EmailSubscription(email))
         self.formatter = self._build_formatter(code, log_retention, log_key, state_machine_prefix)
+        # The late check (one function for every pipeline with an expected_by) is made on first use.
+        self._late_check_settings = (code, log_retention, log_key, state_machine_prefix)
+        self._late_check: tuple[lambda_.Function, iam.Role] | None = None
         self.topic.grant_publish(self.formatter)
         self._pipelines: dict[str, list[str]] = {}
         self.failure_rule = events.Rule(
@@ -89,6 +96,101 @@ class Alerts(Construct):
         )
         alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.topic))
         return alarm
+
+    def notify_successes(self, pipeline_id: str, state_machine: sfn.IStateMachine) -> events.Rule:
+        """pipeline.toml notify = "always": a short e-mail for each successful run too (the same topic)."""
+        return events.Rule(
+            self,
+            f"{pipeline_id}Succeeded",
+            description='A Nightshift run succeeded (notify = "always")',
+            event_pattern=events.EventPattern(
+                source=["aws.states"],
+                detail_type=["Step Functions Execution Status Change"],
+                detail={"status": ["SUCCEEDED"], "stateMachineArn": [state_machine.state_machine_arn]},
+            ),
+            targets=[events_targets.LambdaFunction(self.formatter, retry_attempts=4)],
+        )
+
+    def add_late_check(
+        self, pipeline: str, pipeline_id: str, schedule: Schedule, state_machine: sfn.IStateMachine
+    ) -> scheduler.Schedule:
+        """[schedule] expected_by: at that local time, one e-mail unless the date's run has succeeded.
+
+        Scheduler fires at the local time in the pipeline's IANA time zone, so across a daylight
+        saving change the check stays at expected_by local time (its UTC time moves by an hour).
+        """
+        function, role = self._late_check_function()
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["states:ListExecutions"], resources=[state_machine.state_machine_arn]
+            )
+        )
+        hour, minute = (int(part) for part in (schedule.expected_by or "").split(":"))
+        return scheduler.Schedule(
+            self,
+            f"{pipeline_id}LateCheck",
+            description=f"Nightshift {pipeline}: succeeded by {schedule.expected_by} ({schedule.timezone})?",
+            schedule=scheduler.ScheduleExpression.expression(
+                f"cron({minute} {hour} * * ? *)", TimeZone.of(schedule.timezone)
+            ),
+            target=scheduler_targets.LambdaInvoke(
+                function,
+                input=scheduler.ScheduleTargetInput.from_object(
+                    {
+                        "pipeline": pipeline,
+                        "state_machine_arn": state_machine.state_machine_arn,
+                        "timezone": schedule.timezone,
+                        "expected_by": schedule.expected_by,
+                        "scheduled_time": scheduler.ContextAttribute.scheduled_time,
+                    }
+                ),
+                role=role,
+                # A retry after a publish would send the alert twice; a lost check costs only the alert.
+                retry_attempts=1,
+                max_event_age=Duration.hours(1),
+            ),
+        )
+
+    def _late_check_function(self) -> tuple[lambda_.Function, iam.Role]:
+        if self._late_check is not None:
+            return self._late_check
+        code, log_retention, log_key, prefix = self._late_check_settings
+        function = glue_function(
+            self,
+            "LateCheck",
+            code=code,
+            handler="functions.late_check.handler",
+            log_retention=log_retention,
+            log_key=log_key,
+            environment={"NIGHTSHIFT_TOPIC_ARN": self.topic.topic_arn},
+        )
+        self.topic.grant_publish(function)
+        executions = f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:execution:{prefix}*"
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["states:DescribeExecution", "states:GetExecutionHistory"], resources=[executions]
+            )
+        )
+        suppress(
+            function,
+            "AwsSolutions-IAM5",
+            "Execution ARNs exist only at run time; scoped to the executions of this stack's state machines.",
+            applies_to=[
+                f"Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:{prefix}*"
+            ],
+        )
+        role = iam.Role(
+            self, "LateCheckSchedulerRole", assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com")
+        )
+        suppress(
+            role,
+            "AwsSolutions-IAM5",
+            "The Scheduler target grants invoke on LateCheck and its versions (function:*), nothing else.",
+            applies_to=[arn_finding(function, ":*")],
+        )
+        self.alarm_on_errors("LateCheckFailed", function, "the late-run check")
+        self._late_check = (function, role)
+        return self._late_check
 
     def add_pipeline(
         self, state_machine_name: str, pipeline: str, log_group: logs.ILogGroup, container: str

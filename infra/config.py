@@ -14,6 +14,10 @@ S3_PATH = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P
 SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+-[A-Za-z0-9]{6}$")
 DEFAULT_DATA_ACCESS_KEY = "*"
 KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}$")
+# cdk.json "prices": {"<region>": {"ec2": {"<type>": usd_per_hour}, "emr": {...},
+# "fargate": {"vcpu_hour": usd, "gb_hour": usd}}}, on top of lambdas/shared/prices.json.
+PRICE_TABLES = ("ec2", "emr", "fargate")
+FARGATE_RATES = ("vcpu_hour", "gb_hour")
 
 
 class ContextError(ValueError):
@@ -64,6 +68,8 @@ class NightshiftConfig:
     # None: the stack creates the log groups' KMS key.
     log_kms_key_arn: str | None = None
     emr_security_configuration: bool = True
+    # Prices that replace the shipped table's (lambdas/shared/prices.json) in RecordRun's cost.
+    prices: Mapping[str, Mapping[str, Mapping[str, float]]] = field(default_factory=dict)
 
     def data_access_for(self, pipeline: str) -> DataAccess:
         """The pipeline's own entry, else the "*" entry, else no data access at all."""
@@ -150,6 +156,36 @@ def _data_access(value: Any) -> dict[str, DataAccess]:
     return result
 
 
+def _rate(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1000:
+        raise _fail(key, "a price in USD per hour from 0 to 1000", value)
+    return float(value)
+
+
+def _prices(value: Any) -> dict[str, dict[str, dict[str, float]]]:
+    if value is None:
+        return {}
+    shape = '{"<region>": {"ec2": {"<instance type>": usd}, "emr": {...}, "fargate": {"vcpu_hour": usd}}}'
+    if not isinstance(value, dict):
+        raise _fail("prices", shape, value)
+    result: dict[str, dict[str, dict[str, float]]] = {}
+    for region, tables in value.items():
+        if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", region) or not isinstance(tables, dict) or not tables:
+            raise _fail(f"prices.{region}", shape, tables)
+        result[region] = {}
+        for table, rates in tables.items():
+            where = f"prices.{region}.{table}"
+            if table not in PRICE_TABLES or not isinstance(rates, dict):
+                raise _fail(where, f"one of {', '.join(PRICE_TABLES)} with an object of prices", rates)
+            for name in rates:
+                if table == "fargate" and name not in FARGATE_RATES:
+                    raise _fail(f"{where}.{name}", f"one of {', '.join(FARGATE_RATES)}", name)
+                if table != "fargate" and not re.fullmatch(r"[a-z][a-z0-9-]*\.[a-z0-9]+", name):
+                    raise _fail(f"{where}.{name}", "an EC2 instance type such as m5.xlarge", name)
+            result[region][table] = {name: _rate(f"{where}.{name}", rate) for name, rate in rates.items()}
+    return result
+
+
 def config_from_context(get: Callable[[str], Any]) -> NightshiftConfig:
     """Build the config from a context getter (app.node.try_get_context); raise ContextError."""
     retention = get("log_retention_days")
@@ -187,4 +223,5 @@ def config_from_context(get: Callable[[str], Any]) -> NightshiftConfig:
         if get("log_kms_key_arn") is None
         else _string("log_kms_key_arn", get("log_kms_key_arn"), KMS_KEY_ARN),
         emr_security_configuration=_boolean("emr_security_configuration", get("emr_security_configuration")),
+        prices=_prices(get("prices")),
     )

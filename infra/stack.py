@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aws_cdk import Stack
@@ -11,6 +12,7 @@ from constructs import Construct
 from infra.alerts import Alerts
 from infra.cluster_lifecycle import ClusterLifecycle
 from infra.config import LOG_RETENTION_DAYS, NightshiftConfig
+from infra.dashboard import RunsDashboard
 from infra.encryption import Encryption
 from infra.glue_code import glue_code
 from infra.network import Network
@@ -21,6 +23,7 @@ from infra.runner_task import CONTAINER_NAME, RunnerTask
 from infra.schedules import Schedules
 from infra.storage import Storage
 from infra.workflow import PipelineWorkflow, WorkflowSettings
+from lambdas.shared.cost import PRICES_VARIABLE
 from runner.model import Pipeline
 
 
@@ -60,6 +63,7 @@ class NightshiftStack(Stack):
             powertools_layer_version=config.powertools_layer_version,
             state_machine_name_prefix=prefix,
         )
+        lifecycle.record_run.add_environment(PRICES_VARIABLE, json.dumps(config.prices, sort_keys=True))
         runner = RunnerTask(
             self,
             "Runner",
@@ -96,6 +100,7 @@ class NightshiftStack(Stack):
             log_key=log_key,
         )
         self.workflows: dict[str, PipelineWorkflow] = {}
+        self.dashboard = RunsDashboard(self, "Runs")
         operated: list[OperatedPipeline] = []
         for pipeline in pipelines:
             pipeline_id = construct_id(pipeline.name)
@@ -118,8 +123,15 @@ class NightshiftStack(Stack):
             )
             self.workflows[pipeline.name] = workflow
             self.alerts.add_pipeline(name, pipeline.name, task.log_group, CONTAINER_NAME)
+            if pipeline.config.notify == "always":
+                self.alerts.notify_successes(pipeline_id, workflow.state_machine)
+            self.dashboard.add_pipeline(
+                pipeline.name, workflow.state_machine, [s.name for s in pipeline.steps]
+            )
             schedule = pipeline.config.schedule
             if schedule is not None and schedule.enabled:
                 self.schedules.add(pipeline.name, pipeline_id, schedule, workflow.state_machine)
+                if schedule.expected_by is not None:
+                    self.alerts.add_late_check(pipeline.name, pipeline_id, schedule, workflow.state_machine)
             operated.append(OperatedPipeline(workflow.state_machine, name, task.log_group))
         self.operators = OperatorsPolicy(self, "Operators", pipelines=operated)

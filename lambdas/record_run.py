@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.utilities.parser import parse
 
 from lambdas.shared import clients
-from lambdas.shared.cost import region_prices
+from lambdas.shared.cost import PRICES_VARIABLE, region_prices
 from lambdas.shared.observability import logger, tracer
 from lambdas.shared.run_metrics import publish
 from lambdas.shared.run_models import RecordRunRequest
@@ -20,9 +20,6 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
     from mypy_boto3_emr import EMRClient
     from mypy_boto3_stepfunctions import SFNClient
-
-# Set by infra from cdk.json's "prices" (the shipped table's entries it replaces), as JSON.
-PRICES_VARIABLE = "NIGHTSHIFT_PRICES"
 
 
 @logger.inject_lambda_context(correlation_id_path="execution_arn")

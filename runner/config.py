@@ -49,6 +49,8 @@ class Schedule:
     cron: str
     timezone: str = "UTC"
     enabled: bool = True
+    #: "HH:MM" in `timezone`: if the date's run has not succeeded by then, one alert says why
+    expected_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,8 @@ class PipelineConfig:
     max_concurrent_runs: int = 1
     #: [inputs]; None: a run starts without waiting for anything
     inputs: Inputs | None = None
+    #: "failures": an e-mail for failed runs only; "always": also a short one for each success
+    notify: str = "failures"
 
 
 Check = Callable[[Any], str | None]
@@ -172,7 +176,18 @@ def _release_label(value: Any) -> str | None:
     return None if ok else "an EMR release label such as 'emr-7.13.0'"
 
 
-_SCHEDULE: dict[str, Check] = {"cron": _cron, "timezone": _timezone, "enabled": _boolean}
+def _time_of_day(value: Any) -> str | None:
+    ok = isinstance(value, str) and re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value)
+    return None if ok else "a time of day 'HH:MM' such as '07:30'"
+
+
+NOTIFY_CHOICES = ("failures", "always")
+_SCHEDULE: dict[str, Check] = {
+    "cron": _cron,
+    "timezone": _timezone,
+    "enabled": _boolean,
+    "expected_by": _time_of_day,
+}
 _CLUSTER: dict[str, Check] = {
     "release_label": _release_label,
     "applications": _string_list,
@@ -197,6 +212,7 @@ _TOP: dict[str, Check] = {
     "default_engine": _one_of(*SQL_ENGINES),
     # Each run holds its own cluster: more than this is a typo, not a backfill.
     "max_concurrent_runs": _integer(1, MAX_CONCURRENT_RUNS),
+    "notify": _one_of(*NOTIFY_CHOICES),
 }
 _TABLES = ("schedule", "variables", "cluster", "steps", "inputs")
 
@@ -356,6 +372,7 @@ def parse_config(text: str, path: Path) -> PipelineConfig:
         steps=steps,
         max_concurrent_runs=top.get("max_concurrent_runs", 1),
         inputs=inputs,
+        notify=top.get("notify", "failures"),
     )
 
 

@@ -1,4 +1,4 @@
-"""Lambda: turn a failed, timed-out or aborted run into a readable e-mail naming the failing step."""
+"""Lambda: a failed, timed-out or aborted run (or, with notify = "always", a success) as a readable e-mail."""
 
 from __future__ import annotations
 
@@ -29,6 +29,9 @@ FAILURE_EVENTS = frozenset(
 )
 CAUSE_LIMIT = 1500
 SUBJECT_LIMIT = 100  # SNS refuses longer e-mail subjects
+# The state lambdas/record_run.py runs in (infra.workflow.RECORD_RUN_STATE) and where it puts the record.
+RECORD_RUN_STATE = "RecordRun"
+RECORD_KEY = "run_record"
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,70 @@ def find_failure(events: Iterable[dict[str, Any]]) -> Failure | None:
     return None
 
 
+def find_record(events: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
+    """The run's cost and durations as RecordRun left them, if it ran and succeeded."""
+    for event in events:
+        details = event.get("stateExitedEventDetails") or {}
+        if event["type"] == "TaskStateExited" and details.get("name") == RECORD_RUN_STATE:
+            try:
+                record = json.loads(details.get("output") or "{}").get(RECORD_KEY)
+            except ValueError:
+                return None
+            return record if isinstance(record, dict) else None
+    return None
+
+
+def duration_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+def record_lines(record: dict[str, Any]) -> list[str]:
+    """Run date, duration, cost and the stages' and steps' durations, a line each."""
+    cost = record.get("cost") or {}
+    lines = [
+        f"Run date: {record.get('run_date', '?')}",
+        f"Duration: {duration_text(record.get('run_seconds'))} "
+        f"(cluster ready after {duration_text(record.get('cluster_ready_seconds'))})",
+        f"Cost: ${cost.get('total_usd', 0):.2f} (EC2 ${cost.get('ec2_usd', 0):.2f}, "
+        f"EMR fee ${cost.get('emr_usd', 0):.2f}, Fargate ${cost.get('fargate_usd', 0):.3f}; "
+        f"{cost.get('prices', '')})",
+    ]
+    lines += [f"  {note}" for note in cost.get("notes", [])]
+    stages = record.get("stages") or {}
+    if stages:
+        lines.append("Stages: " + ", ".join(f"{name} {duration_text(s)}" for name, s in stages.items()))
+    for name, step in (record.get("steps") or {}).items():
+        attempts = step.get("attempts", 1)
+        again = f" ({attempts} attempts)" if attempts > 1 else ""
+        lines.append(f"  {name}: {duration_text(step.get('seconds'))}{again}")
+    return lines
+
+
+def render_success(
+    detail: dict[str, Any], record: dict[str, Any] | None, pipelines: dict[str, Any]
+) -> tuple[str, str]:
+    """The short message of a successful run (pipeline.toml notify = "always"): what it took and cost."""
+    machine = detail["stateMachineArn"].rsplit(":", 1)[-1]
+    pipeline = pipelines.get(machine, (machine, "", ""))[0]
+    run = detail["name"]
+    lines = [f"Nightshift pipeline {pipeline}: run {run} SUCCEEDED.", ""]
+    summary = ""
+    if record:
+        lines += record_lines(record)
+        cost = (record.get("cost") or {}).get("total_usd", 0)
+        summary = f" in {duration_text(record.get('run_seconds'))}, ${cost:.2f}"
+    else:
+        lines.append("(no run record: see the execution's RecordRun state)")
+    return f"Nightshift: {run} SUCCEEDED{summary}"[:SUBJECT_LIMIT], "\n".join(lines)
+
+
 def _history(sfn: SFNClient, execution_arn: str) -> Iterable[dict[str, Any]]:
     for page in sfn.get_paginator("get_execution_history").paginate(
         executionArn=execution_arn, includeExecutionData=True
@@ -91,7 +158,11 @@ def log_stream_link(region: str, log_group: str, stream: str) -> str:
 
 
 def render(
-    detail: dict[str, Any], failure: Failure | None, pipelines: dict[str, Any], region: str
+    detail: dict[str, Any],
+    failure: Failure | None,
+    pipelines: dict[str, Any],
+    region: str,
+    record: dict[str, Any] | None = None,
 ) -> tuple[str, str]:
     """Subject and body of the alert."""
     machine = detail["stateMachineArn"].rsplit(":", 1)[-1]
@@ -111,6 +182,8 @@ def render(
         + console_link(region, f"states/home?region={region}#/v2/executions/details/{detail['executionArn']}")
     )
     lines.append("The run terminates its cluster on failure; the sweeper terminates any cluster left behind.")
+    if record:
+        lines += ["", *record_lines(record)]
     where = f" at {failure.state}" if failure and failure.state else ""
     subject = f"Nightshift: {run} {status}{where}"[:SUBJECT_LIMIT]
     return subject, "\n".join(lines)
@@ -122,8 +195,12 @@ def handler(
     """EventBridge execution status change -> one SNS message; returns the subject."""
     detail = event["detail"]
     region = detail["executionArn"].split(":")[3]
-    failure = find_failure(_history(sfn or boto3.client("stepfunctions"), detail["executionArn"]))
-    subject, body = render(detail, failure, json.loads(os.environ["NIGHTSHIFT_PIPELINES"]), region)
+    events = list(_history(sfn or boto3.client("stepfunctions"), detail["executionArn"]))
+    pipelines = json.loads(os.environ["NIGHTSHIFT_PIPELINES"])
+    if detail["status"] == "SUCCEEDED":
+        subject, body = render_success(detail, find_record(events), pipelines)
+    else:
+        subject, body = render(detail, find_failure(events), pipelines, region, find_record(events))
     (sns or boto3.client("sns")).publish(
         TopicArn=os.environ["NIGHTSHIFT_TOPIC_ARN"], Subject=subject, Message=body
     )

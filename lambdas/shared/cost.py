@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from mypy_boto3_emr.type_defs import ClusterTypeDef
 
 PRICES_FILE = Path(__file__).with_name("prices.json")
+# Set by infra from cdk.json's "prices" (entries that replace the shipped table's), as JSON.
+PRICES_VARIABLE = "NIGHTSHIFT_PRICES"
 # EC2, EMR and Fargate all bill per second with a one-minute minimum.
 MINIMUM_BILLED_SECONDS = 60.0
 SPOT_NOTE = "Spot instances are priced at the On-Demand rate: the cost is an upper bound"

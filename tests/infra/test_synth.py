@@ -123,7 +123,13 @@ def test_lifecycle_order(test_synth: Synthesis) -> None:
         "NumericGreaterThanEquals": 60,
         "Next": "ClusterStartTimedOut",
     }
-    assert states["TerminateCluster"]["Next"] == "Run failed?"
+    assert states["TerminateCluster"]["Next"] == "RecordRun"
+    # The run's record never changes its outcome: done or failed, RecordRun goes on to "Run failed?".
+    assert states["RecordRun"]["Next"] == "Run failed?"
+    assert states["RecordRun"]["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.run_record_error", "Next": "Run failed?"}
+    ]
+    assert states["RecordRun"]["ResultPath"] == "$.run_record"
     assert states["Run failed?"]["Default"] == "Succeeded"
     assert states["RunFailed"] == {"Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"}
 
@@ -141,7 +147,7 @@ def test_every_failure_goes_through_terminate_cluster(test_synth: Synthesis) -> 
     catching.append("TerminateFailedLaunch")
     # Every task or Parallel outside the stages' branches is listed above or is the terminate itself.
     others = {n for n, s in states.items() if s["Type"] in ("Task", "Parallel")} - set(catching)
-    assert others == {"TerminateCluster"}
+    assert others == {"TerminateCluster", "RecordRun"}
 
 
 def test_retries_with_backoff(test_synth: Synthesis) -> None:
@@ -434,7 +440,7 @@ def test_every_log_group_is_encrypted_with_the_log_key(
     assert len(keys) == 1
     groups = synth.resources("AWS::Logs::LogGroup")
     # Runner logs and execution logs per pipeline, and every Lambda's log group.
-    assert len(groups) == 2 * len(synth.resources("AWS::StepFunctions::StateMachine")) + 7
+    assert len(groups) == 2 * len(synth.resources("AWS::StepFunctions::StateMachine")) + 8
     for name, group in groups.items():
         assert group["Properties"].get("KmsKeyId") == {"Fn::GetAtt": [next(iter(keys)), "Arn"]}, name
 

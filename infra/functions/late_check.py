@@ -1,0 +1,135 @@
+"""Lambda: at [schedule] expected_by, one alert if the date's run has not succeeded, saying where it is."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import boto3
+
+from .start_run import execution_name, run_date_of
+
+if TYPE_CHECKING:
+    from mypy_boto3_stepfunctions import SFNClient
+
+SUBJECT_LIMIT = 100
+# The input gate's error and states (owner "inputs"), and the cluster start's (infra/workflow.py).
+INPUTS_LATE = "InputsLate"
+INPUT_STATES = frozenset({"CheckInputs", "Inputs there?", "CountInputsPoll", "WaitForInputs"})
+CLUSTER_STATES = frozenset(
+    {"Preflight", "Proceed?", "CreateCluster", "WaitForCluster", "ClusterStatus", "ClusterReady?",
+     "CountPoll", "NextLaunch", "TerminateFailedLaunch"}
+)  # fmt: skip
+_STAGE = re.compile(r"^Stage (\d+)$")
+
+
+@dataclass(frozen=True)
+class Lateness:
+    """Why the date's run is not done: the short reason (subject) and the sentence (body)."""
+
+    reason: str
+    detail: str
+
+
+def runs_of_date(
+    sfn: SFNClient, state_machine_arn: str, pipeline: str, run_date: str
+) -> list[dict[str, Any]]:
+    """The date's executions, its first run and its reruns (`-r2`, ...), newest first."""
+    name = execution_name(pipeline, run_date)
+    found = []
+    for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=state_machine_arn):
+        for execution in page["executions"]:
+            if execution["name"] == name or re.fullmatch(re.escape(name) + r"-r\d+", execution["name"]):
+                found.append(dict(execution))
+    return sorted(found, key=lambda e: e["startDate"], reverse=True)
+
+
+def _clock(moment: datetime, zone: ZoneInfo) -> str:
+    return moment.astimezone(zone).strftime("%H:%M")
+
+
+def where_it_is(events: list[dict[str, Any]], zone: ZoneInfo) -> str:
+    """Which part of the run a running execution is in, and since when (pipeline time)."""
+    entered = [e for e in events if e["type"].endswith("StateEntered")]
+    if not entered:
+        return "starting"
+    last = entered[-1]["stateEnteredEventDetails"]["name"]
+    first_of: dict[str, datetime] = {}
+    for event in entered:
+        first_of.setdefault(event["stateEnteredEventDetails"]["name"], event["timestamp"])
+    stages = [e for e in entered if _STAGE.match(e["stateEnteredEventDetails"]["name"])]
+    if last in INPUT_STATES:
+        since = min(first_of[name] for name in INPUT_STATES if name in first_of)
+        return f"waiting for its inputs since {_clock(since, zone)}"
+    if last in CLUSTER_STATES:
+        since = first_of.get("CreateCluster", entered[-1]["timestamp"])
+        return f"waiting for its cluster since {_clock(since, zone)}"
+    if stages:
+        stage = stages[-1]
+        number = _STAGE.match(stage["stateEnteredEventDetails"]["name"])[1]  # type: ignore[index]
+        return f"in stage {number} since {_clock(stage['timestamp'], zone)}"
+    return f"in state {last} since {_clock(entered[-1]['timestamp'], zone)}"
+
+
+def _history(sfn: SFNClient, execution_arn: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    for page in sfn.get_paginator("get_execution_history").paginate(
+        executionArn=execution_arn, includeExecutionData=False
+    ):
+        events += page["events"]  # type: ignore[arg-type]
+    return events
+
+
+def lateness(sfn: SFNClient, runs: list[dict[str, Any]], zone: ZoneInfo) -> Lateness | None:
+    """None when one of the date's runs succeeded; else what the newest run says."""
+    if any(run["status"] == "SUCCEEDED" for run in runs):
+        return None
+    if not runs:
+        return Lateness("not started", "No run of this date has started.")
+    run = runs[0]
+    started = _clock(run["startDate"], zone)
+    if run["status"] == "RUNNING":
+        where = where_it_is(_history(sfn, run["executionArn"]), zone)
+        return Lateness("still running", f"Run {run['name']} (started {started}) is still running: {where}.")
+    described = sfn.describe_execution(executionArn=run["executionArn"])
+    error, cause = described.get("error", ""), described.get("cause", "")
+    if error == INPUTS_LATE:
+        return Lateness("inputs late", f"Run {run['name']} (started {started}) gave up waiting: {cause}")
+    status = run["status"].lower().replace("_", " ")
+    what = f"{error}: {cause}" if error else "see the failure alert"
+    return Lateness(status, f"Run {run['name']} (started {started}) {status} ({what[:500]}).")
+
+
+def render(pipeline: str, run_date: str, expected_by: str, timezone: str, late: Lateness) -> tuple[str, str]:
+    subject = f"Nightshift: {pipeline} {run_date} not done by {expected_by}: {late.reason}"[:SUBJECT_LIMIT]
+    body = "\n".join(
+        [
+            f"Nightshift pipeline {pipeline}: the run of {run_date} had not succeeded by {expected_by} "
+            f"({timezone}).",
+            "",
+            late.detail,
+        ]
+    )
+    return subject, body
+
+
+def handler(
+    event: dict[str, Any], context: object, *, sfn: SFNClient | None = None, sns: Any = None
+) -> dict[str, Any]:
+    """Scheduler at expected_by -> at most one SNS message for the date; returns what it found."""
+    timezone = event["timezone"]
+    run_date = run_date_of(event["scheduled_time"], timezone)
+    sfn = sfn or boto3.client("stepfunctions")
+    runs = runs_of_date(sfn, event["state_machine_arn"], event["pipeline"], run_date)
+    late = lateness(sfn, runs, ZoneInfo(timezone))
+    if late is None:
+        return {"run_date": run_date, "late": False}
+    subject, body = render(event["pipeline"], run_date, event["expected_by"], timezone, late)
+    (sns or boto3.client("sns")).publish(
+        TopicArn=os.environ["NIGHTSHIFT_TOPIC_ARN"], Subject=subject, Message=body
+    )
+    return {"run_date": run_date, "late": True, "reason": late.reason, "subject": subject}
