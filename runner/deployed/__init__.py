@@ -153,6 +153,7 @@ class _Command:
                 execution = latest(deployment, run_date)
                 stopped = stop_run(
                     deployment,
+                    self.pipeline,
                     execution,
                     self.say,
                     poll=self.polling.cluster_poll,

@@ -121,6 +121,8 @@ class RunTracker:
         self.from_stage: int | None = None
         self.cluster_id = ""
         self._cluster_requested: datetime | None = None
+        #: CreateCluster was entered and has not answered yet: a cluster may appear any moment
+        self.creating = False
         self._cluster_ready = False
         self._launch = 1
         self.new_tasks: list[tuple[StepRun, Attempt]] = []
@@ -186,6 +188,8 @@ class RunTracker:
     # --- states ------------------------------------------------------------------------------
 
     def _entered(self, state: str, details: Mapping[str, Any], when: datetime) -> list[Notice]:
+        if state != "CreateCluster":
+            self.creating = False
         if state in self.steps:
             run = self.steps[state]
             run.entered = run.entered or when
@@ -202,6 +206,7 @@ class RunTracker:
             return [Notice(f"stage {stage[1]} started")]
         if state == "CreateCluster":
             self._cluster_requested = self._cluster_requested or when
+            self.creating = True
             return []
         if state == "NextLaunch":
             given = _json(details.get("input")) or {}
@@ -218,6 +223,8 @@ class RunTracker:
         return []
 
     def _exited(self, state: str, details: Mapping[str, Any]) -> list[Notice]:
+        if state == "CreateCluster":
+            self.creating = False
         output = _json(details.get("output"))
         if not isinstance(output, Mapping):
             return []

@@ -33,6 +33,8 @@ ALIVE_CLUSTER_STATES = ["STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING", "TERM
 GONE_CLUSTER_STATES = {"TERMINATED", "TERMINATED_WITH_ERRORS"}
 #: more reruns of one date than this is a loop gone wrong, not a user
 MAX_RERUNS = 99
+#: CreateCluster's own timeout (its Lambda state's): a cluster it makes appears within it
+CREATE_WAIT_SECONDS = 5 * 60.0
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,7 @@ def list_runs(deployment: Deployment, limit: int) -> Iterator[Execution]:
 
 def stop_run(
     deployment: Deployment,
+    pipeline: Pipeline,
     execution: Execution,
     say: Callable[[str], None],
     *,
@@ -189,6 +192,14 @@ def stop_run(
         say(f"run {execution.name} is not running ({execution.status.lower()}); checking its cluster")
     emr = deployment.clients.emr
     clusters = list(_clusters_of(deployment, execution))
+    if not clusters and _was_creating(deployment, pipeline, execution):
+        # Stopped while CreateCluster ran: its Lambda still finishes, and its cluster appears after.
+        say(f"{execution.name} was requesting its cluster; waiting for it to appear")
+        deadline = time.monotonic() + min(wait, CREATE_WAIT_SECONDS)
+        while not clusters and time.monotonic() < deadline:
+            if interrupted.wait(poll):
+                return 130
+            clusters = list(_clusters_of(deployment, execution))
     if not clusters:
         say(f"no cluster of {execution.name} is alive")
         return 0
@@ -217,6 +228,13 @@ def stop_run(
         if interrupted.wait(poll):
             say(f"no longer waiting; cluster {', '.join(waiting)} goes on terminating")
             return 130
+
+
+def _was_creating(deployment: Deployment, pipeline: Pipeline, execution: Execution) -> bool:
+    tracker = RunTracker(pipeline)
+    for event in HistoryReader(deployment.clients.sfn, execution.arn, lambda _api: None).new_events():
+        tracker.apply(event)
+    return tracker.creating
 
 
 def _clusters_of(deployment: Deployment, execution: Execution) -> Iterator[tuple[str, str]]:

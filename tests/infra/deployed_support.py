@@ -109,11 +109,12 @@ def run_cli(
     request: DeployedRequest,
     *,
     stdout: io.BytesIO | None = None,
+    stderr: io.BytesIO | None = None,
     polling: Polling = FAST,
     count: Any = None,
 ) -> Result:
     out = stdout or io.BytesIO()
-    err = io.BytesIO()
+    err = stderr or io.BytesIO()
     code = run_deployed(pipeline_of(harness), request, TextOutput(out, err), polling=polling, count=count)
     return Result(code, out.getvalue(), err.getvalue())
 

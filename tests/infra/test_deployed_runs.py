@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import io
 import json
+import threading
+import time
 from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import boto3
 import pytest
 from moto import mock_aws
+from moto.emr.models import ElasticMapReduceBackend
 
 from lambdas.shared import clients
 from runner.deployed import DeployedRequest, run_deployed
@@ -19,6 +24,7 @@ from runner.output import TextOutput
 from tests.infra.conftest import REGION, Synthesis
 from tests.infra.deployed_support import (
     FAST,
+    Watched,
     deployed,  # noqa: F401
     run_cli,
     set_aws_env,
@@ -28,6 +34,16 @@ from tests.infra.deployed_support import (
 from tests.infra.moto_harness import Harness, StepScript
 
 DATE = "2025-06-01"
+
+
+def status_after(harness: Harness, arn: str, wanted: str, timeout: float = 10.0) -> str:
+    """The execution's status once it is `wanted`, or after `timeout` (moto has no event to wait on)."""
+    deadline = time.monotonic() + timeout
+    while (status := harness.sfn.describe_execution(executionArn=arn)["status"]) != wanted:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    return str(status)
 
 
 @pytest.fixture
@@ -173,6 +189,39 @@ def test_stop_ends_the_run_and_returns_when_its_cluster_is_gone(deployed: Harnes
     assert again.notices == [
         f"run nightly-{DATE} is not running (aborted); checking its cluster",
         f"no cluster of nightly-{DATE} is alive",
+    ]
+
+
+def test_stop_while_the_cluster_is_being_requested_waits_for_it_and_terminates_it(
+    deployed: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    requested, release = threading.Event(), threading.Event()
+    run_job_flow = ElasticMapReduceBackend.run_job_flow
+
+    def slow_run_job_flow(*args: Any, **kwargs: Any) -> Any:
+        requested.set()
+        release.wait(30)  # EMR answers only after the run was stopped
+        return run_job_flow(*args, **kwargs)
+
+    monkeypatch.setattr(ElasticMapReduceBackend, "run_job_flow", slow_run_job_flow)
+    arn = start_directly(deployed, DATE)
+    assert requested.wait(30)
+    stderr = Watched(b"waiting for it to appear", release)
+
+    # moto reports ABORTED only once the blocked Lambda returns (AWS does at once): a short wait for it.
+    result = run_cli(
+        deployed, DeployedRequest("stop", (DATE,)), stderr=stderr, polling=replace(FAST, cluster_wait=1.0)
+    )
+
+    assert result.code == 0, result.notices
+    assert status_after(deployed, arn, "ABORTED") == "ABORTED"
+    (cluster,) = deployed.clusters()
+    assert cluster["Status"]["State"] == "TERMINATED"
+    assert result.notices == [
+        f"run nightly-{DATE} stopped",
+        f"nightly-{DATE} was requesting its cluster; waiting for it to appear",
+        f"terminating cluster {cluster['Id']}",
+        f"cluster {cluster['Id']} terminated",
     ]
 
 
