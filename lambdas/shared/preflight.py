@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 from lambdas.shared.clusters import ALIVE_STATES, TAG_PIPELINE, TAG_RUN_DATE, find_clusters, of_stack
@@ -55,13 +55,8 @@ def date_of_execution(sfn: SFNClient, execution: ExecutionListItemTypeDef, pipel
         return None
 
 
-def _ahead_of(execution: ExecutionListItemTypeDef, me: ExecutionListItemTypeDef | None) -> bool:
-    # Only executions started before this one count: of two started together, the earlier proceeds
-    # and the later is refused, instead of each refusing the other. A later one that got past its
-    # own preflight counted this one, and its cluster counts below.
-    if me is None:
-        return True
-    return (execution["startDate"], execution["executionArn"]) < (me["startDate"], me["executionArn"])
+def _order(execution: ExecutionListItemTypeDef) -> tuple[datetime, str]:
+    return execution["startDate"], execution["executionArn"]
 
 
 def _runs(count: int) -> str:
@@ -80,19 +75,24 @@ def preflight(request: PreflightRequest, *, stack: str, emr: EMRClient, sfn: SFN
     run_date = request.run_date.isoformat()
     limit = request.max_concurrent_runs
     running: list[ExecutionListItemTypeDef] = []
-    me: ExecutionListItemTypeDef | None = None
+    mine: tuple[datetime, str] | None = None
     paginator = sfn.get_paginator("list_executions")
     for page in paginator.paginate(stateMachineArn=request.state_machine_arn, statusFilter="RUNNING"):
         for execution in page["executions"]:
             if execution["executionArn"] == request.execution_arn:
-                me = execution
+                mine = _order(execution)
             else:
                 running.append(execution)
-    # ListExecutions answers newest first; reasons name the runs in the order they started.
-    ahead = sorted(
-        (execution for execution in running if _ahead_of(execution, me)),
-        key=lambda execution: (execution["startDate"], execution["executionArn"]),
-    )
+    if mine is None:
+        # ListExecutions is eventually consistent: a run that has just started may be missing.
+        mine = (
+            sfn.describe_execution(executionArn=request.execution_arn)["startDate"],
+            request.execution_arn,
+        )
+    # Only runs started before this one count: of two started together, the earlier proceeds and
+    # the later is refused, instead of each refusing the other. A later one that got past its own
+    # preflight counted this one, and its cluster counts below. Reasons name runs in start order.
+    ahead = sorted((execution for execution in running if _order(execution) < mine), key=_order)
     for execution in ahead:
         if date_of_execution(sfn, execution, request.pipeline) == run_date:
             return PreflightResult(
@@ -127,7 +127,7 @@ def preflight(request: PreflightRequest, *, stack: str, emr: EMRClient, sfn: SFN
                 ),
             )
     if len(alive) >= limit:
-        listed = ", ".join(f"{cluster.cluster_id} ({cluster.state})" for cluster in alive)
+        listed = ", ".join(f"{c.cluster_id} ({c.state})" for c in sorted(alive, key=lambda c: c.cluster_id))
         return PreflightResult(
             proceed=False,
             reason=(

@@ -137,6 +137,17 @@ def test_of_two_runs_of_a_date_started_together_the_earlier_proceeds(
     assert first in later["reason"]
 
 
+def test_a_run_missing_from_the_list_still_proceeds_before_a_later_one(
+    emr, sfn, start, request_for, lambda_context
+):
+    first = start(f"example-{RUN_DATE}")
+    start(f"example-{RUN_DATE}-r2")
+    # ListExecutions is eventually consistent: as if the first run were not listed yet.
+    sfn.stop_execution(executionArn=first)
+
+    assert preflight.handler(request_for(first), lambda_context, emr=emr, sfn=sfn)["proceed"] is True
+
+
 def test_a_finished_execution_does_not_block(emr, sfn, start, request_for, lambda_context):
     sfn.stop_execution(executionArn=start(f"example-{RUN_DATE}"))
 
@@ -166,10 +177,10 @@ def test_refuses_while_a_cluster_of_the_date_is_alive(
 def test_refuses_while_as_many_clusters_as_the_maximum_are_alive(
     emr, sfn, start, request_for, create_payload, lambda_context
 ):
-    ids = [
+    ids = sorted(
         create_cluster.handler(cluster_of(create_payload, day), lambda_context, emr=emr)["cluster_id"]
         for day in ("2025-05-30", "2025-05-31")
-    ]
+    )
     payload = request_for(start(f"example-{RUN_DATE}"), max_concurrent_runs=2)
 
     result = preflight.handler(payload, lambda_context, emr=emr, sfn=sfn)
