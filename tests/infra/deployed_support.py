@@ -21,7 +21,7 @@ from tests.infra.moto_harness import Harness
 PIPELINE = "nightly"
 # Fast enough for moto, and every wait is on an event or a bounded poll.
 FAST = Polling(
-    interval=0.02, idle_max=0.1, settle=0.0, range_interval=0.02, cluster_poll=0.02, cluster_wait=5.0
+    interval=0.05, idle_max=0.2, settle=0.0, range_interval=0.05, cluster_poll=0.05, cluster_wait=5.0
 )
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",

@@ -429,8 +429,9 @@ class Harness:
     def command_of(self, task_arn: str) -> list[str]:
 
         backend = ecs_backends[ACCOUNT][REGION]
-        for tasks in backend.tasks.values():
-            for task in tasks.values():
+        # Copies: the parallel branches of a stage start their tasks from other threads meanwhile.
+        for tasks in list(backend.tasks.values()):
+            for task in list(tasks.values()):
                 if task.task_arn == task_arn:
                     return task.nightshift_command  # type: ignore[attr-defined]
         raise AssertionError(f"no task {task_arn}")
