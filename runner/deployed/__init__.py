@@ -48,6 +48,8 @@ __all__ = [
 EXIT_DETACHED = 130
 #: an AWS error that is none of the above (permissions, throttling beyond retries)
 EXIT_AWS_ERROR = 1
+#: AWS's endpoint cannot be reached (as ssh's 255 for a host it cannot reach)
+EXIT_UNREACHABLE = 255
 #: how many of the newest runs `--history --run-date` looks through for those dates
 HISTORY_SCAN = 1000
 
@@ -89,6 +91,9 @@ def run_deployed(
             "error: no AWS credentials: set AWS_PROFILE, run `aws sso login`, or export AWS_ACCESS_KEY_ID"
         )
         return EXIT_NOT_FOUND
+    except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError) as error:
+        output.notice(f"error: cannot reach AWS: {error}")
+        return EXIT_UNREACHABLE
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
         output.notice(f"error: {error}")
         return EXIT_AWS_ERROR

@@ -26,8 +26,10 @@ RUNNER_CONTAINER = "runner"
 EXIT_NOT_FOUND = 3
 EXIT_REFUSED = 4
 
-# Standard retries with backoff on throttling; the follower's own pacing keeps far below the quotas.
-_CLIENT_CONFIG = Config(retries={"max_attempts": 8, "mode": "standard"})
+# Standard retries with backoff; the follower's own pacing keeps far below the quotas and rides
+# out throttling beyond these retries itself. A short connect timeout and few attempts: an
+# unreachable endpoint is reported in seconds, not minutes.
+_CLIENT_CONFIG = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=30)
 
 
 class NotFound(NightshiftError):

@@ -19,6 +19,8 @@ from runner.model import Pipeline
 from runner.output import Output, StepOutput, reassemble
 
 HISTORY_PAGE = 100
+#: error codes of a throttled call (Step Functions, CloudWatch Logs)
+THROTTLED = {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
 #: GetLogEvents pages read from one stream in one poll: a burst is read on at the next poll.
 MAX_PAGES_PER_POLL = 10
 #: a page this big may have been cut short: read the next one in the same poll
@@ -129,7 +131,12 @@ class Follower:
         """Follow until the run has ended and every step's output is printed; Detached on Ctrl-C."""
         interval = self.polling.interval
         while True:
-            active = self.poll()
+            try:
+                active = self.poll()
+            except botocore.exceptions.ClientError as error:
+                if error.response.get("Error", {}).get("Code") not in THROTTLED:
+                    raise
+                active = False  # throttled beyond the client's retries: next round, and less often
             if self.tracker.ended and not self.notices and all(s.closed for s in self.streams.values()):
                 return self.tracker
             interval = (

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import botocore.exceptions
 import pytest
 
 from runner.deployed.discovery import Clients, Deployment
@@ -227,3 +228,61 @@ def test_interleaved_fragments_and_foreign_lines_come_back_on_their_streams(pipe
     assert lines.index(b"nightshift: 10_load.sql: finished with exit code 0") > lines.index(
         b"warning between two fragments"
     )
+
+
+def test_an_unreachable_aws_endpoint_is_one_line_and_255(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runner.deployed import DeployedRequest, run_deployed  # noqa: PLC0415
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "y",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # the discard port: nothing listens
+    err = io.BytesIO()
+
+    code = run_deployed(pipeline, DeployedRequest("history"), TextOutput(io.BytesIO(), err))
+
+    assert code == 255
+    assert err.getvalue().decode().splitlines() == [
+        'nightshift: error: cannot reach AWS: Could not connect to the endpoint URL: "http://127.0.0.1:9/"'
+    ]
+
+
+class ThrottledOnceSfn(FakeSfn):
+    def __init__(self, events: list[dict[str, Any]]) -> None:
+        super().__init__(events)
+        self.calls = 0
+
+    def get_execution_history(self, **args: Any) -> dict[str, Any]:
+        self.calls += 1
+        if self.calls == 1:
+            raise botocore.exceptions.ClientError(
+                {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "GetExecutionHistory"
+            )
+        return super().get_execution_history(**args)
+
+
+def test_throttling_beyond_the_clients_retries_skips_a_round_and_the_follow_goes_on(
+    pipeline: Pipeline,
+) -> None:
+    history = History()
+    started(history)
+    history.add("ExecutionSucceeded")
+    sfn = ThrottledOnceSfn(history.events)
+    clients = Clients("us-east-1", sfn, FakeLogs([]), None)
+    deployment = Deployment(
+        "nightly", "Nightshift", "arn:aws:states:us-east-1:1:stateMachine:N-nightly", "g", clients
+    )
+    err = io.BytesIO()
+    follower = Follower(
+        deployment, pipeline, "arn:aws:states:us-east-1:1:execution:N-nightly:x", TextOutput(io.BytesIO(), err),
+        Polling(interval=0.01, settle=0.0), threading.Event(),
+    )  # fmt: skip
+
+    assert follower.run().exit_code() == 0
+    assert sfn.calls == 2
+    assert err.getvalue().decode().startswith("nightshift: run succeeded after")
