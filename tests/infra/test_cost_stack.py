@@ -15,7 +15,7 @@ import pytest
 from moto import mock_aws
 from moto.stepfunctions.responses import get_backend
 
-from infra.functions import late_check
+from infra.functions import alert, late_check
 from lambdas.shared import clients
 from lambdas.shared.cost import PRICES_VARIABLE
 from lambdas.shared.run_metrics import (
@@ -402,3 +402,38 @@ def test_inputs_late_and_a_later_rerun(harness: Harness, monkeypatch: pytest.Mon
 def test_the_late_check_and_success_rule_pass_the_template_checks(cost_synth: Synthesis, check: str) -> None:
     """test_lint's own checks over this synth, the only one with a late check and a success rule."""
     getattr(test_lint, check)(cost_synth)
+
+
+@pytest.mark.parametrize("failing", [False, True], ids=["success", "failure"])
+def test_the_alert_formatter_reads_the_record_from_a_real_history(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, failing: bool
+) -> None:
+    """notify = "always" and the failure alert, from the history moto's interpreter wrote."""
+    sqs, queue = inbox(monkeypatch)
+    monkeypatch.setenv(
+        "NIGHTSHIFT_PIPELINES", json.dumps({f"{harness.synth.stack.stack_name}-nightly": ["nightly", "", ""]})
+    )
+    if failing:
+        harness.faults.failing_steps.add("30_funnel.sql")
+    execution = harness.run("2025-06-03")
+    detail = {
+        "executionArn": execution["executionArn"],
+        "stateMachineArn": harness.state_machine_arn,
+        "name": "nightly-2025-06-03",
+        "status": execution["status"],
+    }
+    alert.handler({"detail": detail}, None, sfn=harness.sfn, sns=boto3.client("sns", region_name=REGION))
+    (message,) = messages(sqs, queue)
+    body = message["Message"]
+    assert "Run date: 2025-06-03" in body
+    assert re.search(
+        r"^Cost: \$0\.0\d \(EC2 \$0\.\d\d, EMR fee \$0\.\d\d, Fargate \$0\.\d{3}; us-east-1", body, re.M
+    )
+    assert "Spot instances are priced at the On-Demand rate" in body
+    if failing:
+        assert message["Subject"] == "Nightshift: nightly-2025-06-03 FAILED at Run 30_funnel"
+        assert body.index("Failing state: Run 30_funnel") < body.index("Run date: 2025-06-03")
+        assert "  30_funnel: " in body and "(3 attempts)" in body
+    else:
+        assert message["Subject"].startswith("Nightshift: nightly-2025-06-03 SUCCEEDED in ")
+        assert "Stages: 10 " in body
