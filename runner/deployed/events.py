@@ -24,6 +24,8 @@ EXIT_RUN_STOPPED = 143
 EXIT_NO_CODE = 1
 
 ENDED = ("SUCCEEDED", "FAILED", "ABORTED", "TIMED_OUT")
+#: the state that records a run's cost and durations after TerminateCluster (infra/workflow.py)
+RECORD_RUN_STATE = "RecordRun"
 
 
 @dataclass
@@ -123,6 +125,8 @@ class RunTracker:
         self._cluster_requested: datetime | None = None
         #: CreateCluster was entered and has not answered yet: a cluster may appear any moment
         self.creating = False
+        #: what RecordRun computed the run cost (USD, Spot counted at On-Demand), when it did
+        self.cost_usd: float | None = None
         self._cluster_ready = False
         self._launch = 1
         self.new_tasks: list[tuple[StepRun, Attempt]] = []
@@ -231,6 +235,12 @@ class RunTracker:
         if state == "CreateCluster":
             self.cluster_id = str((output.get("cluster") or {}).get("cluster_id") or "")
             return [Notice(f"cluster {self.cluster_id} requested")]
+        if state == RECORD_RUN_STATE:
+            cost = ((output.get("run_record") or {}).get("cost") or {}).get("total_usd")
+            if isinstance(cost, int | float):
+                self.cost_usd = float(cost)
+                return [Notice(f"run cost ${cost:.2f} (EMR, EC2 and Fargate; Spot at the On-Demand price)")]
+            return []
         if state == "ClusterStatus" and not self._cluster_ready and (output.get("status") or {}).get("ready"):
             self._cluster_ready = True
             return [Notice(f"cluster {self.cluster_id} ready after {self._since_requested():.1f} min")]

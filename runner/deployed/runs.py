@@ -273,10 +273,10 @@ def console_execution_url(region: str, arn: str) -> str:
 
 
 def history_lines(deployment: Deployment, pipeline: Pipeline, execution: list[Execution]) -> list[str]:
-    """One line per run, newest first: date, name, status, start, duration, failing step, link."""
+    """One line per run, newest first: date, name, status, start, duration, cost, failing step, link."""
     schedule = pipeline.config.schedule
     zone = ZoneInfo(schedule.timezone) if schedule else ZoneInfo("UTC")
-    rows = [("date", "run", "status", f"started ({zone.key})", "duration", "failed step", "log")]
+    rows = [("date", "run", "status", f"started ({zone.key})", "duration", "cost", "failed step", "log")]
     for run in execution:
         tracker = RunTracker(pipeline)
         for event in HistoryReader(deployment.clients.sfn, run.arn, lambda _api: None).new_events():
@@ -300,6 +300,7 @@ def history_lines(deployment: Deployment, pipeline: Pipeline, execution: list[Ex
                 run.status.lower().replace("_", " "),
                 run.started.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
                 format_duration(run.seconds()),
+                "-" if tracker.cost_usd is None else f"${tracker.cost_usd:.2f}",
                 failed,
                 link,
             )

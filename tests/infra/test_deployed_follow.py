@@ -58,6 +58,7 @@ def test_follow_prints_every_line_live_byte_for_byte_then_the_summary(deployed: 
         "20_sessions.hql: finished with exit code 0",
         "stage 30 started",
         "terminating cluster j-",
+        "run cost $",
         "run succeeded after",
     ]
     positions = [next(i for i, n in enumerate(notices) if n.startswith(prefix)) for prefix in in_order]

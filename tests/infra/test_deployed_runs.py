@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -237,16 +238,10 @@ def test_history_lists_runs_newest_first_with_the_failing_step_and_its_log(deplo
     assert result.code == 0
     header, newest, oldest = result.notices
     assert header.split() == [
-        "date",
-        "run",
-        "status",
-        "started",
-        "(Europe/Berlin)",
-        "duration",
-        "failed",
-        "step",
-        "log",
-    ]
+        "date", "run", "status", "started", "(Europe/Berlin)", "duration", "cost", "failed", "step", "log",
+    ]  # fmt: skip
+    # RecordRun's cost of each run (a moto cluster's seconds at the shipped prices: cents).
+    assert re.search(r" \$0\.\d\d ", newest) and re.search(r" \$0\.\d\d ", oldest)
     assert newest.split()[:3] == ["2025-06-02", "nightly-2025-06-02", "failed"]
     assert "20_sessions.hql (exit 7)" in newest, failed.get("cause")
     started = failed["startDate"].astimezone(ZoneInfo("Europe/Berlin")).strftime("%Y-%m-%d %H:%M")
