@@ -47,8 +47,15 @@ def _details(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def find_failure(events: Iterable[dict[str, Any]]) -> Failure | None:
-    """The first failure of the run (what went wrong, not what the clean-up did after)."""
+    """The failure that failed the run (what went wrong, not what the clean-up did after).
+
+    A state that failed and was retried (a throttled Lambda, a step's first attempt) is not it:
+    the run's own error (its ExecutionFailed event) names the failure that counted, the last one
+    with that error before the run ended. An error no state raised (a Fail state's, such as
+    InputsLate) is the execution's own event; without an execution error, the first failure.
+    """
     by_id: dict[int, dict[str, Any]] = {}
+    failures: list[tuple[str, Failure]] = []
     for event in events:
         by_id[event["id"]] = event
         if event["type"] not in FAILURE_EVENTS:
@@ -66,8 +73,20 @@ def find_failure(events: Iterable[dict[str, Any]]) -> Failure | None:
                 state = _details(earlier).get("name", "")
                 break
             previous = earlier.get("previousEventId")
-        return Failure(state, details.get("error", ""), details.get("cause", ""), task_arn)
-    return None
+        failures.append(
+            (event["type"], Failure(state, details.get("error", ""), details.get("cause", ""), task_arn))
+        )
+    if not failures:
+        return None
+    ending = next((failure for kind, failure in failures if kind.startswith("Execution")), None)
+    if ending is None or not ending.error:
+        return failures[0][1]
+    matching = [
+        failure
+        for kind, failure in failures
+        if not kind.startswith("Execution") and failure.error == ending.error
+    ]
+    return matching[-1] if matching else ending
 
 
 def find_record(events: Iterable[dict[str, Any]]) -> dict[str, Any] | None:

@@ -140,3 +140,63 @@ def test_a_success_with_notify_always_sends_one_short_message(
     assert body.splitlines()[0] == "Nightshift pipeline example: run example-2025-06-01 SUCCEEDED."
     assert "Run date: 2025-06-01" in body and "Cost: $0.25" in body and "Stages: 10 3 min 10 s" in body
     assert "Error" not in body and "Failing state" not in body
+
+
+def event(id_: int, kind: str, previous: int, **details: Any) -> dict[str, Any]:
+    key = {
+        "TaskStateEntered": "stateEnteredEventDetails",
+        "FailStateEntered": "stateEnteredEventDetails",
+        "TaskSubmitted": "taskSubmittedEventDetails",
+        "TaskFailed": "taskFailedEventDetails",
+        "LambdaFunctionFailed": "lambdaFunctionFailedEventDetails",
+        "TaskSucceeded": "taskSucceededEventDetails",
+    }.get(kind, "executionFailedEventDetails")
+    return {"id": id_, "type": kind, "previousEventId": previous, key: details}
+
+
+def submitted(id_: int, previous: int, task: str) -> dict[str, Any]:
+    arn = f"arn:aws:ecs:us-east-1:123456789012:task/runner/{task}"
+    return event(id_, "TaskSubmitted", previous, output=json.dumps({"Tasks": [{"TaskArn": arn}]}))
+
+
+def test_a_retried_transient_error_is_not_the_failure_of_inputs_that_never_came() -> None:
+    history = [
+        event(1, "TaskStateEntered", 0, name="CheckInputs"),
+        event(2, "TaskScheduled", 1),
+        event(3, "TaskFailed", 2, error="TransientAwsError", cause="S3 SlowDown"),
+        event(4, "TaskScheduled", 3),
+        event(5, "TaskSucceeded", 4, output="{}"),
+        event(6, "FailStateEntered", 5, name="InputsLate"),
+        event(7, "ExecutionFailed", 6, error="InputsLate", cause="inputs still missing after 120 minutes"),
+    ]
+    failure = alert.find_failure(history)
+    assert failure == alert.Failure(
+        "InputsLate", "InputsLate", "inputs still missing after 120 minutes", None
+    )
+
+
+def test_the_failure_that_counted_is_the_last_attempt_of_the_failing_step() -> None:
+    history = [
+        event(1, "TaskStateEntered", 0, name="ClusterStatus"),
+        event(2, "TaskScheduled", 1),
+        event(3, "TaskFailed", 2, error="TransientAwsError", cause="DescribeCluster throttled"),
+        event(4, "TaskScheduled", 3),
+        event(5, "TaskSucceeded", 4, output="{}"),
+        event(6, "TaskStateEntered", 5, name="Run 20_sessions"),
+        event(7, "TaskScheduled", 6),
+        submitted(8, 7, "first"),
+        event(9, "TaskFailed", 8, error="States.TaskFailed", cause='{"ExitCode": 1}'),
+        event(10, "TaskScheduled", 9),
+        submitted(11, 10, "second"),
+        event(12, "TaskFailed", 11, error="States.TaskFailed", cause='{"ExitCode": 3}'),
+        event(13, "TaskStateEntered", 12, name="TerminateCluster"),
+        event(14, "FailStateEntered", 13, name="RunFailed"),
+        event(15, "ExecutionFailed", 14, error="States.TaskFailed", cause='{"ExitCode": 3}'),
+    ]
+    failure = alert.find_failure(history)
+    assert failure == alert.Failure(
+        "Run 20_sessions",
+        "States.TaskFailed",
+        '{"ExitCode": 3}',
+        "arn:aws:ecs:us-east-1:123456789012:task/runner/second",
+    )
