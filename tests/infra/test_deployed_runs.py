@@ -102,6 +102,23 @@ def test_backfill_reports_a_failed_date_and_exits_non_zero(adhoc: Harness) -> No
     assert all(len(running) == 1 for running in seen)
 
 
+def test_following_a_range_gives_a_line_per_date_and_the_table(adhoc: Harness) -> None:
+    adhoc.faults.exit_codes["10_export.sh"] = 4
+    assert adhoc.run("2025-06-01")["status"] == "FAILED"
+    adhoc.faults.exit_codes.clear()
+    assert adhoc.run("2025-06-02")["status"] == "SUCCEEDED"
+
+    result = run_cli(adhoc, DeployedRequest("follow", ("2025-06-01", "2025-06-02")))
+
+    assert result.code == 4
+    assert result.stdout == b""
+    first, second = [n for n in result.notices if n.startswith("run date 20")]
+    assert first.startswith("run date 2025-06-01: failed (exit 4) in ")
+    assert first.endswith(": 10_export.sh failed (exit 4)")
+    assert second.startswith("run date 2025-06-02: succeeded in ")
+    assert result.notices[-1] == "2 dates: 1 succeeded, 1 failed"
+
+
 def test_a_date_that_ran_is_refused_unless_rerun_which_takes_the_next_name(deployed: Harness) -> None:
     assert run_cli(deployed, DeployedRequest("start", (DATE,))).code == 0
 
@@ -260,6 +277,8 @@ def test_history_lists_runs_newest_first_with_the_failing_step_and_its_log(deplo
 
     one = run_cli(deployed, DeployedRequest("history", history_count=1))
     assert len(one.notices) == 2 and "nightly-2025-06-02" in one.notices[1]
+    of_date = run_cli(deployed, DeployedRequest("history", ("2025-06-01",)))
+    assert [row.split()[1] for row in of_date.notices[1:]] == ["nightly-2025-06-01"]
 
 
 def _cli_without_harness(synth: Synthesis, request: DeployedRequest) -> tuple[int, list[str]]:
