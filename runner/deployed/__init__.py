@@ -127,6 +127,8 @@ class _Command:
         self.polling = polling
         self.count = count
         self.interrupted = threading.Event()
+        #: the dates of a backfill not started yet (a detach leaves them to a later command)
+        self.not_started: list[str] = []
 
     def say(self, message: str) -> None:
         self.output.notice(message)
@@ -191,7 +193,7 @@ class _Command:
         if limit < 1:
             raise UsageError(f"--concurrency {limit}: expected 1 or more")
         self.say(f"backfill of {len(dates)} dates, at most {limit} at once")
-        queue = list(dates)
+        queue = self.not_started = list(dates)
 
         def start_next(running: int) -> list[Execution]:
             started: list[Execution] = []
@@ -291,13 +293,19 @@ class _Command:
 
     def _detach_hint(self, names: str) -> None:
         folder = _shown_path(self.pipeline.folder)
-        dates = self.request.run_dates
+        rest = self.not_started
+        dates = self.request.run_dates[: len(self.request.run_dates) - len(rest)]
         when = f" --run-date {dates[0]}" + (f"..{dates[-1]}" if len(dates) > 1 else "") if dates else ""
-        self.say(
-            f"detached; {names} goes on in AWS. "
+        goes = "go on" if "," in names else "goes on"
+        line = (
+            f"detached; {names} {goes} in AWS. "
             f"Reattach: python -m runner {folder} --deployed --follow{when}; "
             f"stop it: python -m runner {folder} --deployed --stop{when}"
         )
+        if rest:
+            later = rest[0] + (f"..{rest[-1]}" if len(rest) > 1 else "")
+            line += f"; not started: {later} (start: python -m runner {folder} --deployed --run-date {later})"
+        self.say(line)
 
 
 def _shown_path(folder: Path) -> str:

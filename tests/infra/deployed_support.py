@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -57,10 +58,15 @@ def deployed(test_synth: Synthesis, monkeypatch: pytest.MonkeyPatch) -> Iterator
 
 def stop_leftovers(harness: Harness) -> None:
     """End what a test left running, so moto's interpreter threads do not run on into the next test."""
-    for execution in harness.running_executions():
-        harness.sfn.stop_execution(
-            executionArn=f"{harness.state_machine_arn.replace(':stateMachine:', ':execution:')}:{execution}"
-        )
+    prefix = harness.state_machine_arn.replace(":stateMachine:", ":execution:")
+    for name in harness.running_executions():
+        for _ in range(200):
+            try:
+                harness.sfn.stop_execution(executionArn=f"{prefix}:{name}")
+                break
+            except AttributeError:
+                # moto: the execution's thread is still parsing the definition (no interpreter yet).
+                time.sleep(0.05)
     for script in harness.faults.scripts.values():
         script.gate.set()
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -87,6 +89,42 @@ def test_backfill_runs_at_most_max_concurrent_runs_dates_at_once(adhoc: Harness)
     assert notices[-1] == "3 dates: 3 succeeded, 0 failed"
     assert b"exported" not in result.stdout  # a range prints per-date lines, not interleaved step output
     assert {c["Status"]["State"] for c in adhoc.clusters()} == {"TERMINATED"}
+
+
+def test_ctrl_c_during_a_backfill_leaves_the_started_dates_running_and_says_what_was_not_started(
+    adhoc: Harness,
+) -> None:
+    adhoc.faults.scripts["10_export.sh"] = StepScript(gate_after=0, gate_timeout=60)
+    interrupt = threading.Event()
+    stderr = Watched(b"run adhoc-2025-06-01 started", interrupt)
+
+    def press_ctrl_c() -> None:
+        if interrupt.wait(30):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    sender = threading.Thread(target=press_ctrl_c)
+    sender.start()
+    dates = ("2025-06-01", "2025-06-02", "2025-06-03")
+    result = run_cli(adhoc, DeployedRequest("start", dates, concurrency=1), stderr=stderr)
+    sender.join()
+
+    assert result.code == 130
+    (execution,) = adhoc.sfn.list_executions(stateMachineArn=adhoc.state_machine_arn)["executions"]
+    assert (execution["name"], execution["status"]) == ("adhoc-2025-06-01", "RUNNING")
+    assert result.notices[-2] == "3 dates: 0 succeeded, 0 failed, 3 not run"
+    folder = _shown(adhoc)
+    assert result.notices[-1] == (
+        f"detached; adhoc-2025-06-01 goes on in AWS. Reattach: python -m runner {folder} --deployed --follow "
+        f"--run-date 2025-06-01; stop it: python -m runner {folder} --deployed --stop --run-date 2025-06-01; "
+        f"not started: 2025-06-02..2025-06-03 (start: python -m runner {folder} --deployed "
+        "--run-date 2025-06-02..2025-06-03)"
+    )
+
+
+def _shown(harness: Harness) -> str:
+    from runner.deployed import _shown_path  # noqa: PLC0415
+
+    return _shown_path(harness.synth.pipelines_dir / harness.pipeline)
 
 
 def test_backfill_reports_a_failed_date_and_exits_non_zero(adhoc: Harness) -> None:
