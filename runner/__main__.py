@@ -82,7 +82,9 @@ A range of dates exits 0 when every date succeeded, else with the first failed d
 With --deployed: the run's own code as here; 3 when there is nothing to act on (no credentials,
 region, deployment or run of that date); 4 when refused (the date already ran and --rerun is not
 given, or it is running); 69 when the run failed outside a step; 124 when the execution timed
-out; 143 when it was stopped (--stop or the console); 130 after Ctrl-C detached (the run goes on).
+out; 143 when it was stopped (--stop or the console); 130 after Ctrl-C detached (the run goes on);
+255 when AWS cannot be reached; 1 for any other AWS error, or a stopped run's cluster not gone
+after 20 minutes.
 """
 
 
