@@ -310,11 +310,15 @@ class Harness:
         monkeypatch.setattr(Cluster, "status", property(status_with_code))
 
         original_run_task: Any = EC2ContainerServiceBackend.run_task
+        # A stage's parallel branches call RunTask from threads of their own, and moto's ECS backend
+        # iterates dicts that another RunTask is adding to: one at a time, as the real service would.
+        run_task_lock = threading.Lock()
 
         def run_task(backend: Any, *args: Any) -> Any:
             command = args[3]["containerOverrides"][0]["command"]
             # Without the network configuration: see the module docstring.
-            tasks = original_run_task(backend, *args[:7], None, *args[8:])
+            with run_task_lock:
+                tasks = original_run_task(backend, *args[:7], None, *args[8:])
             for task in tasks:
                 task.nightshift_command = command  # type: ignore[attr-defined]
             return tasks
