@@ -18,9 +18,11 @@ READ_SIZE = 256 * 1024
 
 
 class Source(Protocol):
-    """Where a running step's output comes from: a local process, an SSH follower, CloudWatch records.
+    """Where a running step's output comes from: a local process, an SSH follower, the warm engine.
 
     Fabric's split: the source only provides primitives; the loop below owns the pumping.
+    A deployed run's CloudWatch records are not a Source: runner/deployed/follow.py polls one
+    history and many steps' streams in one loop, and feeds the same StepOutput sinks.
     """
 
     def read_stdout(self) -> bytes:
