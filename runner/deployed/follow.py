@@ -1,10 +1,9 @@
-"""Follow a deployed run live: its history for state changes, its steps' log streams for their output.
+"""Follow a deployed run live: its history for state changes, its steps' log streams for their output."""
 
-Not runner.relay.pump: that loop drains one step's two pipes as they become readable; a deployed
-run is one poll of an API-rate-limited history plus every running step's stream, with fragments
-to rejoin, so it has this loop of its own. What it prints goes through the same StepOutput sinks
-(and the same summary table) as a local or SSH run, so the output is the same.
-"""
+# Not runner.relay.pump: that loop drains one step's two pipes as they become readable; a deployed
+# run is one poll of an API-rate-limited history plus every running step's stream, with fragments
+# to rejoin, so it has a loop of its own. What it prints goes through the same StepOutput sinks
+# (and the same summary table) as a local or SSH run, so the output is the same.
 
 from __future__ import annotations
 
