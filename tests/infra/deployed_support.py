@@ -10,50 +10,26 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from moto import mock_aws
 
-from lambdas.shared import clients
 from runner.deployed import DeployedRequest, Polling, run_deployed
 from runner.model import Pipeline, load_pipeline
 from runner.output import TextOutput
 from tests.infra.conftest import Synthesis
-from tests.infra.moto_harness import Harness
+from tests.infra.moto_harness import Harness, moto_harness
 
 PIPELINE = "nightly"
 # Fast enough for moto, and every wait is on an event or a bounded poll.
 FAST = Polling(
     interval=0.05, idle_max=0.2, settle=0.0, range_interval=0.05, cluster_poll=0.05, cluster_wait=5.0
 )
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "POWERTOOLS_TRACE_DISABLED": "1",
-    "POWERTOOLS_METRICS_NAMESPACE": "Nightshift",
-    "POWERTOOLS_LOG_LEVEL": "WARNING",
-}
-
-
-def set_aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in AWS_ENV.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_REGION", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
 
 
 @pytest.fixture
 def deployed(test_synth: Synthesis, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     """The nightly pipeline's state machine in moto's interpreter, tagged as the template tags it."""
-    set_aws_env(monkeypatch)
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-        for factory in (clients.emr, clients.emr_for_create, clients.ssm, clients.sfn):
-            factory.cache_clear()
-        harness = Harness(test_synth, PIPELINE, monkeypatch)
+    for harness in moto_harness(test_synth, PIPELINE, monkeypatch):
         yield harness
         stop_leftovers(harness)
-        for factory in (clients.emr, clients.emr_for_create, clients.ssm, clients.sfn):
-            factory.cache_clear()
 
 
 def stop_leftovers(harness: Harness) -> None:

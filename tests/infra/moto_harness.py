@@ -42,7 +42,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -50,6 +50,7 @@ from typing import Any
 import boto3
 import botocore.session
 import pytest
+from moto import mock_aws
 from moto.awslambda.models import LambdaFunction
 from moto.ecs.models import EC2ContainerServiceBackend, ecs_backends
 from moto.emr.models import Cluster, emr_backends
@@ -79,6 +80,7 @@ from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 
 from infra.pipelines import construct_id
 from infra.runner_task import CONTAINER_NAME
+from lambdas.shared import clients
 from runner.output import JsonOutput
 from tests.infra.conftest import ACCOUNT, REGION, SUBNETS, Synthesis, definition_of
 
@@ -133,6 +135,47 @@ class StepScript:
 
 
 GATE_TIMEOUT_EXIT = 99
+
+
+#: What the handlers read from a Lambda's environment, and moto's stand-in credentials.
+MOTO_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "POWERTOOLS_TRACE_DISABLED": "1",
+    "POWERTOOLS_METRICS_NAMESPACE": "Nightshift",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+}
+
+
+def _clear_clients() -> None:
+    # The handlers cache their clients; each test's moto needs fresh ones.
+    for factory in vars(clients).values():
+        if (
+            callable(getattr(factory, "cache_clear", None))
+            and getattr(factory, "__module__", "") == clients.__name__
+        ):
+            factory.cache_clear()
+
+
+def set_moto_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Moto's credentials and the handlers' settings; no region or profile of the machine's."""
+    for name, value in MOTO_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+def moto_harness(synth: Synthesis, pipeline: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+    """A fixture's body: moto with its Step Functions interpreter, and `pipeline` deployed in it."""
+    set_moto_env(monkeypatch)
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        _clear_clients()
+        try:
+            yield Harness(synth, pipeline, monkeypatch)
+        finally:
+            _clear_clients()
 
 
 class Harness:

@@ -7,15 +7,13 @@ from pathlib import Path
 
 import aws_cdk as cdk
 import pytest
-from moto import mock_aws
 
 import app as nightshift_app
 from infra.config import ContextError, config_from_context
 from infra.contract import ContractError
 from infra.paths import PIPELINES_FOLDER, ROOT
-from lambdas.shared import clients
 from tests.infra.conftest import Synthesis, base_context, definition_of
-from tests.infra.moto_harness import Harness, run_step_states
+from tests.infra.moto_harness import Harness, moto_harness, run_step_states
 
 
 def _synth_pipeline(tmp_path: Path, cluster_toml: str) -> None:
@@ -62,20 +60,7 @@ def test_the_runner_image_holds_the_folder_every_run_step_names(test_synth: Synt
 
 @pytest.fixture
 def adhoc(test_synth: Synthesis, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "POWERTOOLS_TRACE_DISABLED": "1",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-    }.items():
-        monkeypatch.setenv(name, value)
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-        for factory in (clients.emr, clients.emr_for_create, clients.ssm, clients.sfn):
-            factory.cache_clear()
-        yield Harness(test_synth, "adhoc", monkeypatch)
-        for factory in (clients.emr, clients.emr_for_create, clients.ssm, clients.sfn):
-            factory.cache_clear()
+    yield from moto_harness(test_synth, "adhoc", monkeypatch)
 
 
 def test_a_master_only_pipeline_runs_end_to_end(adhoc: Harness) -> None:

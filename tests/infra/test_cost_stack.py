@@ -12,11 +12,9 @@ from zoneinfo import ZoneInfo
 
 import boto3
 import pytest
-from moto import mock_aws
 from moto.stepfunctions.responses import get_backend
 
 from infra.functions import alert, late_check
-from lambdas.shared import clients
 from lambdas.shared.cost import PRICES_VARIABLE
 from lambdas.shared.run_metrics import (
     CLUSTER_READY_TIME,
@@ -40,7 +38,7 @@ from tests.infra.conftest import (
     resolve_join,
     synthesize,
 )
-from tests.infra.moto_harness import Harness, StepScript
+from tests.infra.moto_harness import Harness, StepScript, moto_harness
 
 # Like tests/infra/conftest.py's nightly, with a success e-mail and a deadline.
 NIGHTLY_TOML = """
@@ -223,20 +221,7 @@ BERLIN = ZoneInfo("Europe/Berlin")
 
 @pytest.fixture
 def harness(cost_synth: Synthesis, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "POWERTOOLS_TRACE_DISABLED": "1",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-    }.items():
-        monkeypatch.setenv(name, value)
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-        for factory in (clients.emr, clients.emr_for_create, clients.ssm, clients.sfn):
-            factory.cache_clear()
-        yield Harness(cost_synth, "nightly", monkeypatch)
-        for factory in (clients.emr, clients.emr_for_create, clients.ssm, clients.sfn):
-            factory.cache_clear()
+    yield from moto_harness(cost_synth, "nightly", monkeypatch)
 
 
 def scheduled_times(harness: Harness, days: list[date]) -> list[str]:

@@ -20,7 +20,6 @@ import pytest
 from moto import mock_aws
 from moto.emr.models import ElasticMapReduceBackend
 
-from lambdas.shared import clients
 from runner.deployed import DeployedRequest, run_deployed
 from runner.model import load_pipeline
 from runner.output import TextOutput
@@ -30,11 +29,10 @@ from tests.infra.deployed_support import (
     Watched,
     deployed,  # noqa: F401
     run_cli,
-    set_aws_env,
     start_directly,
     stop_leftovers,
 )
-from tests.infra.moto_harness import Harness, StepScript
+from tests.infra.moto_harness import Harness, StepScript, moto_harness, set_moto_env
 
 DATE = "2025-06-01"
 
@@ -52,15 +50,9 @@ def status_after(harness: Harness, arn: str, wanted: str, timeout: float = 10.0)
 @pytest.fixture
 def adhoc(test_synth: Synthesis, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     """The adhoc pipeline (max_concurrent_runs = 2, one step), deployed in moto."""
-    set_aws_env(monkeypatch)
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-        for factory in (clients.emr, clients.emr_for_create, clients.ssm, clients.sfn):
-            factory.cache_clear()
-        harness = Harness(test_synth, "adhoc", monkeypatch)
+    for harness in moto_harness(test_synth, "adhoc", monkeypatch):
         yield harness
         stop_leftovers(harness)
-        for factory in (clients.emr, clients.emr_for_create, clients.ssm, clients.sfn):
-            factory.cache_clear()
 
 
 def test_backfill_runs_at_most_max_concurrent_runs_dates_at_once(adhoc: Harness) -> None:
@@ -329,7 +321,7 @@ def _cli_without_harness(synth: Synthesis, request: DeployedRequest) -> tuple[in
 def test_no_deployment_no_region_no_credentials_each_one_line(
     test_synth: Synthesis, monkeypatch: pytest.MonkeyPatch, tmp_path: object
 ) -> None:
-    set_aws_env(monkeypatch)
+    set_moto_env(monkeypatch)
     with mock_aws():
         code, lines = _cli_without_harness(test_synth, DeployedRequest("follow"))
         assert (code, lines) == (

@@ -8,14 +8,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from moto import mock_aws
 from moto.emr.exceptions import ValidationException
 from moto.emr.models import ElasticMapReduceBackend, emr_backends
 
-from lambdas.shared import clients
 from lambdas.shared.errors import TransientAwsError
 from tests.infra.conftest import Synthesis
-from tests.infra.moto_harness import Harness
+from tests.infra.moto_harness import Harness, moto_harness
 
 PIPELINE = "nightly"
 
@@ -29,27 +27,6 @@ def harness(test_synth: Synthesis, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 def adhoc(test_synth: Synthesis, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     """The test pipeline whose pipeline.toml allows two runs (of different dates) at once."""
     yield from moto_harness(test_synth, "adhoc", monkeypatch)
-
-
-def moto_harness(synth: Synthesis, pipeline: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "POWERTOOLS_TRACE_DISABLED": "1",
-        "POWERTOOLS_METRICS_NAMESPACE": "Nightshift",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-    }.items():
-        monkeypatch.setenv(name, value)
-
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-        # The handlers cache their clients; each test's moto needs fresh ones.
-        for factory in (clients.emr, clients.emr_for_create, clients.ssm, clients.sfn):
-            factory.cache_clear()
-        yield Harness(synth, pipeline, monkeypatch)
-        for factory in (clients.emr, clients.emr_for_create, clients.ssm, clients.sfn):
-            factory.cache_clear()
 
 
 def cluster_states(harness: Harness) -> list[str]:

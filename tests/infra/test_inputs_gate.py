@@ -11,12 +11,10 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from infra.config import DataAccess, S3Path
 from infra.functions import alert
 from infra.inputs import InputsAccessError, deployed_inputs
-from lambdas.shared import clients
 from runner.model import load_pipeline
 from tests.infra.conftest import (
     REGION,
@@ -27,7 +25,7 @@ from tests.infra.conftest import (
     definition_of,
     synthesize,
 )
-from tests.infra.moto_harness import Harness
+from tests.infra.moto_harness import Harness, moto_harness
 from tests.infra.test_lint import ACCEPTED_CFN_LINT_WARNINGS, _checkov
 
 GATED_TOML = """
@@ -76,24 +74,9 @@ def gated_synth(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
 
 @pytest.fixture
 def harness(gated_synth: Synthesis, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "POWERTOOLS_TRACE_DISABLED": "1",
-        "POWERTOOLS_METRICS_NAMESPACE": "Nightshift",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-    }.items():
-        monkeypatch.setenv(name, value)
-    factories = (clients.emr, clients.emr_for_create, clients.ssm, clients.sfn, clients.s3)
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-        for factory in factories:
-            factory.cache_clear()
+    for harness in moto_harness(gated_synth, "gated", monkeypatch):
         boto3.client("s3", region_name=REGION).create_bucket(Bucket="lake")
-        yield Harness(gated_synth, "gated", monkeypatch)
-        for factory in factories:
-            factory.cache_clear()
+        yield harness
 
 
 def put(key: str) -> None:

@@ -8,10 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from moto import mock_aws
 
 from infra.workflow import RECORD_RUN_STATE, stage_state_name, step_state_name
-from lambdas.shared import clients
 from lambdas.shared.cost import MINIMUM_BILLED_SECONDS, region_prices
 from lambdas.shared.run_metrics import (
     NAMESPACE,
@@ -26,7 +24,7 @@ from lambdas.shared.run_metrics import (
 from lambdas.shared.run_record import STAGE_STATE_PREFIX, STEP_STATE_PREFIX
 from runner.model import Engine, Stage, Step
 from tests.infra.conftest import REGION, Synthesis
-from tests.infra.moto_harness import Harness
+from tests.infra.moto_harness import Harness, moto_harness
 
 PIPELINE = "nightly"
 STEPS = ["10_users", "10_events", "20_sessions", "30_funnel", "30_segments"]
@@ -34,22 +32,7 @@ STEPS = ["10_users", "10_events", "20_sessions", "30_funnel", "30_segments"]
 
 @pytest.fixture
 def harness(test_synth: Synthesis, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "POWERTOOLS_TRACE_DISABLED": "1",
-        "POWERTOOLS_METRICS_NAMESPACE": "Nightshift",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-    }.items():
-        monkeypatch.setenv(name, value)
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-        for factory in (clients.emr, clients.emr_for_create, clients.ssm, clients.sfn):
-            factory.cache_clear()
-        yield Harness(test_synth, PIPELINE, monkeypatch)
-        for factory in (clients.emr, clients.emr_for_create, clients.ssm, clients.sfn):
-            factory.cache_clear()
+    yield from moto_harness(test_synth, PIPELINE, monkeypatch)
 
 
 def record_of(harness: Harness, execution_arn: str) -> dict[str, Any] | None:
