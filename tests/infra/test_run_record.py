@@ -90,7 +90,12 @@ def test_a_successful_run_records_cost_durations_and_metrics(
     (cluster,) = harness.clusters()
     assert record["clusters"] == [cluster["Id"]]
     assert record["cost"]["total_usd"] == pytest.approx(expected_minimum_cost(), abs=0.0001)
-    assert record["cost"]["fargate_task_seconds"] > 0
+    # Every task is billed (at least a minute each); moto's tasks may end within the record's rounding.
+    prices = region_prices(REGION)
+    task_hour = 0.25 * (prices.fargate_vcpu_hour or 0) + 0.5 * (prices.fargate_gb_hour or 0)
+    billed = len(STEPS) * MINIMUM_BILLED_SECONDS / 3600 * task_hour
+    assert record["cost"]["fargate_usd"] == pytest.approx(billed, abs=0.0001)
+    assert record["cost"]["fargate_task_seconds"] >= 0
     assert "Spot instances are priced at the On-Demand rate" in " ".join(record["cost"]["notes"])
     assert sorted(record["steps"]) == sorted(STEPS)
     assert {step["attempts"] for step in record["steps"].values()} == {1}
