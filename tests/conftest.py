@@ -16,6 +16,10 @@ from runner.warm.client import stop_engine
 ROOT = Path(__file__).resolve().parent.parent
 #: A warm engine a test started ends by itself a minute after its last step, even if a test dies.
 TEST_IDLE_MINUTES = "1"
+#: The environment of a reference `spark-sql` a test compares the runner with: a user at a UTF-8
+#: terminal, as on EMR. CI may run the tests under LC_ALL=C, where a bare JVM reads the step as ASCII;
+#: the runner gives its engines UTF-8 whatever the caller's locale (test_local_spark, test_ssh_locale).
+UTF8_TERMINAL = {"LC_ALL": "C.UTF-8"}
 
 
 def _cli(args: tuple[str | Path, ...], env: dict[str, str] | None) -> tuple[list[str], dict[str, str]]:

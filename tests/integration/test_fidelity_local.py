@@ -10,7 +10,7 @@ import pytest
 
 from runner.java import find_java_home
 from runner.local import _spark_home
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, UTF8_TERMINAL, run_cli
 
 pytestmark = pytest.mark.spark
 
@@ -18,7 +18,7 @@ CORPUS = sorted((ROOT / "tests" / "fidelity_corpus").glob("*.sql"))
 
 
 def bare_spark_sql(step: Path, cwd: Path) -> subprocess.CompletedProcess[bytes]:
-    env = {**os.environ, "JAVA_HOME": str(find_java_home()), "SPARK_LOCAL_IP": "127.0.0.1"}
+    env = {**os.environ, **UTF8_TERMINAL, "JAVA_HOME": str(find_java_home()), "SPARK_LOCAL_IP": "127.0.0.1"}
     return subprocess.run(
         [str(_spark_home() / "bin" / "spark-sql"), "-f", str(step)],
         cwd=cwd, env=env, capture_output=True, timeout=300, check=False,

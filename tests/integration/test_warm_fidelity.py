@@ -12,7 +12,7 @@ import pytest
 from runner.java import find_java_home
 from runner.local import LocalSpark, _spark_home
 from runner.warm.client import engine_alive, stop_engine
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, UTF8_TERMINAL, run_cli
 
 pytestmark = pytest.mark.spark
 
@@ -50,7 +50,7 @@ BEHAVIOURS = {
 
 def cold_spark_sql(step: Path, cwd: Path, variables: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
     """`spark-sql -f` in a JVM of its own, with the Spark settings the runner gives a cold step."""
-    env = {**os.environ, "JAVA_HOME": str(find_java_home()), "SPARK_LOCAL_IP": "127.0.0.1"}
+    env = {**os.environ, **UTF8_TERMINAL, "JAVA_HOME": str(find_java_home()), "SPARK_LOCAL_IP": "127.0.0.1"}
     hivevars = [arg for name, value in variables.items() for arg in ("--hivevar", f"{name}={value}")]
     settings = LocalSpark(cwd / "state").engine_args()
     return subprocess.run(

@@ -9,6 +9,7 @@ from pathlib import Path
 import pyspark
 import pytest
 
+from tests.conftest import UTF8_TERMINAL
 from tests.integration.ssh.conftest import ROOT, Cli
 from tests.integration.ssh.sshd_harness import Sshd
 
@@ -22,6 +23,7 @@ def _bare_spark_sql(sshd: Sshd, step: Path, cwd: Path) -> subprocess.CompletedPr
     spark_home = Path(pyspark.__file__).parent
     env = {
         **os.environ,
+        **UTF8_TERMINAL,
         "SPARK_HOME": str(spark_home),
         "SPARK_CONF_DIR": str(sshd.spark_conf),
         "SPARK_LOCAL_IP": "127.0.0.1",
