@@ -315,6 +315,44 @@ class JsonOutput(Output):
         self.write_records([json.dumps(record, ensure_ascii=False)])
 
 
+class Reassembler:
+    """Turns one step run's JSON records back into its bytes record by record, in order.
+
+    A line longer than one record comes back fragment by fragment, so a reader holds no more than
+    one record of it, however long the line (`reassemble` is the whole-run form).
+    """
+
+    def __init__(self) -> None:
+        #: per stream, the last fragment of a line not yet ended (0: none)
+        self.parts: dict[str, int] = {"stdout": 0, "stderr": 0}
+
+    def take(self, record: Mapping[str, Any]) -> tuple[Stream, bytes] | None:
+        """The bytes `record` adds to its stream (None for a notice); ValueError when one is missing.
+
+        After a ValueError the record still counts: its bytes are `resume(record)`'s.
+        """
+        stream = record["stream"]
+        if stream not in self.parts:
+            return None
+        part = record.get("part", 0)
+        before = self.parts[stream]
+        if part != (before + 1 if part else 0) or (not part and before):
+            self.parts[stream] = 0
+            raise ValueError(f"{stream}: fragment {part or 'of a whole line'} after part {before}")
+        return self.resume(record)
+
+    def resume(self, record: Mapping[str, Any]) -> tuple[Stream, bytes]:
+        """`record`'s bytes, taken as the next of its stream whatever came before it."""
+        stream: Stream = record["stream"]
+        part = record.get("part", 0)
+        data = base64.b64decode(record["line_b64"]) if "line_b64" in record else record["line"].encode()
+        ended = not part or record["last"]
+        self.parts[stream] = 0 if ended else part
+        if ended and record.get("newline", True):
+            data += b"\n"
+        return stream, data
+
+
 def reassemble(records: Iterable[Mapping[str, Any]]) -> dict[Stream, bytes]:
     """The exact stdout and stderr bytes of one step run, from its JSON records in order.
 
@@ -322,18 +360,9 @@ def reassemble(records: Iterable[Mapping[str, Any]]) -> dict[Stream, bytes]:
     Raises ValueError when a fragment is missing.
     """
     streams: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
-    parts: dict[str, int] = {"stdout": 0, "stderr": 0}
+    reassembler = Reassembler()
     for record in records:
-        stream = record["stream"]
-        if stream not in streams:
-            continue
-        part = record.get("part", 0)
-        if part != (parts[stream] + 1 if part else 0) or (not part and parts[stream]):
-            raise ValueError(f"{stream}: fragment {part or 'of a whole line'} after part {parts[stream]}")
-        data = streams[stream]
-        data += base64.b64decode(record["line_b64"]) if "line_b64" in record else record["line"].encode()
-        ended = not part or record["last"]
-        parts[stream] = 0 if ended else part
-        if ended and record.get("newline", True):
-            data += b"\n"
+        taken = reassembler.take(record)
+        if taken is not None:
+            streams[taken[0]] += taken[1]
     return {"stdout": bytes(streams["stdout"]), "stderr": bytes(streams["stderr"])}

@@ -11,7 +11,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +21,7 @@ import botocore.exceptions
 from runner.deployed.discovery import Deployment
 from runner.deployed.events import Attempt, Notice, RunTracker, StepRun
 from runner.model import Pipeline
-from runner.output import Output, StepOutput, reassemble
+from runner.output import Output, Reassembler, StepOutput
 
 HISTORY_PAGE = 100
 #: error codes of a throttled call (Step Functions, CloudWatch Logs)
@@ -99,8 +99,8 @@ class StreamReader:
     name: str
     output: StepOutput
     token: str | None = None
-    #: per stream, the fragments of a line not yet ended (a line longer than one record)
-    pending: dict[str, list[Mapping[str, Any]]] = field(default_factory=dict)
+    #: where each stream's line stands: a line longer than one record is printed fragment by fragment
+    reassembler: Reassembler = field(default_factory=Reassembler)
     closed: bool = False
     #: when a read after the task's end came back empty
     quiet_since: float | None = None
@@ -225,9 +225,7 @@ class Follower:
         if got or reader.quiet_since is None:
             reader.quiet_since = now
         if now - reader.quiet_since >= self.polling.settle:
-            for stream in list(reader.pending):
-                self._flush(reader, stream)  # a line cut short (the task was killed): what came of it
-            reader.output.close()
+            reader.output.close()  # a line cut short (the task was killed) stays as far as it came
             reader.closed = True
 
     def _take(self, reader: StreamReader, message: str) -> None:
@@ -244,24 +242,14 @@ class Follower:
         if stream == "nightshift":
             self.output.notice(str(record.get("line", "")))
             return
-        pending = reader.pending.setdefault(stream, [])
-        pending.append(record)
-        if not record.get("part") or record.get("last"):
-            self._flush(reader, stream)
-
-    def _flush(self, reader: StreamReader, stream: str) -> None:
-        """Print one stream's records waiting for the end of their line (its fragments), as bytes."""
-        pending = reader.pending.pop(stream, [])
-        if not pending:
-            return
         try:
-            data = reassemble(pending)
+            taken = reader.reassembler.take(record)
         except ValueError as error:
+            # Something of this stream is missing: say so, and go on with what did come.
             self.output.notice(f"{reader.step.step.file_name}: output incomplete in {reader.name}: {error}")
-            return
-        for name, chunk in data.items():
-            if chunk:
-                reader.output.feed(name, chunk)
+            taken = reader.reassembler.resume(record)
+        if taken is not None and taken[1]:
+            reader.output.feed(*taken)
 
 
 def now() -> datetime:

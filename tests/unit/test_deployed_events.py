@@ -5,9 +5,10 @@ from __future__ import annotations
 import io
 import json
 import threading
+import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import botocore.exceptions
 import pytest
@@ -186,17 +187,8 @@ class FakeSfn:
         return {"events": list(reversed(self.events))}
 
 
-def test_interleaved_fragments_and_foreign_lines_come_back_on_their_streams(pipeline: Pipeline) -> None:
-    buffer = io.BytesIO()
-    step = JsonOutput(buffer).for_step("nightly", "10_load", "run", "10_load.sql")
-    long_out = b"o" * 100_000
-    step.feed("stdout", long_out[:50_000])
-    step.feed("stderr", b"warning between two fragments\n")
-    step.feed("stdout", long_out[50_000:] + b"\n")
-    step.close()
-    records = buffer.getvalue().decode().splitlines()
-    assert sum('"part"' in r for r in records) > 2
-    messages = [*records[:2], "Traceback (most recent call last): not JSON", *records[2:]]
+def follow_one_step(pipeline: Pipeline, messages: list[str], out: BinaryIO, err: BinaryIO) -> RunTracker:
+    """Follow a run of one step, 10_load, whose log stream holds `messages`, to its end."""
     history = History()
     started(history)
     history.state("TaskStateEntered", "Run 10_load")
@@ -212,13 +204,27 @@ def test_interleaved_fragments_and_foreign_lines_come_back_on_their_streams(pipe
     deployment = Deployment(
         "nightly", "Nightshift", "arn:aws:states:us-east-1:1:stateMachine:N-nightly", "g", clients
     )
-    out, err = io.BytesIO(), io.BytesIO()
     follower = Follower(
         deployment, pipeline, "arn:aws:states:us-east-1:1:execution:N-nightly:x", TextOutput(out, err),
         Polling(interval=0.01, settle=0.0), threading.Event(),
     )  # fmt: skip
+    return follower.run()
 
-    tracker = follower.run()
+
+def test_interleaved_fragments_and_foreign_lines_come_back_on_their_streams(pipeline: Pipeline) -> None:
+    buffer = io.BytesIO()
+    step = JsonOutput(buffer).for_step("nightly", "10_load", "run", "10_load.sql")
+    long_out = b"o" * 100_000
+    step.feed("stdout", long_out[:50_000])
+    step.feed("stderr", b"warning between two fragments\n")
+    step.feed("stdout", long_out[50_000:] + b"\n")
+    step.close()
+    records = buffer.getvalue().decode().splitlines()
+    assert sum('"part"' in r for r in records) > 2
+    messages = [*records[:2], "Traceback (most recent call last): not JSON", *records[2:]]
+    out, err = io.BytesIO(), io.BytesIO()
+
+    tracker = follow_one_step(pipeline, messages, out, err)
 
     assert tracker.exit_code() == 0
     assert out.getvalue() == long_out + b"\n"
@@ -228,6 +234,67 @@ def test_interleaved_fragments_and_foreign_lines_come_back_on_their_streams(pipe
     assert lines.index(b"nightshift: 10_load.sql: finished with exit code 0") > lines.index(
         b"warning between two fragments"
     )
+
+
+class CountingSink(io.RawIOBase):
+    """A console that keeps nothing: how many bytes it got, and how they end."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.tail = b""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.count += len(data)
+        self.tail = (self.tail + bytes(data))[-64:]
+        return len(data)
+
+
+def test_following_a_very_long_line_holds_one_fragment_of_it_not_the_line(pipeline: Pipeline) -> None:
+    mib = 1024 * 1024
+    buffer = io.BytesIO()
+    step = JsonOutput(buffer).for_step("nightly", "10_load", "run", "10_load.sql")
+    for _ in range(32):
+        step.feed("stdout", b"x" * mib)
+    step.feed("stdout", b"END\n")
+    step.close()
+    messages = buffer.getvalue().decode().splitlines()
+    del buffer
+    assert len(messages) > 1000  # the line came as fragments
+    out, err = CountingSink(), CountingSink()
+
+    tracemalloc.start()
+    try:
+        tracker = follow_one_step(pipeline, messages, cast(BinaryIO, out), cast(BinaryIO, err))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert tracker.exit_code() == 0
+    assert (out.count, out.tail[-4:]) == (32 * mib + 4, b"END\n")
+    # Holding the line until its end took twice its size (the fragments, then the joined bytes).
+    assert peak < 4 * mib, peak
+
+
+def test_a_missing_fragment_is_said_and_the_rest_of_the_line_still_printed(pipeline: Pipeline) -> None:
+    buffer = io.BytesIO()
+    step = JsonOutput(buffer).for_step("nightly", "10_load", "run", "10_load.sql")
+    step.feed("stdout", b"a" * 100_000 + b"\nafter\n")
+    step.close()
+    records = buffer.getvalue().decode().splitlines()
+    assert '"part": 2' in records[1]
+    out, err = io.BytesIO(), io.BytesIO()
+
+    tracker = follow_one_step(pipeline, [records[0], *records[2:]], out, err)
+
+    assert tracker.exit_code() == 0
+    lines = out.getvalue().split(b"\n")
+    assert lines[-2:] == [b"after", b""]
+    assert len(lines[0]) == 100_000 - len(json.loads(records[1])["line"])
+    assert b"nightshift: 10_load.sql: output incomplete in " in err.getvalue()
+    assert b"stdout: fragment 3 after part 1" in err.getvalue()
 
 
 def test_an_unreachable_aws_endpoint_is_one_line_and_255(
