@@ -65,6 +65,8 @@ class NightshiftConfig:
     powertools_layer_version: int | None = None
     cluster_poll_seconds: int = 30
     cluster_start_timeout_minutes: int = 30
+    # How often a run queued behind its pipeline's max_concurrent_runs asks Preflight again.
+    queue_poll_seconds: int = 60
     # None: the stack creates the log groups' KMS key.
     log_kms_key_arn: str | None = None
     emr_security_configuration: bool = True
@@ -219,6 +221,7 @@ def config_from_context(get: Callable[[str], Any]) -> NightshiftConfig:
         else _integer("powertools_layer_version", layer, 1, 10_000),
         cluster_poll_seconds=optional_int("cluster_poll_seconds", 30, 5, 600),
         cluster_start_timeout_minutes=optional_int("cluster_start_timeout_minutes", 30, 5, 180),
+        queue_poll_seconds=optional_int("queue_poll_seconds", 60, 1, 600),
         log_kms_key_arn=None
         if get("log_kms_key_arn") is None
         else _string("log_kms_key_arn", get("log_kms_key_arn"), KMS_KEY_ARN),

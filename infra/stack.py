@@ -92,6 +92,7 @@ class NightshiftStack(Stack):
         settings = WorkflowSettings(
             poll_seconds=config.cluster_poll_seconds,
             start_timeout_minutes=config.cluster_start_timeout_minutes,
+            queue_poll_seconds=config.queue_poll_seconds,
             log_retention=retention,
             log_uri=storage.emr_log_uri,
             ec2_key_name=config.ec2_key_name,

@@ -65,6 +65,8 @@ class WorkflowSettings:
     log_uri: str
     ec2_key_name: str
     pipelines_folder: str = "sql"
+    #: how often a run queued behind max_concurrent_runs asks Preflight again
+    queue_poll_seconds: int = 60
     security_configuration: str | None = None
     log_key: kms.IKey | None = None
 
@@ -124,17 +126,18 @@ def step_command(pipeline: Pipeline, step: Step, pipelines_folder: str = "sql") 
     ]
 
 
-def execution_timeout_minutes(pipeline: Pipeline, start_timeout_minutes: int) -> int:
-    """Longest possible run: cluster start, then every stage's slowest step with all its retries."""
+def execution_timeout_minutes(pipeline: Pipeline, start_timeout_minutes: int, queue_poll_seconds: int) -> int:
+    """Longest possible run: inputs, queue, cluster start, every stage's slowest step with its retries."""
     policy = pipeline.config.steps
     attempts = policy.retries + 1
     step_minutes = policy.timeout_minutes + TASK_TIMEOUT_MARGIN_MINUTES
     per_step = attempts * step_minutes + ceil(policy.retries * policy.retry_interval_seconds / 60)
     # Each launch may take the whole start timeout before it fails and the next one starts.
     launches = pipeline.config.cluster.launch_attempts * start_timeout_minutes
-    return (
-        inputs_wait_minutes(pipeline) + launches + len(pipeline.stages) * per_step + EXECUTION_SLACK_MINUTES
-    )
+    # The last Preflight that finds no slot comes up to one poll after queue_minutes.
+    queue = ceil(pipeline.config.queue_minutes + queue_poll_seconds / 60)
+    waits = inputs_wait_minutes(pipeline) + queue
+    return waits + launches + len(pipeline.stages) * per_step + EXECUTION_SLACK_MINUTES
 
 
 class PipelineWorkflow(Construct):
@@ -208,6 +211,7 @@ class PipelineWorkflow(Construct):
                 # missing field would fail this state.
                 "request": sfn.JsonPath.object_at("$$.Execution.Input"),
                 "cluster": {"cluster_id": sfn.JsonPath.string_to_json("null"), "polls": 0},
+                "queue": {"waited_seconds": 0},
                 "launch": {"attempt": 1, "plan": self._plans[0], "plans": self._plans, "failures": ""},
             },
         )
@@ -284,10 +288,13 @@ class PipelineWorkflow(Construct):
                 "state_machine_arn": sfn.JsonPath.state_machine_id,
                 "run_date": sfn.JsonPath.string_at("$.run_date"),
                 "max_concurrent_runs": self._pipeline.config.max_concurrent_runs,
+                "queue_minutes": self._pipeline.config.queue_minutes,
+                "waited_seconds": sfn.JsonPath.number_at("$.queue.waited_seconds"),
             },
             result_selector={
                 "proceed": sfn.JsonPath.string_at("$.Payload.proceed"),
                 "reason": sfn.JsonPath.string_at("$.Payload.reason"),
+                "wait": sfn.JsonPath.string_at("$.Payload.wait"),
             },
             result_path="$.preflight",
         )
@@ -299,7 +306,7 @@ class PipelineWorkflow(Construct):
             error="InvalidInput",
             cause="from_stage must be a number, the first stage to run (absent: every stage)",
         )
-        return preflight.next(
+        proceed = (
             sfn.Choice(self, "Proceed?")
             .when(
                 sfn.Condition.and_(
@@ -309,8 +316,26 @@ class PipelineWorkflow(Construct):
                 bad_from_stage,
             )
             .when(sfn.Condition.boolean_equals("$.preflight.proceed", True), self._create_cluster())
-            .otherwise(refused)
         )
+        if self._pipeline.config.queue_minutes > 0:
+            # Every slot taken (max_concurrent_runs): queue without a cluster; Preflight says when
+            # the run has waited queue_minutes, and refuses it then.
+            poll = self._settings.queue_poll_seconds
+            count = sfn.Pass(
+                self,
+                "CountSlotWait",
+                parameters={
+                    "waited_seconds": sfn.JsonPath.math_add(
+                        sfn.JsonPath.number_at("$.queue.waited_seconds"), poll
+                    )
+                },
+                result_path="$.queue",
+            )
+            wait = sfn.Wait(self, "WaitForSlot", time=sfn.WaitTime.duration(Duration.seconds(poll)))
+            proceed.when(
+                sfn.Condition.boolean_equals("$.preflight.wait", True), count.next(wait).next(preflight)
+            )
+        return preflight.next(proceed.otherwise(refused))
 
     def _create_cluster_payload(self) -> dict[str, object]:
         profile = self._pipeline.config.cluster
@@ -622,7 +647,9 @@ class PipelineWorkflow(Construct):
             state_machine_name=name,
             definition_body=sfn.DefinitionBody.from_chainable(definition),
             timeout=Duration.minutes(
-                execution_timeout_minutes(self._pipeline, self._settings.start_timeout_minutes)
+                execution_timeout_minutes(
+                    self._pipeline, self._settings.start_timeout_minutes, self._settings.queue_poll_seconds
+                )
             ),
             tracing_enabled=True,
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),

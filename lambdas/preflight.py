@@ -1,4 +1,4 @@
-"""Lambda: refuse a run while its date runs, or as many runs as the pipeline allows already run."""
+"""Lambda: refuse a run while its date runs; make it wait while as many runs as the pipeline allows run."""
 
 from __future__ import annotations
 
@@ -30,10 +30,12 @@ def handler(
     emr: EMRClient | None = None,
     sfn: SFNClient | None = None,
 ) -> dict[str, Any]:
-    """A PreflightRequest payload -> ``{proceed, reason}``."""
+    """A PreflightRequest payload -> ``{proceed, reason, wait}``."""
     request = parse(event=event, model=PreflightRequest)
     result = preflight(request, stack=stack_name(), emr=emr or clients.emr(), sfn=sfn or clients.sfn())
-    if not result.proceed:
+    if result.wait:
+        logger.info("waiting for a free slot", reason=result.reason)
+    elif not result.proceed:
         metrics.add_metric(name="RunsRefused", unit=MetricUnit.Count, value=1)
         logger.warning("run refused", reason=result.reason)
     return asdict(result)

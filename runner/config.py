@@ -42,6 +42,10 @@ INPUT_REFERENCE = re.compile(r"\$\{([^}]*)\}")
 #: [inputs] wait_minutes: a nightly run waits at most a day for its data.
 MAX_INPUTS_WAIT_MINUTES = 24 * 60
 MAX_CONCURRENT_RUNS = 50
+#: queue_minutes: how long a production run waits for one of the max_concurrent_runs slots before it
+#: is refused. Long enough for a backfill's run to end and free one when the schedule fires.
+DEFAULT_QUEUE_MINUTES = 240
+MAX_QUEUE_MINUTES = 24 * 60
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,8 @@ class PipelineConfig:
     steps: StepPolicy = field(default_factory=StepPolicy)
     #: how many runs (different dates) of the pipeline may run at once in production
     max_concurrent_runs: int = 1
+    #: how long a production run waits for a free slot (max_concurrent_runs), 0: refused at once
+    queue_minutes: float = DEFAULT_QUEUE_MINUTES
     #: [inputs]; None: a run starts without waiting for anything
     inputs: Inputs | None = None
     #: "failures": an e-mail for failed runs only; "always": also a short one for each success
@@ -181,6 +187,14 @@ def _time_of_day(value: Any) -> str | None:
     return None if ok else "a time of day 'HH:MM' such as '07:30'"
 
 
+def _minutes(low: float, high: float, what: str) -> Check:
+    def check(value: Any) -> str | None:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high
+        return None if ok else what
+
+    return check
+
+
 NOTIFY_CHOICES = ("failures", "always")
 _SCHEDULE: dict[str, Check] = {
     "cron": _cron,
@@ -212,17 +226,10 @@ _TOP: dict[str, Check] = {
     "default_engine": _one_of(*SQL_ENGINES),
     # Each run holds its own cluster: more than this is a typo, not a backfill.
     "max_concurrent_runs": _integer(1, MAX_CONCURRENT_RUNS),
+    "queue_minutes": _minutes(0, MAX_QUEUE_MINUTES, f"a number of minutes from 0 to {MAX_QUEUE_MINUTES}"),
     "notify": _one_of(*NOTIFY_CHOICES),
 }
 _TABLES = ("schedule", "variables", "cluster", "steps", "inputs")
-
-
-def _minutes(low: float, high: float, what: str) -> Check:
-    def check(value: Any) -> str | None:
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high
-        return None if ok else what
-
-    return check
 
 
 def _path_list(value: Any) -> str | None:
@@ -371,6 +378,7 @@ def parse_config(text: str, path: Path) -> PipelineConfig:
         cluster=cluster,
         steps=steps,
         max_concurrent_runs=top.get("max_concurrent_runs", 1),
+        queue_minutes=top.get("queue_minutes", DEFAULT_QUEUE_MINUTES),
         inputs=inputs,
         notify=top.get("notify", "failures"),
     )

@@ -15,6 +15,8 @@ DEFAULT_APPLICATIONS = ("Hadoop", "Hive", "Spark")
 MAX_LAUNCH_ATTEMPTS = 10
 # pipeline.toml max_concurrent_runs: each run holds its own cluster, so more is a typo.
 MAX_CONCURRENT_RUNS = 50
+# pipeline.toml queue_minutes: a run waits at most a day for a free slot.
+MAX_QUEUE_MINUTES = 24 * 60
 
 PipelineName = Annotated[str, Field(pattern=PIPELINE_NAME_PATTERN)]
 # EC2 instance types: family (with generation and options), a dot, a size: m5.xlarge, u-6tb1.metal.
@@ -42,6 +44,9 @@ class PreflightRequest(Payload):
     run_date: date
     # How many runs (of different dates) of the pipeline may run at once (pipeline.toml).
     max_concurrent_runs: Annotated[int, Field(ge=1, le=MAX_CONCURRENT_RUNS)] = 1
+    # How long the run may wait for a free slot (pipeline.toml), and how long it has waited so far.
+    queue_minutes: Annotated[float, Field(ge=0, le=MAX_QUEUE_MINUTES)] = 0
+    waited_seconds: Annotated[int, Field(ge=0)] = 0
 
 
 # An [inputs] path as the state machine sends it: s3:// with the run date still to put in.

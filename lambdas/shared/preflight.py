@@ -1,4 +1,4 @@
-"""Refuse a run while its date already runs, or the pipeline already runs as often as it may."""
+"""Refuse a run while its date already runs; make it wait while the pipeline runs as often as it may."""
 
 from __future__ import annotations
 
@@ -25,6 +25,17 @@ RERUN_SUFFIX = re.compile(r"-r\d+")
 class PreflightResult:
     proceed: bool
     reason: str
+    #: not now, but a slot may free: the state machine asks again (until the pipeline's queue_minutes)
+    wait: bool = False
+
+
+def _full(request: PreflightRequest, reason: str) -> PreflightResult:
+    """Every slot taken: wait while the queue allows, then refuse saying how long the run waited."""
+    if request.waited_seconds < request.queue_minutes * 60:
+        return PreflightResult(proceed=False, wait=True, reason=reason)
+    if request.waited_seconds:
+        reason = f"no free slot after waiting {request.waited_seconds / 60:g} minutes: {reason}"
+    return PreflightResult(proceed=False, reason=reason)
 
 
 def date_of_name(name: str, pipeline: str) -> str | None:
@@ -67,6 +78,10 @@ def _runs(count: int) -> str:
 def preflight(request: PreflightRequest, *, stack: str, emr: EMRClient, sfn: SFNClient) -> PreflightResult:
     """Proceed only if no other run of the date runs or has a cluster, and fewer than the maximum do.
 
+    Another run of the date refuses at once: it is a duplicate. The maximum only makes the run wait
+    (``wait``): runs end and clusters go, and a nightly run that fires while a backfill holds every
+    slot should run after it, not be lost.
+
     "Fewer": other runs RUNNING, and this stack's alive clusters of the pipeline, each fewer than
     ``max_concurrent_runs``. A rerun (`<pipeline>-<date>-r2`) is a run of its date. Only this
     stack's clusters count: a dev and a prod stack in one account may run a pipeline of the same
@@ -103,12 +118,10 @@ def preflight(request: PreflightRequest, *, stack: str, emr: EMRClient, sfn: SFN
                 ),
             )
     if len(ahead) >= limit:
-        return PreflightResult(
-            proceed=False,
-            reason=(
-                f"{_runs(len(ahead))} of pipeline {request.pipeline!r} still running and "
-                f"max_concurrent_runs is {limit}: " + ", ".join(e["executionArn"] for e in ahead)
-            ),
+        return _full(
+            request,
+            f"{_runs(len(ahead))} of pipeline {request.pipeline!r} still running and "
+            f"max_concurrent_runs is {limit}: " + ", ".join(e["executionArn"] for e in ahead),
         )
     alive = list(
         find_clusters(
@@ -128,12 +141,10 @@ def preflight(request: PreflightRequest, *, stack: str, emr: EMRClient, sfn: SFN
             )
     if len(alive) >= limit:
         listed = ", ".join(f"{c.cluster_id} ({c.state})" for c in sorted(alive, key=lambda c: c.cluster_id))
-        return PreflightResult(
-            proceed=False,
-            reason=(
-                f"{len(alive)} cluster{'s' if len(alive) > 1 else ''} of pipeline {request.pipeline!r} "
-                f"still alive and max_concurrent_runs is {limit}: {listed}; terminate "
-                f"{'them' if len(alive) > 1 else 'it'} or wait for the sweeper"
-            ),
+        return _full(
+            request,
+            f"{len(alive)} cluster{'s' if len(alive) > 1 else ''} of pipeline {request.pipeline!r} "
+            f"still alive and max_concurrent_runs is {limit}: {listed}; terminate "
+            f"{'them' if len(alive) > 1 else 'it'} or wait for the sweeper",
         )
     return PreflightResult(proceed=True, reason="")

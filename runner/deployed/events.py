@@ -129,6 +129,8 @@ class RunTracker:
         self.cost_usd: float | None = None
         self._cluster_ready = False
         self._launch = 1
+        #: why Preflight last made the run wait for a slot ("": it did not)
+        self._queued = ""
         self.new_tasks: list[tuple[StepRun, Attempt]] = []
 
     @property
@@ -232,6 +234,12 @@ class RunTracker:
         output = _json(details.get("output"))
         if not isinstance(output, Mapping):
             return []
+        if state == "Preflight":
+            checked = output.get("preflight") or {}
+            reason = str(checked.get("reason") or "") if checked.get("wait") else ""
+            said, self._queued = self._queued, reason
+            # Said when the wait begins and when what it waits for changes, not at every poll.
+            return [Notice(f"waiting for a free slot: {reason}")] if reason and reason != said else []
         if state == "CreateCluster":
             self.cluster_id = str((output.get("cluster") or {}).get("cluster_id") or "")
             return [Notice(f"cluster {self.cluster_id} requested")]

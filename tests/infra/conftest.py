@@ -41,9 +41,11 @@ timeout_minutes = 45
 retries = 2
 retry_interval_seconds = 30
 """
-# A master-only cluster whose launches fall back to other instance types; two dates may run at once.
+# A master-only cluster whose launches fall back to other instance types; two dates may run at once,
+# and a third waits three seconds for a slot.
 ADHOC_TOML = """
 max_concurrent_runs = 2
+queue_minutes = 0.05
 
 [schedule]
 cron = "30 6 * * 1-5"
@@ -105,6 +107,7 @@ def test_synth(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
     context = {
         **base_context(),
         "ssh_key_secret_arn": SECRET_ARN,
+        "queue_poll_seconds": 1,  # a queued run asks again every second, not every minute
         "vpc": {
             "vpc_id": "vpc-0123456789abcdef0",
             "availability_zones": [f"{REGION}a", f"{REGION}b"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -69,7 +70,7 @@ def assert_failed_after_terminate(harness: Harness, execution: dict, error: str,
 
 
 def left_over_cluster(harness: Harness, stack: str) -> str:
-    """An alive cluster of this pipeline, made by the lifecycle of ``stack``."""
+    """An alive cluster of this pipeline's 2025-06-01, left by an earlier run made by ``stack``."""
     return str(
         harness.emr.run_job_flow(
             Name="left over",
@@ -85,6 +86,7 @@ def left_over_cluster(harness: Harness, stack: str) -> str:
                 {"Key": "nightshift:pipeline", "Value": PIPELINE},
                 {"Key": "nightshift:managed", "Value": "true"},
                 {"Key": "nightshift:stack", "Value": stack},
+                {"Key": "nightshift:run-date", "Value": "2025-06-01"},
             ],
         )["JobFlowId"]
     )
@@ -380,11 +382,64 @@ def test_a_second_run_of_a_running_date_is_refused(adhoc: Harness) -> None:
     assert adhoc.faults.calls["lambdas.create_cluster"] == 1 and cluster_states(adhoc) == ["TERMINATED"]
 
 
-def test_another_date_is_refused_when_the_pipeline_allows_one_run(harness: Harness) -> None:
-    one, two = run_while_another_runs(
-        harness, f"{PIPELINE}-2025-06-01", "2025-06-01", f"{PIPELINE}-2025-06-02", "2025-06-02"
+def test_another_date_waits_for_the_only_slot_and_runs_once_the_first_has_ended(harness: Harness) -> None:
+    # The nightly run that fires while another date (a backfill's) holds the pipeline's one slot.
+    first, second = f"{PIPELINE}-2025-06-01", f"{PIPELINE}-2025-06-02"
+    queued: list[str] = []
+
+    def queue_the_second(payload: dict[str, Any], _result: dict[str, Any]) -> None:
+        if payload["run_id"] == first and not queued:
+            queued.append(start(harness, second, {"run_date": "2025-06-02"}))
+            # The first keeps its slot (and cluster) until the second has been made to wait.
+            deadline = time.monotonic() + 30
+            while "WaitForSlot" not in harness.states_entered(queued[0]) and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+    harness.faults.after["lambdas.create_cluster"] = queue_the_second
+    one = finished(harness, start(harness, first, {"run_date": "2025-06-01"}))
+    two = finished(harness, queued[0])
+
+    assert (one["status"], two["status"]) == ("SUCCEEDED", "SUCCEEDED"), (one, two)
+    states = harness.states_entered(queued[0])
+    assert "WaitForSlot" in states and states.count("CreateCluster") == 1
+    assert states.index("WaitForSlot") < states.index("CreateCluster")
+    created = next(
+        e["timestamp"]
+        for e in harness.history(queued[0])
+        if e.get("stateEnteredEventDetails", {}).get("name") == "CreateCluster"
     )
-    assert one["status"] == "SUCCEEDED", one
-    assert two["status"] == "FAILED" and two["error"] == "PreflightRefused"
-    assert "max_concurrent_runs is 1" in two["cause"]
-    assert cluster_states(harness) == ["TERMINATED"]
+    assert created >= one["stopDate"]  # never two clusters of the pipeline at once
+    assert cluster_states(harness) == ["TERMINATED", "TERMINATED"]
+
+
+def test_a_run_that_finds_no_free_slot_within_its_queue_minutes_is_refused_without_a_cluster(
+    adhoc: Harness,
+) -> None:
+    # adhoc: max_concurrent_runs = 2, queue_minutes = 0.05 (3 s), asked again every second.
+    release = threading.Event()
+    holders = ["adhoc-2025-06-01", "adhoc-2025-06-02"]
+
+    def hold(payload: dict[str, Any], _result: dict[str, Any]) -> None:
+        if payload["run_id"] in holders:
+            release.wait(60)
+
+    adhoc.faults.after["lambdas.create_cluster"] = hold
+    held = [start(adhoc, name, {"run_date": name[-10:]}) for name in holders]
+    deadline = time.monotonic() + 30
+    while len(adhoc.clusters()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        third = finished(adhoc, start(adhoc, "adhoc-2025-06-03", {"run_date": "2025-06-03"}))
+    finally:
+        release.set()
+
+    assert third["status"] == "FAILED" and third["error"] == "PreflightRefused", third
+    assert third["cause"].startswith(
+        "no free slot after waiting 0.05 minutes: 2 runs of pipeline 'adhoc' still running and "
+        "max_concurrent_runs is 2: "
+    ), third["cause"]
+    states = adhoc.states_entered(third["executionArn"])
+    assert states.count("Preflight") == 4 and states.count("WaitForSlot") == 3  # at 0, 1, 2 and 3 s
+    assert "CreateCluster" not in states
+    assert [finished(adhoc, arn)["status"] for arn in held] == ["SUCCEEDED", "SUCCEEDED"]
+    assert cluster_states(adhoc) == ["TERMINATED", "TERMINATED"]

@@ -108,7 +108,13 @@ def test_lifecycle_order(test_synth: Synthesis) -> None:
     assert states["Preflight"]["Next"] == "Proceed?"
     assert states["Proceed?"]["Default"] == "Refused"
     assert states["Refused"]["Type"] == "Fail"
-    assert [c["Next"] for c in states["Proceed?"]["Choices"]] == ["InvalidFromStage", "CreateCluster"]
+    assert [c["Next"] for c in states["Proceed?"]["Choices"]] == [
+        "InvalidFromStage", "CreateCluster", "CountSlotWait",
+    ]  # fmt: skip
+    # Every slot taken: wait (no cluster) and ask again, every queue_poll_seconds (1 in the tests).
+    assert states["CountSlotWait"]["Next"] == "WaitForSlot"
+    assert states["WaitForSlot"] == {"Type": "Wait", "Seconds": 1, "Next": "Preflight"}
+    assert states["Preflight"]["Parameters"]["Payload"]["queue_minutes"] == 240
     assert states["CreateCluster"]["Next"] == "WaitForCluster"
     assert states["WaitForCluster"] == {"Type": "Wait", "Seconds": 30, "Next": "ClusterStatus"}
     assert states["ClusterStatus"]["Next"] == "ClusterReady?"

@@ -1,4 +1,4 @@
-"""pipeline.toml's notify and [schedule] expected_by, and cdk.json's price overrides: strict validation."""
+"""pipeline.toml's notify, queue_minutes and [schedule] expected_by, and cdk.json's price overrides: validation."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ def test_notify_and_expected_by_parse() -> None:
 def test_defaults_notify_failures_and_no_deadline() -> None:
     config = parse_config("[schedule]\ncron = '0 3 * * *'\n", PATH)
     assert config.notify == "failures"
+    assert config.queue_minutes == 240
     assert config.schedule is not None and config.schedule.expected_by is None
 
 
@@ -35,6 +36,10 @@ def test_defaults_notify_failures_and_no_deadline() -> None:
     [
         ("notify = 'never'", "notify: expected one of 'failures', 'always', got 'never'"),
         ("notify = true", "notify: expected one of 'failures', 'always', got True"),
+        ("queue_minutes = -1", "queue_minutes: expected a number of minutes from 0 to 1440, got -1"),
+        ("queue_minutes = 1441", "got 1441"),
+        ("queue_minutes = '4h'", "got '4h'"),
+        ("queue_minutes = true", "got True"),
         (
             "[schedule]\ncron = '0 3 * * *'\nexpected_by = '7:30'",
             "[schedule] expected_by: expected a time of day",
@@ -92,3 +97,8 @@ def test_bad_price_overrides_are_named(prices: Any, message: str) -> None:
     with pytest.raises(ContextError, match=r"cdk\.json context") as caught:
         config_from_context({**CONTEXT, "prices": prices}.get)
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("minutes", [0, 0.5, 240, 1440])
+def test_queue_minutes_takes_any_number_of_minutes_up_to_a_day(minutes: float) -> None:
+    assert parse_config(f"queue_minutes = {minutes}\n", PATH).queue_minutes == minutes

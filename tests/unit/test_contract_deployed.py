@@ -12,8 +12,9 @@ from infra.runner_task import CONTAINER_NAME
 from infra.workflow import TAG_RUNNER_LOG_GROUP
 from lambdas.shared.clusters import TAG_EXECUTION_ARN, TAG_MANAGED, TAG_PIPELINE, TAG_STACK
 from lambdas.shared.models import MAX_CONCURRENT_RUNS as LAMBDA_MAX_CONCURRENT_RUNS
+from lambdas.shared.models import MAX_QUEUE_MINUTES as LAMBDA_MAX_QUEUE_MINUTES
 from lambdas.shared.preflight import date_of_name
-from runner.config import MAX_CONCURRENT_RUNS
+from runner.config import MAX_CONCURRENT_RUNS, MAX_QUEUE_MINUTES
 from runner.deployed import discovery, runs
 
 
@@ -44,5 +45,6 @@ def test_preflight_reads_the_date_of_every_run_the_cli_names(pipeline: str, atte
     assert date_of_name(name, pipeline) == runs.date_of(pipeline, name) == "2025-06-01"
 
 
-def test_the_lambda_accepts_every_maximum_pipeline_toml_accepts() -> None:
+def test_the_lambda_accepts_every_maximum_and_queue_pipeline_toml_accepts() -> None:
     assert LAMBDA_MAX_CONCURRENT_RUNS == MAX_CONCURRENT_RUNS
+    assert LAMBDA_MAX_QUEUE_MINUTES == MAX_QUEUE_MINUTES

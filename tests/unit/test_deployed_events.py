@@ -167,6 +167,26 @@ def test_skipped_stages_show_as_skipped(pipeline: Pipeline) -> None:
     assert summary_lines(tracker.report(T0))[1].split()[2] == "skipped"
 
 
+def test_a_queued_run_says_what_it_waits_for_once_and_again_when_that_changes(pipeline: Pipeline) -> None:
+    history = History()
+    started(history)
+    full = "1 run of pipeline 'nightly' still running and max_concurrent_runs is 1: arn:a"
+    for reason in (full, full, full.replace("arn:a", "arn:b"), ""):
+        history.state("TaskStateEntered", "Preflight")
+        result = {"proceed": not reason, "reason": reason, "wait": bool(reason)}
+        history.add(
+            "TaskStateExited",
+            stateExitedEventDetails={"name": "Preflight", "output": json.dumps({"preflight": result})},
+        )
+
+    _tracker, said = history.fold(pipeline)
+
+    assert said == [
+        f"waiting for a free slot: {full}",
+        f"waiting for a free slot: {full.replace('arn:a', 'arn:b')}",
+    ]
+
+
 class FakeLogs:
     """GetLogEvents over one scripted stream: every call returns what was put since the last token."""
 

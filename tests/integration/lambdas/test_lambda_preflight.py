@@ -29,13 +29,16 @@ def start(sfn, state_machine_arn):
 def request_for(state_machine_arn):
     """The Preflight payload of an execution, as the state machine sends it."""
 
-    def payload(execution_arn: str, run_date: str = RUN_DATE, max_concurrent_runs: int = 1) -> dict[str, Any]:
+    def payload(
+        execution_arn: str, run_date: str = RUN_DATE, max_concurrent_runs: int = 1, **queue: float
+    ) -> dict[str, Any]:
         return {
             "pipeline": "example",
             "execution_arn": execution_arn,
             "state_machine_arn": state_machine_arn,
             "run_date": run_date,
             "max_concurrent_runs": max_concurrent_runs,
+            **queue,
         }
 
     return payload
@@ -55,7 +58,7 @@ def cluster_of(create_payload: dict[str, Any], run_date: str, attempt: int = 1) 
 def test_proceeds_when_nothing_else_runs(emr, sfn, start, request_for, lambda_context):
     result = preflight.handler(request_for(start(f"example-{RUN_DATE}")), lambda_context, emr=emr, sfn=sfn)
 
-    assert result == {"proceed": True, "reason": ""}
+    assert result == {"proceed": True, "reason": "", "wait": False}
 
 
 def test_refuses_another_date_while_one_runs_and_the_maximum_is_one(
@@ -69,6 +72,7 @@ def test_refuses_another_date_while_one_runs_and_the_maximum_is_one(
     assert result == {
         "proceed": False,
         "reason": f"1 run of pipeline 'example' still running and max_concurrent_runs is 1: {earlier}",
+        "wait": False,  # the pipeline's queue_minutes is 0 (the payload's default)
     }
     assert alive(emr) == []
 
@@ -92,6 +96,55 @@ def test_refuses_at_the_maximum(emr, sfn, start, request_for, lambda_context):
     )
 
 
+def test_waits_at_the_maximum_while_its_queue_lasts_then_refuses_saying_how_long(
+    emr, sfn, start, request_for, lambda_context
+):
+    earlier = start("example-2025-05-31")
+    mine = start(f"example-{RUN_DATE}")
+    reason = f"1 run of pipeline 'example' still running and max_concurrent_runs is 1: {earlier}"
+
+    results = [
+        preflight.handler(
+            request_for(mine, queue_minutes=2, waited_seconds=waited), lambda_context, emr=emr, sfn=sfn
+        )
+        for waited in (0, 60, 119, 120)
+    ]
+
+    assert results[:3] == [{"proceed": False, "reason": reason, "wait": True}] * 3
+    assert results[3] == {
+        "proceed": False,
+        "reason": f"no free slot after waiting 2 minutes: {reason}",
+        "wait": False,
+    }
+
+
+def test_a_queued_run_proceeds_once_a_slot_frees(emr, sfn, start, request_for, lambda_context):
+    earlier = start("example-2025-05-31")
+    mine = start(f"example-{RUN_DATE}")
+    payload = request_for(mine, queue_minutes=240, waited_seconds=60)
+    assert preflight.handler(payload, lambda_context, emr=emr, sfn=sfn)["wait"] is True
+
+    sfn.stop_execution(executionArn=earlier)
+
+    assert preflight.handler(payload, lambda_context, emr=emr, sfn=sfn) == {
+        "proceed": True,
+        "reason": "",
+        "wait": False,
+    }
+
+
+def test_a_run_of_a_running_date_is_refused_at_once_even_with_a_queue(
+    emr, sfn, start, request_for, lambda_context
+):
+    start(f"example-{RUN_DATE}")
+    payload = request_for(start(f"example-{RUN_DATE}-r2"), queue_minutes=240)
+
+    result = preflight.handler(payload, lambda_context, emr=emr, sfn=sfn)
+
+    assert (result["proceed"], result["wait"]) == (False, False)
+    assert f"for {RUN_DATE} is still running" in result["reason"]
+
+
 @pytest.mark.parametrize(
     ("running", "mine"),
     [
@@ -111,6 +164,7 @@ def test_refuses_a_second_run_of_the_same_date_whatever_the_maximum(
     assert result == {
         "proceed": False,
         "reason": f"another run of pipeline 'example' for {RUN_DATE} is still running: {other}",
+        "wait": False,
     }
 
 
@@ -171,6 +225,7 @@ def test_refuses_while_a_cluster_of_the_date_is_alive(
             f"cluster {leftover['cluster_id']} of pipeline 'example' for {RUN_DATE} is still alive "
             "(WAITING); terminate it or wait for the sweeper"
         ),
+        "wait": False,
     }
 
 
@@ -190,6 +245,8 @@ def test_refuses_while_as_many_clusters_as_the_maximum_are_alive(
         f"2 clusters of pipeline 'example' still alive and max_concurrent_runs is 2: "
         f"{ids[0]} (WAITING), {ids[1]} (WAITING); terminate them or wait for the sweeper"
     )
+    queued = request_for(payload["execution_arn"], max_concurrent_runs=2, queue_minutes=240)
+    assert preflight.handler(queued, lambda_context, emr=emr, sfn=sfn)["wait"] is True  # clusters end too
 
 
 def test_a_cluster_of_another_date_below_the_maximum_does_not_block(
