@@ -21,9 +21,9 @@ class InputsAccessError(ValueError):
 @dataclass(frozen=True)
 class DeployedInput:
     kind: str
-    #: the path with [variables] in and ${run_date} left for the CheckInputs Lambda
+    #: the path with [variables] in and the run date left for the CheckInputs Lambda ({run_date})
     template: str
-    #: what IAM may let the Lambda list: the path up to its first ${run_date}
+    #: what IAM may let the Lambda list: the path up to where the run date goes
     listable: S3Path
 
 

@@ -49,9 +49,11 @@ class PreflightRequest(Payload):
     waited_seconds: Annotated[int, Field(ge=0)] = 0
 
 
-# An [inputs] path as the state machine sends it: s3:// with the run date still to put in.
+# An [inputs] path as the state machine sends it: s3:// with the run date still to put in, where
+# pipeline.toml says ${run_date}. Not "${run_date}" in the definition: CloudFormation reads ${...}
+# in a state machine's definition as a substitution, and `cdk synth` warned on every gated pipeline.
 InputTemplate = Annotated[str, Field(pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^*?]+$")]
-RUN_DATE_REFERENCE = "${run_date}"
+RUN_DATE_REFERENCE = "{run_date}"
 MAX_INPUTS = 100
 
 

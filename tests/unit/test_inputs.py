@@ -8,7 +8,7 @@ from typing import cast, get_args
 
 import pytest
 
-from runner.config import INPUT_REFERENCE, RESERVED_VARIABLES, Inputs, expand_input, parse_config
+from runner.config import RESERVED_VARIABLES, Inputs, expand_input, parse_config
 from runner.errors import ConfigError, ConnectionFailure, UsageError
 from runner.execution import Executor, Invocation, Outcome, RunPlan, StepResult, StopRequest
 from runner.inputs import (
@@ -299,9 +299,11 @@ def test_the_lambda_reads_paths_as_the_runner_writes_them():
     from lambdas.shared.inputs import resolve  # noqa: PLC0415 - the Lambda's side
     from lambdas.shared.models import RUN_DATE_REFERENCE, InputToCheck  # noqa: PLC0415
 
-    template = "s3://lake/raw/${run_date}/events/dt=${run_date}/_SUCCESS"
-    assert resolve(template, "2025-06-01") == expand_input(template, {"run_date": "2025-06-01"})
-    assert INPUT_REFERENCE.fullmatch(RUN_DATE_REFERENCE)[1] in RESERVED_VARIABLES  # type: ignore[index]
+    declared = "s3://lake/raw/${run_date}/events/dt=${run_date}/_SUCCESS"
+    sent = expand_input(declared, {"run_date": RUN_DATE_REFERENCE})  # as infra/inputs.py sends it
+    assert "${" not in sent  # CloudFormation reads ${...} in a state machine definition
+    assert resolve(sent, "2025-06-01") == expand_input(declared, {"run_date": "2025-06-01"})
+    assert "run_date" in RESERVED_VARIABLES
     kinds = set(get_args(InputToCheck.model_fields["kind"].annotation))
     assert kinds == {kind for kind, _ in Inputs(objects=("a",), prefixes=("b/",)).paths}
 

@@ -26,8 +26,8 @@ def request(*inputs: tuple[str, str], run_date: str = "2025-06-01") -> dict[str,
     }
 
 
-MARKER = ("object", "s3://lake/raw/events/dt=${run_date}/_SUCCESS")
-USERS = ("prefix", "s3://lake/raw/users/dt=${run_date}/")
+MARKER = ("object", "s3://lake/raw/events/dt={run_date}/_SUCCESS")
+USERS = ("prefix", "s3://lake/raw/users/dt={run_date}/")
 
 
 @pytest.fixture
