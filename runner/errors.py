@@ -23,6 +23,10 @@ class ConfigError(UsageError):
     """A pipeline.toml that does not match the schema; the message names file, key and expectation."""
 
 
+class StateDirInUse(UsageError):
+    """The local state dir's warm engine (or its folder) is another user's: neither used nor ended."""
+
+
 class JavaNotFound(UsageError):
     """No Java runtime that Spark 3.5 supports could be found."""
 

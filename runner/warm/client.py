@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import runner
+from runner.errors import NightshiftError, StateDirInUse
 from runner.execution import StepResult, StopRequest
 from runner.output import StepOutput
 from runner.relay import Offsets, Pipes, Pumped, Stopper, pump
@@ -92,7 +93,8 @@ def engine_alive(state_dir: Path) -> bool:
 def stop_engine(state_dir: Path, timeout: float = STOP_TIMEOUT_SECONDS) -> bool:
     """End the engine of `state_dir` after the step it runs; False when there was none.
 
-    Returns once the engine has ended: its JVM gone, the metastore free.
+    Returns once the engine has ended: its JVM gone, the metastore free. StateDirInUse when the
+    engine is another user's; NightshiftError when it would not end.
     """
     if not engine_alive(state_dir):
         return False
@@ -102,7 +104,10 @@ def stop_engine(state_dir: Path, timeout: float = STOP_TIMEOUT_SECONDS) -> bool:
             protocol.send(conn, {"op": "stop"})
             with contextlib.suppress(OSError):
                 protocol.receive(conn, protocol.Reader())
-    _wait_until_ended(state_dir, timeout)
+    try:
+        _wait_until_ended(state_dir, timeout)
+    except EngineUnavailable as error:
+        raise NightshiftError(f"{error}: end its JVM, then run again") from error
     return True
 
 
@@ -120,10 +125,16 @@ def _connect(path: Path) -> tuple[socket.socket, protocol.Message]:
     try:
         sock.settimeout(30)
         with protocol.socket_address(path) as address:
-            sock.connect(address)
+            try:
+                sock.connect(address)
+            except PermissionError as error:
+                found = f"its warm engine's socket: {error.strerror}"
+                raise StateDirInUse(protocol.not_ours(path.parent.parent, found)) from error
         _, uid, _ = protocol.peer_credentials(sock)
         if uid != os.getuid():
-            raise EngineUnavailable(f"{path} belongs to uid {uid}, not to this user: not using it")
+            # Neither run on (it is not ours) nor ended, and a cold JVM would find the metastore taken.
+            found = f"its warm engine belongs to uid {uid}"
+            raise StateDirInUse(protocol.not_ours(path.parent.parent, found))
         messages = protocol.receive(sock, protocol.Reader())
         if not messages or messages[0].get("event") != "hello":
             raise EngineUnavailable(f"the engine at {path} refused the connection: {messages}")

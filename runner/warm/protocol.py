@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from runner.errors import StateDirInUse
+
 PROTOCOL_VERSION = 1
 SOCKET_NAME = "engine.sock"
 LOCK_NAME = "engine.lock"  # held by the engine for its whole life: free means no engine
@@ -30,8 +32,17 @@ def engine_dir(state_dir: Path) -> Path:
 def make_engine_dir(state_dir: Path) -> Path:
     folder = engine_dir(state_dir)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    owner = folder.stat().st_uid
+    if owner != os.getuid():
+        # Made by another user (a state dir in a shared folder): its socket and locks are not ours.
+        raise StateDirInUse(not_ours(state_dir, f"its engine folder belongs to uid {owner}"))
     os.chmod(folder, 0o700)
     return folder
+
+
+def not_ours(state_dir: Path, found: str) -> str:
+    """The one line that says a state dir is another user's, with what showed it."""
+    return f"--state-dir {state_dir} is another user's ({found}): use a state dir of your own"
 
 
 @contextlib.contextmanager

@@ -266,3 +266,83 @@ def test_a_py_step_ends_the_engine_first_and_the_next_sql_step_starts_one(tmp_pa
         assert stderr.count("starting the warm engine") == 2  # for 10_make, then again for 30_read
     finally:
         stop_engine(state)
+
+
+# Another user's process holding a state dir as an engine does: its lock taken, its socket listening.
+HOLDER = """
+import fcntl, os, socket, sys
+from pathlib import Path
+folder = Path(sys.argv[1]) / "engine"
+folder.mkdir(parents=True, mode=0o700)
+lock = os.open(folder / "engine.lock", os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(lock, fcntl.LOCK_EX)
+server = socket.socket(socket.AF_UNIX)
+server.bind(str(folder / "engine.sock"))
+server.listen(5)
+print("ready", flush=True)
+while True:
+    server.accept()[0].close()
+"""
+
+
+@pytest.fixture
+def taken_state() -> Iterator[tuple[Path, int]]:
+    """A state dir in a folder like /tmp (mode 1777) that another user's engine took first; its uid."""
+    top = Path(tempfile.mkdtemp(prefix="nightshift-shared-", dir="/tmp"))
+    top.chmod(0o1777)
+    state = top / "state"
+    user = _other_user()
+    holder = subprocess.Popen(
+        ["runuser", "-u", user, "--", str(OTHER_PYTHON), "-c", HOLDER, str(state)],
+        stdout=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        yield (
+            state,
+            int(subprocess.run(["id", "-u", user], capture_output=True, text=True, check=True).stdout),
+        )
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait()
+        shutil.rmtree(top)
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("useradd") is None or OTHER_PYTHON is None,
+    reason="needs root to add a user, and a system python3",
+)
+@pytest.mark.parametrize(
+    ("flags", "found", "before"),
+    [
+        ((), "its engine folder belongs to uid {uid}", ["quick.sql: started (spark-sql)"]),
+        (
+            ("--cold",),
+            "its warm engine belongs to uid {uid}",
+            [
+                "quick.sql: started (spark-sql)",
+                "quick.sql: runs cold (--cold): a JVM of its own",
+                "quick.sql: ending the warm engine first: a JVM of its own needs the metastore to itself",
+            ],
+        ),
+        (("--reset",), "its warm engine belongs to uid {uid}", []),
+        (("--stop-engine",), "its warm engine belongs to uid {uid}", []),
+    ],
+)
+def test_a_state_dir_another_users_engine_holds_is_refused_in_one_line_at_once(
+    taken_state: tuple[Path, int], tmp_path: Path, flags: tuple[str, ...], found: str, before: list[str]
+) -> None:
+    # It used to wait a minute for an engine it can neither use nor end, then print a traceback.
+    state, uid = taken_state
+    step = tmp_path / "quick.sql"
+    step.write_text(QUICK)
+
+    result = run_cli(step, "--state-dir", state, *flags, timeout=30)
+
+    assert result.returncode == 2 and result.stdout == b""
+    error = (
+        f"error: --state-dir {state} is another user's ({found.format(uid=uid)}): use a state dir of your own"
+    )
+    assert result.stderr.decode().splitlines() == [f"nightshift: {line}" for line in [*before, error]]
+    assert engine_alive(state)  # the other user's engine is left alone
+    assert [path.name for path in state.iterdir()] == ["engine"]  # no warehouse, no metastore
