@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -80,6 +82,18 @@ class Watched(io.BytesIO):
         if self.marker is not None and self.gate is not None and self.marker in self.getvalue():
             self.gate.set()
         return written
+
+
+def ctrl_c_when(pressed: threading.Event) -> threading.Thread:
+    """A user who presses Ctrl-C (SIGINT to this process) once `pressed` is set; join it afterwards."""
+
+    def press() -> None:
+        if pressed.wait(30):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    user = threading.Thread(target=press)
+    user.start()
+    return user
 
 
 def pipeline_of(harness: Harness) -> Pipeline:

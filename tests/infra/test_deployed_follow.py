@@ -3,13 +3,19 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 
 from runner.deployed import DeployedRequest
 from runner.output import MAX_EVENT_BYTES
-from tests.infra.deployed_support import Result, Watched, deployed, run_cli, start_directly  # noqa: F401
+from tests.infra.deployed_support import (  # noqa: F401
+    Result,
+    Watched,
+    ctrl_c_when,
+    deployed,
+    run_cli,
+    start_directly,
+)
 from tests.infra.moto_harness import Harness, StepScript
 
 DATE = "2025-06-01"
@@ -120,12 +126,7 @@ def test_ctrl_c_detaches_and_leaves_the_run_running(deployed: Harness) -> None:
     interrupt = threading.Event()
     console = Watched(b"working\n", interrupt)
 
-    def press_ctrl_c() -> None:
-        if interrupt.wait(30):
-            os.kill(os.getpid(), signal.SIGINT)
-
-    sender = threading.Thread(target=press_ctrl_c)
-    sender.start()
+    sender = ctrl_c_when(interrupt)
 
     result = run_cli(deployed, DeployedRequest("follow", (DATE,)), stdout=console)
     sender.join()

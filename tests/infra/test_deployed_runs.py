@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +25,7 @@ from tests.infra.conftest import REGION, Synthesis
 from tests.infra.deployed_support import (
     FAST,
     Watched,
+    ctrl_c_when,
     deployed,  # noqa: F401
     run_cli,
     start_directly,
@@ -90,12 +89,7 @@ def test_ctrl_c_during_a_backfill_leaves_the_started_dates_running_and_says_what
     interrupt = threading.Event()
     stderr = Watched(b"run adhoc-2025-06-01 started", interrupt)
 
-    def press_ctrl_c() -> None:
-        if interrupt.wait(30):
-            os.kill(os.getpid(), signal.SIGINT)
-
-    sender = threading.Thread(target=press_ctrl_c)
-    sender.start()
+    sender = ctrl_c_when(interrupt)
     dates = ("2025-06-01", "2025-06-02", "2025-06-03")
     result = run_cli(adhoc, DeployedRequest("start", dates, concurrency=1), stderr=stderr)
     sender.join()
