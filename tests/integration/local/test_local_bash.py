@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, run_cli, start_cli
-from tests.integration.test_local_leftovers import carrying
+from tests.integration.local.test_local_leftovers import carrying
 
 
 def test_step_output_and_exit_code_pass_through(tmp_path: Path) -> None:
