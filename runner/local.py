@@ -81,9 +81,8 @@ class LocalSpark:
             "--conf", "spark.ui.enabled=false",
             "--conf", f"spark.sql.warehouse.dir={self.warehouse}",
             "--conf", f"spark.hadoop.javax.jdo.option.ConnectionURL={metastore_url}",
-            "--conf", (
-                f"spark.driver.extraJavaOptions=-Dderby.system.home={self.state_dir}"
-                f" -Dlog4j2.configurationFile={LOG_CONFIG}"
+            "--conf", "spark.driver.extraJavaOptions=" + java_options(
+                f"-Dderby.system.home={self.state_dir}", f"-Dlog4j2.configurationFile={LOG_CONFIG}"
             ),
             # Sample data is small; 200 shuffle partitions would only add scheduling time.
             "--conf", "spark.sql.shuffle.partitions=4",
@@ -110,6 +109,15 @@ class LocalSpark:
         if java_home is not None:
             env["JAVA_HOME"] = str(java_home)
         return env
+
+
+def java_options(*options: str) -> str:
+    """Options for `spark.driver.extraJavaOptions`, each kept whole however odd the path it holds.
+
+    Spark splits the value like a shell (the launcher's CommandBuilderUtils.parseOptionString, and
+    Utils.splitCommandString): inside double quotes a backslash keeps the next character as it is.
+    """
+    return " ".join('"' + option.replace("\\", "\\\\").replace('"', '\\"') + '"' for option in options)
 
 
 class StepProcesses:
