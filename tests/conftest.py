@@ -13,6 +13,9 @@ import pytest
 from runner.warm import protocol
 from runner.warm.client import stop_engine
 
+# Fixtures more than one tier uses, visible to every test (a conftest only reaches its own folder).
+pytest_plugins = ["tests.support.aws"]
+
 ROOT = Path(__file__).resolve().parent.parent
 #: A warm engine a test started ends by itself a minute after its last step, even if a test dies.
 TEST_IDLE_MINUTES = "1"

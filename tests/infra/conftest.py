@@ -1,146 +1,35 @@
-"""Synthesize the Nightshift app once per session (jsii start-up is slow) over test and real pipelines."""
+"""The infra tests' names, kept importable from here: the fixtures live in tests/support/aws.py (a plugin)."""
 
-from __future__ import annotations
+from tests.support.aws import (
+    ACCOUNT,
+    ADHOC_TOML,
+    NIGHTLY_STEPS,
+    NIGHTLY_TOML,
+    REGION,
+    ROOT,
+    SECRET_ARN,
+    SUBNETS,
+    Synthesis,
+    base_context,
+    definition_of,
+    resolve_join,
+    synthesize,
+    write_pipelines,
+)
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
-import aws_cdk as cdk
-import pytest
-
-import app as nightshift_app
-
-ROOT = Path(__file__).resolve().parents[2]
-REGION = "us-east-1"
-ACCOUNT = "123456789012"
-SECRET_ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:nightshift/ssh-key-AbCdEf"
-SUBNETS = ["subnet-0aaa1111bbbb2222c", "subnet-0ddd3333eeee4444f"]
-
-# The shape of sql/example: two steps in stage 10, one in 20, two in 30; scheduled in Berlin time.
-NIGHTLY_STEPS = {
-    "10_users.sql": "SELECT 1;",
-    "10_events.sql": "SELECT 2;",
-    "20_sessions.hql": "SELECT 3;",
-    "30_funnel.sql": "SELECT 4;",
-    "30_segments.sql": "SELECT 5;",
-}
-NIGHTLY_TOML = """
-[schedule]
-cron = "0 3 * * *"
-timezone = "Europe/Berlin"
-
-[cluster]
-core_instance_count = 2
-use_spot = true
-core_instance_types = ["r7g.2xlarge", "r6g.2xlarge", "m6g.2xlarge"]
-
-[steps]
-timeout_minutes = 45
-retries = 2
-retry_interval_seconds = 30
-"""
-# A master-only cluster whose launches fall back to other instance types; two dates may run at once,
-# and a third waits three seconds for a slot.
-ADHOC_TOML = """
-max_concurrent_runs = 2
-queue_minutes = 0.05
-
-[schedule]
-cron = "30 6 * * 1-5"
-timezone = "America/New_York"
-enabled = false
-
-[cluster]
-core_instance_count = 0
-"""
-
-
-def write_pipelines(folder: Path) -> Path:
-    nightly = folder / "nightly"
-    nightly.mkdir(parents=True)
-    (nightly / "pipeline.toml").write_text(NIGHTLY_TOML)
-    for name, text in NIGHTLY_STEPS.items():
-        (nightly / name).write_text(text)
-    adhoc = folder / "adhoc"
-    adhoc.mkdir()
-    (adhoc / "pipeline.toml").write_text(ADHOC_TOML)
-    (adhoc / "10_export.sh").write_text("echo export\n")
-    return folder
-
-
-def base_context() -> dict[str, Any]:
-    context: dict[str, Any] = json.loads((ROOT / "cdk.json").read_text())["context"]
-    return context
-
-
-@dataclass
-class Synthesis:
-    """One synthesized app: the assembly folder, the template and the stack's handy parts."""
-
-    outdir: Path
-    template: dict[str, Any]
-    stack: Any
-    pipelines_dir: Path
-
-    def resources(self, kind: str) -> dict[str, dict[str, Any]]:
-        return {k: v for k, v in self.template["Resources"].items() if v["Type"] == kind}
-
-    @property
-    def template_path(self) -> Path:
-        return self.outdir / f"{self.stack.stack_name}.template.json"
-
-
-def synthesize(outdir: Path, context: dict[str, Any], pipelines_dir: Path) -> Synthesis:
-    app = cdk.App(outdir=str(outdir), context=context)
-    stack = nightshift_app.build(app, pipelines_dir=pipelines_dir)
-    app.synth()
-    template = json.loads((outdir / f"{stack.stack_name}.template.json").read_text())
-    return Synthesis(outdir, template, stack, pipelines_dir)
-
-
-@pytest.fixture(scope="session")
-def test_synth(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
-    """The test pipelines in an existing VPC (ids from context, no look-up)."""
-    pipelines = write_pipelines(tmp_path_factory.mktemp("pipelines"))
-    context = {
-        **base_context(),
-        "ssh_key_secret_arn": SECRET_ARN,
-        "queue_poll_seconds": 1,  # a queued run asks again every second, not every minute
-        "vpc": {
-            "vpc_id": "vpc-0123456789abcdef0",
-            "availability_zones": [f"{REGION}a", f"{REGION}b"],
-            "private_subnet_ids": SUBNETS,
-        },
-        "data_access": {
-            "nightly": {"read": ["s3://lake/raw/"], "write": ["s3://lake/curated/"]},
-            "*": {"read": ["s3://lake/raw/adhoc/"]},
-        },
-    }
-    return synthesize(tmp_path_factory.mktemp("cdk.out"), context, pipelines)
-
-
-@pytest.fixture(scope="session")
-def repo_synth(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
-    """The real sql/ folder with cdk.json as committed (a new VPC)."""
-    return synthesize(tmp_path_factory.mktemp("cdk.out"), base_context(), ROOT / "sql")
-
-
-def resolve_join(value: Any, resolve: Any = None) -> str:
-    """Flatten an Fn::Join of a definition string; unresolvable parts become resolve(part) or "TOKEN"."""
-    if isinstance(value, str):
-        return value
-    parts = value["Fn::Join"][1]
-    return "".join(
-        part if isinstance(part, str) else (resolve(part) if resolve else "TOKEN") for part in parts
-    )
-
-
-def definition_of(synth: Synthesis, pipeline: str, resolve: Any = None) -> dict[str, Any]:
-    """The ASL of a pipeline's state machine, tokens flattened."""
-    name = f"{synth.stack.stack_name}-{pipeline}"
-    for resource in synth.resources("AWS::StepFunctions::StateMachine").values():
-        if resource["Properties"]["StateMachineName"] == name:
-            return json.loads(resolve_join(resource["Properties"]["DefinitionString"], resolve))  # type: ignore[no-any-return]
-    raise AssertionError(f"no state machine {name}")
+__all__ = [
+    "ACCOUNT",
+    "ADHOC_TOML",
+    "NIGHTLY_STEPS",
+    "NIGHTLY_TOML",
+    "REGION",
+    "ROOT",
+    "SECRET_ARN",
+    "SUBNETS",
+    "Synthesis",
+    "base_context",
+    "definition_of",
+    "resolve_join",
+    "synthesize",
+    "write_pipelines",
+]

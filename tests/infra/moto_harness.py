@@ -82,7 +82,7 @@ from infra.pipelines import construct_id
 from infra.runner_task import CONTAINER_NAME
 from lambdas.shared import clients
 from runner.output import JsonOutput
-from tests.infra.conftest import ACCOUNT, REGION, SUBNETS, Synthesis, definition_of
+from tests.support.aws import ACCOUNT, REGION, SUBNETS, Synthesis, definition_of
 
 FAKE_ZIP = b"PK\x05\x06" + b"\x00" * 18  # an empty zip archive: moto only stores it
 
@@ -581,3 +581,18 @@ def run_step_states(definition: dict[str, Any]) -> list[dict[str, Any]]:
         for branch in state.get("Branches", []):
             found += run_step_states(branch)
     return found
+
+
+def stop_leftovers(harness: Harness) -> None:
+    """End what a test left running, so moto's interpreter threads do not run on into the next test."""
+    prefix = harness.state_machine_arn.replace(":stateMachine:", ":execution:")
+    for name in harness.running_executions():
+        for _ in range(200):
+            try:
+                harness.sfn.stop_execution(executionArn=f"{prefix}:{name}")
+                break
+            except AttributeError:
+                # moto: the execution's thread is still parsing the definition (no interpreter yet).
+                time.sleep(0.05)
+    for script in harness.faults.scripts.values():
+        script.gate.set()

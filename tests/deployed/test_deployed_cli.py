@@ -1,5 +1,4 @@
 """The deployed mode through the real command line (`python -m runner ... --deployed`) against moto."""
-# ruff: noqa: F811 - pytest fixtures are imported, then named as parameters
 
 from __future__ import annotations
 
@@ -8,7 +7,7 @@ import re
 import pytest
 
 from runner.__main__ import main
-from tests.infra.deployed_support import deployed, pipeline_of  # noqa: F401
+from tests.deployed.support import pipeline_of
 from tests.infra.moto_harness import Harness
 
 DATE = "2025-06-01"

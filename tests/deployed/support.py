@@ -1,4 +1,4 @@
-"""Shared set-up of the deployed-mode tests: moto with the synthesized pipeline, and the CLI's entry point."""
+"""Helpers of the deployed command line's tests: the CLI's entry point over moto, its output, a Ctrl-C."""
 
 from __future__ import annotations
 
@@ -6,47 +6,19 @@ import io
 import os
 import signal
 import threading
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-
-import pytest
 
 from runner.deployed import DeployedRequest, Polling, run_deployed
 from runner.model import Pipeline, load_pipeline
 from runner.output import TextOutput
-from tests.infra.conftest import Synthesis
-from tests.infra.moto_harness import Harness, moto_harness
+from tests.infra.moto_harness import Harness
 
 PIPELINE = "nightly"
 # Fast enough for moto, and every wait is on an event or a bounded poll.
 FAST = Polling(
     interval=0.05, idle_max=0.2, settle=0.0, range_interval=0.05, cluster_poll=0.05, cluster_wait=5.0
 )
-
-
-@pytest.fixture
-def deployed(test_synth: Synthesis, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
-    """The nightly pipeline's state machine in moto's interpreter, tagged as the template tags it."""
-    for harness in moto_harness(test_synth, PIPELINE, monkeypatch):
-        yield harness
-        stop_leftovers(harness)
-
-
-def stop_leftovers(harness: Harness) -> None:
-    """End what a test left running, so moto's interpreter threads do not run on into the next test."""
-    prefix = harness.state_machine_arn.replace(":stateMachine:", ":execution:")
-    for name in harness.running_executions():
-        for _ in range(200):
-            try:
-                harness.sfn.stop_execution(executionArn=f"{prefix}:{name}")
-                break
-            except AttributeError:
-                # moto: the execution's thread is still parsing the definition (no interpreter yet).
-                time.sleep(0.05)
-    for script in harness.faults.scripts.values():
-        script.gate.set()
 
 
 @dataclass

@@ -1,5 +1,4 @@
 """Deployed runs followed live from moto: step output byte for byte, state changes, summary, exit code."""
-# ruff: noqa: F811 - pytest fixtures are imported, then named as parameters
 
 from __future__ import annotations
 
@@ -8,11 +7,10 @@ import threading
 
 from runner.deployed import DeployedRequest
 from runner.output import MAX_EVENT_BYTES
-from tests.infra.deployed_support import (  # noqa: F401
+from tests.deployed.support import (
     Result,
     Watched,
     ctrl_c_when,
-    deployed,
     run_cli,
     start_directly,
 )

@@ -1,5 +1,4 @@
 """Deployed runs in moto: backfill with concurrency, rerun names, from-stage, stop, history, discovery."""
-# ruff: noqa: F811 - pytest fixtures are imported, then named as parameters
 
 from __future__ import annotations
 
@@ -8,7 +7,6 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,17 +19,15 @@ from moto.emr.models import ElasticMapReduceBackend
 from runner.deployed import DeployedRequest, run_deployed
 from runner.model import load_pipeline
 from runner.output import TextOutput
-from tests.infra.conftest import REGION, Synthesis
-from tests.infra.deployed_support import (
+from tests.deployed.support import (
     FAST,
     Watched,
     ctrl_c_when,
-    deployed,  # noqa: F401
     run_cli,
     start_directly,
-    stop_leftovers,
 )
-from tests.infra.moto_harness import Harness, StepScript, moto_harness, set_moto_env
+from tests.infra.moto_harness import Harness, StepScript, set_moto_env
+from tests.support.aws import REGION, Synthesis
 
 DATE = "2025-06-01"
 
@@ -44,14 +40,6 @@ def status_after(harness: Harness, arn: str, wanted: str, timeout: float = 10.0)
             break
         time.sleep(0.02)
     return str(status)
-
-
-@pytest.fixture
-def adhoc(test_synth: Synthesis, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
-    """The adhoc pipeline (max_concurrent_runs = 2, one step), deployed in moto."""
-    for harness in moto_harness(test_synth, "adhoc", monkeypatch):
-        yield harness
-        stop_leftovers(harness)
 
 
 def test_backfill_runs_at_most_max_concurrent_runs_dates_at_once(adhoc: Harness) -> None:

@@ -5,7 +5,6 @@ moto does not evaluate IAM resources or conditions, so the calls the real CLI ma
 each is checked against the policy's Allow statements as IAM reads them: the action, the resource
 ARN (wildcards), and the `aws:ResourceTag` conditions against the cluster's tags in moto.
 """
-# ruff: noqa: F811 - pytest fixtures are imported, then named as parameters
 
 from __future__ import annotations
 
@@ -17,9 +16,9 @@ import pytest
 
 from runner.deployed import DeployedRequest
 from runner.deployed.discovery import Clients
-from tests.infra.conftest import ACCOUNT, REGION, resolve_join
-from tests.infra.deployed_support import deployed, run_cli, start_directly  # noqa: F401
+from tests.deployed.support import run_cli, start_directly
 from tests.infra.moto_harness import Harness, StepScript
+from tests.support.aws import ACCOUNT, REGION, resolve_join
 
 DATE = "2025-06-01"
 IAM_PREFIX = {"stepfunctions": "states", "logs": "logs", "emr": "elasticmapreduce"}

@@ -1,0 +1,1 @@
+"""Helpers and fixtures shared by more than one tier of the tests (pytest plugins, loaded from tests/conftest.py)."""
