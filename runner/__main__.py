@@ -454,6 +454,8 @@ def _run_deployed(args: argparse.Namespace, output: Output) -> int:
         raise UsageError("PATH is required: the pipeline folder of the deployed runs")
     pipeline = load_pipeline(args.path)
     request = deployed_request(args, pipeline)
+    for line in pipeline.config.notices:
+        output.notice(line)
     from runner.deployed import run_deployed  # noqa: PLC0415 - boto3 only here
 
     # No signal handlers: Ctrl-C detaches from a deployed run (run_deployed says how to come back).
@@ -563,6 +565,8 @@ def _run(args: argparse.Namespace, output: Output) -> int:
         for run_date in dates
     ]
     output.begin(pipeline.name, plans[0].run_id, pipeline.steps[0].name if len(pipeline.steps) == 1 else "")
+    for line in pipeline.config.notices:
+        output.notice(line)
     executor = _local_executor(args, spark) if is_local else _remote_executor(args, output)
 
     if args.dry_run:

@@ -9,6 +9,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.catalog import (
+    METASTORE_GLUE,
+    METASTORES,
+    Catalog,
+    Configuration,
+    catalog_problem,
+    configurations_problem,
+    metastore_notice,
+    parse_configurations,
+)
 from runner.errors import ConfigError
 from runner.schedule import CronError, validate_cron, validate_timezone
 
@@ -74,6 +84,10 @@ class ClusterProfile:
     # again once the list runs out) instead of core_instance_type.
     launch_attempts: int = 3
     core_instance_types: tuple[str, ...] = ()
+    #: "glue": tables in the AWS Glue Data Catalog, outliving the cluster; "cluster": its own metastore
+    metastore: str = METASTORE_GLUE
+    #: [cluster.configurations]: EMR configuration classifications (spark-defaults, ...), validated
+    configurations: tuple[Configuration, ...] = ()
 
     def core_instance_type_for(self, attempt: int) -> str:
         """The core instance type of launch attempt ``attempt`` (1-based)."""
@@ -124,6 +138,14 @@ class PipelineConfig:
     inputs: Inputs | None = None
     #: "failures": an e-mail for failed runs only; "always": also a short one for each success
     notify: str = "failures"
+    #: [catalog]: the Glue databases and S3 warehouse of the pipeline's tables on clusters
+    catalog: Catalog | None = None
+
+    @property
+    def notices(self) -> tuple[str, ...]:
+        """What loading the pipeline has to tell its user (a per-cluster metastore's meaning)."""
+        notice = metastore_notice(self.cluster.metastore)
+        return () if notice is None else (notice,)
 
 
 Check = Callable[[Any], str | None]
@@ -215,6 +237,7 @@ _CLUSTER: dict[str, Check] = {
     "ebs_volume_gb": _integer(1, 16384),
     "launch_attempts": _integer(1, 10),
     "core_instance_types": _string_list,
+    "metastore": _one_of(*METASTORES),
 }
 _STEPS: dict[str, Check] = {
     "timeout_minutes": _integer(1, 7 * 24 * 60),
@@ -229,7 +252,7 @@ _TOP: dict[str, Check] = {
     "queue_minutes": _minutes(0, MAX_QUEUE_MINUTES, f"a number of minutes from 0 to {MAX_QUEUE_MINUTES}"),
     "notify": _one_of(*NOTIFY_CHOICES),
 }
-_TABLES = ("schedule", "variables", "cluster", "steps", "inputs")
+_TABLES = ("schedule", "variables", "cluster", "steps", "inputs", "catalog")
 
 
 def _path_list(value: Any) -> str | None:
@@ -347,8 +370,13 @@ def parse_config(text: str, path: Path) -> PipelineConfig:
 
     cluster = ClusterProfile()
     if "cluster" in data:
-        section = check.table(data["cluster"], "[cluster]")
+        section = dict(check.table(data["cluster"], "[cluster]"))
+        configurations = section.pop("configurations", {})
         check.fields(section, _CLUSTER, "[cluster] ")
+        problem = configurations_problem(configurations, section.get("metastore", METASTORE_GLUE))
+        if problem is not None:
+            raise check.fail(*problem)
+        section["configurations"] = parse_configurations(configurations)
         if "core_instance_type" in section and "core_instance_types" in section:
             raise check.fail(
                 "[cluster] core_instance_types",
@@ -358,6 +386,15 @@ def parse_config(text: str, path: Path) -> PipelineConfig:
             if key in section:
                 section = {**section, key: tuple(section[key])}
         cluster = ClusterProfile(**section)
+
+    catalog = None
+    if "catalog" in data:
+        problem = catalog_problem(data["catalog"])
+        if problem is not None:
+            raise check.fail(f"[catalog]{problem[0]}", problem[1])
+        if cluster.metastore != METASTORE_GLUE:
+            raise check.fail("[catalog]", "the Glue catalog's databases need [cluster] metastore = 'glue'")
+        catalog = Catalog(tuple(data["catalog"]["databases"]), data["catalog"]["warehouse"])
 
     inputs = None
     if "inputs" in data:
@@ -381,6 +418,7 @@ def parse_config(text: str, path: Path) -> PipelineConfig:
         queue_minutes=top.get("queue_minutes", DEFAULT_QUEUE_MINUTES),
         inputs=inputs,
         notify=top.get("notify", "failures"),
+        catalog=catalog,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from lambdas.shared.catalog import emr_configurations
 from lambdas.shared.clusters import (
     TAG_EXECUTION_ARN,
     TAG_LAUNCH_ATTEMPT,
@@ -130,4 +131,7 @@ def run_job_flow_request(request: CreateClusterRequest, *, stack: str) -> RunJob
     }
     if request.security_configuration is not None:
         params["SecurityConfiguration"] = request.security_configuration
+    configurations = emr_configurations(profile)
+    if configurations:
+        params["Configurations"] = configurations
     return params

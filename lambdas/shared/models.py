@@ -6,7 +6,9 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, RootModel, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, RootModel, Tag, model_validator
+
+from lambdas.shared.catalog import CATALOG_PROPERTIES, EMR_CLASSIFICATIONS, EXPORT, METASTORE_GLUE
 
 # The runner's side of these contracts keeps its own copies; tests/unit/test_contract_*.py holds
 # the two sides equal, and infra checks every CreateCluster payload against these models at synth.
@@ -71,6 +73,26 @@ class CheckInputsRequest(Payload):
     execution_arn: ExecutionArn | None = None
 
 
+class Configuration(Payload):
+    """An EMR configuration classification (pipeline.toml [cluster.configurations])."""
+
+    classification: str
+    properties: dict[str, str] = {}
+    # EMR nests only an -env classification's "export"; nothing deeper.
+    configurations: Annotated[list[Configuration], Field(max_length=1)] = []
+
+    @model_validator(mode="after")
+    def _known(self) -> Configuration:
+        nested = self.classification.endswith("-env")
+        if self.classification not in EMR_CLASSIFICATIONS and self.classification != EXPORT:
+            raise ValueError(f"{self.classification!r} is not an EMR 7 configuration classification")
+        if self.configurations and (not nested or self.configurations[0].classification != EXPORT):
+            raise ValueError(f"{self.classification} nests no classification (only an -env's export)")
+        if any(c.configurations for c in self.configurations):
+            raise ValueError("an export classification nests nothing")
+        return self
+
+
 class ClusterProfile(Payload):
     """The pipeline's cluster profile (pipeline.toml), as the state machine passes it."""
 
@@ -85,6 +107,24 @@ class ClusterProfile(Payload):
     idle_timeout_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)]
     step_concurrency_level: Annotated[int, Field(ge=1, le=256)]
     ebs_volume_gb: Annotated[int, Field(ge=1, le=16384)]
+    # "glue": the AWS Glue Data Catalog is the cluster's Hive and Spark metastore; "cluster": its own.
+    metastore: Literal["glue", "cluster"] = "glue"
+    # The S3 folder a table made without LOCATION lands in (pipeline.toml [catalog] warehouse).
+    warehouse: Annotated[str, Field(pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/(.*/)?$")] | None = None
+    configurations: list[Configuration] = []
+
+    @model_validator(mode="after")
+    def _catalog_settings_are_nightshifts(self) -> ClusterProfile:
+        if any(c.classification == EXPORT for c in self.configurations):
+            raise ValueError("export is nested in an -env classification, never on its own")
+        if self.warehouse is not None and self.metastore != METASTORE_GLUE:
+            raise ValueError("a warehouse is the Glue catalog's: metastore must be 'glue'")
+        if self.metastore == METASTORE_GLUE:
+            for configuration in self.configurations:
+                for key in CATALOG_PROPERTIES.get(configuration.classification, ()):
+                    if key in configuration.properties:
+                        raise ValueError(f"{configuration.classification} {key} is set by Nightshift")
+        return self
 
 
 class Network(Payload):
