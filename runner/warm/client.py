@@ -284,7 +284,7 @@ class _Fifos:
     """Two named pipes in a private folder: the JVM writes the step's stdout and stderr into them."""
 
     def __init__(self, folder: Path) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="step-", dir=folder))
+        self.dir = Path(tempfile.mkdtemp(prefix=protocol.STEP_DIR_PREFIX, dir=folder))
         self.paths = (self.dir / "stdout", self.dir / "stderr")
 
     def __enter__(self) -> _Fifos:

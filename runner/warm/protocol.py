@@ -18,6 +18,7 @@ SOCKET_NAME = "engine.sock"
 LOCK_NAME = "engine.lock"  # held by the engine for its whole life: free means no engine
 START_LOCK_NAME = "start.lock"  # held by a runner while it checks for an engine and starts one
 LOG_NAME = "engine.log"
+STEP_DIR_PREFIX = "step-"  # a runner's private folder for one step's FIFOs, in the engine's folder
 # sun_path holds 108 bytes; a longer socket path is reached through the folder's descriptor.
 MAX_SOCKET_PATH = 100
 

@@ -7,6 +7,7 @@ import contextlib
 import fcntl
 import os
 import queue
+import shutil
 import signal
 import socket
 import sys
@@ -41,12 +42,47 @@ class Job:
         self.started = threading.Event()
         self.done = threading.Event()
         self.cancelled = False
+        #: the runner is gone: nobody reads the step's output, the engine drains and discards it
+        self.abandoned = False
         self.code: int | None = None
         self.unavailable: str | None = None
+        self._lock = threading.Lock()
+        self._readers: list[int] = []
 
     def finish(self, code: int | None, unavailable: str | None = None) -> None:
         self.code, self.unavailable = code, unavailable
         self.done.set()
+
+    def hold_outputs(self) -> None:
+        """Open a reader of the engine's own on both FIFOs, before the JVM opens them to write.
+
+        A FIFO's writer blocks in open() until it has a reader: with the runner's readers only, a
+        runner killed after handing over its step would hold the JVM in that open() for good.
+        OSError when a FIFO is gone (its runner ended and cleaned up).
+        """
+        with self._lock:
+            for path in (self.stdout, self.stderr):
+                self._readers.append(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+
+    def drain(self) -> None:
+        """Read and drop what the step wrote: a full FIFO would block the JVM's next write."""
+        with self._lock:
+            for fd in self._readers:
+                with contextlib.suppress(OSError):
+                    while os.read(fd, 1 << 16):
+                        pass
+
+    def release_outputs(self) -> None:
+        with self._lock:
+            for fd in self._readers:
+                os.close(fd)
+            self._readers = []
+
+    def remove_outputs(self, folder: Path) -> None:
+        """Remove the FIFOs' folder that a runner made in the engine's folder and could not remove."""
+        step_dir = self.stdout.parent
+        if step_dir.parent == folder and step_dir.name.startswith(protocol.STEP_DIR_PREFIX):
+            shutil.rmtree(step_dir, ignore_errors=True)
 
 
 class Server:
@@ -92,6 +128,9 @@ class Server:
         finally:
             os.umask(old_umask)
         os.chmod(path, 0o600)
+        # Step folders that runners of an earlier engine left (a runner killed after making them).
+        for stale in self.folder.glob(protocol.STEP_DIR_PREFIX + "*"):
+            shutil.rmtree(stale, ignore_errors=True)
         listener.listen(64)
         listener.settimeout(ACCEPT_POLL_SECONDS)
         log(f"listening on {path}")
@@ -170,12 +209,21 @@ class Server:
             if job.cancelled:
                 job.finish(None)
                 continue
+            try:
+                job.hold_outputs()
+            except OSError as error:
+                job.release_outputs()
+                log(f"step {job.script} not run: its runner is gone ({error.strerror})")
+                job.finish(None)
+                continue
             job.started.set()
             try:
                 code = engine.run_file(job.script, job.variables, job.stdout, job.stderr)
             except Exception as error:
                 code = self._lost_code()
                 log(f"step {job.script} failed in the engine: {error!r}")
+            finally:
+                job.release_outputs()
             job.finish(code)
 
     def _lost_code(self) -> int:
@@ -236,33 +284,46 @@ class Server:
                 protocol.send(conn, {"event": "queued", "ahead": len(ahead), "holder": ahead[0]})
             self.jobs.put(job)
             self._follow(conn, reader, job)
+            if job.abandoned:
+                return
             if job.unavailable is not None:
                 protocol.send(conn, {"event": "unavailable", "reason": job.unavailable})
             else:
                 protocol.send(conn, {"event": "exit", "code": job.code})
         except OSError:
-            job.cancelled = True  # the runner is gone; nobody reads this step's output any more
-            self._cancel_until_done(job)
+            self._abandon(job)
         finally:
             with self.lock:
                 self.pending.remove(job)
                 self.last_active = time.monotonic()
 
     def _follow(self, conn: socket.socket, reader: protocol.Reader, job: Job) -> None:
-        """Wait for the step, cancelling its Spark jobs if the runner asks or goes away."""
+        """Wait for the step; cancel its Spark jobs if the runner asks, abandon it if the runner is gone."""
         conn.settimeout(CANCEL_EVERY_SECONDS)
         while not job.done.is_set():
             try:
                 messages = protocol.receive(conn, reader)
             except TimeoutError:
                 continue
-            if messages is None or any(m.get("op") == "cancel" for m in messages):
+            if messages is None:
+                self._abandon(job)
+            elif any(m.get("op") == "cancel" for m in messages):
                 job.cancelled = True
                 self._cancel_until_done(job)
+
+    def _abandon(self, job: Job) -> None:
+        """The runner is gone (killed, out of memory): stop its step and clean up after it."""
+        if not job.abandoned:
+            log(f"the runner of step {job.script} (pid {job.client_pid}) is gone: abandoning the step")
+        job.cancelled = job.abandoned = True
+        self._cancel_until_done(job)
+        job.remove_outputs(self.folder)
 
     def _cancel_until_done(self, job: Job) -> None:
         # Cancelling is repeated: a statement may start a new job between two cancels.
         while not job.done.wait(CANCEL_EVERY_SECONDS):
+            if job.abandoned:
+                job.drain()
             if job.started.is_set() and self.engine is not None:
                 with contextlib.suppress(Exception):
                     self.engine.cancel()
