@@ -20,7 +20,7 @@ from infra.inputs import DeployedInput, deployed_inputs
 from infra.nag import acknowledge_lambda_defaults, arn_finding, suppress
 from infra.paths import HOST_KEY_BOOTSTRAP, ROOT
 from infra.storage import EMR_LOG_PREFIX
-from lambdas.shared.clusters import TAG_MANAGED, TAG_STACK
+from lambdas.shared.clusters import TAG_EMR_MANAGED_POLICIES, TAG_MANAGED, TAG_STACK
 from lambdas.shared.hostkeys import HOST_KEY_PREFIX
 from lambdas.shared.stack import STACK_VARIABLE
 from runner.model import Pipeline
@@ -68,6 +68,14 @@ LAMBDA_CODE_EXCLUDES = [
     "**/*.pyc",
     "**/tests",
 ]
+
+
+def emr_cleanup_role_arn() -> str:
+    """EMR's service-linked role, which its first RunJobFlow in an account creates."""
+    return (
+        f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/aws-service-role/"
+        "elasticmapreduce.amazonaws.com/AWSServiceRoleForEMRCleanup"
+    )
 
 
 def emr_cluster_arn() -> str:
@@ -320,7 +328,22 @@ class ClusterLifecycle(Construct):
                 iam.PolicyStatement(
                     actions=["elasticmapreduce:RunJobFlow"],
                     resources=["*"],
-                    conditions={"StringEquals": managed_by(stack, "aws:RequestTag")},
+                    conditions={
+                        "StringEquals": {
+                            **managed_by(stack, "aws:RequestTag"),
+                            # Without it the service role's AmazonEMRServicePolicy_v2 launches nothing.
+                            f"aws:RequestTag/{TAG_EMR_MANAGED_POLICIES}": "true",
+                        }
+                    },
+                ),
+                # An account's first RunJobFlow creates EMR's cleanup role with the caller's
+                # permission ("Using the service-linked role for Amazon EMR"). Granted, not created
+                # in the stack: the role is one per account, so a second stack (or an account that
+                # already ran EMR) could not create it, and deleting a stack must not remove it.
+                iam.PolicyStatement(
+                    actions=["iam:CreateServiceLinkedRole", "iam:PutRolePolicy"],
+                    resources=[emr_cleanup_role_arn()],
+                    conditions={"StringEquals": {"iam:AWSServiceName": "elasticmapreduce.amazonaws.com"}},
                 ),
                 # AddTags is what tags on RunJobFlow are authorised as. Scoped: only clusters, only
                 # the nightshift:* keys, only with this stack's tags, and never on a cluster that
@@ -330,7 +353,9 @@ class ClusterLifecycle(Construct):
                     resources=[emr_cluster_arn()],
                     conditions={
                         "StringEquals": managed_by(stack, "aws:RequestTag"),
-                        "ForAllValues:StringLike": {"aws:TagKeys": ["nightshift:*"]},
+                        "ForAllValues:StringLike": {
+                            "aws:TagKeys": ["nightshift:*", TAG_EMR_MANAGED_POLICIES]
+                        },
                         "StringEqualsIfExists": {f"aws:ResourceTag/{TAG_STACK}": stack},
                     },
                 ),
@@ -394,6 +419,23 @@ class ClusterLifecycle(Construct):
             )
         )
         role.add_to_policy(iam.PolicyStatement(actions=["s3:GetBucketLocation"], resources=[bucket_arn]))
+        if path.prefix:
+            # HeadBucket is authorized as s3:ListBucket with no prefix in the request; EMRFS and S3A
+            # probe a bucket before they use it. The price: a listing that names no prefix shows
+            # the bucket's key names (never an object's content, which stays within the prefixes).
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=["s3:ListBucket"],
+                    resources=[bucket_arn],
+                    conditions={"Null": {"s3:prefix": "true"}},
+                )
+            )
+        if write:
+            # The S3A and EMRFS committers list a job's pending multipart uploads to abort them; the
+            # action is bucket-level and takes no s3:prefix condition.
+            role.add_to_policy(
+                iam.PolicyStatement(actions=["s3:ListBucketMultipartUploads"], resources=[bucket_arn])
+            )
         actions = ["s3:GetObject"]
         if write:
             actions += [

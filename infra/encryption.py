@@ -46,14 +46,21 @@ class Encryption(Construct):
         if self.disk_key is None:
             return
         self.disk_key.grant_encrypt_decrypt(instance_role)
+        # What the principal that launches encrypted EBS volumes needs ("How Amazon EBS encryption
+        # works", EBS User Guide): EMR's service role launches them. Grants only for AWS resources.
         self.disk_key.grant(
             service_role,
-            "kms:CreateGrant",
-            "kms:ListGrants",
-            "kms:RevokeGrant",
+            "kms:Decrypt",
             "kms:DescribeKey",
             "kms:GenerateDataKeyWithoutPlaintext",
             "kms:ReEncrypt*",
+        )
+        service_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
+                resources=[self.disk_key.key_arn],
+                conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+            )
         )
         for role in (instance_role, service_role):
             suppress(

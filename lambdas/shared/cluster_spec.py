@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from lambdas.shared.catalog import emr_configurations
 from lambdas.shared.clusters import (
+    TAG_EMR_MANAGED_POLICIES,
     TAG_EXECUTION_ARN,
     TAG_LAUNCH_ATTEMPT,
     TAG_MANAGED,
@@ -44,6 +45,8 @@ def cluster_tags(request: CreateClusterRequest, stack: str) -> dict[str, str]:
         TAG_LAUNCH_ATTEMPT: str(request.attempt),
         TAG_STACK: stack,
         TAG_MANAGED: "true",
+        # Without it EMR's service role may not create the cluster's instances: no night would start.
+        TAG_EMR_MANAGED_POLICIES: "true",
     }
 
 

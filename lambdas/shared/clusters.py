@@ -24,6 +24,9 @@ TAG_MANAGED = "nightshift:managed"
 # The CloudFormation stack whose Lambdas made the cluster: preflight, sweeper and IAM act on no other.
 TAG_STACK = "nightshift:stack"
 TAG_LAUNCH_ATTEMPT = "nightshift:launch-attempt"
+# AmazonEMRServicePolicy_v2 lets EMR launch instances only for a cluster created with this user tag
+# (EMR propagates it to the launch templates, instances and volumes it makes).
+TAG_EMR_MANAGED_POLICIES = "for-use-with-amazon-emr-managed-policies"
 
 ALIVE_STATES: tuple[ClusterStateType, ...] = ("STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING")
 NOT_TERMINATED_STATES: tuple[ClusterStateType, ...] = (*ALIVE_STATES, "TERMINATING")

@@ -407,7 +407,10 @@ def test_create_cluster_may_tag_and_terminate_only_this_stacks_clusters(test_syn
             "aws:RequestTag/nightshift:managed": "true",
             "aws:RequestTag/nightshift:stack": "Nightshift",
         },
-        "ForAllValues:StringLike": {"aws:TagKeys": ["nightshift:*"]},
+        # AmazonEMRServicePolicy_v2's tag is the one key outside nightshift:* a cluster may carry.
+        "ForAllValues:StringLike": {
+            "aws:TagKeys": ["nightshift:*", "for-use-with-amazon-emr-managed-policies"]
+        },
         "StringEqualsIfExists": {"aws:ResourceTag/nightshift:stack": "Nightshift"},
     }
     (run,) = [s for s in statements if "elasticmapreduce:RunJobFlow" in _actions(s)]

@@ -31,6 +31,7 @@ def test_creates_one_tagged_waiting_cluster(emr, create_payload, lambda_context,
         "nightshift:launch-attempt": "1",
         "nightshift:stack": "Nightshift",
         "nightshift:managed": "true",
+        "for-use-with-amazon-emr-managed-policies": "true",
     }
     assert cluster["Status"]["State"] == "WAITING"
     assert cluster["ReleaseLabel"] == "emr-7.13.0"
@@ -115,7 +116,10 @@ def test_cluster_created_without_its_tags_is_terminated(
 ):
     monkeypatch.setattr(type(emr_backend), "add_tags", lambda backend, cluster_id, tags: None)
 
-    with pytest.raises(ClusterCreationError, match="missing tags nightshift:execution-arn"):
+    with pytest.raises(
+        ClusterCreationError,
+        match="missing tags for-use-with-amazon-emr-managed-policies, nightshift:execution-arn",
+    ):
         create_cluster.handler(create_payload, lambda_context, emr=emr)
 
     assert len(emr_backend.clusters) == 1

@@ -84,6 +84,8 @@ def test_lifecycle_safety_settings(create_payload):
         "nightshift:launch-attempt": "1",
         "nightshift:stack": "Nightshift",
         "nightshift:managed": "true",
+        # AmazonEMRServicePolicy_v2 launches instances only for clusters carrying it.
+        "for-use-with-amazon-emr-managed-policies": "true",
     }
 
 

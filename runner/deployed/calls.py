@@ -1,0 +1,341 @@
+"""Every AWS call each deployed role makes, with its resource and request context: what IAM must allow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+# Here, not in infra/ or lambdas/: the IAM tests read it against the synthesized template, and the
+# deployment check (runner, which never imports infra or lambdas) against AWS's own policy simulator.
+#
+# Resources and context values are templates. Their fields are filled per deployment:
+#   partition, region, account, stack                  the stack's environment and name
+#   cluster, execution, state_machine                  a run's cluster ARN, execution and state machine
+#   host_key                                           the host-key parameter ARN of a cluster
+#   read_bucket, read_prefix, write_bucket, write_prefix   one pipeline's data_access paths
+#   log_bucket, bootstrap_object, disk_key             the EMR log bucket, bootstrap script, disk key ARN
+#   instance_role, service_role                        the pipeline's instance role, the EMR service role
+#   subnet, security_group, key_pair                   what the cluster launches into
+#   runner_log_group, ssh_secret                       the runner task's log group and SSH key secret
+
+CREATE_CLUSTER = "CreateCluster"
+CLUSTER_STATUS = "ClusterStatus"
+TERMINATE_CLUSTER = "TerminateCluster"
+PREFLIGHT = "Preflight"
+RECORD_RUN = "RecordRun"
+CHECK_INPUTS = "CheckInputs"
+SWEEPER = "Sweeper"
+RUNNER_TASK = "RunnerTask"
+RUNNER_TASK_EXECUTION = "RunnerTaskExecution"
+INSTANCE_ROLE = "InstanceRole"
+EMR_SERVICE_ROLE = "EmrServiceRole"
+ROLES = (
+    CREATE_CLUSTER,
+    CLUSTER_STATUS,
+    TERMINATE_CLUSTER,
+    PREFLIGHT,
+    RECORD_RUN,
+    CHECK_INPUTS,
+    SWEEPER,
+    RUNNER_TASK,
+    RUNNER_TASK_EXECUTION,
+    INSTANCE_ROLE,
+    EMR_SERVICE_ROLE,
+)
+
+#: The user tag AmazonEMRServicePolicy_v2 requires on the cluster (EMR propagates it to the
+#: launch templates, instances and volumes it makes) and on the subnets and security groups it uses.
+EMR_MANAGED_POLICY_TAG = ("for-use-with-amazon-emr-managed-policies", "true")
+EMR_SERVICE = "elasticmapreduce.amazonaws.com"
+EMR_CLEANUP_ROLE = (
+    "arn:{partition}:iam::{account}:role/aws-service-role/"
+    "elasticmapreduce.amazonaws.com/AWSServiceRoleForEMRCleanup"
+)
+
+Tags = Literal["request", "resource"]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call as IAM authorizes it: who makes it, the action, one resource, the context keys."""
+
+    role: str
+    action: str
+    resource: str
+    context: tuple[tuple[str, str], ...] = ()
+    #: the cluster's tags ride on the call: as aws:RequestTag/* and aws:TagKeys ("request"), or as the
+    #: resource's aws:ResourceTag/* ("resource": EMR propagated them to what it made)
+    cluster_tags: Tags | None = None
+    #: the resource is one the deployment names (subnet, security_group): its own tags apply
+    tagged: str | None = None
+    why: str = ""
+
+
+EMR = "arn:{partition}:elasticmapreduce:{region}:{account}"
+EC2 = "arn:{partition}:ec2:{region}:{account}"
+S3 = "arn:{partition}:s3:::"
+CLUSTER = EMR + ":cluster/{cluster}"
+
+
+def _each(role: str, actions: tuple[str, ...], resource: str, **extra: object) -> tuple[Call, ...]:
+    return tuple(Call(role, action, resource, **extra) for action in actions)  # type: ignore[arg-type]
+
+
+_FIND_CLUSTERS = ("elasticmapreduce:ListClusters",)
+_TERMINATE = ("elasticmapreduce:SetTerminationProtection", "elasticmapreduce:TerminateJobFlows")
+
+
+def _lifecycle() -> tuple[Call, ...]:
+    calls: list[Call] = []
+    for role in (PREFLIGHT, CREATE_CLUSTER, TERMINATE_CLUSTER, SWEEPER, RECORD_RUN):
+        calls.append(Call(role, "elasticmapreduce:ListClusters", "*", why="find a run's clusters by tag"))
+    for role in (PREFLIGHT, CREATE_CLUSTER, CLUSTER_STATUS, TERMINATE_CLUSTER, SWEEPER, RECORD_RUN):
+        calls.append(
+            Call(role, "elasticmapreduce:DescribeCluster", CLUSTER, why="a cluster's state and tags")
+        )
+    for role in (CREATE_CLUSTER, TERMINATE_CLUSTER, SWEEPER):
+        calls += _each(role, _TERMINATE, CLUSTER, cluster_tags="resource", why="end a cluster of this stack")
+    for role in (TERMINATE_CLUSTER, SWEEPER):
+        calls.append(Call(role, "ssm:DeleteParameter", "{host_key}", why="unpin a terminated master's keys"))
+    calls += [
+        Call(PREFLIGHT, "states:ListExecutions", "{state_machine}", why="the pipeline's running dates"),
+        Call(PREFLIGHT, "states:DescribeExecution", "{execution}", why="a running execution's run date"),
+        Call(SWEEPER, "states:DescribeExecution", "{execution}", why="is the cluster's execution over?"),
+        Call(RECORD_RUN, "states:GetExecutionHistory", "{execution}", why="the run's durations"),
+        *_each(
+            RECORD_RUN,
+            (
+                "elasticmapreduce:ListInstances",
+                "elasticmapreduce:ListInstanceFleets",
+                "elasticmapreduce:ListInstanceGroups",
+            ),
+            CLUSTER,
+            why="what the run's clusters cost",
+        ),
+        Call(
+            CREATE_CLUSTER,
+            "elasticmapreduce:RunJobFlow",
+            "*",
+            cluster_tags="request",
+            why="launch the run's cluster, tagged",
+        ),
+        Call(
+            CREATE_CLUSTER,
+            "elasticmapreduce:AddTags",
+            CLUSTER,
+            cluster_tags="request",
+            why="tags on RunJobFlow are authorized as AddTags",
+        ),
+        *(
+            Call(
+                CREATE_CLUSTER,
+                "iam:PassRole",
+                role,
+                (("iam:PassedToService", EMR_SERVICE),),
+                why="RunJobFlow passes the service role and the instance profile's role to EMR",
+            )
+            for role in ("{service_role}", "{instance_role}")
+        ),
+        Call(
+            CREATE_CLUSTER,
+            "iam:CreateServiceLinkedRole",
+            EMR_CLEANUP_ROLE,
+            (("iam:AWSServiceName", EMR_SERVICE),),
+            why="a fresh account's first RunJobFlow creates AWSServiceRoleForEMRCleanup",
+        ),
+        Call(
+            CHECK_INPUTS,
+            "s3:ListBucket",
+            S3 + "{read_bucket}",
+            (("s3:prefix", "{read_prefix}_SUCCESS"),),
+            why="is the input there?",
+        ),
+    ]
+    return tuple(calls)
+
+
+def _runner() -> tuple[Call, ...]:
+    return (
+        Call(RUNNER_TASK, "elasticmapreduce:DescribeCluster", CLUSTER, why="the master's address"),
+        Call(RUNNER_TASK, "elasticmapreduce:ListInstances", CLUSTER, why="the master's private address"),
+        Call(RUNNER_TASK, "ssm:GetParameter", "{host_key}", why="the master's published host key"),
+        Call(RUNNER_TASK_EXECUTION, "secretsmanager:GetSecretValue", "{ssh_secret}", why="the SSH key"),
+        *_each(
+            RUNNER_TASK_EXECUTION,
+            ("logs:CreateLogStream", "logs:PutLogEvents"),
+            "{runner_log_group}",
+            why="the awslogs driver writes the step's output",
+        ),
+    )
+
+
+def _instance_role() -> tuple[Call, ...]:
+    read = S3 + "{read_bucket}"
+    write = S3 + "{write_bucket}"
+    return (
+        # HeadBucket is authorized as s3:ListBucket with no prefix; EMRFS and S3A probe the bucket.
+        Call(INSTANCE_ROLE, "s3:ListBucket", read, why="HeadBucket of a data bucket"),
+        Call(INSTANCE_ROLE, "s3:ListBucket", read, (("s3:prefix", "{read_prefix}"),), why="list an input"),
+        Call(INSTANCE_ROLE, "s3:GetBucketLocation", read, why="EMRFS finds the bucket's region"),
+        Call(INSTANCE_ROLE, "s3:GetObject", read + "/{read_prefix}part-00000", why="read an input"),
+        Call(INSTANCE_ROLE, "s3:ListBucket", write, (("s3:prefix", "{write_prefix}"),), why="list an output"),
+        Call(INSTANCE_ROLE, "s3:ListBucket", write, why="HeadBucket of an output bucket"),
+        # The committers list and abort a job's pending multipart uploads (bucket-level, no prefix).
+        Call(INSTANCE_ROLE, "s3:ListBucketMultipartUploads", write, why="the committers' pending uploads"),
+        *_each(
+            INSTANCE_ROLE,
+            (
+                "s3:GetObject",
+                "s3:PutObject",
+                "s3:DeleteObject",
+                "s3:AbortMultipartUpload",
+                "s3:ListMultipartUploadParts",
+            ),
+            write + "/{write_prefix}part-00000",
+            why="write an output",
+        ),
+        Call(INSTANCE_ROLE, "s3:PutObject", S3 + "{log_bucket}/emr/j-1/node/i-1/applications.gz", why="logs"),
+        Call(INSTANCE_ROLE, "s3:GetObject", "{bootstrap_object}", why="the bootstrap action's script"),
+        Call(
+            INSTANCE_ROLE,
+            "ssm:PutParameter",
+            "{host_key}",
+            (("ssm:Overwrite", "false"),),
+            why="the master publishes its host keys",
+        ),
+        *_each(
+            INSTANCE_ROLE,
+            ("kms:Decrypt", "kms:GenerateDataKey"),
+            "{disk_key}",
+            why="local disk encryption on the nodes",
+        ),
+    )
+
+
+# The EC2 calls EMR makes with the service role to launch a cluster of instance fleets, as
+# AmazonEMRServicePolicy_v2 authorizes them: the launch template and instances carry the
+# cluster's tags (EMR propagates them), the subnet and security groups carry their own.
+_LAUNCH = ("ec2:CreateLaunchTemplate", "ec2:CreateFleet", "ec2:RunInstances")
+
+
+def _emr_service_role() -> tuple[Call, ...]:
+    calls: list[Call] = [
+        Call(
+            EMR_SERVICE_ROLE,
+            "ec2:CreateLaunchTemplate",
+            EC2 + ":launch-template/*",
+            cluster_tags="request",
+            why="a launch template per fleet, tagged like the cluster",
+        ),
+        *(
+            Call(
+                EMR_SERVICE_ROLE,
+                action,
+                EC2 + ":launch-template/lt-1",
+                cluster_tags="resource",
+                why="launch from EMR's launch template",
+            )
+            for action in ("ec2:CreateFleet", "ec2:RunInstances")
+        ),
+        *(
+            Call(
+                EMR_SERVICE_ROLE,
+                action,
+                EC2 + f":{kind}/*",
+                cluster_tags="request",
+                why="instances and their volumes, tagged like the cluster",
+            )
+            for action in ("ec2:CreateFleet", "ec2:RunInstances")
+            for kind in ("instance", "volume")
+        ),
+        *(
+            Call(
+                EMR_SERVICE_ROLE, action, EC2 + resource, tagged=tagged, why="launch into the stack's network"
+            )
+            for action in _LAUNCH
+            for resource, tagged in (
+                (":subnet/{subnet}", "subnet"),
+                (":security-group/{security_group}", "security_group"),
+            )
+        ),
+        *(
+            Call(EMR_SERVICE_ROLE, action, resource, why="what an instance launches with")
+            for action in ("ec2:CreateFleet", "ec2:RunInstances")
+            for resource in (
+                EC2 + ":network-interface/*",
+                "arn:{partition}:ec2:{region}::image/ami-0123456789abcdef0",
+                EC2 + ":key-pair/{key_pair}",
+            )
+        ),
+        *(
+            Call(
+                EMR_SERVICE_ROLE,
+                "ec2:CreateTags",
+                EC2 + f":{kind}/*",
+                (("ec2:CreateAction", create),),
+                why="tag on create",
+            )
+            for kind, create in (
+                ("launch-template", "CreateLaunchTemplate"),
+                ("instance", "CreateFleet"),
+                ("volume", "RunInstances"),
+            )
+        ),
+        *(
+            Call(EMR_SERVICE_ROLE, action, EC2 + f":{kind}/*", cluster_tags="resource", why="end the cluster")
+            for action, kind in (
+                ("ec2:TerminateInstances", "instance"),
+                ("ec2:DeleteLaunchTemplate", "launch-template"),
+            )
+        ),
+        Call(
+            EMR_SERVICE_ROLE,
+            "ec2:AuthorizeSecurityGroupIngress",
+            EC2 + ":security-group/{security_group}",
+            tagged="security_group",
+            why="EMR manages the rules of its managed security groups",
+        ),
+        *_each(
+            EMR_SERVICE_ROLE,
+            (
+                "ec2:DescribeSubnets",
+                "ec2:DescribeSecurityGroups",
+                "ec2:DescribeInstances",
+                "ec2:DescribeImages",
+            ),
+            "*",
+            why="EMR checks the network and its instances",
+        ),
+        Call(
+            EMR_SERVICE_ROLE,
+            "iam:PassRole",
+            "{instance_role}",
+            (("iam:PassedToService", "ec2.amazonaws.com"),),
+            why="instances launch with the pipeline's instance profile",
+        ),
+        # Encrypted EBS volumes with the disk key: the principal that launches them needs these
+        # (EBS User Guide, "Permissions for IAM users"): CreateGrant only for an AWS resource.
+        Call(
+            EMR_SERVICE_ROLE,
+            "kms:CreateGrant",
+            "{disk_key}",
+            (("kms:GrantIsForAWSResource", "true"),),
+            why="EBS takes a grant on the disk key",
+        ),
+        *_each(
+            EMR_SERVICE_ROLE,
+            (
+                "kms:Decrypt",
+                "kms:DescribeKey",
+                "kms:GenerateDataKeyWithoutPlaintext",
+                "kms:ReEncryptFrom",
+                "kms:ReEncryptTo",
+            ),
+            "{disk_key}",
+            why="encrypted EBS volumes with the disk key",
+        ),
+    ]
+    return tuple(calls)
+
+
+CALLS: tuple[Call, ...] = (*_lifecycle(), *_runner(), *_instance_role(), *_emr_service_role())

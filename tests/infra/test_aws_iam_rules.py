@@ -1,0 +1,324 @@
+"""The synthesized template held to AWS's documented IAM rules, which moto never enforces.
+
+Every call of runner/deployed/calls.py (what each deployed role calls, with its resource and
+context) is evaluated by tests/infra/iam_eval.py against the role's inline policies and the
+AWS-managed policies it attaches (pinned under tests/infra/aws_managed/ with version and date).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from lambdas.shared.cluster_spec import cluster_tags
+from lambdas.shared.models import CreateClusterRequest
+from runner.deployed import calls as manifest
+from runner.deployed.calls import CALLS, EMR_MANAGED_POLICY_TAG, Call
+from tests.infra.conftest import ACCOUNT, REGION, SECRET_ARN, SUBNETS, Synthesis, base_context
+from tests.infra.iam_eval import Decision, Request, Template, evaluate, managed_policy
+from tests.lambda_support import CREATE_PAYLOAD
+
+PIPELINE = "nightly"
+CLUSTER_ID = "j-1NIGHTLY2ABC"
+MANAGED_TAG_KEY = EMR_MANAGED_POLICY_TAG[0]
+# The deployed roles of the test_synth's "nightly" pipeline, by the part of their logical id.
+ROLES = {
+    manifest.CREATE_CLUSTER: ("AWS::IAM::Role", "ClusterLifecycleCreateClusterServiceRole"),
+    manifest.CLUSTER_STATUS: ("AWS::IAM::Role", "ClusterLifecycleClusterStatusServiceRole"),
+    manifest.TERMINATE_CLUSTER: ("AWS::IAM::Role", "ClusterLifecycleTerminateClusterServiceRole"),
+    manifest.PREFLIGHT: ("AWS::IAM::Role", "ClusterLifecyclePreflightServiceRole"),
+    manifest.RECORD_RUN: ("AWS::IAM::Role", "ClusterLifecycleRecordRunServiceRole"),
+    manifest.SWEEPER: ("AWS::IAM::Role", "ClusterLifecycleSweeperServiceRole"),
+    manifest.RUNNER_TASK: ("AWS::IAM::Role", "RunnerNightlyTaskTaskRole"),
+    manifest.RUNNER_TASK_EXECUTION: ("AWS::IAM::Role", "RunnerNightlyTaskExecutionRole"),
+    manifest.INSTANCE_ROLE: ("AWS::IAM::Role", "ClusterLifecycleNightlyInstanceRole"),
+    manifest.EMR_SERVICE_ROLE: ("AWS::IAM::Role", "ClusterLifecycleEmrServiceRole"),
+}
+
+
+class Deployment:
+    """test_synth as the manifest sees a deployment: its roles' statements and the template's values."""
+
+    def __init__(self, synth: Synthesis) -> None:
+        self.template = Template(synth.template)
+        t = self.template
+        machine = next(
+            k
+            for k, v in t.of_type("AWS::StepFunctions::StateMachine").items()
+            if v["Properties"]["StateMachineName"].endswith(f"-{PIPELINE}")
+        )
+        self.master_security_group = t.logical_id("AWS::EC2::SecurityGroup", "MasterSecurityGroup")
+        assets = json.loads((synth.outdir / f"{synth.stack.stack_name}.assets.json").read_text())
+        (bootstrap_key,) = [
+            d["objectKey"]
+            for a in assets["files"].values()
+            if a["source"]["path"].endswith(".sh")
+            for d in a["destinations"].values()
+        ]
+        runner_logs = t.arn(t.logical_id("AWS::Logs::LogGroup", f"RunnerLogs{PIPELINE.capitalize()}"))
+        self.stack = synth.stack.stack_name
+        self.values = {
+            "partition": "aws",
+            "region": REGION,
+            "account": ACCOUNT,
+            "stack": self.stack,
+            "cluster": CLUSTER_ID,
+            "execution": f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{self.stack}-{PIPELINE}:run-1",
+            "state_machine": t.ref(machine),
+            "host_key": f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/nightshift/host-keys/{CLUSTER_ID}",
+            "read_bucket": "lake",
+            "read_prefix": "raw/",
+            "write_bucket": "lake",
+            "write_prefix": "curated/",
+            "log_bucket": t.ref(t.logical_id("AWS::S3::Bucket", "EmrLogBucket")),
+            "bootstrap_object": f"arn:aws:s3:::cdk-hnb659fds-assets-{ACCOUNT}-{REGION}/{bootstrap_key}",
+            "disk_key": t.arn(t.logical_id("AWS::KMS::Key", "EmrDiskKey")),
+            "instance_role": t.arn(t.logical_id(*ROLES[manifest.INSTANCE_ROLE])),
+            "service_role": t.arn(t.logical_id(*ROLES[manifest.EMR_SERVICE_ROLE])),
+            "subnet": SUBNETS[0],
+            "security_group": "sg-0master",
+            "key_pair": base_context()["ec2_key_name"],
+            "runner_log_group": runner_logs.removesuffix(":*") + ":log-stream:nightly/10_users/1",
+            "ssh_secret": SECRET_ARN,
+        }
+        request = CreateClusterRequest.model_validate({**CREATE_PAYLOAD, "pipeline": PIPELINE})
+        self.cluster_tags = cluster_tags(request, self.stack)
+        self.statements = {role: t.role_statements(t.logical_id(*where)) for role, where in ROLES.items()}
+
+    def resource_tags(self, tagged: str) -> dict[str, str]:
+        if tagged == "security_group":
+            return self.template.tags(self.master_security_group)
+        # The existing VPC's subnets are not in the template: docs/infra.md makes their tag a
+        # prerequisite (test_the_new_vpc_tags_the_subnets_emr_launches_into covers the stack's own).
+        assert tagged == "subnet"
+        return dict([EMR_MANAGED_POLICY_TAG])
+
+    def request(self, call: Call, *, cluster_tags: dict[str, str] | None = None) -> Request:
+        tags = self.cluster_tags if cluster_tags is None else cluster_tags
+        context: dict[str, str | bool | tuple[str, ...]] = {
+            key: value.format(**self.values) for key, value in call.context
+        }
+        if call.cluster_tags == "request":
+            context |= {f"aws:RequestTag/{k}": v for k, v in tags.items()}
+            context["aws:TagKeys"] = tuple(tags)
+        elif call.cluster_tags == "resource":
+            context |= {f"aws:ResourceTag/{k}": v for k, v in tags.items()}
+        if call.tagged is not None:
+            context |= {f"aws:ResourceTag/{k}": v for k, v in self.resource_tags(call.tagged).items()}
+        return Request(call.action, call.resource.format(**self.values), context)
+
+    def decide(self, call: Call, **kwargs: Any) -> Decision:
+        return evaluate(self.statements[call.role], self.request(call, **kwargs))
+
+
+@pytest.fixture(scope="module")
+def deployment(test_synth: Synthesis) -> Deployment:
+    return Deployment(test_synth)
+
+
+def _call(role: str, action: str, resource_part: str = "") -> Call:
+    found = [c for c in CALLS if c.role == role and c.action == action and resource_part in c.resource]
+    assert found, (role, action, resource_part)
+    return found[0]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [c for c in CALLS if c.role in ROLES],
+    ids=lambda c: f"{c.role}-{c.action}-{c.resource.rsplit(':', 1)[-1]}",
+)
+def test_every_call_each_role_makes_is_allowed(deployment: Deployment, call: Call) -> None:
+    """What each deployed role calls, AWS allows: IAM evaluation of identity policies with conditions.
+
+    Policy evaluation logic (IAM User Guide):
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html
+    """
+    decision = deployment.decide(call)
+    assert decision.allowed, (call, deployment.request(call), decision)
+
+
+def test_the_manifest_names_only_known_roles_and_each_role_has_calls() -> None:
+    assert {c.role for c in CALLS} == set(manifest.ROLES)
+
+
+def test_emr_can_launch_only_a_cluster_tagged_for_the_managed_policy(deployment: Deployment) -> None:
+    """AmazonEMRServicePolicy_v2 lets EMR create launch templates only with the request tag
+    for-use-with-amazon-emr-managed-policies=true, and run instances only from templates carrying it.
+
+    "Service role for Amazon EMR (EMR role)", Amazon EMR Management Guide:
+    https://docs.aws.amazon.com/emr/latest/ManagementGuide/emr-iam-role.html ("you need to pass the
+    user tag for-use-with-amazon-emr-managed-policies = true when provisioning the cluster"), and the
+    policy document: https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AmazonEMRServicePolicy_v2.html
+    """
+    assert deployment.cluster_tags.get(MANAGED_TAG_KEY) == "true"
+    untagged = {k: v for k, v in deployment.cluster_tags.items() if k != MANAGED_TAG_KEY}
+    template = _call(manifest.EMR_SERVICE_ROLE, "ec2:CreateLaunchTemplate", "launch-template")
+    assert deployment.decide(template).allowed
+    assert not deployment.decide(template, cluster_tags=untagged).allowed
+    run = _call(manifest.EMR_SERVICE_ROLE, "ec2:RunInstances", "launch-template")
+    assert not deployment.decide(run, cluster_tags=untagged).allowed
+    # ... and CreateCluster may send the tag: RunJobFlow and the AddTags that authorizes its tags.
+    for action in ("elasticmapreduce:RunJobFlow", "elasticmapreduce:AddTags"):
+        assert deployment.decide(_call(manifest.CREATE_CLUSTER, action)).allowed
+
+
+def test_the_stacks_security_groups_carry_the_managed_policy_tag(deployment: Deployment) -> None:
+    """EMR may launch into (and edit) only subnets and security groups tagged for the v2 policy.
+
+    "Tagging resources to use managed policies", Amazon EMR Management Guide:
+    https://docs.aws.amazon.com/emr/latest/ManagementGuide/emr-managed-policy-tagging.html
+    """
+    template = deployment.template
+    groups = template.of_type("AWS::EC2::SecurityGroup")
+    emr_groups = [k for k in groups if any(n in k for n in ("Master", "Core", "ServiceAccess"))]
+    assert len(emr_groups) == 3
+    for group in emr_groups:
+        assert template.tags(group).get(MANAGED_TAG_KEY) == "true", group
+
+
+def test_the_new_vpc_tags_the_subnets_emr_launches_into(repo_synth: Synthesis) -> None:
+    """The stack's own VPC: each private subnet EMR launches into carries the tag (same document)."""
+    template = Template(repo_synth.template)
+    private = [k for k in template.of_type("AWS::EC2::Subnet") if "private" in k.lower()]
+    assert private
+    for subnet in private:
+        assert template.tags(subnet).get(MANAGED_TAG_KEY) == "true", subnet
+
+
+def test_run_job_flow_and_its_tags_stay_this_stacks(deployment: Deployment) -> None:
+    """RunJobFlow is authorized with its request tags (aws:RequestTag, aws:TagKeys), as AddTags.
+
+    "Use cluster and Notebook tags with IAM policies for access control", Amazon EMR Management Guide:
+    https://docs.aws.amazon.com/emr/latest/ManagementGuide/emr-with-iam-tags.html
+    """
+    run = _call(manifest.CREATE_CLUSTER, "elasticmapreduce:RunJobFlow")
+    add = _call(manifest.CREATE_CLUSTER, "elasticmapreduce:AddTags")
+    other_stack = {**deployment.cluster_tags, "nightshift:stack": "SomeoneElse"}
+    foreign_key = {**deployment.cluster_tags, "owner": "me"}
+    for call in (run, add):
+        assert not deployment.decide(call, cluster_tags=other_stack).allowed
+    assert not deployment.decide(add, cluster_tags=foreign_key).allowed
+
+
+def test_the_first_launch_may_create_only_emrs_cleanup_role(deployment: Deployment) -> None:
+    """EMR creates AWSServiceRoleForEMRCleanup at an account's first RunJobFlow, with the caller's
+    iam:CreateServiceLinkedRole (condition iam:AWSServiceName).
+
+    "Using the service-linked role for Amazon EMR", Amazon EMR Management Guide:
+    https://docs.aws.amazon.com/emr/latest/ManagementGuide/using-service-linked-roles.html
+    """
+    create = _call(manifest.CREATE_CLUSTER, "iam:CreateServiceLinkedRole")
+    assert deployment.decide(create).allowed
+    other = replace(
+        create,
+        resource="arn:aws:iam::{account}:role/aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS",
+        context=(("iam:AWSServiceName", "ecs.amazonaws.com"),),
+    )
+    assert not deployment.decide(other).allowed
+    assert not deployment.decide(replace(create, context=())).allowed
+
+
+def test_ebs_may_use_the_disk_key_only_through_grants_for_aws_resources(deployment: Deployment) -> None:
+    """The principal launching EBS volumes encrypted with a customer managed key needs kms:Decrypt,
+    CreateGrant (with kms:GrantIsForAWSResource), DescribeKey, GenerateDataKeyWithoutPlaintext, ReEncrypt*.
+
+    "Permissions for IAM users" in "How Amazon EBS encryption works", Amazon EBS User Guide:
+    https://docs.aws.amazon.com/ebs/latest/userguide/how-ebs-encryption-works.html
+    """
+    grant = _call(manifest.EMR_SERVICE_ROLE, "kms:CreateGrant")
+    assert deployment.decide(grant).allowed
+    assert not deployment.decide(replace(grant, context=(("kms:GrantIsForAWSResource", "false"),))).allowed
+    assert deployment.decide(_call(manifest.EMR_SERVICE_ROLE, "kms:Decrypt")).allowed
+
+
+def test_the_disk_key_policy_lets_iam_policies_grant_it(deployment: Deployment) -> None:
+    """A key's IAM grants work only if its key policy delegates to the account.
+
+    "Default key policy" ("Allows access to the AWS account and enables IAM policies"), AWS KMS
+    Developer Guide: https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html
+    """
+    template = deployment.template
+    key = template.resources[template.logical_id("AWS::KMS::Key", "EmrDiskKey")]
+    policy = template.resolve(key["Properties"]["KeyPolicy"])
+    assert any(
+        s["Effect"] == "Allow"
+        and s["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}
+        and s["Action"] == "kms:*"
+        and "Condition" not in s
+        for s in policy["Statement"]
+    )
+
+
+def test_emrfs_may_probe_its_buckets_but_not_read_outside_its_paths(deployment: Deployment) -> None:
+    """HeadBucket is authorized as s3:ListBucket with no s3:prefix in the request, and listing
+    multipart uploads as s3:ListBucketMultipartUploads on the bucket; both are what EMRFS and the
+    S3A committers call. Objects and listings outside the pipeline's paths stay denied.
+
+    "HeadBucket", Amazon S3 API Reference ("you must have permissions to perform the s3:ListBucket
+    action"): https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadBucket.html; "ListMultipartUploads":
+    https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListMultipartUploads.html; "Actions, resources,
+    and condition keys for Amazon S3": https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazons3.html
+    """
+    head = _call(manifest.INSTANCE_ROLE, "s3:ListBucket")
+    assert head.context == ()
+    assert deployment.decide(head).allowed
+    assert deployment.decide(_call(manifest.INSTANCE_ROLE, "s3:ListBucketMultipartUploads")).allowed
+    elsewhere = replace(head, context=(("s3:prefix", "private/"),))
+    assert not deployment.decide(elsewhere).allowed
+    read = _call(manifest.INSTANCE_ROLE, "s3:GetObject", "{read_prefix}")
+    assert not deployment.decide(replace(read, resource="arn:aws:s3:::lake/private/x")).allowed
+    assert not deployment.decide(replace(read, resource="arn:aws:s3:::other-bucket/raw/x")).allowed
+
+
+def test_no_node_can_overwrite_a_published_host_key(deployment: Deployment) -> None:
+    """An explicit Deny wins over every Allow (policy evaluation logic, IAM User Guide)."""
+    put = _call(manifest.INSTANCE_ROLE, "ssm:PutParameter")
+    assert deployment.decide(put).allowed
+    overwrite = deployment.decide(replace(put, context=(("ssm:Overwrite", "true"),)))
+    assert not overwrite.allowed and overwrite.denies
+
+
+def test_the_pinned_managed_policies_are_the_ones_attached() -> None:
+    """The AWS-managed policies the roles attach are pinned with their version and date."""
+    emr = managed_policy("AmazonEMRServicePolicy_v2")
+    assert (emr.version, emr.date[:10]) == ("v6", "2026-02-12")
+    lambda_basic = managed_policy("AWSLambdaBasicExecutionRole")
+    assert (lambda_basic.version, lambda_basic.date[:10]) == ("v1", "2015-04-09")
+
+
+# The evaluator's own rules, each as the IAM User Guide states it ("Condition operators",
+# https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html
+# and "Single-valued vs. multivalued context keys",
+# https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-single-vs-multi-valued-context-keys.html).
+def _allows(condition: dict[str, Any], context: dict[str, Any]) -> bool:
+    statement = {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*", "Condition": condition}
+    return evaluate([statement], Request("s3:ListBucket", "arn:aws:s3:::b", context)).allowed
+
+
+@pytest.mark.parametrize(
+    ("condition", "context", "allowed"),
+    [
+        ({"StringLike": {"s3:prefix": "raw/*"}}, {}, False),  # a missing key matches nothing
+        ({"StringNotEquals": {"aws:ResourceTag/a": "x"}}, {}, True),  # ... except a negated operator
+        ({"StringEqualsIfExists": {"aws:ResourceTag/a": "x"}}, {}, True),
+        ({"Null": {"s3:prefix": "true"}}, {}, True),
+        ({"Null": {"s3:prefix": "true"}}, {"s3:prefix": ""}, False),
+        ({"ForAllValues:StringLike": {"aws:TagKeys": ["n:*"]}}, {}, True),
+        ({"ForAllValues:StringLike": {"aws:TagKeys": ["n:*"]}}, {"aws:TagKeys": ("n:a", "o")}, False),
+        ({"ForAnyValue:StringEquals": {"aws:TagKeys": ["o"]}}, {"aws:TagKeys": ("n:a", "o")}, True),
+        ({"ForAnyValue:StringEquals": {"aws:TagKeys": ["o"]}}, {}, False),
+        (
+            {"ArnLike": {"aws:SourceArn": "arn:aws:logs:*:1:log-group:*"}},
+            {"aws:SourceArn": "arn:aws:logs:r:1:log-group:g"},
+            True,
+        ),
+        ({"Bool": {"kms:GrantIsForAWSResource": "true"}}, {"kms:GrantIsForAWSResource": True}, True),
+    ],
+)
+def test_the_evaluator_reads_conditions_as_iam_does(
+    condition: dict[str, Any], context: dict[str, Any], allowed: bool
+) -> None:
+    assert _allows(condition, context) is allowed
