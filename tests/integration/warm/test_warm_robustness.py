@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from runner.java import find_java_home
+from runner.local import _spark_home
 from runner.warm import protocol
 from runner.warm.client import engine_alive, stop_engine
-from tests.conftest import run_cli, start_cli
+from tests.conftest import UTF8_TERMINAL, run_cli, start_cli
 
 pytestmark = pytest.mark.spark
 
@@ -93,6 +95,33 @@ def test_a_runner_killed_during_its_step_has_the_step_cancelled_and_cleaned_up(
     assert again.returncode == 0 and again.stdout == b"quick\n", again.stderr[-2000:]
     assert b"runs warm (engine pid" in again.stderr
     assert _wait_for(lambda: not _step_folders(state), 10), _step_folders(state)
+
+
+def _bare_spark_sql(step: Path, cwd: Path) -> subprocess.CompletedProcess[bytes]:
+    """`spark-sql -f` as a user types it: no settings at all, its metastore in the working folder."""
+    env = {**os.environ, **UTF8_TERMINAL, "JAVA_HOME": str(find_java_home()), "SPARK_LOCAL_IP": "127.0.0.1"}
+    return subprocess.run(
+        [str(_spark_home() / "bin" / "spark-sql"), "-f", str(step)],
+        cwd=cwd, env=env, capture_output=True, timeout=600, check=False,
+    )  # fmt: skip
+
+
+def test_rows_without_order_by_come_in_spark_sqls_order_warm_and_cold(
+    engine: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    state, _, _ = engine
+    step = tmp_path / "unordered.sql"
+    step.write_text(UNORDERED)
+    bare = _bare_spark_sql(step, tmp_path)
+    assert bare.returncode == 0, bare.stderr[-2000:]
+    warm = run_cli(step, "--state-dir", state)
+    assert b"runs warm" in warm.stderr and warm.returncode == 0, warm.stderr[-2000:]
+    cold = run_cli(step, "--state-dir", tmp_path / "cold-state", "--cold")
+    assert b"runs cold (--cold)" in cold.stderr and cold.returncode == 0, cold.stderr[-2000:]
+    assert warm.stdout == bare.stdout
+    assert cold.stdout == bare.stdout
+    # The step really printed its rows (13 groups, 8 courses, ...), not nothing on every side.
+    assert len(bare.stdout.splitlines()) > 25
 
 
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="reads x86_64 system call numbers")
