@@ -8,13 +8,37 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 # checkov pins an older boto3 than the project: it gets a venv of its own.
 CHECKOV_VENV := .venv-checkov
 
-.PHONY: run test setup setup-dev checkov java sshd node lint unit reset synth clean
+.PHONY: run test setup setup-dev checkov java sshd node lint lint-check unit reset synth clean \
+	test-unit test-local test-warm test-ssh test-lambdas test-infra test-deployed
 
 run: setup
 	$(PY) -m runner sql/example/
 
-test: setup-dev checkov sshd node lint
-	$(PY) -m pytest
+# pytest-xdist workers: the SSH and moto tests wait on I/O, so three workers overlap them with the
+# JVM starts on two cores. A test file stays on one worker (its module fixtures are made once).
+TEST_WORKERS ?= 3
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+
+# The linters run beside the tests, not before them; either one failing fails `make test`.
+test: setup-dev checkov sshd node
+	@lint_log=$$(mktemp); \
+	  $(MAKE) --no-print-directory lint-check >"$$lint_log" 2>&1 & lint_pid=$$!; \
+	  $(PYTEST); tests=$$?; \
+	  wait $$lint_pid; lint=$$?; cat "$$lint_log"; rm -f "$$lint_log"; \
+	  if [ $$lint -ne 0 ]; then echo "make test: the linters failed (exit $$lint)" >&2; fi; \
+	  if [ $$tests -ne 0 ]; then echo "make test: pytest failed (exit $$tests; 5 means no test ran)" >&2; fi; \
+	  [ $$lint -eq 0 ] && [ $$tests -eq 0 ]
+
+# One tier (a folder of tests/, a marker set by tests/conftest.py): the inner loop.
+TIER_DIR_unit := tests/unit
+TIER_DIR_local := tests/integration/local
+TIER_DIR_warm := tests/integration/warm
+TIER_DIR_ssh := tests/integration/ssh
+TIER_DIR_lambdas := tests/integration/lambdas
+TIER_DIR_infra := tests/infra
+TIER_DIR_deployed := tests/deployed
+test-unit test-local test-warm test-ssh test-lambdas test-infra test-deployed: test-%: setup-dev
+	$(PYTEST) -m $* $(TIER_DIR_$*)
 
 setup: $(VENV)/.run-installed java
 
@@ -63,13 +87,14 @@ node:
 	    echo "the infra tests need Node.js (the CDK runs on it): install nodejs 18 or newer" >&2; exit 1; \
 	  fi; }
 
-lint: setup-dev
+lint: setup-dev lint-check
+
+lint-check:
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy runner lambdas infra app.py tests bench sql
 
-unit: setup-dev
-	$(PY) -m pytest tests/unit
+unit: test-unit
 
 reset: setup
 	$(PY) -m runner --reset

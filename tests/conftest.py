@@ -25,6 +25,32 @@ TEST_IDLE_MINUTES = "1"
 UTF8_TERMINAL = {"LC_ALL": "C.UTF-8"}
 
 
+#: Each test's tier, by the folder it is in: `pytest -m TIER` (or `make test-TIER`) runs one tier.
+TIERS = {
+    "unit": "unit",
+    "integration/local": "local",
+    "integration/warm": "warm",
+    "integration/ssh": "ssh",
+    "integration/lambdas": "lambdas",
+    "infra": "infra",
+    "deployed": "deployed",
+}
+
+
+def tier_of(path: Path) -> str:
+    """The tier of a test file; a folder with no tier is a usage error, so no test escapes every tier."""
+    relative = path.resolve().relative_to(ROOT / "tests").as_posix()
+    for folder, tier in TIERS.items():
+        if relative.startswith(f"{folder}/"):
+            return tier
+    raise pytest.UsageError(f"{relative}: not in a tier's folder ({', '.join(TIERS)}): add it to TIERS")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(tier_of(item.path))
+
+
 def _cli(args: tuple[str | Path, ...], env: dict[str, str] | None) -> tuple[list[str], dict[str, str]]:
     return [sys.executable, "-m", "runner", *map(str, args)], {
         **os.environ,

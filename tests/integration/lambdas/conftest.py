@@ -79,9 +79,3 @@ def alive_clusters(emr) -> list[dict[str, Any]]:
 @pytest.fixture
 def alive():
     return alive_clusters
-
-
-def pytest_configure(config):
-    # Powertools warns when an invocation emitted no metric (a cluster that is merely WAITING,
-    # a sweep that found nothing); that is normal here.
-    config.addinivalue_line("filterwarnings", "ignore:No application metrics to publish:UserWarning")

@@ -45,9 +45,3 @@ def untouchable():
     yield Untouchable(made["emr"], made["ssm"], made["stepfunctions"], calls)
     for stubber in stubbers:
         stubber.deactivate()
-
-
-def pytest_configure(config):
-    # Powertools warns when an invocation emitted no metric (a cluster that is merely WAITING,
-    # a sweep that found nothing); that is normal here.
-    config.addinivalue_line("filterwarnings", "ignore:No application metrics to publish:UserWarning")
