@@ -92,7 +92,7 @@ lint: setup-dev lint-check
 lint-check:
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy runner lambdas infra app.py tests bench sql
+	$(VENV)/bin/mypy runner lambdas infra app.py tests bench devtools sql
 
 unit: test-unit
 

@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 
 import paramiko  # noqa: E402
 
-from tests.integration.ssh.sshd_harness import Sshd, make_sshd  # noqa: E402
+from devtools.sshd_harness import Sshd, make_sshd  # noqa: E402
 
 RECONNECT_BACKOFF = 0.5  # RemoteSettings.reconnect_backoff: the first pause after a drop
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.ssh.sshd_harness import FRIENDLY, INSTALL_HINT, SSHD, Shape, Sshd, make_sshd
+from devtools.sshd_harness import FRIENDLY, INSTALL_HINT, SSHD, Shape, Sshd, make_sshd
 
 ROOT = Path(__file__).resolve().parents[3]
 

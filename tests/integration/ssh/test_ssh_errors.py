@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from devtools.sshd_harness import free_port
 from tests.integration.ssh.conftest import Cli
-from tests.integration.ssh.sshd_harness import free_port
 
 pytestmark = pytest.mark.sshd
 

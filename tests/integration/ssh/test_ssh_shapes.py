@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from devtools.sshd_harness import Shape, Sshd
 from tests.integration.ssh.conftest import Cli, start_sshd
-from tests.integration.ssh.sshd_harness import Shape, Sshd
 
 pytestmark = pytest.mark.sshd
 

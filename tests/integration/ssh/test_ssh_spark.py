@@ -9,9 +9,9 @@ from pathlib import Path
 import pyspark
 import pytest
 
+from devtools.sshd_harness import Sshd
 from tests.conftest import UTF8_TERMINAL
 from tests.integration.ssh.conftest import ROOT, Cli
-from tests.integration.ssh.sshd_harness import Sshd
 
 pytestmark = [pytest.mark.sshd, pytest.mark.spark]
 

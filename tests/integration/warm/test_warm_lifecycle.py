@@ -99,16 +99,30 @@ def test_a_killed_jvm_is_replaced_on_the_next_run(steps: tuple[Path, Path, Path]
 
 def test_two_runs_at_once_queue(steps: tuple[Path, Path, Path], tmp_path: Path) -> None:
     state, quick, _ = steps
+    # The slow step is slow by construction, not by its size: its Spark job (a script transform, run
+    # by bash) ends when the test creates `release`, after the second run has said that it waits.
+    release = tmp_path / "release"
     slow = tmp_path / "slow.sql"
-    slow.write_text("SELECT count(*) FROM range(0, 300000000, 1, 2);\nSELECT 'slow done';\n")
+    slow.write_text(
+        "SELECT 'started';\n"
+        f"SELECT TRANSFORM(id) USING 'until [ -e {release} ]; do sleep 0.05; done; cat' AS (id) FROM range(1);\n"
+        "SELECT 'slow done';\n"
+    )
     assert run_cli(quick, "--state-dir", state).returncode == 0  # the engine is up
     first = start_cli(slow, "--state-dir", state)
-    time.sleep(1.0)
-    second = run_cli(quick, "--state-dir", state)
+    assert first.stdout is not None and first.stdout.readline() == b"started\n"
+    second = start_cli(quick, "--state-dir", state)
+    assert second.stderr is not None
+    said = b""
+    while b"waiting for the warm engine: it is running a step of another run" not in said:
+        line = second.stderr.readline()
+        assert line, f"the second run ended without waiting for the first: {said!r}"
+        said += line
+    release.touch()
     out, err = first.communicate(timeout=300)
-    assert first.returncode == 0 and out == b"300000000\nslow done\n", err[-2000:]
-    assert second.returncode == 0 and second.stdout == b"quick\n"
-    assert b"waiting for the warm engine: it is running a step of another run" in second.stderr
+    assert first.returncode == 0 and out == b"0\nslow done\n", err[-2000:]
+    second_out, second_err = second.communicate(timeout=300)
+    assert second.returncode == 0 and second_out == b"quick\n", (said + second_err)[-2000:]
 
 
 def test_ctrl_c_and_sigterm_cancel_the_step_and_the_engine_stays(steps: tuple[Path, Path, Path]) -> None:
