@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Annotated, Any, Literal
 
@@ -23,6 +24,15 @@ MAX_QUEUE_MINUTES = 24 * 60
 PipelineName = Annotated[str, Field(pattern=PIPELINE_NAME_PATTERN)]
 # EC2 instance types: family (with generation and options), a dot, a size: m5.xlarge, u-6tb1.metal.
 InstanceType = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")]
+# Graviton (arm64) families: a generation digit followed by "g" (m7g, r6gd, c6gn, x2gd, t4g), and a1.
+GRAVITON_FAMILY = re.compile(r"^(a1|[a-z]+\d+g[a-z]*)\.")
+
+
+def is_graviton(instance_type: str) -> bool:
+    """True for an arm64 (AWS Graviton) instance type, False for x86_64."""
+    return GRAVITON_FAMILY.match(instance_type) is not None
+
+
 ExecutionArn = Annotated[
     str, Field(pattern=r"^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:execution:[^:]+:[^:]+$")
 ]
@@ -124,6 +134,14 @@ class ClusterProfile(Payload):
                 for key in CATALOG_PROPERTIES.get(configuration.classification, ()):
                     if key in configuration.properties:
                         raise ValueError(f"{configuration.classification} {key} is set by Nightshift")
+        return self
+
+    @model_validator(mode="after")
+    def _one_architecture(self) -> ClusterProfile:
+        # EMR's documentation describes no cluster of x86 and Graviton nodes: refused, not tried.
+        types = [self.master_instance_type] + ([self.core_instance_type] if self.core_instance_count else [])
+        if len({is_graviton(t) for t in types}) > 1:
+            raise ValueError(f"mixes Graviton and x86_64 instance types in one cluster: {', '.join(types)}")
         return self
 
 

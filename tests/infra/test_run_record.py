@@ -63,7 +63,7 @@ def expected_minimum_cost() -> float:
     """moto's cluster lives for well under a minute: each instance and task is billed one minute."""
     prices = region_prices(REGION)
     minute = MINIMUM_BILLED_SECONDS / 3600
-    master = sum(prices.instance_hour("m5.xlarge") or ())
+    master = sum(prices.instance_hour("m6g.xlarge") or ())
     core = sum(prices.instance_hour("r7g.2xlarge") or ())
     assert prices.fargate_vcpu_hour and prices.fargate_gb_hour
     task = 0.25 * prices.fargate_vcpu_hour + 0.5 * prices.fargate_gb_hour

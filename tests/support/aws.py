@@ -33,6 +33,7 @@ cron = "0 3 * * *"
 timezone = "Europe/Berlin"
 
 [cluster]
+master_instance_type = "m6g.xlarge"
 core_instance_count = 2
 use_spot = true
 core_instance_types = ["r7g.2xlarge", "r6g.2xlarge", "m6g.2xlarge"]

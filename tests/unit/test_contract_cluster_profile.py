@@ -46,7 +46,7 @@ def test_defaults_agree() -> None:
         "step_concurrency_level = 256",
         "ebs_volume_gb = 16384",
         "launch_attempts = 10",
-        'core_instance_types = ["r7g.2xlarge", "r6g.2xlarge"]',
+        'master_instance_type = "m7g.xlarge"\ncore_instance_types = ["r7g.2xlarge", "r6g.2xlarge"]',
     ],
 )
 def test_limits_the_runner_accepts_the_lambda_accepts(toml: str) -> None:
