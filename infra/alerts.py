@@ -15,6 +15,7 @@ from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_scheduler_targets as scheduler_targets
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
@@ -38,22 +39,36 @@ class Alerts(Construct):
         code: lambda_.Code,
         log_retention: logs.RetentionDays,
         log_key: kms.IKey,
+        key: kms.IKey,
+        dead_letters: sqs.IQueue,
         state_machine_prefix: str,
     ) -> None:
         super().__init__(scope, construct_id)
+        # The key's policy lets CloudWatch use it; an AWS managed key would silence every alarm.
         self.topic = sns.Topic(
-            self,
-            "Topic",
-            display_name="Nightshift alerts",
-            enforce_ssl=True,
-            master_key=kms.Alias.from_alias_name(self, "SnsKey", "alias/aws/sns"),
+            self, "Topic", display_name="Nightshift alerts", enforce_ssl=True, master_key=key
+        )
+        alarms = f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:*"
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AlarmsOfThisAccountPublish",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={
+                    "ArnLike": {"aws:SourceArn": alarms},
+                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+                },
+            )
         )
         self.topic.add_subscription(subscriptions.EmailSubscription(email))
+        # The late checks' schedules share StartRun's dead-letter queue (and so its alarm).
+        self._dead_letters = (dead_letters, key)
         self.formatter = self._build_formatter(code, log_retention, log_key, state_machine_prefix)
         # The late check (one function for every pipeline with an expected_by) is made on first use.
         self._late_check_settings = (code, log_retention, log_key, state_machine_prefix)
         self._late_check: tuple[lambda_.Function, iam.Role] | None = None
-        self.topic.grant_publish(self.formatter)
+        self._grant_publish(self.formatter)
         self._pipelines: dict[str, list[str]] = {}
         self.failure_rule = events.Rule(
             self,
@@ -96,6 +111,33 @@ class Alerts(Construct):
         )
         alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.topic))
         return alarm
+
+    def alarm_on_queue(self, construct_id: str, queue: sqs.IQueue, what: str) -> cloudwatch.Alarm:
+        """E-mail when a message waits in a queue of failures; in alarm until the queue is drained."""
+        alarm = cloudwatch.Alarm(
+            self,
+            construct_id,
+            alarm_description=f"Nightshift: {what} failed; its queue holds why (docs/infra.md)",
+            metric=queue.metric_approximate_number_of_messages_visible(
+                period=Duration.minutes(5), statistic="Maximum"
+            ),
+            threshold=0,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.topic))
+        return alarm
+
+    def _grant_publish(self, function: lambda_.IFunction) -> None:
+        self.topic.grant_publish(function)
+        suppress(
+            function,
+            "AwsSolutions-IAM5",
+            "Publishing to a topic encrypted with the alert key needs data keys of that one key "
+            "(kms:GenerateDataKey*, as the SNS developer guide's key policy grants).",
+            applies_to=["Action::kms:GenerateDataKey*"],
+        )
 
     def notify_successes(self, pipeline_id: str, state_machine: sfn.IStateMachine) -> events.Rule:
         """pipeline.toml notify = "always": a short e-mail for each successful run too (the same topic)."""
@@ -148,6 +190,7 @@ class Alerts(Construct):
                 # A retry after a publish would send the alert twice; a lost check costs only the alert.
                 retry_attempts=1,
                 max_event_age=Duration.hours(1),
+                dead_letter_queue=self._dead_letters[0],
             ),
         )
 
@@ -164,7 +207,7 @@ class Alerts(Construct):
             log_key=log_key,
             environment={"NIGHTSHIFT_TOPIC_ARN": self.topic.topic_arn},
         )
-        self.topic.grant_publish(function)
+        self._grant_publish(function)
         executions = f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:execution:{prefix}*"
         function.add_to_role_policy(
             iam.PolicyStatement(
@@ -182,6 +225,8 @@ class Alerts(Construct):
         role = iam.Role(
             self, "LateCheckSchedulerRole", assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com")
         )
+        # The target grants sqs:SendMessage on the dead-letter queue, not the key it is encrypted with.
+        self._dead_letters[1].grant(role, "kms:GenerateDataKey", "kms:Decrypt")
         suppress(
             role,
             "AwsSolutions-IAM5",

@@ -18,6 +18,11 @@ KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{3
 # "fargate": {"vcpu_hour": usd, "gb_hour": usd}}}, on top of lambdas/shared/prices.json.
 PRICE_TABLES = ("ec2", "emr", "fargate")
 FARGATE_RATES = ("vcpu_hour", "gb_hour")
+# cdk.json ships examples that would deploy and then fail at night: a secret in AWS's documentation
+# account, an address in a domain reserved for examples (RFC 2606), the example pipeline's bucket.
+EXAMPLE_ACCOUNT = "123456789012"
+EXAMPLE_EMAIL_DOMAINS = ("example.com", "example.org", "example.net")
+EXAMPLE_BUCKET = "nightshift-example-data"
 
 
 class ContextError(ValueError):
@@ -186,6 +191,39 @@ def _prices(value: Any) -> dict[str, dict[str, dict[str, float]]]:
                     raise _fail(f"{where}.{name}", "an EC2 instance type such as m5.xlarge", name)
             result[region][table] = {name: _rate(f"{where}.{name}", rate) for name, rate in rates.items()}
     return result
+
+
+def _bucket_of(path: Any) -> str | None:
+    match = S3_PATH.match(path) if isinstance(path, str) else None
+    return match["bucket"] if match else None
+
+
+def placeholder_keys(get: Callable[[str], Any]) -> list[str]:
+    """The context keys that still hold cdk.json's shipped examples, in cdk.json's order."""
+    keys = []
+    secret = get("ssh_key_secret_arn")
+    if isinstance(secret, str) and f":{EXAMPLE_ACCOUNT}:" in secret:
+        keys.append("ssh_key_secret_arn")
+    email = get("notification_email")
+    if isinstance(email, str) and email.rpartition("@")[2].lower() in EXAMPLE_EMAIL_DOMAINS:
+        keys.append("notification_email")
+    access = get("data_access")
+    if isinstance(access, dict):
+        for pipeline, entry in access.items():
+            paths = [*entry.get("read", []), *entry.get("write", [])] if isinstance(entry, dict) else []
+            if any(_bucket_of(path) == EXAMPLE_BUCKET for path in paths):
+                keys.append(f"data_access.{pipeline}")
+    return keys
+
+
+def refuse_placeholders(get: Callable[[str], Any]) -> None:
+    """Raise ContextError naming every key still set to a shipped example (a deployment needs real ones)."""
+    keys = placeholder_keys(get)
+    if keys:
+        raise ContextError(
+            f"set {', '.join(keys)} in cdk.json's context: the shipped values are examples "
+            "(docs/infra.md, First deploy)"
+        )
 
 
 def config_from_context(get: Callable[[str], Any]) -> NightshiftConfig:

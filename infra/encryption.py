@@ -1,8 +1,8 @@
-"""KMS keys: one for the log groups (only CloudWatch Logs of this account may use it), one for EMR's disks."""
+"""KMS keys: the log groups' (CloudWatch Logs may use it), the alerts' (alarms may), EMR's disks."""
 
 from __future__ import annotations
 
-from aws_cdk import Aws, RemovalPolicy
+from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_emr as emr
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -24,6 +24,7 @@ class Encryption(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.log_key = self._log_key(log_key_arn)
+        self.alert_key = self._alert_key()
         self.disk_key: kms.Key | None = None
         self.security_configuration: emr.CfnSecurityConfiguration | None = None
         if emr_security_configuration:
@@ -70,6 +71,29 @@ class Encryption(Construct):
                 "data keys of every kind is what encrypted local disks and EBS volumes need.",
                 applies_to=["Action::kms:ReEncrypt*", "Action::kms:GenerateDataKey*"],
             )
+
+    def _alert_key(self) -> kms.Key:
+        # Customer managed, not alias/aws/sns: that AWS managed key's policy cannot let CloudWatch
+        # use it, so alarms could not publish to the topic ("Enable compatibility between event
+        # sources from AWS services and encrypted topics", Amazon SNS Developer Guide).
+        key = kms.Key(
+            self,
+            "AlertKey",
+            description="Nightshift: the alert topic and the queue of scheduled starts that failed",
+            enable_key_rotation=True,
+            # Nothing stays encrypted under it for long: SNS and SQS hold messages for days at most.
+            removal_policy=RemovalPolicy.DESTROY,
+            pending_window=Duration.days(7),
+        )
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AlarmsPublishToTheAlertTopic",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+            )
+        )
+        return key
 
     def _log_key(self, arn: str | None) -> kms.IKey:
         if arn is not None:

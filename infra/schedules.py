@@ -6,9 +6,11 @@ from aws_cdk import Duration, TimeZone
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_scheduler_targets as targets
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
@@ -23,7 +25,14 @@ class Schedules(Construct):
 
     Scheduler only knows the scheduled time in UTC; StartRun turns it into the run date in the
     pipeline's time zone and starts execution `<pipeline>-<run_date>`, so a date runs at most once.
+    A start that fails for good (Scheduler could not invoke StartRun, or StartRun failed its last
+    asynchronous attempt) leaves a message in ``failed_starts``, which the stack alarms on.
     """
+
+    # Scheduler's attempts to hand the event to Lambda (throttling, a missing function); StartRun's
+    # own failures are Lambda's asynchronous retries (idempotent: one execution name per date).
+    SCHEDULER_RETRY_ATTEMPTS = 3
+    START_RUN_RETRY_ATTEMPTS = 2
 
     def __init__(
         self,
@@ -33,8 +42,10 @@ class Schedules(Construct):
         code: lambda_.Code,
         log_retention: logs.RetentionDays,
         log_key: kms.IKey,
+        alert_key: kms.IKey,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.failed_starts = self._failed_starts_queue(alert_key)
         self.start_run = glue_function(
             self,
             "StartRun",
@@ -42,6 +53,18 @@ class Schedules(Construct):
             handler="functions.start_run.handler",
             log_retention=log_retention,
             log_key=log_key,
+        )
+        # Lambda sends the failed event with the function's own role (granted by the destination).
+        self.start_run.configure_async_invoke(
+            on_failure=destinations.SqsDestination(self.failed_starts),
+            retry_attempts=self.START_RUN_RETRY_ATTEMPTS,
+            max_event_age=Duration.hours(1),
+        )
+        suppress(
+            self.start_run,
+            "AwsSolutions-IAM5",
+            "Sending to a queue encrypted with the alert key: KMS's own action families for that one key.",
+            applies_to=["Action::kms:ReEncrypt*", "Action::kms:GenerateDataKey*"],
         )
         # Our own role, in this construct, rather than one the target would add to the stack.
         self.role = iam.Role(
@@ -53,6 +76,23 @@ class Schedules(Construct):
             "The Scheduler target grants invoke on StartRun and its versions (function:*), nothing else.",
             applies_to=[arn_finding(self.start_run, ":*")],
         )
+        # The target grants sqs:SendMessage on the dead-letter queue, but not the key it is
+        # encrypted with, which a producer of an SSE-KMS queue needs (SQS developer guide).
+        alert_key.grant(self.role, "kms:GenerateDataKey", "kms:Decrypt")
+
+    def _failed_starts_queue(self, key: kms.IKey) -> sqs.Queue:
+        queue = sqs.Queue(
+            self,
+            "FailedStarts",
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=key,
+            enforce_ssl=True,
+            # SQS's longest: time to read why a night did not start, long after the alarm.
+            retention_period=Duration.days(14),
+        )
+        reason = "This queue is itself the dead-letter queue of the schedules and of StartRun."
+        suppress(queue, "AwsSolutions-SQS3", reason)
+        return queue
 
     def add(
         self, pipeline: str, pipeline_id: str, schedule: Schedule, state_machine: sfn.IStateMachine
@@ -77,7 +117,8 @@ class Schedules(Construct):
                     }
                 ),
                 role=self.role,
-                retry_attempts=3,
+                retry_attempts=self.SCHEDULER_RETRY_ATTEMPTS,
                 max_event_age=Duration.hours(1),
+                dead_letter_queue=self.failed_starts,
             ),
         )

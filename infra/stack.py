@@ -73,7 +73,14 @@ class NightshiftStack(Stack):
             log_key=log_key,
         )
         glue = glue_code()
-        self.schedules = Schedules(self, "Schedules", code=glue, log_retention=retention, log_key=log_key)
+        self.schedules = Schedules(
+            self,
+            "Schedules",
+            code=glue,
+            log_retention=retention,
+            log_key=log_key,
+            alert_key=encryption.alert_key,
+        )
         self.alerts = Alerts(
             self,
             "Alerts",
@@ -82,6 +89,8 @@ class NightshiftStack(Stack):
             sweeper=lifecycle.sweeper,
             log_retention=retention,
             log_key=log_key,
+            key=encryption.alert_key,
+            dead_letters=self.schedules.failed_starts,
             state_machine_prefix=prefix,
         )
         # A failing sweeper leaves clusters running; a failing StartRun skips a night; a failing
@@ -89,6 +98,10 @@ class NightshiftStack(Stack):
         self.alerts.alarm_on_errors("SweeperFailed", lifecycle.sweeper, "the cluster sweeper")
         self.alerts.alarm_on_errors("StartRunFailed", self.schedules.start_run, "starting a scheduled run")
         self.alerts.alarm_on_errors("AlertFormatterFailed", self.alerts.formatter, "the failure alert")
+        # A night that never started: Scheduler's dead letters and StartRun's failed events.
+        self.alerts.alarm_on_queue(
+            "ScheduledStartFailed", self.schedules.failed_starts, "a scheduled start or late check"
+        )
         settings = WorkflowSettings(
             poll_seconds=config.cluster_poll_seconds,
             start_timeout_minutes=config.cluster_start_timeout_minutes,

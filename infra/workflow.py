@@ -42,6 +42,9 @@ ECS_TRANSIENT_ERRORS = [
     "AmazonECS.Unknown",
 ]
 TERMINATE_ATTEMPTS = 3
+# AWS's prefix for log groups that services deliver to ("Avoiding Amazon CloudWatch Logs resource
+# policy size restrictions", Step Functions developer guide).
+VENDED_LOGS_PREFIX = "/aws/vendedlogs/"
 # Headroom in the execution timeout for preflight, terminate and Fargate start-ups.
 EXECUTION_SLACK_MINUTES = 30
 # The runner enforces timeout_minutes itself (stopping the remote step, exit 124, a clear log
@@ -636,6 +639,9 @@ class PipelineWorkflow(Construct):
         log_group = logs.LogGroup(
             self,
             "ExecutionLogs",
+            # Under /aws/vendedlogs/: else each state machine adds its group to the account's
+            # CloudWatch Logs resource policy (5,120 characters) until a deploy fails.
+            log_group_name=f"{VENDED_LOGS_PREFIX}states/{name}",
             retention=self._settings.log_retention,
             encryption_key=self._settings.log_key,
             removal_policy=RemovalPolicy.RETAIN,

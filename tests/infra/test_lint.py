@@ -76,6 +76,7 @@ def test_every_cdk_nag_acknowledgment_says_why(synth: Synthesis) -> None:
         "AwsSolutions-L1",
         "AwsSolutions-ECS2",
         "AwsSolutions-ECS4",
+        "AwsSolutions-SQS3",
     }
 
 
