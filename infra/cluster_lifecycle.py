@@ -14,6 +14,7 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from infra.catalog import grant_catalog
 from infra.config import DataAccess, S3Path
 from infra.encryption import Encryption
 from infra.inputs import DeployedInput, deployed_inputs
@@ -145,9 +146,17 @@ class ClusterLifecycle(Construct):
         ]
 
     def instance_profile(
-        self, pipeline_id: str, access: DataAccess, encryption: Encryption
+        self,
+        pipeline_id: str,
+        access: DataAccess,
+        encryption: Encryption,
+        *,
+        databases: tuple[str, ...] | None = None,
     ) -> iam.InstanceProfile:
-        """The EC2 instance profile of one pipeline's clusters: its data paths, the logs, the host keys."""
+        """The EC2 instance profile of one pipeline's clusters: its data paths, the logs, the host keys.
+
+        ``databases``: the Glue databases its tables live in (None: a per-cluster metastore, no Glue).
+        """
         self.data_access[pipeline_id] = access
         role = iam.Role(
             self,
@@ -184,6 +193,8 @@ class ClusterLifecycle(Construct):
                 conditions={"StringEquals": {"ssm:Overwrite": "true"}},
             )
         )
+        if databases is not None:
+            grant_catalog(role, databases)
         role.grant_pass_role(self.service_role)
         role.grant_pass_role(self.create_cluster.grant_principal)
         encryption.grant_cluster(role, self.service_role)

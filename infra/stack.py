@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_cdk import Stack
+from aws_cdk import Annotations, Stack
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.alerts import Alerts
+from infra.catalog import Catalog
 from infra.cluster_lifecycle import ClusterLifecycle
 from infra.config import LOG_RETENTION_DAYS, NightshiftConfig
 from infra.dashboard import RunsDashboard
+from infra.data_access import access_key, check_data_access
 from infra.encryption import Encryption
 from infra.glue_code import glue_code
 from infra.network import Network
@@ -116,8 +118,15 @@ class NightshiftStack(Stack):
         self.workflows: dict[str, PipelineWorkflow] = {}
         self.dashboard = RunsDashboard(self, "Runs")
         operated: list[OperatedPipeline] = []
+        self.catalog = Catalog(self, "Catalog")
         for pipeline in pipelines:
             pipeline_id = construct_id(pipeline.name)
+            access = config.data_access_for(pipeline.name)
+            # A path outside data_access fails the synth, not the night (AccessDenied on a paid cluster).
+            coverage = check_data_access(pipeline, access, access_key(config, pipeline.name))
+            for warning in coverage.warnings:
+                Annotations.of(self).add_warning_v2(f"nightshift:data-access:{pipeline.name}", warning)
+            databases = self.catalog.add_pipeline(pipeline_id, pipeline)
             task = runner.add_pipeline(pipeline.name, pipeline_id)
             name = f"{prefix}{pipeline.name}"
             workflow = PipelineWorkflow(
@@ -131,7 +140,7 @@ class NightshiftStack(Stack):
                 task=task,
                 network=network,
                 instance_profile=lifecycle.instance_profile(
-                    pipeline_id, config.data_access_for(pipeline.name), encryption
+                    pipeline_id, access, encryption, databases=databases
                 ),
                 settings=settings,
             )

@@ -342,6 +342,7 @@ class PipelineWorkflow(Construct):
 
     def _create_cluster_payload(self) -> dict[str, object]:
         profile = self._pipeline.config.cluster
+        catalog = self._pipeline.config.catalog
         network = self._network
         payload: dict[str, object] = {
             "pipeline": self._pipeline.name,
@@ -359,6 +360,9 @@ class PipelineWorkflow(Construct):
                 "idle_timeout_minutes": profile.idle_timeout_minutes,
                 "step_concurrency_level": profile.step_concurrency_level,
                 "ebs_volume_gb": profile.ebs_volume_gb,
+                "metastore": profile.metastore,
+                "configurations": [configuration.as_emr() for configuration in profile.configurations],
+                **({"warehouse": catalog.warehouse} if catalog is not None else {}),
             },
             "network": {
                 "subnet_ids": sfn.JsonPath.list_at("$.launch.plan.subnet_ids"),

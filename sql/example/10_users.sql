@@ -1,4 +1,6 @@
 -- Clean the users export: one row per user (earliest sign-up wins), normalised labels.
+-- Locally this makes the database in --state-dir's metastore; on a cluster the stack has made it
+-- in the Glue catalog ([catalog] in pipeline.toml), and this only finds it there.
 CREATE DATABASE IF NOT EXISTS ${database};
 
 CREATE OR REPLACE TEMPORARY VIEW raw_users

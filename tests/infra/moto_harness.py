@@ -28,6 +28,9 @@ Work-arounds for moto, all here and nowhere else:
   moto's CloudWatch Logs, one event per line as awslogs sends them, in the stream a real task
   would use (`<pipeline>/runner/<task id>`, in the log group the state machine's tag names); it may
   hold its task running until a gate opens, as a long step would.
+- A step given a `step_actions` entry does in moto's AWS what its SQL would do on the cluster (the
+  Glue calls of its CREATE TABLE and SELECT, tests/infra/test_catalog.py), and fails as the step
+  would (exit code 1) when one is refused.
 - moto's EMR ignores instance fleets (no ListInstanceFleets, no instances): after CreateCluster the
   stand-in gives the cluster the instances its fleets ask for, as instance groups (master On-Demand,
   core On-Demand or Spot as the payload says), so RecordRun finds what EMR would list.
@@ -116,6 +119,10 @@ class Faults:
     scripts: dict[str, StepScript] = field(default_factory=dict)
     #: the names of the RUNNING executions each time a step's task starts
     running_at_steps: list[list[str]] = field(default_factory=list)
+    #: what a step does in moto's AWS (given its command), by step file name; raising fails the step
+    step_actions: dict[str, Callable[[list[str]], None]] = field(default_factory=dict)
+    #: why a step's action failed, by step file name
+    step_errors: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -377,6 +384,13 @@ class Harness:
             faults.steps_run.append(step)
             faults.running_at_steps.append(harness.running_executions())
             exit_code = faults.exit_codes.get(step, 1 if step in faults.failing_steps else 0)
+            action = faults.step_actions.get(step)
+            if action is not None:
+                try:
+                    action(command)
+                except Exception as error:  # the step's SQL failed on the cluster: its exit code says so
+                    faults.step_errors[step] = f"{type(error).__name__}: {error}"
+                    exit_code = 1
             script = faults.scripts.get(step)
             task = TaskLog(harness, submitted["TaskArn"], step, command) if script is not None else None
             stopped = {**submitted, "LastStatus": "STOPPED", "StopCode": "EssentialContainerExited",

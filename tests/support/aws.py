@@ -38,13 +38,20 @@ core_instance_count = 2
 use_spot = true
 core_instance_types = ["r7g.2xlarge", "r6g.2xlarge", "m6g.2xlarge"]
 
+[cluster.configurations.spark-defaults]
+"spark.sql.shuffle.partitions" = "64"
+
+[catalog]
+databases = ["nightly", "nightly_staging"]
+warehouse = "s3://lake/curated/warehouse/"
+
 [steps]
 timeout_minutes = 45
 retries = 2
 retry_interval_seconds = 30
 """
-# A master-only cluster whose launches fall back to other instance types; two dates may run at once,
-# and a third waits three seconds for a slot.
+# A master-only cluster with its own metastore, whose launches fall back to other instance types;
+# two dates may run at once, and a third waits three seconds for a slot.
 ADHOC_TOML = """
 max_concurrent_runs = 2
 queue_minutes = 0.05
@@ -56,6 +63,8 @@ enabled = false
 
 [cluster]
 core_instance_count = 0
+# Tables that end with the cluster: no Glue catalog at all.
+metastore = "cluster"
 """
 
 
