@@ -160,9 +160,12 @@ def test_emr_can_launch_only_a_cluster_tagged_for_the_managed_policy(deployment:
     assert not deployment.decide(template, cluster_tags=untagged).allowed
     run = _call(manifest.EMR_SERVICE_ROLE, "ec2:RunInstances", "launch-template")
     assert not deployment.decide(run, cluster_tags=untagged).allowed
-    # ... and CreateCluster may send the tag: RunJobFlow and the AddTags that authorizes its tags.
+    # ... and CreateCluster may send the tag: RunJobFlow and the AddTags that authorizes its tags;
+    # a RunJobFlow without it, which could never start, is refused before EMR tries.
     for action in ("elasticmapreduce:RunJobFlow", "elasticmapreduce:AddTags"):
         assert deployment.decide(_call(manifest.CREATE_CLUSTER, action)).allowed
+    run_job_flow = _call(manifest.CREATE_CLUSTER, "elasticmapreduce:RunJobFlow")
+    assert not deployment.decide(run_job_flow, cluster_tags=untagged).allowed
 
 
 def test_the_stacks_security_groups_carry_the_managed_policy_tag(deployment: Deployment) -> None:
