@@ -170,15 +170,20 @@ class WarmEngine:
 
     def run(
         self, script: Path, variables: Mapping[str, str], output: StepOutput, stop: StopRequest,
-        timeout_seconds: float | None,
+        timeout_seconds: float | None, *, environment: Mapping[str, str] | None = None,
     ) -> StepResult:  # fmt: skip
-        """Run one SQL step on the engine; raises EngineUnavailable before the step has started."""
+        """Run one SQL step on the engine; raises EngineUnavailable before the step has started.
+
+        `environment`: the one a cold spark-sql of this step would get; the step sees it, not the
+        engine's (`${env:NAME}`).
+        """
         conn, hello = self._ready_engine(output.notice)
         with conn, _Fifos(self.folder) as fifos:
             protocol.send(conn, {
                 "op": "run", "file": str(script.resolve()), "variables": dict(variables),
                 "stdout": str(fifos.paths[0]), "stderr": str(fifos.paths[1]),
                 "idle_seconds": self.idle_seconds,
+                "environment": dict(self.env if environment is None else environment),
             })  # fmt: skip
             source = WarmSource(conn, fifos, output.notice)
             stopper = Stopper(stop, timeout_seconds, CANCEL_GRACE_SECONDS)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+import json
+import os
+import re
 import struct
 import subprocess
 import time
@@ -27,8 +31,22 @@ COUNTERS = (
 )
 
 
+# The CLI's own `processCmd` answers these by ending its JVM (`SparkSQLCLIDriver.exit(0)`).
+ENDS_THE_JVM = ("quit", "exit")
+# Java's String.trim and split("\\s+") whitespace, not Python's.
+JAVA_TRIM = "".join(chr(code) for code in range(33))
+JAVA_SPACE = re.compile(r"[ \t\n\x0b\f\r]+")
+LINE_END = re.compile(r"\r\n|\r|\n")  # BufferedReader.readLine's line terminators
+MAX_SOURCE_DEPTH = 16
+LAUNCH_ONLY = ("_PYSPARK_DRIVER_CONN_INFO_PATH",)  # the engine's own, never a cold JVM's
+
+
 class EngineStartError(Exception):
     """The JVM did not come up (no Java, a broken install, the metastore held by another process)."""
+
+
+class RunCold(Exception):
+    """The step does something a long-lived JVM cannot undo; the message says what, in one line."""
 
 
 def _read_conn_info(path: Path) -> tuple[int, str]:
@@ -112,6 +130,9 @@ class CliEngine:
         self._system_err: Any = None
         self._counters: list[tuple[Any, Any]] = []
         self._marks: list[int] | None = None
+        self._steps = itertools.count(1)
+        self._job_group: str | None = None
+        self._properties_set: list[str] = []
 
     def start(self) -> None:
         """SparkSQLEnv.init(): the SparkSession with Hive support that spark-sql makes at start-up."""
@@ -121,6 +142,66 @@ class CliEngine:
         self._system_err = self.jvm.System.err
         self._counters = [self._counter(cls, field) for cls, field in COUNTERS]
         self._counters.append(self._counter("org.apache.spark.SparkContext", "nextRddId", self.spark_context))
+        self._context_loader = self.jvm.Thread.currentThread().getContextClassLoader()
+        self._client = self._root.sparkSession().sharedState().externalCatalog().unwrapped().client()
+        self._client_state = self._field("org.apache.spark.sql.hive.client.HiveClientImpl", "state")
+        self._engine_state = self._client_state.get(self._client)
+        self._start_environment()
+
+    def _field(self, class_name: str, field_name: str) -> Any:
+        """A declared field of a class, made accessible (Spark opens java.base to unnamed modules)."""
+        field = self.jvm.java.lang.Class.forName(class_name).getDeclaredField(field_name)
+        field.setAccessible(True)
+        return field
+
+    def _start_environment(self) -> None:
+        """Handles on the JVM's environment, which Java reads once at start-up and never again.
+
+        `System.getenv` and `ProcessBuilder` (so `${env:NAME}` and `!` commands) read
+        ProcessEnvironment's one map. The engine starts long before a step: to see the runner's
+        environment as a cold spark-sql does, each step replaces that map's contents with its own
+        and the engine's are put back after it. Safe because steps run one at a time and nothing
+        else in the engine forks or reads variables a step may change while one runs; replacing
+        in place (put and retain, never clear) leaves no moment with an empty environment.
+        """
+        jvm = self.jvm
+        unmodifiable = self._field("java.lang.ProcessEnvironment", "theUnmodifiableEnvironment").get(None)
+        # The StringEnvironment view over ProcessEnvironment.theEnvironment: a mutable Map<String,String>.
+        environment = self._field("java.util.Collections$UnmodifiableMap", "m").get(unmodifiable)
+        handles, method_type = jvm.java.lang.invoke.MethodHandles, jvm.java.lang.invoke.MethodType
+        lookup = handles.publicLookup()
+        lang, util = jvm.java.lang, jvm.java.util
+        map_class = lang.Class.forName("java.util.Map")
+        collection_class = lang.Class.forName("java.util.Collection")
+        # Through the public interfaces: the view's own class is private to java.lang.
+        key_set = lookup.findVirtual(
+            map_class, "keySet", method_type.methodType(lang.Class.forName("java.util.Set"))
+        )
+        keys = key_set.bindTo(environment).invokeWithArguments([])
+        self._put_all = lookup.findVirtual(
+            map_class, "putAll", method_type.methodType(lang.Void.TYPE, map_class)
+        )
+        self._put_all = self._put_all.bindTo(environment)
+        retain = lookup.findVirtual(
+            collection_class, "retainAll", method_type.methodType(lang.Boolean.TYPE, collection_class)
+        )
+        self._retain_keys = retain.bindTo(keys)
+        self._json = jvm.com.fasterxml.jackson.databind.ObjectMapper()
+        self._hash_map = lang.Class.forName("java.util.HashMap")
+        started = json.loads(self._json.writeValueAsString(jvm.System.getenv()))
+        self._engine_environment = util.HashMap(jvm.System.getenv())
+        # What spark-submit's scripts add (SPARK_ENV_LOADED, SPARK_SCALA_VERSION...) to what they
+        # were given: a cold spark-sql's scripts add the same to the runner's environment.
+        launched = os.environ  # the engine started its JVM with its own environment (server.py)
+        self._launcher_added = {
+            name: value
+            for name, value in started.items()
+            if launched.get(name) != value and name not in LAUNCH_ONLY
+        }
+
+    def _set_environment(self, environment: Any) -> None:
+        self._put_all.invokeWithArguments([environment])
+        self._retain_keys.invokeWithArguments([environment.keySet()])
 
     def _counter(self, class_name: str, field_name: str, owner: Any = None) -> tuple[Any, Any]:
         """Method handles that read and set an atomic counter: a private field of `owner` or a Scala object.
@@ -170,21 +251,44 @@ class CliEngine:
         sink = jvm.java.io.BufferedOutputStream(jvm.java.io.FileOutputStream(str(path)), OUTPUT_BUFFER)
         return jvm.java.io.PrintStream(sink, True, "UTF-8")
 
-    def run_file(self, script: Path, variables: Mapping[str, str], stdout: Path, stderr: Path) -> int:
-        """Run `script` as `spark-sql --hivevar NAME=VALUE ... -f script` would; its exit code."""
+    def run_file(
+        self,
+        script: Path,
+        variables: Mapping[str, str],
+        stdout: Path,
+        stderr: Path,
+        environment: Mapping[str, str] | None = None,
+    ) -> int:
+        """Run `script` as `spark-sql --hivevar NAME=VALUE ... -f script` would; its exit code.
+
+        `environment` is the one a cold spark-sql would be started with. RunCold, before the step
+        has printed anything, when it does what only a JVM of its own can (`quit`, `ADD JAR`).
+        """
+        from py4j.protocol import Py4JJavaError  # type: ignore[import-untyped]  # noqa: PLC0415
+
         jvm = self.jvm
+        if environment is not None:
+            cold = {**environment, **self._launcher_added}
+            self._set_environment(self._json.readValue(json.dumps(cold), self._hash_map))
         out = self._print_stream(stdout)
         err = self._print_stream(stderr)
         try:
             jvm.System.setOut(out)
             jvm.System.setErr(err)
             return self._main(script, variables, out, err) & 0xFF
+        except Py4JJavaError as error:
+            # What a cold spark-sql's JVM prints when main throws: never a silent exit 1.
+            err.print('Exception in thread "main" ')
+            error.java_exception.printStackTrace(err)
+            return EXIT_FAILURE
         finally:
             jvm.System.setOut(self._system_out)
             jvm.System.setErr(self._system_err)
             self._forget_step()
             out.close()
             err.close()
+            if environment is not None:
+                self._set_environment(self._engine_environment)
 
     def _main(self, script: Path, variables: Mapping[str, str], out: Any, err: Any) -> int:
         """`SparkSQLCLIDriver.main` (Spark 3.5.6) after SparkSQLEnv exists, minus its System.exit."""
@@ -234,13 +338,22 @@ class CliEngine:
             prop = "spark.hadoop." + key
             if system.getProperty(prop) is None:
                 system.setProperty(prop, entry.getValue())
+                self._properties_set.append(prop)  # a cold JVM's ends with it: taken back after the step
             hive_conf[key] = system.getProperty(prop)
 
         # A fresh session per step, where the CLI looks for it: no SET, view, database or variable
         # of an earlier step survives, as none survives a cold spark-sql's exit.
         session = self._root.sparkSession().newSession()
         getattr(self._env, "sqlContext_$eq")(session.sqlContext())
+        # The metastore client's Hive session is the step's CliSessionState, as in a cold spark-sql
+        # (where it exists before the client): every metastore call makes the client's session the
+        # thread's current one, and Hive's `!` and `source` cast that one to CliSessionState. Its
+        # `SET hive...` values, added resources and scratch state stay with the step.
+        self._client_state.set(self._client, session_state)
         cli = jvm.org.apache.spark.sql.hive.thriftserver.SparkSQLCLIDriver()
+        why = self._cold_reason(cli, script, 0)
+        if why is not None:
+            raise RunCold(why)
         # Where SparkSQLEnv.init, in the constructor, points the metastore client's Hive session at
         # System.out/err. After any metastore call that session is the thread's current one, so the
         # CLI's "Time taken" and Hive's own messages go there: to this step's streams.
@@ -265,6 +378,10 @@ class CliEngine:
         cli.processInitFiles(session_state)
         cli.printMasterAndAppId()
         self._rewind_counters()
+        # The step's jobs in a group of their own, cancelled with an interrupt: a stopped or timed-out
+        # step's running tasks end (a task in Thread.sleep or a blocking read) rather than run on.
+        self._job_group = f"nightshift-step-{next(self._steps)}"
+        self.spark_context.setJobGroup(self._job_group, str(script), True)
         try:
             return int(cli.processFile(str(script)))
         except Exception as error:  # py4j's Py4JJavaError: the Java exception is its first argument
@@ -288,8 +405,77 @@ class CliEngine:
         client.setInfo(self.jvm.java.io.PrintStream(err, True, "UTF-8"))
         client.setError(self.jvm.java.io.PrintStream(err, True, "UTF-8"))
 
+    def _cold_reason(self, cli: Any, script: Path, depth: int) -> str | None:
+        """Why `script` (and what it sources) must run in a JVM of its own, if it must.
+
+        The file is cut into commands by the CLI's own code, as `processFile` would: lines that
+        start with `--` dropped (Hive's processReader), the rest split by `splitSemiColon`, pieces
+        ending in a backslash joined with the next (processLine).
+        """
+        try:
+            data = script.read_bytes()
+        except OSError:
+            return None  # processFile says so, as in a cold run
+        text = data.decode(self.charset, errors="replace")
+        lines = LINE_END.split(text)
+        if lines and lines[-1] == "":
+            lines.pop()  # readLine reports no empty line after the last terminator
+        joined = "".join(line + "\n" for line in lines if not line.startswith("--"))
+        if "\0" in joined:
+            return None  # not SQL a cold spark-sql would run either; let it fail as it does
+        pieces = self.jvm.java.lang.String.join("\0", cli.splitSemiColon(joined)).split("\0")
+        command = ""
+        for piece in pieces:
+            if piece.endswith("\\"):
+                command += piece[:-1] + ";"
+                continue
+            command, one = "", command + piece
+            trimmed = one.strip(JAVA_TRIM)
+            if not trimmed:
+                continue
+            first = JAVA_SPACE.split(trimmed)[0].lower()
+            if trimmed.lower() in ENDS_THE_JVM:
+                return f"`{trimmed}` ends the JVM it runs in: the step runs in a JVM of its own"
+            if trimmed.startswith("!"):
+                # Java starts a process with the JVM's native environment unless told otherwise
+                # (Hive's ShellCmdExecutor does not tell it), and that is the engine's, not the step's.
+                return (
+                    f"`{trimmed[:40]}` would start a process with the engine's environment, not the step's:"
+                    " the step runs in a JVM of its own"
+                )
+            if first == "add":
+                return (
+                    f"`{trimmed[:40]}` adds to the JVM what no step after it may see:"
+                    " the step runs in a JVM of its own"
+                )
+            if first == "source":
+                why = self._cold_reason_of_source(cli, trimmed[len(first) :].strip(JAVA_TRIM), depth)
+                if why is not None:
+                    return why
+        return None
+
+    def _cold_reason_of_source(self, cli: Any, name: str, depth: int) -> str | None:
+        if "${" in name or depth >= MAX_SOURCE_DEPTH:
+            return f"`source {name}` may hold `quit` or `ADD JAR`, unseen: the step runs in a JVM of its own"
+        return self._cold_reason(cli, Path(name), depth + 1)
+
+    @property
+    def charset(self) -> str:
+        """The JVM's default charset: how processFile reads a step."""
+        if not hasattr(self, "_charset"):
+            self._charset = str(self.jvm.java.nio.charset.Charset.defaultCharset().name())
+        return self._charset
+
     def _forget_step(self) -> None:
         """What a step leaves in state shared by sessions: global temp views and cached data."""
+        if self._job_group is not None:
+            self.spark_context.clearJobGroup()
+            self._job_group = None
+        system = self.jvm.System
+        for prop in self._properties_set:
+            system.clearProperty(prop)
+        self._properties_set = []
+        self._client_state.set(self._client, self._engine_state)
         session = self._env.sqlContext().sparkSession()
         session.sharedState().globalTempViewManager().clear()
         # Blocks removed before the next step reuses RDD ids: no stale cached block can match one.
@@ -303,8 +489,12 @@ class CliEngine:
         getattr(self._env, "sqlContext_$eq")(self._root)
 
     def cancel(self) -> None:
-        """Cancel the running step's Spark jobs: its statement fails and the CLI stops at it."""
-        self.spark_context.cancelAllJobs()
+        """Cancel the running step's Spark jobs, interrupting their tasks: the CLI stops at its statement."""
+        group = self._job_group
+        if group is not None:
+            self.spark_context.cancelJobGroup(group)
+        else:
+            self.spark_context.cancelAllJobs()
 
     def stop(self) -> None:
         self._env.stop(0)

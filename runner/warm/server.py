@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.warm import protocol
-from runner.warm.jvm import CliEngine, launch
+from runner.warm.jvm import CliEngine, RunCold, launch
 
 CANCEL_EVERY_SECONDS = 0.25
 ACCEPT_POLL_SECONDS = 0.2
@@ -38,6 +38,8 @@ class Job:
         self.variables: dict[str, str] = dict(request["variables"])
         self.stdout = Path(request["stdout"])
         self.stderr = Path(request["stderr"])
+        # The environment a cold spark-sql of this step would have: the JVM's is the engine's own.
+        self.environment: dict[str, str] | None = request.get("environment")
         self.client_pid = client_pid
         self.started = threading.Event()
         self.done = threading.Event()
@@ -218,7 +220,10 @@ class Server:
                 continue
             job.started.set()
             try:
-                code = engine.run_file(job.script, job.variables, job.stdout, job.stderr)
+                code = engine.run_file(job.script, job.variables, job.stdout, job.stderr, job.environment)
+            except RunCold as error:
+                job.finish(None, unavailable=str(error))
+                continue
             except Exception as error:
                 code = self._lost_code()
                 log(f"step {job.script} failed in the engine: {error!r}")

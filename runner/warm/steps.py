@@ -56,8 +56,9 @@ class WarmSteps:
                 )
             try:
                 return self._engine.run(
-                    invocation.step.path, invocation.variables, output, stop, invocation.timeout_seconds
-                )
+                    invocation.step.path, invocation.variables, output, stop, invocation.timeout_seconds,
+                    environment=env,
+                )  # fmt: skip
             except EngineUnavailable as error:
                 output.notice(f"runs cold: the warm engine is unavailable: {error}")
         elif invocation.engine.is_sql:

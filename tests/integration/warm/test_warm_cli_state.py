@@ -1,0 +1,156 @@
+"""JVM-wide state a step can touch on the warm engine, warm against a cold `spark-sql -f` (the README's table)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runner.java import find_java_home
+from runner.local import LocalSpark, _spark_home
+from runner.warm import protocol
+from runner.warm.client import engine_alive, stop_engine
+from tests.conftest import UTF8_TERMINAL, run_cli, start_cli
+
+pytestmark = pytest.mark.spark
+
+TARGET = "NIGHTSHIFT_TEST_TARGET"
+ENVIRONMENT = f"SELECT '${{env:{TARGET}}}' AS target, '${{env:NO_SUCH_VARIABLE_HERE}}' AS unset;\n"
+SOURCED = "SELECT 'sourced' AS s;\n"
+SOURCE = "SELECT 'before';\nsource {sourced};\nSELECT 'after';\n"
+SHELL = f"SELECT 'before';\n!printenv {TARGET};\n!echo from the shell;\nSELECT 'after';\n"
+QUIT = "SELECT 'before quit';\n-- a comment; with a semicolon\nSELECT 'a;b';\n  QUIT  ;\nSELECT 'never';\n"
+EXIT_IN_SOURCED = "SELECT 'sources an exit';\nsource {sourced};\nSELECT 'never';\n"
+ADD_JAR = "ADD JAR {jar};\nSELECT 'added';\n"
+LIST_RESOURCES = "LIST JARS;\nLIST FILES;\nSELECT 'listed';\n"
+# A Spark task that sleeps ten minutes unless its thread is interrupted.
+SLEEPS = (
+    "SELECT 'started';\nSELECT reflect('java.lang.Thread', 'sleep', id + 600000) FROM range(0, 1, 1, 1);\n"
+)
+QUICK = "SELECT 'quick';\n"
+
+
+def cold_spark_sql(
+    step: Path, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """`spark-sql -f` in a JVM of its own, with the Spark settings and the locale the runner gives a cold step."""
+    environ = {
+        **os.environ, **UTF8_TERMINAL, "JAVA_HOME": str(find_java_home()), "SPARK_LOCAL_IP": "127.0.0.1", **(env or {}),
+    }  # fmt: skip
+    settings = LocalSpark(cwd / "state").engine_args()
+    return subprocess.run(
+        [str(_spark_home() / "bin" / "spark-sql"), *settings, "-f", str(step)],
+        cwd=cwd, env=environ, capture_output=True, timeout=600, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def warm_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One state dir (so one warm engine) for the steps of this module; ended afterwards."""
+    state = tmp_path_factory.mktemp("cli-state") / "state"
+    yield state
+    stop_engine(state)
+    assert not engine_alive(state)
+
+
+def _step(folder: Path, name: str, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _warm(step: Path, state: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    done = run_cli(step, "--state-dir", state, env=env)
+    assert b"runs warm" in done.stderr, done.stderr[-2000:]
+    return done
+
+
+def test_a_step_sees_the_runners_environment_not_the_engines(warm_state: Path, tmp_path: Path) -> None:
+    step = _step(tmp_path / "steps", "environment.sql", ENVIRONMENT)
+    first = _warm(step, warm_state, env={TARGET: "first"})
+    assert first.returncode == 0, first.stderr[-2000:]
+    # The engine now runs with TARGET=first in its own environment; the next run has another.
+    second = _warm(step, warm_state, env={TARGET: "second value, ü"})
+    cold = cold_spark_sql(step, tmp_path, env={TARGET: "second value, ü"})
+    assert second.stdout == cold.stdout == "second value, ü\t${env:NO_SUCH_VARIABLE_HERE}\n".encode()
+    assert second.returncode == cold.returncode == 0
+
+
+def test_source_runs_as_cold(warm_state: Path, tmp_path: Path) -> None:
+    sourced = _step(tmp_path / "steps", "sourced.sql", SOURCED)
+    step = _step(tmp_path / "steps", "source.sql", SOURCE.format(sourced=sourced))
+    warm = _warm(step, warm_state)
+    cold = cold_spark_sql(step, tmp_path)
+    assert warm.stdout == cold.stdout == b"before\nsourced\nafter\n"
+    assert warm.returncode == cold.returncode == 0, warm.stderr[-2000:]
+
+
+def test_a_stopped_step_leaves_no_task_running(warm_state: Path, tmp_path: Path) -> None:
+    step = _step(tmp_path / "steps", "sleeps.sql", SLEEPS)
+    quick = _step(tmp_path / "steps", "quick.sql", QUICK)
+    assert _warm(quick, warm_state).returncode == 0
+    pid = _jvm_pid(warm_state)
+    running = start_cli(step, "--state-dir", warm_state)
+    assert running.stdout is not None
+    assert running.stdout.readline() == b"started\n"
+    assert _wait_for(lambda: "CallMethodViaReflection" in _threads(pid), 60), "the task never started"
+    running.send_signal(signal.SIGINT)
+    running.communicate(timeout=60)
+    assert running.returncode == 130
+    # Cancelled with an interrupt: the task's thread leaves its sleep instead of holding a core.
+    assert _wait_for(lambda: "CallMethodViaReflection" not in _threads(pid), 20), _threads(pid)
+    again = _warm(quick, warm_state)
+    assert again.stdout == b"quick\n" and _jvm_pid(warm_state) == pid
+
+
+def test_quit_shell_and_add_jar_run_in_a_jvm_of_their_own(warm_state: Path, tmp_path: Path) -> None:
+    """Last in the module: each ends the engine (the cold JVM needs the metastore to itself)."""
+    steps = tmp_path / "steps"
+    sourced_exit = _step(steps, "sourced_exit.sql", "SELECT 'in the sourced file';\nexit;\n")
+    jar = next((_spark_home() / "jars").glob("commons-lang3-*.jar"))
+    cases = {
+        _step(steps, "quit.sql", QUIT): b"before quit\na;b\n",
+        _step(steps, "exit_in_sourced.sql", EXIT_IN_SOURCED.format(sourced=sourced_exit)): (
+            b"sources an exit\nin the sourced file\n"
+        ),
+        _step(steps, "add_jar.sql", ADD_JAR.format(jar=jar)): b"added\n",
+        _step(steps, "shell.sql", SHELL): b"before\nthe runner's\nfrom the shell\nafter\n",
+    }
+    for step, printed in cases.items():
+        # The runner's cold run is the reference itself: `spark-sql -f`, a JVM of its own. Before,
+        # `quit` ended the engine's JVM (exit 1), `!` failed (exit 1, silent), the jar stayed.
+        ran = run_cli(step, "--state-dir", warm_state, env={TARGET: "the runner's"})
+        assert b"runs in a JVM of its own" in ran.stderr, ran.stderr[-2000:]
+        assert (ran.stdout, ran.returncode) == (printed, 0), (step.name, ran.stderr[-2000:])
+    # A later step, warm again, sees no jar of the earlier one, as a cold JVM sees none.
+    listing = _step(steps, "list.sql", LIST_RESOURCES)
+    warm = _warm(listing, warm_state)
+    assert warm.stdout == cold_spark_sql(listing, tmp_path).stdout == b"listed\n"
+
+
+def _jvm_pid(state: Path) -> int:
+    log = (protocol.engine_dir(state) / protocol.LOG_NAME).read_text(errors="replace")
+    return int(re.findall(r"ready: JVM pid (\d+)", log)[-1])
+
+
+def _threads(pid: int) -> str:
+    """The engine JVM's thread dump, as `jcmd PID Thread.print` gives it."""
+    jcmd = find_java_home() / "bin" / "jcmd"
+    done = subprocess.run([str(jcmd), str(pid), "Thread.print"], capture_output=True, timeout=60, check=False)
+    return done.stdout.decode(errors="replace")
+
+
+def _wait_for(condition: object, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return True
+        time.sleep(0.5)
+    return False
