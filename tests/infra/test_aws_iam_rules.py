@@ -4,6 +4,7 @@ Every call of runner/deployed/calls.py (what each deployed role calls, with its 
 context) is evaluated by tests/infra/iam_eval.py against the role's inline policies and the
 AWS-managed policies it attaches (pinned under tests/infra/aws_managed/ with version and date).
 """
+# ruff: noqa: F811 - the gated synth fixture is imported, then named as a parameter
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from runner.deployed import calls as manifest
 from runner.deployed.calls import CALLS, EMR_MANAGED_POLICY_TAG, Call
 from tests.infra.conftest import ACCOUNT, REGION, SECRET_ARN, SUBNETS, Synthesis, base_context
 from tests.infra.iam_eval import Decision, Request, Template, evaluate, managed_policy
+from tests.infra.test_inputs_gate import gated_synth  # noqa: F401 - the shared gated synth fixture
 from tests.lambda_support import CREATE_PAYLOAD
 
 PIPELINE = "nightly"
@@ -274,6 +276,27 @@ def test_emrfs_may_probe_its_buckets_but_not_read_outside_its_paths(deployment: 
     read = _call(manifest.INSTANCE_ROLE, "s3:GetObject", "{read_prefix}")
     assert not deployment.decide(replace(read, resource="arn:aws:s3:::lake/private/x")).allowed
     assert not deployment.decide(replace(read, resource="arn:aws:s3:::other-bucket/raw/x")).allowed
+
+
+def test_check_inputs_may_list_its_declared_inputs_and_nothing_else(gated_synth: Synthesis) -> None:
+    """CheckInputs lists an input with its key as s3:prefix (ListObjectsV2 is authorized as
+    s3:ListBucket with the s3:prefix condition key: "Actions, resources, and condition keys for
+    Amazon S3", https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazons3.html).
+    """
+    template = Template(gated_synth.template)
+    statements = template.role_statements(template.logical_id("AWS::IAM::Role", "CheckInputsServiceRole"))
+    (call,) = [c for c in CALLS if c.role == manifest.CHECK_INPUTS]
+    values = {"partition": "aws", "read_bucket": "lake", "read_prefix": "raw/events/dt=2025-06-01/"}
+
+    def decide(prefix: str) -> bool:
+        ((key, template_value),) = call.context
+        context = {key: template_value.format(**values | {"read_prefix": prefix})}
+        return evaluate(statements, Request(call.action, call.resource.format(**values), context)).allowed
+
+    assert decide("raw/events/dt=2025-06-01/")
+    assert not decide("raw/private/")
+    read = Request("s3:GetObject", "arn:aws:s3:::lake/raw/events/dt=2025-06-01/_SUCCESS")
+    assert not evaluate(statements, read).allowed
 
 
 def test_no_node_can_overwrite_a_published_host_key(deployment: Deployment) -> None:
