@@ -17,6 +17,7 @@ from typing import Literal
 #   instance_role, service_role                        the pipeline's instance role, the EMR service role
 #   subnet, security_group, key_pair                   what the cluster launches into
 #   runner_log_group, ssh_secret                       the runner task's log group and SSH key secret
+#   database, table                                    one of the pipeline's catalog databases, a table
 
 CREATE_CLUSTER = "CreateCluster"
 CLUSTER_STATUS = "ClusterStatus"
@@ -212,6 +213,36 @@ def _instance_role() -> tuple[Call, ...]:
     )
 
 
+GLUE = "arn:{partition}:glue:{region}:{account}"
+# What the Hive and Spark Glue catalog clients call for a pipeline's tables; Glue authorizes each
+# call on the catalog, the database and (for table calls) the table.
+_TABLE_CALLS = (
+    "glue:GetTable",
+    "glue:GetTables",
+    "glue:CreateTable",
+    "glue:UpdateTable",
+    "glue:DeleteTable",
+    "glue:GetPartitions",
+    "glue:BatchGetPartition",
+    "glue:CreatePartition",
+    "glue:BatchCreatePartition",
+    "glue:DeletePartition",
+)
+
+
+def _catalog() -> tuple[Call, ...]:
+    tables = tuple(
+        Call(INSTANCE_ROLE, action, GLUE + resource, why="a step's tables in the pipeline's database")
+        for action in _TABLE_CALLS
+        for resource in (":catalog", ":database/{database}", ":table/{database}/{table}")
+    )
+    databases = tuple(
+        Call(INSTANCE_ROLE, "glue:GetDatabase", GLUE + resource, why="the client looks up databases")
+        for resource in (":catalog", ":database/{database}", ":database/default")
+    )
+    return (*tables, *databases)
+
+
 # The EC2 calls EMR makes with the service role to launch a cluster of instance fleets, as
 # AmazonEMRServicePolicy_v2 authorizes them: the launch template and instances carry the
 # cluster's tags (EMR propagates them), the subnet and security groups carry their own.
@@ -338,4 +369,10 @@ def _emr_service_role() -> tuple[Call, ...]:
     return tuple(calls)
 
 
-CALLS: tuple[Call, ...] = (*_lifecycle(), *_runner(), *_instance_role(), *_emr_service_role())
+CALLS: tuple[Call, ...] = (
+    *_lifecycle(),
+    *_runner(),
+    *_instance_role(),
+    *_catalog(),
+    *_emr_service_role(),
+)

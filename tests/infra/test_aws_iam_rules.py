@@ -85,6 +85,8 @@ class Deployment:
             "key_pair": base_context()["ec2_key_name"],
             "runner_log_group": runner_logs.removesuffix(":*") + ":log-stream:nightly/10_users/1",
             "ssh_secret": SECRET_ARN,
+            "database": "nightly",
+            "table": "users",
         }
         request = CreateClusterRequest.model_validate({**CREATE_PAYLOAD, "pipeline": PIPELINE})
         self.cluster_tags = cluster_tags(request, self.stack)
@@ -276,6 +278,22 @@ def test_emrfs_may_probe_its_buckets_but_not_read_outside_its_paths(deployment: 
     read = _call(manifest.INSTANCE_ROLE, "s3:GetObject", "{read_prefix}")
     assert not deployment.decide(replace(read, resource="arn:aws:s3:::lake/private/x")).allowed
     assert not deployment.decide(replace(read, resource="arn:aws:s3:::other-bucket/raw/x")).allowed
+
+
+def test_the_cluster_may_touch_only_its_pipelines_databases(deployment: Deployment) -> None:
+    """Glue authorizes a table call on the catalog, the database and the table ("Specifying AWS Glue
+    resource ARNs", AWS Glue Developer Guide:
+    https://docs.aws.amazon.com/glue/latest/dg/glue-specifying-resource-arns.html).
+    """
+    create = _call(manifest.INSTANCE_ROLE, "glue:CreateTable", ":table/")
+    assert deployment.decide(create).allowed
+    for resource in ("table/finance/users", "database/finance"):
+        other = replace(create, resource="arn:aws:glue:{region}:{account}:" + resource)
+        assert not deployment.decide(other).allowed, resource
+    database = replace(
+        create, action="glue:CreateDatabase", resource="arn:aws:glue:{region}:{account}:database/x"
+    )
+    assert not deployment.decide(database).allowed
 
 
 def test_check_inputs_may_list_its_declared_inputs_and_nothing_else(gated_synth: Synthesis) -> None:
