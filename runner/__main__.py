@@ -318,7 +318,7 @@ def _local_executor(args: argparse.Namespace, spark: LocalSpark) -> LocalExecuto
             minutes = math.nan
     if not (0 < minutes < math.inf):
         raise UsageError(f"{given}: expected a positive number of minutes")
-    return LocalExecutor(spark, warm=WarmSteps(spark.state_dir, cold=args.cold, idle_minutes=minutes))
+    return LocalExecutor(spark, warm=WarmSteps(spark, cold=args.cold, idle_minutes=minutes))
 
 
 def _check_target_options(args: argparse.Namespace) -> None:

@@ -12,8 +12,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from runner.engines import Command, engine_command, utf8_locale
 from runner.errors import UsageError
@@ -21,10 +23,7 @@ from runner.execution import Invocation, StepResult, StopRequest
 from runner.java import find_java_home
 from runner.model import Engine
 from runner.output import StepOutput
-from runner.relay import Offsets, Pipes, Pumped, Stopper, pump
-
-if TYPE_CHECKING:
-    from runner.warm.steps import WarmSteps
+from runner.relay import Pipes, Stopper, relay
 
 LOG_CONFIG = Path(__file__).with_name("local-log4j2.properties")
 KILL_GRACE_SECONDS = 5.0
@@ -213,18 +212,103 @@ class ProcessSource:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(seconds)
 
+    def stop(self) -> None:
+        self.leftovers.signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.leftovers.signal(signal.SIGKILL)
+
+
+@dataclass(frozen=True)
+class LocalStep:
+    """A step about to run locally: what it is, its command, and the environment a process of it gets."""
+
+    invocation: Invocation
+    command: Command
+    env: Mapping[str, str]
+    #: in the environment of every process the step starts (STEP_TOKEN_VARIABLE)
+    token: str
+    java_home: Path | None
+
+
+class ColdReason(Enum):
+    """Why a step runs in a process of its own rather than on the warm engine."""
+
+    NOT_SPARK = "not a Spark step"  # bash: the engine is neither used nor ended
+    OWN_JVM = "a JVM of its own"  # spark-submit: the engine ends first (Derby admits one process)
+    ASKED = "--cold"
+    UNAVAILABLE = "the warm engine is unavailable"
+
+
+@dataclass(frozen=True)
+class RunsCold:
+    """The warm engine's answer for a step it does not run: why, in the words of the step's notice."""
+
+    reason: ColdReason
+    detail: str = ""
+
+    @property
+    def notice(self) -> str | None:
+        """What the step's output says about it; None where a cold run is a matter of course."""
+        if self.reason is ColdReason.ASKED:
+            return "runs cold (--cold): a JVM of its own"
+        if self.reason is ColdReason.UNAVAILABLE:
+            return f"runs cold: {self.reason.value}: {self.detail}"
+        return None
+
+
+class LocalSteps(Protocol):
+    """A way to run local steps: each in a process of its own (ColdSteps), or on the warm engine."""
+
+    def run(self, step: LocalStep, output: StepOutput, stop: StopRequest) -> StepResult | RunsCold:
+        """The step's result, or why it is to run cold (having said so in its output)."""
+        ...
+
+
+class ColdSteps:
+    """Each step in a process of its own, as `spark-sql -f`, `spark-submit` and `bash` run it."""
+
+    def run(self, step: LocalStep, output: StepOutput, stop: StopRequest) -> StepResult:
+        process = subprocess.Popen(
+            step.command.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(step.env),
+            # Own session: stopping the step stops the JVM and everything it started.
+            start_new_session=True,
+        )
+        stopper = Stopper(stop, step.invocation.timeout_seconds, KILL_GRACE_SECONDS)
+        leftovers = StepProcesses(process, step.token, KILL_GRACE_SECONDS)
+        try:
+            relay(ProcessSource(process, leftovers), output, stopper)
+            code = process.wait()
+        finally:
+            if process.poll() is None:
+                leftovers.signal(signal.SIGKILL)
+            process.wait()
+            # Also after a normal exit: nothing the step started outlives it.
+            leftovers.end()
+            for pipe in (process.stdout, process.stderr):
+                if pipe is not None:
+                    pipe.close()
+        if stopper.reason is not None:
+            return StepResult(stopper.exit_code(code), stopper.reason)
+        return StepResult(128 - code if code < 0 else code)
+
 
 class LocalExecutor:
-    """Runs steps as child processes of the runner; one at a time (Derby admits one engine)."""
+    """Runs steps on this machine, one at a time (Derby admits one engine): warm where it can, else cold."""
 
     parallel = False
 
     def __init__(
-        self, spark: LocalSpark, environ: Mapping[str, str] | None = None, *, warm: WarmSteps | None = None
+        self, spark: LocalSpark, environ: Mapping[str, str] | None = None, *, warm: LocalSteps | None = None
     ) -> None:
         self.spark = spark
         #: SQL steps run on the state dir's warm engine; None: every step starts its own JVM
         self.warm = warm
+        self.cold = ColdSteps()
         self._environ = dict(os.environ if environ is None else environ)
         self._java_home: Path | None = None
 
@@ -243,6 +327,14 @@ class LocalExecutor:
                 "runs on Spark SQL's HiveQL support locally,"
                 " not on Hive itself (on a cluster it runs on hive)"
             )
+        step = self._step(invocation)
+        if self.warm is not None:
+            routed = self.warm.run(step, output, stop)
+            if isinstance(routed, StepResult):
+                return routed
+        return self.cold.run(step, output, stop)
+
+    def _step(self, invocation: Invocation) -> LocalStep:
         command = self.spark.command(invocation)
         self.spark.state_dir.mkdir(parents=True, exist_ok=True)
         token = secrets.token_hex(16)
@@ -254,54 +346,7 @@ class LocalExecutor:
             **command.env,
             STEP_TOKEN_VARIABLE: token,
         }
-        if self.warm is not None:
-            warm = self.warm.run(
-                invocation, output, stop, engine_args=self.spark.engine_args(),
-                binaries=self.spark.binaries(), env=env, java_home=self._java_home, spark_home=_spark_home(),
-            )  # fmt: skip
-            if warm is not None:
-                return warm
-        process = subprocess.Popen(
-            command.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            # Own session: stopping the step stops the JVM and everything it started.
-            start_new_session=True,
-        )
-        stopper = Stopper(stop, invocation.timeout_seconds, KILL_GRACE_SECONDS)
-        leftovers = StepProcesses(process, token, KILL_GRACE_SECONDS)
-        try:
-            code = _follow(ProcessSource(process, leftovers), output, stopper)
-        finally:
-            if process.poll() is None:
-                leftovers.signal(signal.SIGKILL)
-            process.wait()
-            # Also after a normal exit: nothing the step started outlives it.
-            leftovers.end()
-            for pipe in (process.stdout, process.stderr):
-                if pipe is not None:
-                    pipe.close()
-        if stopper.reason is not None:
-            return StepResult(stopper.exit_code(code), stopper.reason)
-        return StepResult(128 - code if code < 0 else code)
-
-
-def _follow(source: ProcessSource, output: StepOutput, stopper: Stopper) -> int:
-    """Relay until the process and its pipes end; on a stop or timeout, TERM all it started, then KILL."""
-    offsets, interrupt = Offsets(), stopper.interrupt
-    while pump(source, output, offsets, interrupt) is Pumped.INTERRUPTED:
-        if stopper.drained:
-            source.leftovers.signal(signal.SIGKILL)
-            interrupt = _never  # after the KILL only what the pipes still hold is left to relay
-        else:
-            source.leftovers.signal(signal.SIGTERM)
-    return source.process.wait()
-
-
-def _never() -> bool:
-    return False
+        return LocalStep(invocation, command, env, token, self._java_home)
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:

@@ -46,6 +46,18 @@ class Source(Protocol):
         ...
 
 
+class Stoppable(Source, Protocol):
+    """A source whose step the runner itself can stop: a local process, a step on the warm engine."""
+
+    def stop(self) -> None:
+        """Ask the step to stop (TERM, or cancel its Spark jobs); its last words still come."""
+        ...
+
+    def kill(self) -> None:
+        """End the step now: it did not stop within the drain period."""
+        ...
+
+
 class Pipes:
     """A step's stdout and stderr as two local pipes (or FIFOs), read without blocking.
 
@@ -178,3 +190,18 @@ class Stopper:
         if self.reason is Outcome.STOPPED:
             return self._stop.exit_code
         return code
+
+
+def relay(source: Stoppable, output: StepOutput, stopper: Stopper) -> None:
+    """Relay until the step's output is over; on a stop or timeout stop it, and kill it after the drain."""
+    interrupt = stopper.interrupt
+    while pump(source, output, Offsets(), interrupt) is Pumped.INTERRUPTED:
+        if stopper.drained:
+            source.kill()
+            interrupt = _never  # after the kill, only what the pipes still hold is left to relay
+        else:
+            source.stop()
+
+
+def _never() -> bool:
+    return False

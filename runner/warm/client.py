@@ -22,7 +22,7 @@ import runner
 from runner.errors import NightshiftError, StateDirInUse
 from runner.execution import StepResult, StopRequest
 from runner.output import StepOutput
-from runner.relay import Offsets, Pipes, Pumped, Stopper, pump
+from runner.relay import Pipes, Stopper, relay
 from runner.warm import protocol
 
 DEFAULT_IDLE_MINUTES = 15.0
@@ -175,7 +175,7 @@ class WarmEngine:
         """Run one SQL step on the engine; raises EngineUnavailable before the step has started.
 
         `environment`: the one a cold spark-sql of this step would get; the step sees it, not the
-        engine's (`${env:NAME}`).
+        engine's (`${env:NAME}`, `!` commands).
         """
         conn, hello = self._ready_engine(output.notice)
         with conn, _Fifos(self.folder) as fifos:
@@ -185,18 +185,9 @@ class WarmEngine:
                 "idle_seconds": self.idle_seconds,
                 "environment": dict(self.env if environment is None else environment),
             })  # fmt: skip
-            source = WarmSource(conn, fifos, output.notice)
+            source = WarmSource(conn, fifos, output.notice, engine_pid=int(hello["pid"]))
             stopper = Stopper(stop, timeout_seconds, CANCEL_GRACE_SECONDS)
-            interrupt = stopper.interrupt
-            while pump(source, output, Offsets(), interrupt) is Pumped.INTERRUPTED:
-                if stopper.drained:
-                    grace = f"{CANCEL_GRACE_SECONDS:.0f} s"
-                    output.notice(f"the warm engine did not stop the step in {grace}: ending the engine")
-                    self._kill(int(hello["pid"]))
-                    source.abandon()
-                    interrupt = _never
-                else:
-                    source.cancel()
+            relay(source, output, stopper)
             if source.unavailable is not None:
                 raise EngineUnavailable(source.unavailable)
         code = source.code if source.code is not None else 1
@@ -270,19 +261,10 @@ class WarmEngine:
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True
             )
 
-    @staticmethod
-    def _kill(pid: int) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-
 
 def _age(hello: protocol.Message) -> str:
     seconds = max(0.0, time.time() - float(hello.get("started_at", time.time())))
     return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
-
-
-def _never() -> bool:
-    return False
 
 
 class _Fifos:
@@ -319,8 +301,11 @@ class _Fifos:
 class WarmSource:
     """A step on the warm engine seen through the relay loop's primitives: two FIFOs and a socket."""
 
-    def __init__(self, conn: socket.socket, fifos: _Fifos, notice: Callable[[str], None]) -> None:
+    def __init__(
+        self, conn: socket.socket, fifos: _Fifos, notice: Callable[[str], None], *, engine_pid: int
+    ) -> None:
         self._conn: socket.socket | None = conn
+        self._engine_pid = engine_pid
         conn.setblocking(False)
         self._fifos = fifos
         self._pipes = Pipes(fifos.read_fds[0], fifos.read_fds[1])
@@ -384,11 +369,17 @@ class WarmSource:
     def wait(self, seconds: float) -> None:
         self._pipes.wait(seconds, *([self._conn.fileno()] if self._conn is not None else []))
 
-    def cancel(self) -> None:
+    def stop(self) -> None:
+        """Ask the engine to cancel the step's Spark jobs: its statement fails and the CLI stops at it."""
         if self._conn is not None:
             with contextlib.suppress(OSError):
                 protocol.send(self._conn, {"op": "cancel"})
 
-    def abandon(self) -> None:
-        """The engine was killed: what its pipes still hold is all that will come."""
+    def kill(self) -> None:
+        """End the engine, whose step did not stop: what its pipes still hold is all that will come."""
+        self._notice(
+            f"the warm engine did not stop the step in {CANCEL_GRACE_SECONDS:.0f} s: ending the engine"
+        )
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._engine_pid, signal.SIGKILL)
         self._end()

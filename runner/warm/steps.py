@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from pathlib import Path
-
-from runner.execution import Invocation, StepResult, StopRequest
+from runner.execution import StepResult, StopRequest
+from runner.local import ColdReason, LocalSpark, LocalStep, RunsCold, _spark_home
 from runner.model import Engine
 from runner.output import StepOutput
 from runner.warm.client import DEFAULT_IDLE_MINUTES, EngineUnavailable, WarmEngine, engine_alive, stop_engine
@@ -20,51 +18,53 @@ class WarmSteps:
     """
 
     def __init__(
-        self, state_dir: Path, *, cold: bool = False, idle_minutes: float = DEFAULT_IDLE_MINUTES
+        self, spark: LocalSpark, *, cold: bool = False, idle_minutes: float = DEFAULT_IDLE_MINUTES
     ) -> None:
-        self.state_dir = state_dir
+        self.spark = spark
+        self.state_dir = spark.state_dir
         self.cold = cold
         self.idle_seconds = idle_minutes * 60
         self._engine: WarmEngine | None = None
 
-    def run(
-        self,
-        invocation: Invocation,
-        output: StepOutput,
-        stop: StopRequest,
-        *,
-        engine_args: Sequence[str],
-        binaries: Mapping[Engine, str],
-        env: Mapping[str, str],
-        java_home: Path | None,
-        spark_home: Path,
-    ) -> StepResult | None:
-        """The step's result when it ran warm; None when it is to run cold (the engine is ended first)."""
+    def run(self, step: LocalStep, output: StepOutput, stop: StopRequest) -> StepResult | RunsCold:
+        """The step's result when it ran warm; else why it runs cold, said, and the metastore freed for it."""
+        routed = self._run(step, output, stop)
+        if isinstance(routed, RunsCold):
+            if routed.notice is not None:
+                output.notice(routed.notice)
+            if routed.reason is not ColdReason.NOT_SPARK:
+                self.release(output)
+        return routed
+
+    def _run(self, step: LocalStep, output: StepOutput, stop: StopRequest) -> StepResult | RunsCold:
+        invocation = step.invocation
         if invocation.engine is Engine.BASH:
-            return None
-        if invocation.engine.is_sql and not self.cold:
-            if self._engine is None:
-                self._engine = WarmEngine(
-                    self.state_dir,
-                    spark_submit=binaries[Engine.SPARK_SUBMIT],
-                    submit_args=[*engine_args, "--name", CLI_DRIVER],
-                    # The runner's own per-step variables (NIGHTSHIFT_*) are not the engine's.
-                    env={k: v for k, v in env.items() if not k.startswith("NIGHTSHIFT_")},
-                    java_home=java_home,
-                    spark_home=spark_home,
-                    idle_seconds=self.idle_seconds,
-                )
-            try:
-                return self._engine.run(
-                    invocation.step.path, invocation.variables, output, stop, invocation.timeout_seconds,
-                    environment=env,
-                )  # fmt: skip
-            except EngineUnavailable as error:
-                output.notice(f"runs cold: the warm engine is unavailable: {error}")
-        elif invocation.engine.is_sql:
-            output.notice("runs cold (--cold): a JVM of its own")
-        self.release(output)
-        return None
+            return RunsCold(ColdReason.NOT_SPARK)
+        if not invocation.engine.is_sql:
+            return RunsCold(ColdReason.OWN_JVM)
+        if self.cold:
+            return RunsCold(ColdReason.ASKED)
+        try:
+            return self._warm_engine(step).run(
+                invocation.step.path, invocation.variables, output, stop, invocation.timeout_seconds,
+                environment=step.env,
+            )  # fmt: skip
+        except EngineUnavailable as error:
+            return RunsCold(ColdReason.UNAVAILABLE, str(error))
+
+    def _warm_engine(self, step: LocalStep) -> WarmEngine:
+        if self._engine is None:
+            self._engine = WarmEngine(
+                self.state_dir,
+                spark_submit=self.spark.binaries()[Engine.SPARK_SUBMIT],
+                submit_args=[*self.spark.engine_args(), "--name", CLI_DRIVER],
+                # The runner's own per-step variables (NIGHTSHIFT_*) are not the engine's.
+                env={k: v for k, v in step.env.items() if not k.startswith("NIGHTSHIFT_")},
+                java_home=step.java_home,
+                spark_home=_spark_home(),
+                idle_seconds=self.idle_seconds,
+            )
+        return self._engine
 
     def release(self, output: StepOutput) -> None:
         """End the warm engine, if one runs on this state dir, so that a cold JVM can open the metastore."""
