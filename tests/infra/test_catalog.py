@@ -13,7 +13,7 @@ from moto.emr.models import emr_backends
 
 from infra.catalog import DEFAULT_DATABASE_ACTIONS, TABLE_ACTIONS
 from lambdas.shared.catalog import GLUE_CLIENT_FACTORY
-from tests.infra.conftest import ACCOUNT, REGION, Synthesis
+from tests.infra.conftest import ACCOUNT, REGION, Synthesis, definition_of
 from tests.infra.moto_harness import Harness
 
 PIPELINE = "nightly"
@@ -142,6 +142,29 @@ def test_the_clients_start_up_look_up_of_default_is_allowed(test_synth: Synthesi
 def test_a_per_cluster_metastore_gets_no_glue_access(test_synth: Synthesis) -> None:
     statements = _role_statements(test_synth, "Adhoc")
     assert not [s for s in statements if any(a.startswith("glue:") for a in _listed(s["Action"]))]
+
+
+def _cluster_payloads(node: Any) -> list[dict[str, Any]]:
+    """Every CreateCluster payload's cluster profile in a state machine definition."""
+    if isinstance(node, dict):
+        if "release_label" in node and "metastore" in node:
+            return [node]
+        return [found for value in node.values() for found in _cluster_payloads(value)]
+    if isinstance(node, list):
+        return [found for value in node for found in _cluster_payloads(value)]
+    return []
+
+
+def test_the_example_pipeline_keeps_its_tables_in_the_catalog(repo_synth: Synthesis) -> None:
+    """sql/example as deployed: its database is made in the warehouse, and its clusters are sent there."""
+    databases = {
+        d["Properties"]["DatabaseInput"]["Name"]: d["Properties"]["DatabaseInput"]["LocationUri"]
+        for d in repo_synth.resources("AWS::Glue::Database").values()
+    }
+    warehouse = "s3://nightshift-example-data/warehouse/"
+    assert databases == {"nightshift_example": f"{warehouse}nightshift_example.db/"}
+    profiles = _cluster_payloads(definition_of(repo_synth, "example"))
+    assert profiles and all(p["metastore"] == "glue" and p["warehouse"] == warehouse for p in profiles)
 
 
 # --- the production flow in moto ------------------------------------------------------------------
