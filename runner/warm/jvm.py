@@ -416,7 +416,10 @@ class CliEngine:
             data = script.read_bytes()
         except OSError:
             return None  # processFile says so, as in a cold run
-        text = data.decode(self.charset, errors="replace")
+        try:
+            text = data.decode(self.charset, errors="replace")
+        except LookupError:  # a charset Python does not name; the runner gives the JVM UTF-8
+            text = data.decode("utf-8", errors="replace")
         lines = LINE_END.split(text)
         if lines and lines[-1] == "":
             lines.pop()  # readLine reports no empty line after the last terminator
