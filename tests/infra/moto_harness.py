@@ -144,6 +144,8 @@ class StepScript:
 GATE_TIMEOUT_EXIT = 99
 
 
+#: Held while an in-process Lambda handler runs with its function's environment (see _patch).
+HANDLER_ENVIRONMENT = threading.RLock()
 #: What the handlers read from a Lambda's environment, and moto's stand-in credentials.
 MOTO_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -326,20 +328,24 @@ class Harness:
             payload = json.loads(event) if isinstance(event, str | bytes) else (event or {})
             faults.calls[module_name] += 1
             faults.payloads.setdefault(module_name, []).append(payload)
-            saved = dict(os.environ)
-            os.environ.update(function.environment_vars)
-            try:
-                fault = faults.raise_in.get(module_name)
-                if fault is not None and fault[1] != 0:
-                    faults.raise_in[module_name] = (fault[0], fault[1] - 1)
-                    raise fault[0]
-                handler = getattr(importlib.import_module(module_name), attribute)
-                result = handler(payload, FakeContext(function.function_name))
-            except Exception as exc:
-                return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}), True, ""
-            finally:
-                os.environ.clear()
-                os.environ.update(saved)
+            # One handler at a time: the process has one environment, and two executions' handlers
+            # (a backfill runs dates at once) swapping it in turn would each see the other's (or, between
+            # clear() and update(), none: NoRegionError), where Lambda gives each invocation its own.
+            with HANDLER_ENVIRONMENT:
+                saved = dict(os.environ)
+                os.environ.update(function.environment_vars)
+                try:
+                    fault = faults.raise_in.get(module_name)
+                    if fault is not None and fault[1] != 0:
+                        faults.raise_in[module_name] = (fault[0], fault[1] - 1)
+                        raise fault[0]
+                    handler = getattr(importlib.import_module(module_name), attribute)
+                    result = handler(payload, FakeContext(function.function_name))
+                except Exception as exc:
+                    return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}), True, ""
+                finally:
+                    os.environ.clear()
+                    os.environ.update(saved)
             if module_name == "lambdas.create_cluster":
                 harness.mirror_fleets(payload, result)
             if module_name in faults.after:
@@ -499,7 +505,7 @@ class Harness:
 
     # --- running -------------------------------------------------------------------------------
 
-    def run(self, run_date: str = "2025-06-01", timeout: float = 60) -> dict[str, Any]:
+    def run(self, run_date: str = "2025-06-01", timeout: float = 300) -> dict[str, Any]:
         """Start `<pipeline>-<run_date>` and wait for it to stop; the DescribeExecution answer."""
         arn = self.sfn.start_execution(
             stateMachineArn=self.state_machine_arn,

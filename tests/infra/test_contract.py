@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import aws_cdk as cdk
@@ -13,7 +12,7 @@ from infra.config import ContextError, config_from_context
 from infra.paths import PIPELINES_FOLDER, ROOT
 from runner.errors import ConfigError
 from tests.infra.conftest import Synthesis, base_context, definition_of
-from tests.infra.moto_harness import Harness, moto_harness, run_step_states
+from tests.infra.moto_harness import Harness, run_step_states
 
 
 def _synth_pipeline(tmp_path: Path, cluster_toml: str) -> None:
@@ -57,11 +56,6 @@ def test_the_runner_image_holds_the_folder_every_run_step_names(test_synth: Synt
     for state in run_step_states(definition_of(test_synth, "nightly")):
         command = state["Parameters"]["Overrides"]["ContainerOverrides"][0]["Command.$"]
         assert command.startswith(f"States.Array('{PIPELINES_FOLDER}/nightly/")
-
-
-@pytest.fixture
-def adhoc(test_synth: Synthesis, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
-    yield from moto_harness(test_synth, "adhoc", monkeypatch)
 
 
 def test_a_master_only_pipeline_runs_end_to_end(adhoc: Harness) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -38,7 +37,7 @@ from tests.infra.conftest import (
     resolve_join,
     synthesize,
 )
-from tests.infra.moto_harness import Harness, StepScript, moto_harness
+from tests.infra.moto_harness import Harness, StepScript
 
 # Like tests/infra/conftest.py's nightly, with a success e-mail and a deadline.
 NIGHTLY_TOML = """
@@ -220,9 +219,8 @@ def test_price_overrides_reach_record_run(cost_synth: Synthesis) -> None:
 BERLIN = ZoneInfo("Europe/Berlin")
 
 
-@pytest.fixture
-def harness(cost_synth: Synthesis, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
-    yield from moto_harness(cost_synth, "nightly", monkeypatch)
+# The `harness` fixture (tests/support/aws.py) runs this synth's nightly pipeline.
+SYNTH = "cost_synth"
 
 
 def scheduled_times(harness: Harness, days: list[date]) -> list[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,21 +12,12 @@ from moto.emr.exceptions import ValidationException
 from moto.emr.models import ElasticMapReduceBackend, emr_backends
 
 from lambdas.shared.errors import TransientAwsError
-from tests.infra.conftest import Synthesis
-from tests.infra.moto_harness import Harness, moto_harness
+from tests.infra.moto_harness import Harness
 
 PIPELINE = "nightly"
 
 
-@pytest.fixture
-def harness(test_synth: Synthesis, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
-    yield from moto_harness(test_synth, PIPELINE, monkeypatch)
-
-
-@pytest.fixture
-def adhoc(test_synth: Synthesis, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
-    """The test pipeline whose pipeline.toml allows two runs (of different dates) at once."""
-    yield from moto_harness(test_synth, "adhoc", monkeypatch)
+# `harness` (this PIPELINE) and `adhoc` are tests/support/aws.py's fixtures.
 
 
 def cluster_states(harness: Harness) -> list[str]:

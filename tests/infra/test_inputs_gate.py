@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from tests.infra.conftest import (
     definition_of,
     synthesize,
 )
-from tests.infra.moto_harness import Harness, moto_harness
+from tests.infra.moto_harness import Harness
 
 GATED_TOML = """
 [variables]
@@ -70,11 +69,15 @@ def gated_synth(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
     return synthesize(tmp_path_factory.mktemp("cdk.out"), context, pipelines)
 
 
+SYNTH = "gated_synth"
+PIPELINE = "gated"
+
+
 @pytest.fixture
-def harness(gated_synth: Synthesis, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
-    for harness in moto_harness(gated_synth, "gated", monkeypatch):
-        boto3.client("s3", region_name=REGION).create_bucket(Bucket="lake")
-        yield harness
+def harness(harness: Harness) -> Harness:
+    """The gated pipeline in moto (tests/support/aws.py's harness), with the lake bucket its inputs are in."""
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket="lake")
+    return harness
 
 
 def put(key: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +22,11 @@ from lambdas.shared.run_metrics import (
 )
 from lambdas.shared.run_record import STAGE_STATE_PREFIX, STEP_STATE_PREFIX
 from runner.model import Engine, Stage, Step
-from tests.infra.conftest import REGION, Synthesis
-from tests.infra.moto_harness import Harness, moto_harness
+from tests.infra.conftest import REGION
+from tests.infra.moto_harness import Harness
 
 PIPELINE = "nightly"
 STEPS = ["10_users", "10_events", "20_sessions", "30_funnel", "30_segments"]
-
-
-@pytest.fixture
-def harness(test_synth: Synthesis, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
-    yield from moto_harness(test_synth, PIPELINE, monkeypatch)
 
 
 def record_of(harness: Harness, execution_arn: str) -> dict[str, Any] | None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from filelock import FileLock
 
 if TYPE_CHECKING:
     from tests.infra.moto_harness import Harness
@@ -86,13 +89,20 @@ def base_context() -> dict[str, Any]:
     return context
 
 
+@dataclass(frozen=True)
+class SynthesizedStack:
+    """What the tests read of a synthesized stack: its name (the template and metadata files bear it)."""
+
+    stack_name: str
+
+
 @dataclass
 class Synthesis:
     """One synthesized app: the assembly folder, the template and the stack's handy parts."""
 
     outdir: Path
     template: dict[str, Any]
-    stack: Any
+    stack: SynthesizedStack
     pipelines_dir: Path
 
     def resources(self, kind: str) -> dict[str, dict[str, Any]]:
@@ -103,7 +113,48 @@ class Synthesis:
         return self.outdir / f"{self.stack.stack_name}.template.json"
 
 
+#: What a synth depends on besides its context and pipelines: a change to any of them is a new synth.
+SYNTH_SOURCES = ("infra", "lambdas", "runner", "app.py", "cdk.json")
+
+
+def synth_key(context: dict[str, Any], pipelines_dir: Path) -> str:
+    """A digest of everything a synth reads: the context, the pipelines' files and the app's sources."""
+    digest = hashlib.sha256(json.dumps(context, sort_keys=True).encode())
+    for base in [*(ROOT / name for name in SYNTH_SOURCES), pipelines_dir]:
+        files = sorted(base.rglob("*")) if base.is_dir() else [base]
+        for file in files:
+            if file.is_file() and "__pycache__" not in file.parts:
+                digest.update(f"{file.relative_to(base)}\0".encode() + file.read_bytes())
+    return digest.hexdigest()[:20]
+
+
+def _shared_root(outdir: Path) -> Path:
+    """The folder every pytest-xdist worker of this session sees (the parent of the workers' own)."""
+    for parent in outdir.parents:
+        if parent.name.startswith("popen-gw"):
+            return parent.parent
+    return outdir.parent
+
+
 def synthesize(outdir: Path, context: dict[str, Any], pipelines_dir: Path) -> Synthesis:
+    """Synthesize the app once per session for each distinct context, pipelines and sources.
+
+    The workers of a parallel session share the assembly: the first to ask synthesizes it under a file
+    lock, the others wait for it and read the same files (the tests only read an assembly).
+    """
+    cache = _shared_root(outdir) / f"synth-{synth_key(context, pipelines_dir)}"
+    done = cache / "stack-name"
+    with FileLock(f"{cache}.lock"):
+        if not done.exists():
+            shutil.rmtree(cache, ignore_errors=True)
+            done.parent.mkdir(parents=True)
+            done.write_text(_synthesize(cache, context, pipelines_dir))
+    name = done.read_text()
+    template = json.loads((cache / f"{name}.template.json").read_text())
+    return Synthesis(cache, template, SynthesizedStack(name), pipelines_dir)
+
+
+def _synthesize(outdir: Path, context: dict[str, Any], pipelines_dir: Path) -> str:
     # The CDK starts its Node.js runtime on import: only the tiers that synthesize pay for it.
     import aws_cdk as cdk  # noqa: PLC0415
 
@@ -112,8 +163,7 @@ def synthesize(outdir: Path, context: dict[str, Any], pipelines_dir: Path) -> Sy
     app = cdk.App(outdir=str(outdir), context=context)
     stack = nightshift_app.build(app, pipelines_dir=pipelines_dir)
     app.synth()
-    template = json.loads((outdir / f"{stack.stack_name}.template.json").read_text())
-    return Synthesis(outdir, template, stack, pipelines_dir)
+    return str(stack.stack_name)
 
 
 @pytest.fixture(scope="session")
