@@ -19,8 +19,9 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from infra.glue_code import glue_function
+from infra.lambda_code import small_function
 from infra.nag import arn_finding, suppress
+from lambdas.shared.stack import PIPELINES_VARIABLE, TOPIC_VARIABLE
 from runner.config import Schedule
 
 ALERT_STATUSES = ["FAILED", "TIMED_OUT", "ABORTED"]
@@ -37,6 +38,7 @@ class Alerts(Construct):
         email: str,
         sweeper: lambda_.IFunction,
         code: lambda_.Code,
+        layer: lambda_.ILayerVersion,
         log_retention: logs.RetentionDays,
         log_key: kms.IKey,
         key: kms.IKey,
@@ -64,6 +66,7 @@ class Alerts(Construct):
         self.topic.add_subscription(subscriptions.EmailSubscription(email))
         # The late checks' schedules share StartRun's dead-letter queue (and so its alarm).
         self._dead_letters = (dead_letters, key)
+        self._layer = layer
         self.formatter = self._build_formatter(code, log_retention, log_key, state_machine_prefix)
         # The late check (one function for every pipeline with an expected_by) is made on first use.
         self._late_check_settings = (code, log_retention, log_key, state_machine_prefix)
@@ -198,14 +201,15 @@ class Alerts(Construct):
         if self._late_check is not None:
             return self._late_check
         code, log_retention, log_key, prefix = self._late_check_settings
-        function = glue_function(
+        function = small_function(
             self,
             "LateCheck",
             code=code,
-            handler="functions.late_check.handler",
+            layer=self._layer,
+            handler="lambdas.late_check.handler",
             log_retention=log_retention,
             log_key=log_key,
-            environment={"NIGHTSHIFT_TOPIC_ARN": self.topic.topic_arn},
+            environment={TOPIC_VARIABLE: self.topic.topic_arn},
         )
         self._grant_publish(function)
         executions = f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:execution:{prefix}*"
@@ -242,7 +246,7 @@ class Alerts(Construct):
     ) -> None:
         """Tell the formatter where a pipeline's step logs are, to link the failing step's stream."""
         self._pipelines[state_machine_name] = [pipeline, log_group.log_group_name, container]
-        self.formatter.add_environment("NIGHTSHIFT_PIPELINES", Stack.of(self).to_json_string(self._pipelines))
+        self.formatter.add_environment(PIPELINES_VARIABLE, Stack.of(self).to_json_string(self._pipelines))
 
     def _build_formatter(
         self,
@@ -251,14 +255,15 @@ class Alerts(Construct):
         log_key: kms.IKey,
         state_machine_prefix: str,
     ) -> lambda_.Function:
-        function = glue_function(
+        function = small_function(
             self,
             "Formatter",
             code=code,
-            handler="functions.alert.handler",
+            layer=self._layer,
+            handler="lambdas.alert.handler",
             log_retention=log_retention,
             log_key=log_key,
-            environment={"NIGHTSHIFT_TOPIC_ARN": self.topic.topic_arn, "NIGHTSHIFT_PIPELINES": "{}"},
+            environment={TOPIC_VARIABLE: self.topic.topic_arn, PIPELINES_VARIABLE: "{}"},
         )
         function.add_to_role_policy(
             iam.PolicyStatement(

@@ -18,6 +18,7 @@ from infra.catalog import grant_catalog
 from infra.config import DataAccess, S3Path
 from infra.encryption import Encryption
 from infra.inputs import DeployedInput, deployed_inputs
+from infra.lambda_code import lambda_code
 from infra.nag import acknowledge_lambda_defaults, arn_finding, suppress
 from infra.paths import HOST_KEY_BOOTSTRAP, ROOT
 from infra.storage import EMR_LOG_PREFIX
@@ -55,20 +56,6 @@ def pinned_powertools_version() -> str:
     if match is None:
         raise ValueError("lambdas/requirements.txt must pin aws-lambda-powertools==X.Y.Z")
     return match[1]
-
-
-# The code asset is the project root filtered to lambdas/**, so `lambdas` stays an importable package.
-LAMBDA_CODE_EXCLUDES = [
-    "*",
-    ".*",
-    "!lambdas",
-    "!lambdas/**",
-    "lambdas/bootstrap",
-    "lambdas/requirements.txt",
-    "**/__pycache__",
-    "**/*.pyc",
-    "**/tests",
-]
 
 
 def emr_cleanup_role_arn() -> str:
@@ -117,8 +104,9 @@ class ClusterLifecycle(Construct):
         self._log_bucket = log_bucket
         self._log_retention = log_retention
         self._log_key = log_key
-        self._code = lambda_.Code.from_asset(str(ROOT), exclude=LAMBDA_CODE_EXCLUDES)
-        self._layer = lambda_.LayerVersion.from_layer_version_arn(
+        #: the one code asset and Powertools layer of every function (infra/lambda_code.py)
+        self.code = lambda_code()
+        self.layer = lambda_.LayerVersion.from_layer_version_arn(
             self, "Powertools", self._powertools_layer_arn(powertools_layer_version)
         )
         #: each pipeline's S3 paths, as instance_profile granted them (its inputs check stays within)
@@ -258,8 +246,8 @@ class ClusterLifecycle(Construct):
             construct_id,
             runtime=self.RUNTIME,
             handler=handler,
-            code=self._code,
-            layers=[self._layer],
+            code=self.code,
+            layers=[self.layer],
             memory_size=256,
             timeout=Duration.seconds(timeout_seconds),
             tracing=lambda_.Tracing.ACTIVE,

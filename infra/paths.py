@@ -9,4 +9,3 @@ RUNNER_DOCKERFILE = "runner/Dockerfile"
 # The folder of pipeline folders: the runner image copies it (runner/Dockerfile) and every
 # RunStep command names a step by its path under it.
 PIPELINES_FOLDER = "sql"
-FUNCTIONS = Path(__file__).resolve().parent / "functions"

@@ -14,7 +14,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from infra.glue_code import glue_function
+from infra.lambda_code import small_function
 from infra.nag import arn_finding, suppress
 from runner.config import Schedule
 from runner.schedule import to_eventbridge
@@ -40,17 +40,19 @@ class Schedules(Construct):
         construct_id: str,
         *,
         code: lambda_.Code,
+        layer: lambda_.ILayerVersion,
         log_retention: logs.RetentionDays,
         log_key: kms.IKey,
         alert_key: kms.IKey,
     ) -> None:
         super().__init__(scope, construct_id)
         self.failed_starts = self._failed_starts_queue(alert_key)
-        self.start_run = glue_function(
+        self.start_run = small_function(
             self,
             "StartRun",
             code=code,
-            handler="functions.start_run.handler",
+            layer=layer,
+            handler="lambdas.start_run.handler",
             log_retention=log_retention,
             log_key=log_key,
         )

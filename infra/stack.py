@@ -16,7 +16,6 @@ from infra.config import LOG_RETENTION_DAYS, NightshiftConfig
 from infra.dashboard import RunsDashboard
 from infra.data_access import access_key, check_data_access
 from infra.encryption import Encryption
-from infra.glue_code import glue_code
 from infra.network import Network
 from infra.operators import OperatedPipeline, OperatorsPolicy
 from infra.paths import PIPELINES_FOLDER
@@ -74,11 +73,11 @@ class NightshiftStack(Stack):
             log_retention=retention,
             log_key=log_key,
         )
-        glue = glue_code()
         self.schedules = Schedules(
             self,
             "Schedules",
-            code=glue,
+            code=lifecycle.code,
+            layer=lifecycle.layer,
             log_retention=retention,
             log_key=log_key,
             alert_key=encryption.alert_key,
@@ -86,7 +85,8 @@ class NightshiftStack(Stack):
         self.alerts = Alerts(
             self,
             "Alerts",
-            code=glue,
+            code=lifecycle.code,
+            layer=lifecycle.layer,
             email=config.notification_email,
             sweeper=lifecycle.sweeper,
             log_retention=retention,

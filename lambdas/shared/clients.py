@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
@@ -45,3 +45,8 @@ def sfn() -> SFNClient:
 @functools.cache
 def s3() -> S3Client:
     return boto3.client("s3", config=_CONFIG)
+
+
+@functools.cache
+def sns() -> Any:  # no SNS stubs in the dev dependencies
+    return boto3.client("sns", config=_CONFIG)

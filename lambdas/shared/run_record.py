@@ -17,6 +17,7 @@ from lambdas.shared.clusters import (
     find_clusters,
 )
 from lambdas.shared.cost import ClusterUsage, RegionPrices, RunCost, TaskUsage, cluster_usage, run_cost
+from lambdas.shared.executions import execution_history
 
 if TYPE_CHECKING:
     from mypy_boto3_emr import EMRClient
@@ -153,15 +154,6 @@ def read_timeline(
         },
         tasks=tuple(tasks),
     )
-
-
-def execution_history(sfn: SFNClient, execution_arn: str) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    for page in sfn.get_paginator("get_execution_history").paginate(
-        executionArn=execution_arn, includeExecutionData=True
-    ):
-        events += page["events"]  # type: ignore[arg-type]
-    return events
 
 
 def run_clusters(

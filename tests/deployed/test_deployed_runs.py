@@ -359,8 +359,8 @@ def test_no_deployment_no_region_no_credentials_each_one_line(
 
 def test_execution_names_match_the_schedules_and_preflights() -> None:
     """The CLI names a date's run as StartRun does, and preflight reads the date back from a rerun's name."""
-    from infra.functions.start_run import execution_name  # noqa: PLC0415
     from lambdas.shared.preflight import date_of_name  # noqa: PLC0415
+    from lambdas.shared.scheduling import execution_name  # noqa: PLC0415
     from runner.deployed.runs import date_of, run_name  # noqa: PLC0415
 
     assert run_name("nightly", DATE) == execution_name("nightly", DATE)

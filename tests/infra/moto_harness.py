@@ -2,7 +2,7 @@
 
 Work-arounds for moto, all here and nowhere else:
 - moto's Lambda backend runs handlers in Docker; `_invoke_lambda` is pointed at the real handler
-  (``lambdas.<name>.handler``, ``functions.<name>.handler``) in-process instead.
+  (``lambdas.<name>.handler``) in-process instead.
 - moto's ECS has no containers that exit: the stand-in stops every task at once with exit code 0,
   or 1 for the steps a test asks to fail. moto's `.sync` resolver never looks at exit codes (real
   Step Functions fails the state with States.TaskFailed when the essential container exits

@@ -10,7 +10,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from infra.functions import alert
+from lambdas import alert as alert_lambda
+from lambdas.shared import alerting as alert
+from tests.lambda_support import FakeLambdaContext
 
 REGION = "us-east-1"
 MACHINE = f"arn:aws:states:{REGION}:123456789012:stateMachine:Nightshift-example"
@@ -133,7 +135,8 @@ def test_a_success_with_notify_always_sends_one_short_message(
         }
     }
     record = {**RECORD, "outcome": "succeeded", "error": None}
-    answer = alert.handler(event, None, sfn=HistoryOf(history_with_record(record)), sns=sns)  # type: ignore[arg-type]
+    history = HistoryOf(history_with_record(record))
+    answer = alert_lambda.handler(event, FakeLambdaContext(), sfn=history, sns=sns)  # type: ignore[arg-type]
     assert answer["subject"] == "Nightshift: example-2025-06-01 SUCCEEDED in 30 min 34 s, $0.25"
     (message,) = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
     body = json.loads(message["Body"])["Message"]

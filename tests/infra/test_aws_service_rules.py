@@ -197,7 +197,7 @@ def test_start_run_sends_a_failed_start_to_a_queue_that_alarms(synth: Synthesis)
     (start_run,) = (
         name
         for name, function in synth.resources("AWS::Lambda::Function").items()
-        if function["Properties"]["Handler"] == "functions.start_run.handler"
+        if function["Properties"]["Handler"] == "lambdas.start_run.handler"
     )
     (config,) = (
         c for c in synth.resources("AWS::Lambda::EventInvokeConfig").values()

@@ -13,7 +13,7 @@ import boto3
 import pytest
 from moto.stepfunctions.responses import get_backend
 
-from infra.functions import alert, late_check
+from lambdas import alert, late_check
 from lambdas.shared.cost import PRICES_VARIABLE
 from lambdas.shared.run_metrics import (
     CLUSTER_READY_TIME,
@@ -37,7 +37,7 @@ from tests.infra.conftest import (
     resolve_join,
     synthesize,
 )
-from tests.infra.moto_harness import Harness, StepScript
+from tests.infra.moto_harness import FakeContext, Harness, StepScript
 
 # Like tests/infra/conftest.py's nightly, with a success e-mail and a deadline.
 NIGHTLY_TOML = """
@@ -199,7 +199,7 @@ def test_expected_by_schedules_one_late_check_in_the_pipeline_time_zone(cost_syn
     (function,) = [
         r for k, r in cost_synth.resources("AWS::Lambda::Function").items() if k.startswith("AlertsLateCheck")
     ]
-    assert function["Properties"]["Handler"] == "functions.late_check.handler"
+    assert function["Properties"]["Handler"] == "lambdas.late_check.handler"
 
 
 def test_no_expected_by_no_late_check(test_synth: Synthesis) -> None:
@@ -274,7 +274,9 @@ def check(harness: Harness, scheduled_time: str) -> dict[str, Any]:
         "expected_by": "07:30",
         "scheduled_time": scheduled_time,
     }
-    return late_check.handler(event, None, sfn=harness.sfn, sns=boto3.client("sns", region_name=REGION))
+    return late_check.handler(
+        event, FakeContext("LateCheck"), sfn=harness.sfn, sns=boto3.client("sns", region_name=REGION)
+    )
 
 
 def test_the_late_check_across_the_spring_change(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -406,7 +408,12 @@ def test_the_alert_formatter_reads_the_record_from_a_real_history(
         "name": "nightly-2025-06-03",
         "status": execution["status"],
     }
-    alert.handler({"detail": detail}, None, sfn=harness.sfn, sns=boto3.client("sns", region_name=REGION))
+    alert.handler(
+        {"detail": detail},
+        FakeContext("Formatter"),
+        sfn=harness.sfn,
+        sns=boto3.client("sns", region_name=REGION),
+    )
     (message,) = messages(sqs, queue)
     body = message["Message"]
     assert "Run date: 2025-06-03" in body

@@ -1,4 +1,4 @@
-"""The glue Lambdas: StartRun's run date and at-most-once start, the alert naming the failing step."""
+"""StartRun and the alert formatter (lambdas/): StartRun's run date and at-most-once start, the alert naming the failing step."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from infra.functions import alert, start_run
+from lambdas import start_run as start_run_lambda
+from lambdas.shared import alerting as alert
+from lambdas.shared import scheduling as start_run
+from tests.lambda_support import FakeLambdaContext
 
 REGION = "us-east-1"
 
@@ -54,10 +57,10 @@ def test_start_run_starts_each_date_once(sfn: Any) -> None:
         "timezone": "Europe/Berlin",
         "scheduled_time": "2025-06-01T01:00:00Z",
     }
-    first = start_run.handler(event, None, sfn=sfn)
+    first = start_run_lambda.handler(event, FakeLambdaContext(), sfn=sfn)
     # Scheduler retried while the run is going: StartExecution with the same name and input is
     # idempotent then; once the run is over it answers ExecutionAlreadyExists (test_execution.py).
-    again = start_run.handler(event, None, sfn=sfn)
+    again = start_run_lambda.handler(event, FakeLambdaContext(), sfn=sfn)
     assert first["started"] is True and first["execution_name"] == "example-2025-06-01"
     assert again["execution_name"] == "example-2025-06-01"
     (execution,) = sfn.list_executions(stateMachineArn=machine["stateMachineArn"])["executions"]

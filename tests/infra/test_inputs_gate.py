@@ -10,8 +10,8 @@ import boto3
 import pytest
 
 from infra.config import DataAccess, S3Path
-from infra.functions import alert
 from infra.inputs import InputsAccessError, deployed_inputs
+from lambdas.shared import alerting as alert
 from runner.model import load_pipeline
 from tests.infra import test_lint
 from tests.infra.conftest import (

@@ -19,6 +19,9 @@ HANDLERS = [
     "sweeper",
     "record_run",
     "check_inputs",
+    "start_run",
+    "late_check",
+    "alert",
 ]
 # The Lambda runtime (boto3/botocore), the Powertools layer (powertools, pydantic) and stdlib.
 ALLOWED_TOP_LEVEL = {"boto3", "botocore", "aws_lambda_powertools", "pydantic", "lambdas"}
@@ -57,3 +60,33 @@ def test_runtime_imports_are_only_runtime_and_layer(path):
 def test_each_handler_is_where_the_state_machine_looks(name):
     module = __import__(f"lambdas.{name}", fromlist=["handler"])
     assert callable(module.handler)
+
+
+def test_the_bundled_asset_imports_every_handler_and_has_its_own_zone_database(tmp_path):
+    """The asset infra deploys (infra/lambda_code.py's bundling), not the source tree: every handler
+    imports from it, and StartRun's zoneinfo look-ups find the bundled tzdata with no system zones
+    (PYTHONTZPATH empty), as the Lambda runtime does not promise a zone database."""
+    from infra.lambda_code import _CopyWithTzdata  # noqa: PLC0415
+
+    assert _CopyWithTzdata().try_bundle(str(tmp_path), None)
+    assert not (tmp_path / "lambdas" / "bootstrap").exists()
+    assert not (tmp_path / "lambdas" / "requirements.txt").exists()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["PYTHONPATH"] = str(tmp_path)
+    env["PYTHONTZPATH"] = ""
+    script = "; ".join(
+        [
+            *(f"import lambdas.{name}" for name in HANDLERS),
+            "import lambdas, tzdata",
+            "from lambdas.shared.scheduling import run_date_of",
+            "print(lambdas.__file__, tzdata.__file__, run_date_of('2025-06-30T22:30:00Z', 'Europe/Berlin'))",
+        ]
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    package, zones, run_date = result.stdout.split()
+    assert Path(package).is_relative_to(tmp_path)
+    assert Path(zones).is_relative_to(tmp_path)
+    assert run_date == "2025-07-01"

@@ -1,4 +1,4 @@
-"""Lambda: start a pipeline's run for the local date of its scheduled time, at most once per date."""
+"""Start a pipeline's run for the local date of its scheduled time, at most once per date."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-import boto3
 from botocore.exceptions import ClientError
 
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
+
+    from lambdas.shared.schedule_models import StartRunRequest
 
 
 def run_date_of(scheduled_time: str, timezone: str) -> str:
@@ -46,12 +47,11 @@ def start_run(*, pipeline: str, state_machine_arn: str, run_date: str, sfn: SFNC
     }
 
 
-def handler(event: dict[str, Any], context: object, *, sfn: SFNClient | None = None) -> dict[str, Any]:
-    """``{pipeline, state_machine_arn, timezone, scheduled_time}`` (from Scheduler) -> what was started."""
-    run_date = run_date_of(event["scheduled_time"], event["timezone"])
+def start_scheduled_run(request: StartRunRequest, *, sfn: SFNClient) -> dict[str, Any]:
+    """The run of the date Scheduler's time falls on in the pipeline's time zone, unless it ran."""
     return start_run(
-        pipeline=event["pipeline"],
-        state_machine_arn=event["state_machine_arn"],
-        run_date=run_date,
-        sfn=sfn or boto3.client("stepfunctions"),
+        pipeline=request.pipeline,
+        state_machine_arn=request.state_machine_arn,
+        run_date=run_date_of(request.scheduled_time, request.timezone),
+        sfn=sfn,
     )

@@ -1,20 +1,20 @@
-"""Lambda: at [schedule] expected_by, one alert if the date's run has not succeeded, saying where it is."""
+"""At [schedule] expected_by, one alert if the date's run has not succeeded, saying where it is."""
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-import boto3
-
-from .start_run import execution_name, run_date_of
+from lambdas.shared.executions import execution_history
+from lambdas.shared.scheduling import execution_name, run_date_of
 
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
+
+    from lambdas.shared.schedule_models import LateCheckRequest
 
 SUBJECT_LIMIT = 100
 # The input gate's error and states (owner "inputs"), and the cluster start's (infra/workflow.py).
@@ -75,15 +75,6 @@ def where_it_is(events: list[dict[str, Any]], zone: ZoneInfo) -> str:
     return f"in state {last} since {_clock(entered[-1]['timestamp'], zone)}"
 
 
-def _history(sfn: SFNClient, execution_arn: str) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    for page in sfn.get_paginator("get_execution_history").paginate(
-        executionArn=execution_arn, includeExecutionData=False
-    ):
-        events += page["events"]  # type: ignore[arg-type]
-    return events
-
-
 def lateness(sfn: SFNClient, runs: list[dict[str, Any]], zone: ZoneInfo) -> Lateness | None:
     """None when one of the date's runs succeeded; else what the newest run says."""
     if any(run["status"] == "SUCCEEDED" for run in runs):
@@ -93,7 +84,7 @@ def lateness(sfn: SFNClient, runs: list[dict[str, Any]], zone: ZoneInfo) -> Late
     run = runs[0]
     started = _clock(run["startDate"], zone)
     if run["status"] == "RUNNING":
-        where = where_it_is(_history(sfn, run["executionArn"]), zone)
+        where = where_it_is(execution_history(sfn, run["executionArn"], with_data=False), zone)
         return Lateness("still running", f"Run {run['name']} (started {started}) is still running: {where}.")
     described = sfn.describe_execution(executionArn=run["executionArn"])
     error, cause = described.get("error", ""), described.get("cause", "")
@@ -117,19 +108,14 @@ def render(pipeline: str, run_date: str, expected_by: str, timezone: str, late: 
     return subject, body
 
 
-def handler(
-    event: dict[str, Any], context: object, *, sfn: SFNClient | None = None, sns: Any = None
-) -> dict[str, Any]:
-    """Scheduler at expected_by -> at most one SNS message for the date; returns what it found."""
-    timezone = event["timezone"]
-    run_date = run_date_of(event["scheduled_time"], timezone)
-    sfn = sfn or boto3.client("stepfunctions")
-    runs = runs_of_date(sfn, event["state_machine_arn"], event["pipeline"], run_date)
+def check_late(request: LateCheckRequest, *, topic_arn: str, sfn: SFNClient, sns: Any) -> dict[str, Any]:
+    """At most one SNS message for the scheduled date's run; returns what it found."""
+    timezone = request.timezone
+    run_date = run_date_of(request.scheduled_time, timezone)
+    runs = runs_of_date(sfn, request.state_machine_arn, request.pipeline, run_date)
     late = lateness(sfn, runs, ZoneInfo(timezone))
     if late is None:
         return {"run_date": run_date, "late": False}
-    subject, body = render(event["pipeline"], run_date, event["expected_by"], timezone, late)
-    (sns or boto3.client("sns")).publish(
-        TopicArn=os.environ["NIGHTSHIFT_TOPIC_ARN"], Subject=subject, Message=body
-    )
+    subject, body = render(request.pipeline, run_date, request.expected_by, timezone, late)
+    sns.publish(TopicArn=topic_arn, Subject=subject, Message=body)
     return {"run_date": run_date, "late": True, "reason": late.reason, "subject": subject}

@@ -1,14 +1,13 @@
-"""Lambda: a failed, timed-out or aborted run (or, with notify = "always", a success) as a readable e-mail."""
+"""A failed, timed-out or aborted run (or, with notify = "always", a success) as a readable e-mail."""
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import boto3
+from lambdas.shared.executions import execution_history
 
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
@@ -153,13 +152,6 @@ def render_success(
     return f"Nightshift: {run} SUCCEEDED{summary}"[:SUBJECT_LIMIT], "\n".join(lines)
 
 
-def _history(sfn: SFNClient, execution_arn: str) -> Iterable[dict[str, Any]]:
-    for page in sfn.get_paginator("get_execution_history").paginate(
-        executionArn=execution_arn, includeExecutionData=True
-    ):
-        yield from page["events"]  # type: ignore[misc]
-
-
 def console_link(region: str, fragment: str) -> str:
     return f"https://{region}.console.aws.amazon.com/{fragment}"
 
@@ -208,19 +200,15 @@ def render(
     return subject, "\n".join(lines)
 
 
-def handler(
-    event: dict[str, Any], context: object, *, sfn: SFNClient | None = None, sns: Any = None
-) -> dict[str, Any]:
-    """EventBridge execution status change -> one SNS message; returns the subject."""
-    detail = event["detail"]
+def send_alert(
+    detail: dict[str, Any], *, pipelines: dict[str, Any], topic_arn: str, sfn: SFNClient, sns: Any
+) -> str:
+    """An execution's status change -> one SNS message (failure or success); returns its subject."""
     region = detail["executionArn"].split(":")[3]
-    events = list(_history(sfn or boto3.client("stepfunctions"), detail["executionArn"]))
-    pipelines = json.loads(os.environ["NIGHTSHIFT_PIPELINES"])
+    events = execution_history(sfn, detail["executionArn"])
     if detail["status"] == "SUCCEEDED":
         subject, body = render_success(detail, find_record(events), pipelines)
     else:
         subject, body = render(detail, find_failure(events), pipelines, region, find_record(events))
-    (sns or boto3.client("sns")).publish(
-        TopicArn=os.environ["NIGHTSHIFT_TOPIC_ARN"], Subject=subject, Message=body
-    )
-    return {"subject": subject}
+    sns.publish(TopicArn=topic_arn, Subject=subject, Message=body)
+    return subject
