@@ -237,6 +237,7 @@ class ColdReason(Enum):
     NOT_SPARK = "not a Spark step"  # bash: the engine is neither used nor ended
     OWN_JVM = "a JVM of its own"  # spark-submit: the engine ends first (Derby admits one process)
     ASKED = "--cold"
+    STEP = "the step needs a JVM of its own"  # quit, ADD JAR, !cmd: the detail names the statement
     UNAVAILABLE = "the warm engine is unavailable"
 
 
@@ -252,6 +253,8 @@ class RunsCold:
         """What the step's output says about it; None where a cold run is a matter of course."""
         if self.reason is ColdReason.ASKED:
             return "runs cold (--cold): a JVM of its own"
+        if self.reason is ColdReason.STEP:
+            return f"runs cold: {self.detail}"
         if self.reason is ColdReason.UNAVAILABLE:
             return f"runs cold: {self.reason.value}: {self.detail}"
         return None

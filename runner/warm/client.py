@@ -39,6 +39,10 @@ class EngineUnavailable(Exception):
     """The warm engine cannot run this step; the message says why in one line."""
 
 
+class StepNeedsOwnJvm(EngineUnavailable):
+    """The engine is there, but the step does what only a JVM of its own may; the message says what."""
+
+
 def engine_fingerprint(
     spark_home: Path, java_home: Path | None, submit_args: Sequence[str], env: Mapping[str, str], cwd: Path
 ) -> str:
@@ -188,6 +192,8 @@ class WarmEngine:
             source = WarmSource(conn, fifos, output.notice, engine_pid=int(hello["pid"]))
             stopper = Stopper(stop, timeout_seconds, CANCEL_GRACE_SECONDS)
             relay(source, output, stopper)
+            if source.runs_cold is not None:
+                raise StepNeedsOwnJvm(source.runs_cold)
             if source.unavailable is not None:
                 raise EngineUnavailable(source.unavailable)
         code = source.code if source.code is not None else 1
@@ -313,6 +319,7 @@ class WarmSource:
         self._notice = notice
         self.code: int | None = None
         self.unavailable: str | None = None
+        self.runs_cold: str | None = None
         self._over = False
 
     def read_stdout(self) -> bytes:
@@ -334,7 +341,7 @@ class WarmSource:
         for message in messages or []:
             self._handle(message)
         if messages is None:
-            if self.code is None and self.unavailable is None:
+            if self.code is None and self.unavailable is None and self.runs_cold is None:
                 self._notice("the warm engine ended during the step; see its log in the state dir's engine/")
             self._end()
 
@@ -346,6 +353,9 @@ class WarmSource:
             )
         elif event == "exit":
             self.code = int(message["code"])
+            self._end()
+        elif event == "cold":
+            self.runs_cold = str(message["reason"])
             self._end()
         elif event in ("unavailable", "stopping"):
             self.unavailable = str(message.get("reason", "the warm engine is stopping"))

@@ -48,6 +48,8 @@ class Job:
         self.abandoned = False
         self.code: int | None = None
         self.unavailable: str | None = None
+        #: why the step needs a JVM of its own (`quit`, `ADD JAR`, `!cmd`): the runner runs it cold
+        self.runs_cold: str | None = None
         self._lock = threading.Lock()
         self._readers: list[int] = []
 
@@ -222,7 +224,8 @@ class Server:
             try:
                 code = engine.run_file(job.script, job.variables, job.stdout, job.stderr, job.environment)
             except RunCold as error:
-                job.finish(None, unavailable=str(error))
+                job.runs_cold = str(error)
+                job.finish(None)
                 continue
             except Exception as error:
                 code = self._lost_code()
@@ -291,7 +294,9 @@ class Server:
             self._follow(conn, reader, job)
             if job.abandoned:
                 return
-            if job.unavailable is not None:
+            if job.runs_cold is not None:
+                protocol.send(conn, {"event": "cold", "reason": job.runs_cold})
+            elif job.unavailable is not None:
                 protocol.send(conn, {"event": "unavailable", "reason": job.unavailable})
             else:
                 protocol.send(conn, {"event": "exit", "code": job.code})

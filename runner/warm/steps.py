@@ -6,7 +6,14 @@ from runner.execution import StepResult, StopRequest
 from runner.local import ColdReason, LocalSpark, LocalStep, RunsCold, _spark_home
 from runner.model import Engine
 from runner.output import StepOutput
-from runner.warm.client import DEFAULT_IDLE_MINUTES, EngineUnavailable, WarmEngine, engine_alive, stop_engine
+from runner.warm.client import (
+    DEFAULT_IDLE_MINUTES,
+    EngineUnavailable,
+    StepNeedsOwnJvm,
+    WarmEngine,
+    engine_alive,
+    stop_engine,
+)
 from runner.warm.jvm import CLI_DRIVER
 
 
@@ -49,6 +56,8 @@ class WarmSteps:
                 invocation.step.path, invocation.variables, output, stop, invocation.timeout_seconds,
                 environment=step.env,
             )  # fmt: skip
+        except StepNeedsOwnJvm as error:
+            return RunsCold(ColdReason.STEP, str(error))
         except EngineUnavailable as error:
             return RunsCold(ColdReason.UNAVAILABLE, str(error))
 
