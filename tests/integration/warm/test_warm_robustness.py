@@ -133,6 +133,10 @@ def test_a_runner_killed_right_after_handing_over_its_step_does_not_wedge_the_en
     # The JVM is held (SIGSTOP) so that the moment lasts; the runner is killed once it relays output
     # (in select(): the step is handed over), then the JVM goes on.
     state, quick, _ = engine
+    # The module's engine may have ended idle (a minute in tests) while the tests before ran cold
+    # JVMs: a step first makes sure it runs, with its idle minute restarted, before its JVM is held.
+    ready = run_cli(quick, "--state-dir", state, timeout=PROMPT_SECONDS)
+    assert ready.returncode == 0 and b"runs warm (engine pid" in ready.stderr, ready.stderr[-2000:]
     jvm = _jvm_pid(state)
     os.kill(jvm, signal.SIGSTOP)
     try:
