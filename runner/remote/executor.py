@@ -421,21 +421,25 @@ class _StepRun:
     # -- the end: read the exit code, clear up
 
     def _finish(self) -> Finished:
+        # Two commands: a connection lost while the run directory goes must not lose the exit code.
         while True:
             connection = self.session.connection()
             try:
-                finished = files.finish(
-                    self.session,
-                    connection,
-                    self.run_directory,
-                    keep=self.settings.keep_remote,
-                    cancel=self.stop.is_set,
-                )
+                finished = files.finish(self.session, connection, self.run_directory, cancel=self.stop.is_set)
             except Unreachable as error:
                 self.session.lost(connection, reason(error, self.session.label))
                 continue
             self.session.progress()
-            return finished
+            break
+        while not self.settings.keep_remote:
+            connection = self.session.connection()
+            try:
+                files.clear(self.session, connection, self.run_directory, cancel=self.stop.is_set)
+            except Unreachable as error:
+                self.session.lost(connection, reason(error, self.session.label))
+                continue
+            break
+        return finished
 
     def _exit_code(self, finished: Finished) -> int:
         if finished.disk_full_kib is not None:
@@ -499,14 +503,11 @@ class _StepRun:
         connection = self.session.rescue(max(self._remaining(), 0.1))
         if connection is not None:
             try:
-                finished = files.finish(
-                    self.session,
-                    connection,
-                    self.run_directory,
-                    keep=self.settings.keep_remote,
-                    cancel=self._past_deadline,
-                )
+                deadline = self._past_deadline
+                finished = files.finish(self.session, connection, self.run_directory, cancel=deadline)
                 code = finished.exit_code or 0
+                if not self.settings.keep_remote:
+                    files.clear(self.session, connection, self.run_directory, cancel=deadline)
             except (ConnectionFailure, Interrupted, RemoteError) as error:
                 self.notice(f"run directory left in {self.where}: {reason(error, self.session.label)}")
         return StepResult(self.stopper.exit_code(code), outcome)

@@ -76,14 +76,19 @@ def start(
 
 
 def finish(
-    session: Session, connection: Connection, run_directory: RunDirectory, *, keep: bool, cancel: Cancel
+    session: Session, connection: Connection, run_directory: RunDirectory, *, cancel: Cancel
 ) -> Finished:
-    """The step's exit code if it was recorded; the run directory goes unless `keep`."""
-    result = session.run(
-        connection, run_directory.finish_command(keep), timeout=COMMAND_TIMEOUT, cancel=cancel
-    )
+    """The step's exit code if it was recorded; reads only, so a lost answer can be asked for again."""
+    result = session.run(connection, run_directory.finish_command(), timeout=COMMAND_TIMEOUT, cancel=cancel)
     if result.exit_status != 0:
         raise RemoteError(
             f"cannot read the exit code in {where(run_directory, session.label)}: {_said(result.stderr)}"
         )
     return parse_finish(result.stdout)
+
+
+def clear(session: Session, connection: Connection, run_directory: RunDirectory, *, cancel: Cancel) -> None:
+    """Remove the run directory (after finish: never before the exit code is read)."""
+    result = session.run(connection, run_directory.clear_command(), timeout=COMMAND_TIMEOUT, cancel=cancel)
+    if result.exit_status != 0:
+        raise RemoteError(f"cannot remove {where(run_directory, session.label)}: {_said(result.stderr)}")

@@ -264,13 +264,13 @@ class RunDirectory:
             )
         )
 
-    def finish_command(self, keep: bool) -> str:
-        """Print the step's exit code if it was recorded, `disk-full <KiB>` if the disk filled; clear up.
+    def finish_command(self) -> str:
+        """Print the step's exit code if it was recorded, `disk-full <KiB>` if the disk filled.
 
-        Unless `keep`, the run directory goes, and the run's and pipeline's directories once empty.
+        Reads only: a connection lost before the answer arrives can ask again (clear_command
+        removes the run directory once the answer is in).
         """
         q = shlex.quote
-        run, pipeline = self.parents
         exit_file, no_space, d = q(self.file("exit")), q(self.file("exit.nospace")), q(self.path)
         lines = [
             _CHECKS,
@@ -284,10 +284,22 @@ class RunDirectory:
             '    echo "disk-full ${free:-0}"',
             "  fi",
             "fi",
+            "exit 0",
         ]
-        if not keep:
-            lines.append(f"rm -rf -- {d} && rmdir -- {q(run)} {q(pipeline)} 2>/dev/null")
-        lines.append("exit 0")
+        return sh("\n".join(lines))
+
+    def clear_command(self) -> str:
+        """Remove the run directory, and the run's and pipeline's once empty; harmless when repeated."""
+        q = shlex.quote
+        run, pipeline = self.parents
+        d = q(self.path)
+        lines = [
+            _CHECKS,
+            f"[ -d {d} ] || exit 0",
+            self._owned(),
+            f"rm -rf -- {d} && rmdir -- {q(run)} {q(pipeline)} 2>/dev/null",
+            "exit 0",
+        ]
         return sh("\n".join(lines))
 
     def launcher_script(

@@ -524,6 +524,12 @@ class Harness:
         events = self.sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
         return [dict(event) for event in events]
 
+    def why(self, execution_arn: str) -> str:
+        """An execution's status, error and cause, and every failure event in its history: for assertion messages."""
+        answer = self.sfn.describe_execution(executionArn=execution_arn)
+        failures = [e for e in self.history(execution_arn) if e["type"].endswith(("Failed", "TimedOut"))]
+        return f"{answer['name']}: {answer['status']} {answer.get('error')} {answer.get('cause')} {failures}"
+
     def states_entered(self, execution_arn: str) -> list[str]:
         return [
             e["stateEnteredEventDetails"]["name"]

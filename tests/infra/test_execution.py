@@ -389,7 +389,8 @@ def test_another_date_waits_for_the_only_slot_and_runs_once_the_first_has_ended(
     one = finished(harness, start(harness, first, {"run_date": "2025-06-01"}))
     two = finished(harness, queued[0])
 
-    assert (one["status"], two["status"]) == ("SUCCEEDED", "SUCCEEDED"), (one, two)
+    statuses = (one["status"], two["status"])
+    assert statuses == ("SUCCEEDED", "SUCCEEDED"), [harness.why(e["executionArn"]) for e in (one, two)]
     states = harness.states_entered(queued[0])
     assert "WaitForSlot" in states and states.count("CreateCluster") == 1
     assert states.index("WaitForSlot") < states.index("CreateCluster")
