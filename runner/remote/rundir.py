@@ -58,12 +58,20 @@ mine() {{
 
 # Signal ($1) the login's processes that carry the step's token ($tok), printing their pids: the
 # step's processes, also those that left its process group. /proc/PID belongs to the process's user.
+# `skip` (a process group id): its members were signalled with the group and must not get the signal
+# twice (a step's TERM trap would run twice). The group id is the third field after the `(comm)`.
 _MARKED = """\
 marked() {
   [ -n "$tok" ] || return 1
+  sig=$1
   for f in $(grep -lzxF "NIGHTSHIFT_STEP_TOKEN=$tok" /proc/[0-9]*/environ 2>/dev/null); do
     p=${f#/proc/}; p=${p%/environ}
-    [ -O "/proc/$p" ] && kill -"$1" "$p" 2>/dev/null && echo "$p"
+    if [ -n "${skip:-}" ]; then
+      st=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+      set -- ${st##*) }
+      [ "$3" = "$skip" ] && continue
+    fi
+    [ -O "/proc/$p" ] && kill -"$sig" "$p" 2>/dev/null && echo "$p"
   done
 }"""
 
@@ -488,7 +496,8 @@ class RunDirectory:
                     f'[ ! -e {q(self.file("exit"))} ] && [ -O "/proc/$pg" ] '
                     f'&& grep -qzxF -- {q(self.launcher)} "/proc/$pg/cmdline" 2>/dev/null && ours=1',
                     signals,
-                    "group TERM; marked TERM >/dev/null",
+                    'skip=; [ -n "$ours" ] && skip=$pg',
+                    "group TERM; marked TERM >/dev/null; skip=",
                     f'setsid sh -c {q(escalation)} nightshift-stop "$pg" "$tok" "$ours" '
                     "</dev/null >/dev/null 2>&1 &",
                     "exit 0",
