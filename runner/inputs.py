@@ -188,7 +188,7 @@ def gate_mode(*, wait: bool, no_wait: bool, whole_pipeline: bool) -> GateMode:
 
 
 def checker_for(executor: Executor, plan: RunPlan, output: Output) -> InputChecker:
-    from runner.local import LocalExecutor  # noqa: PLC0415 - a cluster run does not need it
+    from runner.local.executor import LocalExecutor  # noqa: PLC0415 - a cluster run does not need it
 
     return LocalInputs() if isinstance(executor, LocalExecutor) else ClusterInputs(executor, plan, output)
 

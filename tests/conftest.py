@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.warm import protocol
-from runner.warm.client import stop_engine
+from runner.local.warm import protocol
+from runner.local.warm.client import stop_engine
 
 # Fixtures more than one tier uses, visible to every test (a conftest only reaches its own folder).
 pytest_plugins = ["tests.support.aws"]

@@ -7,8 +7,8 @@ import os
 import socket
 from pathlib import Path
 
-from runner.warm import protocol
-from runner.warm.client import engine_alive, engine_fingerprint
+from runner.local.warm import protocol
+from runner.local.warm.client import engine_alive, engine_fingerprint
 
 
 def test_messages_are_cut_at_newlines_whatever_the_chunks() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.java import find_java_home
-from runner.local import _spark_home
+from runner.local.executor import _spark_home
+from runner.local.java import find_java_home
 from tests.conftest import ROOT, UTF8_TERMINAL, run_cli
 
 pytestmark = pytest.mark.spark

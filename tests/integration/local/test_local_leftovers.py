@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.local import KILL_GRACE_SECONDS, STEP_TOKEN_VARIABLE
+from runner.local.executor import KILL_GRACE_SECONDS, STEP_TOKEN_VARIABLE
 from tests.conftest import run_cli, start_cli
 
 # The step writes its token where the test can read it: other runs on this machine have their own.

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.local import _spark_home
-from runner.warm.client import stop_engine
+from runner.local.executor import _spark_home
+from runner.local.warm.client import stop_engine
 from tests.conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.spark

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from runner.java import find_java_home
-from runner.local import LocalSpark, _spark_home
-from runner.warm.client import engine_alive, stop_engine
+from runner.local.executor import LocalSpark, _spark_home
+from runner.local.java import find_java_home
+from runner.local.warm.client import engine_alive, stop_engine
 from tests.conftest import ROOT, UTF8_TERMINAL, run_cli
 
 pytestmark = pytest.mark.spark

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.warm.client import stop_engine
+from runner.local.warm.client import stop_engine
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.spark

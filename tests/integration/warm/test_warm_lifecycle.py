@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 
 from runner.execution import Outcome, StopRequest
-from runner.java import find_java_home
-from runner.local import LocalSpark, _spark_home
+from runner.local.executor import LocalSpark, _spark_home
+from runner.local.java import find_java_home
+from runner.local.warm import protocol
+from runner.local.warm.client import WarmEngine, engine_alive, stop_engine
+from runner.local.warm.jvm import CLI_DRIVER
 from runner.output import StepOutput, Stream
-from runner.warm import protocol
-from runner.warm.client import WarmEngine, engine_alive, stop_engine
-from runner.warm.jvm import CLI_DRIVER
 from tests.conftest import run_cli, start_cli
 
 pytestmark = pytest.mark.spark

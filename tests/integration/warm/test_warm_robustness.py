@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from runner.java import find_java_home
-from runner.local import _spark_home
-from runner.warm import protocol
-from runner.warm.client import engine_alive, stop_engine
+from runner.local.executor import _spark_home
+from runner.local.java import find_java_home
+from runner.local.warm import protocol
+from runner.local.warm.client import engine_alive, stop_engine
 from tests.conftest import UTF8_TERMINAL, run_cli, start_cli
 
 pytestmark = pytest.mark.spark

@@ -20,12 +20,12 @@ from typing import Protocol
 from runner.engines import Command, engine_command, utf8_locale
 from runner.errors import UsageError
 from runner.execution import Invocation, StepResult, StopRequest
-from runner.java import find_java_home
+from runner.local.java import find_java_home
 from runner.model import Engine
 from runner.output import StepOutput
 from runner.relay import Pipes, Stopper, relay
 
-LOG_CONFIG = Path(__file__).with_name("local-log4j2.properties")
+LOG_CONFIG = Path(__file__).with_name("log4j2.properties")
 KILL_GRACE_SECONDS = 5.0
 #: Exported into each step's environment; every process that carries it belongs to the step.
 STEP_TOKEN_VARIABLE = "NIGHTSHIFT_STEP_TOKEN"
@@ -58,7 +58,7 @@ class LocalSpark:
 
     def reset(self) -> None:
         """Forget every table: end the warm engine, remove the warehouse and the metastore."""
-        from runner.warm.client import stop_engine  # noqa: PLC0415 - the cluster path never loads it
+        from runner.local.warm.client import stop_engine  # noqa: PLC0415 - the cluster path never loads it
 
         stop_engine(self.state_dir)
         shutil.rmtree(self.state_dir, ignore_errors=True)

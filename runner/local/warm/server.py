@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runner.warm import protocol
-from runner.warm.jvm import CliEngine, RunCold, launch
+from runner.local.warm import protocol
+from runner.local.warm.jvm import CliEngine, RunCold, launch
 
 CANCEL_EVERY_SECONDS = 0.25
 ACCEPT_POLL_SECONDS = 0.2
@@ -347,7 +347,7 @@ def _is_connected(engine: CliEngine | None) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m runner.warm.server")
+    parser = argparse.ArgumentParser(prog="python -m runner.local.warm.server")
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--fingerprint", required=True)
     parser.add_argument("--idle-seconds", type=float, required=True)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from runner.execution import StepResult, StopRequest
-from runner.local import ColdReason, LocalSpark, LocalStep, RunsCold, _spark_home
-from runner.model import Engine
-from runner.output import StepOutput
-from runner.warm.client import (
+from runner.local.executor import ColdReason, LocalSpark, LocalStep, RunsCold, _spark_home
+from runner.local.warm.client import (
     DEFAULT_IDLE_MINUTES,
     EngineUnavailable,
     StepNeedsOwnJvm,
@@ -14,7 +12,9 @@ from runner.warm.client import (
     engine_alive,
     stop_engine,
 )
-from runner.warm.jvm import CLI_DRIVER
+from runner.local.warm.jvm import CLI_DRIVER
+from runner.model import Engine
+from runner.output import StepOutput
 
 
 class WarmSteps:

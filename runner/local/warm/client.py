@@ -21,9 +21,9 @@ from pathlib import Path
 import runner
 from runner.errors import NightshiftError, StateDirInUse
 from runner.execution import StepResult, StopRequest
+from runner.local.warm import protocol
 from runner.output import StepOutput
 from runner.relay import Pipes, Stopper, relay
-from runner.warm import protocol
 
 DEFAULT_IDLE_MINUTES = 15.0
 START_TIMEOUT_SECONDS = 300.0
@@ -256,7 +256,7 @@ class WarmEngine:
         path = self.env.get("PYTHONPATH")
         env = {**self.env, "PYTHONPATH": package_root + (os.pathsep + path if path else "")}
         argv = [
-            sys.executable, "-m", "runner.warm.server",
+            sys.executable, "-m", "runner.local.warm.server",
             "--state-dir", str(self.state_dir.resolve()), "--fingerprint", self.fingerprint,
             "--idle-seconds", str(self.idle_seconds), "--spark-submit", self.spark_submit,
             "--", *self.submit_args,
