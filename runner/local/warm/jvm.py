@@ -38,6 +38,7 @@ JAVA_TRIM = "".join(chr(code) for code in range(33))
 JAVA_SPACE = re.compile(r"[ \t\n\x0b\f\r]+")
 LINE_END = re.compile(r"\r\n|\r|\n")  # BufferedReader.readLine's line terminators
 MAX_SOURCE_DEPTH = 16
+HIVERC = ".hiverc"  # CliDriver.HIVERCFILE
 LAUNCH_ONLY = ("_PYSPARK_DRIVER_CONN_INFO_PATH",)  # the engine's own, never a cold JVM's
 
 
@@ -351,7 +352,7 @@ class CliEngine:
         # `SET hive...` values, added resources and scratch state stay with the step.
         self._client_state.set(self._client, session_state)
         cli = jvm.org.apache.spark.sql.hive.thriftserver.SparkSQLCLIDriver()
-        why = self._cold_reason(cli, script, 0)
+        why = self._init_files_cold_reason(cli) or self._cold_reason(cli, script, 0)
         if why is not None:
             raise RunCold(why)
         # Where SparkSQLEnv.init, in the constructor, points the metastore client's Hive session at
@@ -375,7 +376,9 @@ class CliEngine:
         database = get_field(session_state, "database")
         if database is not None:
             self._env.sqlContext().sql("USE " + database)
-        cli.processInitFiles(session_state)
+        failed = self._process_init_files(cli, session_state)
+        if failed:
+            return failed
         cli.printMasterAndAppId()
         self._rewind_counters()
         # The step's jobs in a group of their own, cancelled with an interrupt: a stopped or timed-out
@@ -456,6 +459,52 @@ class CliEngine:
                 if why is not None:
                     return why
         return None
+
+    def _init_files(self) -> list[tuple[Path, bool]]:
+        """The `.hiverc` files CliDriver.processInitFiles (Hive 2.3) runs before every step, in its order.
+
+        Read from the step's environment (set before this is asked) and the JVM's user.home, as a
+        cold spark-sql reads them; True marks $HIVE_HOME/bin/.hiverc, which Hive calls deprecated.
+        """
+        system = self.jvm.System
+        places = [
+            (system.getenv("HIVE_HOME"), ("bin", HIVERC), True),
+            (system.getenv("HIVE_CONF_DIR"), (HIVERC,), False),
+            (system.getProperty("user.home"), (HIVERC,), False),
+        ]
+        return [
+            (Path(base, *names), deprecated)
+            for base, names, deprecated in places
+            if base is not None and Path(base, *names).exists()
+        ]
+
+    def _init_files_cold_reason(self, cli: Any) -> str | None:
+        for path, _ in self._init_files():
+            why = self._cold_reason(cli, path, 1)
+            if why is not None:
+                return f"{path} runs before every step: {why}"
+        return None
+
+    def _process_init_files(self, cli: Any, session_state: Any) -> int:
+        """processInitFiles, but a failing file's exit code is returned where Hive calls System.exit.
+
+        A cold spark-sql ends with that code before the step runs; the engine must not end with it.
+        """
+        silent = session_state.getIsSilent()
+        session_state.setIsSilent(True)
+        try:
+            for path, deprecated in self._init_files():
+                code = int(cli.processFile(str(path)))
+                if code != 0:
+                    return code
+                if deprecated:
+                    self.jvm.org.apache.hadoop.hive.ql.session.SessionState.getConsole().printInfo(
+                        "Putting the global hiverc in $HIVE_HOME/bin/.hiverc is deprecated. "
+                        "Please use $HIVE_CONF_DIR/.hiverc instead."
+                    )
+        finally:
+            session_state.setIsSilent(silent)
+        return 0
 
     def _cold_reason_of_source(self, cli: Any, name: str, depth: int) -> str | None:
         if "${" in name or depth >= MAX_SOURCE_DEPTH:
