@@ -18,6 +18,15 @@ from typing import Literal
 #   subnet, security_group, key_pair                   what the cluster launches into
 #   runner_log_group, ssh_secret                       the runner task's log group and SSH key secret
 #   database, table                                    one of the pipeline's catalog databases, a table
+#   function_log_group                                 the calling Lambda's own log group (per role)
+#   start_run_function, late_check_function            the functions the schedules invoke
+#   preflight_function, create_cluster_function, cluster_status_function,
+#   terminate_cluster_function, record_run_function    the functions a state machine invokes
+#   failed_starts, alert_key, alert_topic              the failed-starts queue, the alert key, the topic
+#   ecs_cluster, task_definition                       the runner's ECS cluster, its task definition
+#   task_role, task_execution_role                     the runner task's two roles
+#   runner_log_group_arn                               the runner log group itself (the operators read it)
+#   image_repository                                   the ECR repository of the runner image (CDK's assets)
 
 CREATE_CLUSTER = "CreateCluster"
 CLUSTER_STATUS = "ClusterStatus"
@@ -30,7 +39,7 @@ RUNNER_TASK = "RunnerTask"
 RUNNER_TASK_EXECUTION = "RunnerTaskExecution"
 INSTANCE_ROLE = "InstanceRole"
 EMR_SERVICE_ROLE = "EmrServiceRole"
-ROLES = (
+ROLES: tuple[str, ...] = (
     CREATE_CLUSTER,
     CLUSTER_STATUS,
     TERMINATE_CLUSTER,
@@ -42,6 +51,25 @@ ROLES = (
     RUNNER_TASK_EXECUTION,
     INSTANCE_ROLE,
     EMR_SERVICE_ROLE,
+)
+# The roles outside the lifecycle: the schedules' and alerts' Lambdas, Scheduler's roles, the state
+# machine's role, and the operators' policy (what the CLI's --deployed mode calls).
+START_RUN = "StartRun"
+ALERT_FORMATTER = "AlertFormatter"
+LATE_CHECK = "LateCheck"
+START_RUN_SCHEDULE = "StartRunSchedule"
+LATE_CHECK_SCHEDULE = "LateCheckSchedule"
+STATE_MACHINE = "StateMachine"
+OPERATORS = "Operators"
+ROLES = (
+    *ROLES,
+    START_RUN,
+    ALERT_FORMATTER,
+    LATE_CHECK,
+    START_RUN_SCHEDULE,
+    LATE_CHECK_SCHEDULE,
+    STATE_MACHINE,
+    OPERATORS,
 )
 
 #: The user tag AmazonEMRServicePolicy_v2 requires on the cluster (EMR propagates it to the
@@ -161,6 +189,14 @@ def _runner() -> tuple[Call, ...]:
         Call(RUNNER_TASK, "elasticmapreduce:ListInstances", CLUSTER, why="the master's private address"),
         Call(RUNNER_TASK, "ssm:GetParameter", "{host_key}", why="the master's published host key"),
         Call(RUNNER_TASK_EXECUTION, "secretsmanager:GetSecretValue", "{ssh_secret}", why="the SSH key"),
+        # ECS pulls the runner image from the CDK asset repository with the execution role.
+        Call(RUNNER_TASK_EXECUTION, "ecr:GetAuthorizationToken", "*", why="log in to ECR"),
+        *_each(
+            RUNNER_TASK_EXECUTION,
+            ("ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"),
+            "{image_repository}",
+            why="pull the runner image",
+        ),
         *_each(
             RUNNER_TASK_EXECUTION,
             ("logs:CreateLogStream", "logs:PutLogEvents"),
@@ -369,10 +405,204 @@ def _emr_service_role() -> tuple[Call, ...]:
     return tuple(calls)
 
 
+LAMBDA = "arn:{partition}:lambda:{region}:{account}:function:"
+STREAM = "{function_log_group}:log-stream:2025/06/01/[$LATEST]0123456789abcdef"
+ECS = "arn:{partition}:ecs:{region}:{account}"
+#: The EventBridge rule Step Functions manages in the account for every .sync ECS task it waits on.
+ECS_SYNC_RULE = "arn:{partition}:events:{region}:{account}:rule/StepFunctionsGetEventsForECSTaskRule"
+ECS_TASKS_SERVICE = "ecs-tasks.amazonaws.com"
+
+
+def _lambda_logs(role: str) -> tuple[Call, ...]:
+    """What the Lambda service writes with the function's role: its output in its own log group."""
+    return _each(role, ("logs:CreateLogStream", "logs:PutLogEvents"), STREAM, why="the function's own log")
+
+
+def _to_queue(role: str, why: str) -> tuple[Call, ...]:
+    """A message to the failed-starts queue, encrypted with the alert key.
+
+    SQS asks KMS for the data key in the sender's name (kms:ViaService), so the sender needs both.
+    """
+    via = (
+        ("kms:ViaService", "sqs.{region}.amazonaws.com"),
+        ("kms:EncryptionContext:aws:sqs:arn", "{failed_starts}"),
+    )
+    return (
+        Call(role, "sqs:SendMessage", "{failed_starts}", why=why),
+        *_each(role, ("kms:GenerateDataKey", "kms:Decrypt"), "{alert_key}", context=via, why=why),
+    )
+
+
+def _to_topic(role: str) -> tuple[Call, ...]:
+    """A publish to the alert topic, encrypted with the alert key (SNS calls KMS in the sender's name)."""
+    via = (
+        ("kms:ViaService", "sns.{region}.amazonaws.com"),
+        ("kms:EncryptionContext:aws:sns:topicArn", "{alert_topic}"),
+    )
+    why = "publish the alert to the encrypted topic"
+    return (
+        Call(role, "sns:Publish", "{alert_topic}", why=why),
+        *_each(role, ("kms:GenerateDataKey", "kms:Decrypt"), "{alert_key}", context=via, why=why),
+    )
+
+
+def _schedules_and_alerts() -> tuple[Call, ...]:
+    execution = "{execution}"
+    return (
+        # StartRun: the execution of the date; its last failed attempt goes to the queue (on-failure
+        # destination, sent with the function's own role).
+        Call(START_RUN, "states:StartExecution", "{state_machine}", why="start the date's run"),
+        *_to_queue(START_RUN, "the on-failure destination of a start that failed"),
+        *_lambda_logs(START_RUN),
+        # The schedules' roles: Scheduler invokes the function, and dead-letters what it cannot hand over.
+        Call(
+            START_RUN_SCHEDULE,
+            "lambda:InvokeFunction",
+            LAMBDA + "{start_run_function}",
+            why="the nightly start",
+        ),
+        *_to_queue(START_RUN_SCHEDULE, "the schedule's dead-letter queue"),
+        Call(
+            LATE_CHECK_SCHEDULE,
+            "lambda:InvokeFunction",
+            LAMBDA + "{late_check_function}",
+            why="the late check",
+        ),
+        *_to_queue(LATE_CHECK_SCHEDULE, "the late check schedule's dead-letter queue"),
+        # The alert formatter: the failed execution's history (the failing step, the run record).
+        Call(ALERT_FORMATTER, "states:GetExecutionHistory", execution, why="which step failed, the record"),
+        *_to_topic(ALERT_FORMATTER),
+        *_lambda_logs(ALERT_FORMATTER),
+        # The late check: the date's runs, and where the newest one is.
+        Call(LATE_CHECK, "states:ListExecutions", "{state_machine}", why="the date's runs"),
+        Call(LATE_CHECK, "states:GetExecutionHistory", execution, why="where a running run is"),
+        Call(LATE_CHECK, "states:DescribeExecution", execution, why="why a run failed"),
+        *_to_topic(LATE_CHECK),
+        *_lambda_logs(LATE_CHECK),
+    )
+
+
+def _state_machine() -> tuple[Call, ...]:
+    functions = (
+        "preflight_function",
+        "create_cluster_function",
+        "cluster_status_function",
+        "terminate_cluster_function",
+        "record_run_function",
+    )
+    task = ECS + ":task/{ecs_cluster}/0123456789abcdef0123456789abcdef"
+    return (
+        *(
+            Call(STATE_MACHINE, "lambda:InvokeFunction", LAMBDA + "{" + f + "}", why="a Lambda state")
+            for f in functions
+        ),
+        Call(
+            STATE_MACHINE,
+            "ecs:RunTask",
+            "{task_definition}",
+            (("ecs:cluster", ECS + ":cluster/{ecs_cluster}"),),
+            why="a step's runner task",
+        ),
+        # .sync: Step Functions waits for the task through its managed EventBridge rule.
+        *_each(STATE_MACHINE, ("ecs:DescribeTasks", "ecs:StopTask"), task, why="wait for or stop the task"),
+        *_each(
+            STATE_MACHINE,
+            ("events:PutTargets", "events:PutRule", "events:DescribeRule"),
+            ECS_SYNC_RULE,
+            why="the managed rule of .sync ECS tasks",
+        ),
+        *(
+            Call(
+                STATE_MACHINE,
+                "iam:PassRole",
+                role,
+                (("iam:PassedToService", ECS_TASKS_SERVICE),),
+                why="RunTask passes the task's roles to ECS",
+            )
+            for role in ("{task_role}", "{task_execution_role}")
+        ),
+        *_each(
+            STATE_MACHINE,
+            (
+                "logs:CreateLogDelivery",
+                "logs:GetLogDelivery",
+                "logs:UpdateLogDelivery",
+                "logs:DeleteLogDelivery",
+                "logs:ListLogDeliveries",
+                "logs:PutResourcePolicy",
+                "logs:DescribeResourcePolicies",
+                "logs:DescribeLogGroups",
+            ),
+            "*",
+            why="execution logs to CloudWatch Logs (no resource-level permissions)",
+        ),
+        *_each(
+            STATE_MACHINE,
+            (
+                "xray:PutTraceSegments",
+                "xray:PutTelemetryRecords",
+                "xray:GetSamplingRules",
+                "xray:GetSamplingTargets",
+            ),
+            "*",
+            why="X-Ray tracing of the executions",
+        ),
+    )
+
+
+def _operators() -> tuple[Call, ...]:
+    """What the CLI's --deployed mode calls (start, follow, history, stop) with the operators' policy."""
+    return (
+        Call(OPERATORS, "states:ListStateMachines", "*", why="find the stack's state machines"),
+        Call(OPERATORS, "states:ListTagsForResource", "{state_machine}", why="read their discovery tags"),
+        *_each(
+            OPERATORS,
+            ("states:StartExecution", "states:ListExecutions"),
+            "{state_machine}",
+            why="start a date, find its runs",
+        ),
+        *_each(
+            OPERATORS,
+            ("states:DescribeExecution", "states:GetExecutionHistory", "states:StopExecution"),
+            "{execution}",
+            why="follow or stop a run",
+        ),
+        *_each(
+            OPERATORS,
+            ("logs:FilterLogEvents", "logs:DescribeLogStreams"),
+            "{runner_log_group_arn}",
+            why="the steps' output",
+        ),
+        Call(OPERATORS, "logs:GetLogEvents", "{runner_log_group}", why="a step's stream"),
+        Call(OPERATORS, "elasticmapreduce:ListClusters", "*", why="the run's cluster"),
+        *_each(
+            OPERATORS,
+            ("elasticmapreduce:DescribeCluster", "elasticmapreduce:TerminateJobFlows"),
+            CLUSTER,
+            cluster_tags="resource",
+            why="stop a run's cluster of this stack",
+        ),
+    )
+
+
+def _lifecycle_runtime() -> tuple[Call, ...]:
+    """What the Lambda service sends with a lifecycle function's role: its log, its X-Ray segments."""
+    roles = (PREFLIGHT, CREATE_CLUSTER, CLUSTER_STATUS, TERMINATE_CLUSTER, SWEEPER, RECORD_RUN, CHECK_INPUTS)
+    calls: list[Call] = []
+    for role in roles:
+        calls += _lambda_logs(role)
+        calls += _each(role, ("xray:PutTraceSegments", "xray:PutTelemetryRecords"), "*", why="active tracing")
+    return tuple(calls)
+
+
 CALLS: tuple[Call, ...] = (
     *_lifecycle(),
+    *_lifecycle_runtime(),
     *_runner(),
     *_instance_role(),
     *_catalog(),
     *_emr_service_role(),
+    *_schedules_and_alerts(),
+    *_state_machine(),
+    *_operators(),
 )

@@ -207,6 +207,13 @@ class Template:
             return f"arn:{PARTITION}:sns:{REGION}:{ACCOUNT}:{logical}"
         if kind == "AWS::S3::Bucket":
             return logical.lower()
+        if kind == "AWS::ECS::TaskDefinition":
+            # The ARN of the revision this template registers (the first: a test deploys once).
+            return f"arn:{PARTITION}:ecs:{REGION}:{ACCOUNT}:task-definition/{props['Family']}:1"
+        if kind == "AWS::SQS::Queue":
+            return f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{logical}"
+        if kind == "AWS::Logs::LogGroup":
+            return str(props.get("LogGroupName", logical))
         return logical
 
     def arn(self, logical: str) -> str:
@@ -223,8 +230,9 @@ class Template:
             "AWS::SQS::Queue": f"{prefix}:sqs:{REGION}:{ACCOUNT}:{logical}",
             "AWS::Lambda::Function": f"{prefix}:lambda:{REGION}:{ACCOUNT}:function:{logical}",
             "AWS::SNS::Topic": f"{prefix}:sns:{REGION}:{ACCOUNT}:{logical}",
+            "AWS::ECS::Cluster": f"{prefix}:ecs:{REGION}:{ACCOUNT}:cluster/{logical}",
         }
-        if kind == "AWS::StepFunctions::StateMachine":
+        if kind in ("AWS::StepFunctions::StateMachine", "AWS::ECS::TaskDefinition"):
             return self.ref(logical)
         if kind not in arns:
             raise Unsupported(f"the ARN of a {kind}")
@@ -273,6 +281,17 @@ class Template:
         for inline in role_props.get("Policies", []):
             statements += _listed(self.resolve(inline["PolicyDocument"])["Statement"])
         return statements
+
+    def policy_statements(self, policy: str) -> list[Mapping[str, Any]]:
+        """The statements of one policy of the template (a managed policy attached to nobody, say)."""
+        document = self.resolve(self.resources[policy]["Properties"]["PolicyDocument"])
+        return _listed(document["Statement"])
+
+    def inline_statements(self, role: str) -> list[Mapping[str, Any]]:
+        """The statements the stack writes for ``role`` (its inline policies), not the AWS-managed ones."""
+        managed = self.resolve(self.resources[role]["Properties"].get("ManagedPolicyArns", []))
+        pinned = [s for arn in managed for s in managed_policy(arn.rsplit("/", 1)[-1]).statements]
+        return [s for s in self.role_statements(role) if s not in pinned]
 
     def tags(self, logical: str) -> dict[str, str]:
         tags = self.resources[logical].get("Properties", {}).get("Tags", [])

@@ -9,6 +9,7 @@ AWS-managed policies it attaches (pinned under tests/infra/aws_managed/ with ver
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -20,37 +21,51 @@ from runner.deployed import calls as manifest
 from runner.deployed.calls import CALLS, EMR_MANAGED_POLICY_TAG, Call
 from tests.infra.conftest import ACCOUNT, REGION, SECRET_ARN, SUBNETS, Synthesis, base_context
 from tests.infra.iam_eval import Decision, Request, Template, evaluate, managed_policy
+from tests.infra.test_cost_stack import cost_synth  # noqa: F401 - the synth with a late check
 from tests.infra.test_inputs_gate import gated_synth  # noqa: F401 - the shared gated synth fixture
 from tests.lambda_support import CREATE_PAYLOAD
 
 PIPELINE = "nightly"
 CLUSTER_ID = "j-1NIGHTLY2ABC"
 MANAGED_TAG_KEY = EMR_MANAGED_POLICY_TAG[0]
-# The deployed roles of the test_synth's "nightly" pipeline, by the part of their logical id.
+# Each deployed role of the manifest: the session synth that has it (test_synth has every role but
+# the late check's, which needs an expected_by, and CheckInputs, which needs [inputs]), the kind of
+# resource that holds its statements and the part of its logical id.
 ROLES = {
-    manifest.CREATE_CLUSTER: ("AWS::IAM::Role", "ClusterLifecycleCreateClusterServiceRole"),
-    manifest.CLUSTER_STATUS: ("AWS::IAM::Role", "ClusterLifecycleClusterStatusServiceRole"),
-    manifest.TERMINATE_CLUSTER: ("AWS::IAM::Role", "ClusterLifecycleTerminateClusterServiceRole"),
-    manifest.PREFLIGHT: ("AWS::IAM::Role", "ClusterLifecyclePreflightServiceRole"),
-    manifest.RECORD_RUN: ("AWS::IAM::Role", "ClusterLifecycleRecordRunServiceRole"),
-    manifest.SWEEPER: ("AWS::IAM::Role", "ClusterLifecycleSweeperServiceRole"),
-    manifest.RUNNER_TASK: ("AWS::IAM::Role", "RunnerNightlyTaskTaskRole"),
-    manifest.RUNNER_TASK_EXECUTION: ("AWS::IAM::Role", "RunnerNightlyTaskExecutionRole"),
-    manifest.INSTANCE_ROLE: ("AWS::IAM::Role", "ClusterLifecycleNightlyInstanceRole"),
-    manifest.EMR_SERVICE_ROLE: ("AWS::IAM::Role", "ClusterLifecycleEmrServiceRole"),
+    manifest.CREATE_CLUSTER: ("test_synth", "ClusterLifecycleCreateClusterServiceRole"),
+    manifest.CLUSTER_STATUS: ("test_synth", "ClusterLifecycleClusterStatusServiceRole"),
+    manifest.TERMINATE_CLUSTER: ("test_synth", "ClusterLifecycleTerminateClusterServiceRole"),
+    manifest.PREFLIGHT: ("test_synth", "ClusterLifecyclePreflightServiceRole"),
+    manifest.RECORD_RUN: ("test_synth", "ClusterLifecycleRecordRunServiceRole"),
+    manifest.CHECK_INPUTS: ("gated_synth", "CheckInputsServiceRole"),
+    manifest.SWEEPER: ("test_synth", "ClusterLifecycleSweeperServiceRole"),
+    manifest.RUNNER_TASK: ("test_synth", "RunnerNightlyTaskTaskRole"),
+    manifest.RUNNER_TASK_EXECUTION: ("test_synth", "RunnerNightlyTaskExecutionRole"),
+    manifest.INSTANCE_ROLE: ("test_synth", "ClusterLifecycleNightlyInstanceRole"),
+    manifest.EMR_SERVICE_ROLE: ("test_synth", "ClusterLifecycleEmrServiceRole"),
+    manifest.START_RUN: ("test_synth", "SchedulesStartRunServiceRole"),
+    manifest.START_RUN_SCHEDULE: ("test_synth", "SchedulesSchedulerRole"),
+    manifest.ALERT_FORMATTER: ("test_synth", "AlertsFormatterServiceRole"),
+    manifest.LATE_CHECK: ("cost_synth", "AlertsLateCheckServiceRole"),
+    manifest.LATE_CHECK_SCHEDULE: ("cost_synth", "AlertsLateCheckSchedulerRole"),
+    manifest.STATE_MACHINE: ("test_synth", "NightlyWorkflowStateMachineRole"),
+    manifest.OPERATORS: ("test_synth", "OperatorsPolicy"),
 }
+# The pipeline each synth's roles serve, and the values that differ from test_synth's nightly.
+PIPELINES = {"test_synth": "nightly", "cost_synth": "nightly", "gated_synth": "gated"}
+OVERRIDES = {"gated_synth": {"read_prefix": "raw/events/dt=2025-06-01/"}}
 
 
 class Deployment:
-    """test_synth as the manifest sees a deployment: its roles' statements and the template's values."""
+    """A synth as the manifest sees a deployment: its roles' statements and the template's values."""
 
-    def __init__(self, synth: Synthesis) -> None:
+    def __init__(self, synth: Synthesis, pipeline: str = PIPELINE, **overrides: str) -> None:
         self.template = Template(synth.template)
         t = self.template
         machine = next(
             k
             for k, v in t.of_type("AWS::StepFunctions::StateMachine").items()
-            if v["Properties"]["StateMachineName"].endswith(f"-{PIPELINE}")
+            if v["Properties"]["StateMachineName"].endswith(f"-{pipeline}")
         )
         self.master_security_group = t.logical_id("AWS::EC2::SecurityGroup", "MasterSecurityGroup")
         assets = json.loads((synth.outdir / f"{synth.stack.stack_name}.assets.json").read_text())
@@ -60,15 +75,29 @@ class Deployment:
             if a["source"]["path"].endswith(".sh")
             for d in a["destinations"].values()
         ]
-        runner_logs = t.arn(t.logical_id("AWS::Logs::LogGroup", f"RunnerLogs{PIPELINE.capitalize()}"))
+        title = pipeline.capitalize()
+        runner_logs = t.arn(t.logical_id("AWS::Logs::LogGroup", f"RunnerLogs{title}"))
         self.stack = synth.stack.stack_name
+
+        def function(handler: str) -> str:
+            (found,) = [
+                k
+                for k, v in t.of_type("AWS::Lambda::Function").items()
+                if v["Properties"].get("Handler") == f"lambdas.{handler}.handler"
+            ]
+            return found
+
+        late_checks = [
+            k for k, v in t.of_type("AWS::Lambda::Function").items()
+            if v["Properties"].get("Handler") == "lambdas.late_check.handler"
+        ]  # fmt: skip
         self.values = {
             "partition": "aws",
             "region": REGION,
             "account": ACCOUNT,
             "stack": self.stack,
             "cluster": CLUSTER_ID,
-            "execution": f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{self.stack}-{PIPELINE}:run-1",
+            "execution": f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{self.stack}-{pipeline}:run-1",
             "state_machine": t.ref(machine),
             "host_key": f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/nightshift/host-keys/{CLUSTER_ID}",
             "read_bucket": "lake",
@@ -78,19 +107,64 @@ class Deployment:
             "log_bucket": t.ref(t.logical_id("AWS::S3::Bucket", "EmrLogBucket")),
             "bootstrap_object": f"arn:aws:s3:::cdk-hnb659fds-assets-{ACCOUNT}-{REGION}/{bootstrap_key}",
             "disk_key": t.arn(t.logical_id("AWS::KMS::Key", "EmrDiskKey")),
-            "instance_role": t.arn(t.logical_id(*ROLES[manifest.INSTANCE_ROLE])),
-            "service_role": t.arn(t.logical_id(*ROLES[manifest.EMR_SERVICE_ROLE])),
+            "instance_role": t.arn(t.logical_id("AWS::IAM::Role", f"ClusterLifecycle{title}InstanceRole")),
+            "service_role": t.arn(t.logical_id("AWS::IAM::Role", "ClusterLifecycleEmrServiceRole")),
             "subnet": SUBNETS[0],
             "security_group": "sg-0master",
             "key_pair": base_context()["ec2_key_name"],
-            "runner_log_group": runner_logs.removesuffix(":*") + ":log-stream:nightly/10_users/1",
+            "runner_log_group": runner_logs.removesuffix(":*") + f":log-stream:{pipeline}/10_users/1",
+            "runner_log_group_arn": runner_logs,
             "ssh_secret": SECRET_ARN,
+            "image_repository": (
+                f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/cdk-hnb659fds-container-assets-{ACCOUNT}-{REGION}"
+            ),
             "database": "nightly",
             "table": "users",
+            "start_run_function": function("start_run"),
+            "late_check_function": late_checks[0] if late_checks else "no-late-check",
+            "preflight_function": function("preflight"),
+            "create_cluster_function": function("create_cluster"),
+            "cluster_status_function": function("cluster_status"),
+            "terminate_cluster_function": function("terminate_cluster"),
+            "record_run_function": function("record_run"),
+            "failed_starts": t.arn(t.logical_id("AWS::SQS::Queue", "FailedStarts")),
+            "alert_key": t.arn(t.logical_id("AWS::KMS::Key", "AlertKey")),
+            "alert_topic": t.ref(t.logical_id("AWS::SNS::Topic", "AlertsTopic")),
+            "ecs_cluster": t.logical_id("AWS::ECS::Cluster", "RunnerCluster"),
+            "task_definition": t.ref(t.logical_id("AWS::ECS::TaskDefinition", f"Runner{title}Task")),
+            "task_role": t.arn(t.logical_id("AWS::IAM::Role", f"Runner{title}TaskTaskRole")),
+            "task_execution_role": t.arn(t.logical_id("AWS::IAM::Role", f"Runner{title}TaskExecutionRole")),
+            **overrides,
         }
         request = CreateClusterRequest.model_validate({**CREATE_PAYLOAD, "pipeline": PIPELINE})
         self.cluster_tags = cluster_tags(request, self.stack)
-        self.statements = {role: t.role_statements(t.logical_id(*where)) for role, where in ROLES.items()}
+
+    def holder(self, role: str) -> str:
+        """The logical id of the role (or, for the operators, the managed policy) that holds its statements."""
+        part = ROLES[role][1]
+        kind = "AWS::IAM::ManagedPolicy" if role == manifest.OPERATORS else "AWS::IAM::Role"
+        return self.template.logical_id(kind, part)
+
+    def statements(self, role: str) -> list[Mapping[str, Any]]:
+        if role == manifest.OPERATORS:
+            return self.template.policy_statements(self.holder(role))
+        return self.template.role_statements(self.holder(role))
+
+    def inline_statements(self, role: str) -> list[Mapping[str, Any]]:
+        if role == manifest.OPERATORS:
+            return self.statements(role)
+        return self.template.inline_statements(self.holder(role))
+
+    def role_values(self, role: str) -> dict[str, str]:
+        """The values of one role: a Lambda's own log group (the function that runs with the role)."""
+        if role == manifest.OPERATORS:
+            return {}
+        arn = {"Fn::GetAtt": [self.holder(role), "Arn"]}
+        for function in self.template.of_type("AWS::Lambda::Function").values():
+            if function["Properties"].get("Role") == arn:
+                group = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+                return {"function_log_group": self.template.arn(group).removesuffix(":*")}
+        return {}
 
     def resource_tags(self, tagged: str) -> dict[str, str]:
         if tagged == "security_group":
@@ -102,8 +176,9 @@ class Deployment:
 
     def request(self, call: Call, *, cluster_tags: dict[str, str] | None = None) -> Request:
         tags = self.cluster_tags if cluster_tags is None else cluster_tags
+        values = self.values | self.role_values(call.role)
         context: dict[str, str | bool | tuple[str, ...]] = {
-            key: value.format(**self.values) for key, value in call.context
+            key: value.format(**values) for key, value in call.context
         }
         if call.cluster_tags == "request":
             context |= {f"aws:RequestTag/{k}": v for k, v in tags.items()}
@@ -112,10 +187,27 @@ class Deployment:
             context |= {f"aws:ResourceTag/{k}": v for k, v in tags.items()}
         if call.tagged is not None:
             context |= {f"aws:ResourceTag/{k}": v for k, v in self.resource_tags(call.tagged).items()}
-        return Request(call.action, call.resource.format(**self.values), context)
+        return Request(call.action, call.resource.format(**values), context)
 
-    def decide(self, call: Call, **kwargs: Any) -> Decision:
-        return evaluate(self.statements[call.role], self.request(call, **kwargs))
+    def decide(
+        self, call: Call, statements: list[Mapping[str, Any]] | None = None, **kwargs: Any
+    ) -> Decision:
+        return evaluate(
+            self.statements(call.role) if statements is None else statements, self.request(call, **kwargs)
+        )
+
+
+_DEPLOYMENTS: dict[str, Deployment] = {}
+
+
+def deployment_of(request: pytest.FixtureRequest, role: str) -> Deployment:
+    """The deployment (one per session synth) that holds ``role``."""
+    synth_name = ROLES[role][0]
+    synth: Synthesis = request.getfixturevalue(synth_name)
+    key = str(synth.outdir)
+    if key not in _DEPLOYMENTS:
+        _DEPLOYMENTS[key] = Deployment(synth, PIPELINES[synth_name], **OVERRIDES.get(synth_name, {}))
+    return _DEPLOYMENTS[key]
 
 
 @pytest.fixture(scope="module")
@@ -131,17 +223,37 @@ def _call(role: str, action: str, resource_part: str = "") -> Call:
 
 @pytest.mark.parametrize(
     "call",
-    [c for c in CALLS if c.role in ROLES],
+    CALLS,
     ids=lambda c: f"{c.role}-{c.action}-{c.resource.rsplit(':', 1)[-1]}",
 )
-def test_every_call_each_role_makes_is_allowed(deployment: Deployment, call: Call) -> None:
+def test_every_call_each_role_makes_is_allowed(request: pytest.FixtureRequest, call: Call) -> None:
     """What each deployed role calls, AWS allows: IAM evaluation of identity policies with conditions.
 
     Policy evaluation logic (IAM User Guide):
     https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html
     """
+    deployment = deployment_of(request, call.role)
     decision = deployment.decide(call)
     assert decision.allowed, (call, deployment.request(call), decision)
+
+
+@pytest.mark.parametrize("role", list(ROLES))
+def test_every_grant_the_stack_writes_is_needed_by_a_call(request: pytest.FixtureRequest, role: str) -> None:
+    """Each statement of a role's own policies is what some call of the manifest needs: without it,
+    a call is denied. So a grant missing from the stack fails test_every_call_each_role_makes_is_allowed,
+    and a grant no call needs (or a call missing from the manifest) fails here.
+    """
+    deployment = deployment_of(request, role)
+    calls = [c for c in CALLS if c.role == role]
+    everything = deployment.statements(role)
+    unneeded = []
+    for statement in deployment.inline_statements(role):
+        if statement["Effect"] != "Allow":
+            continue
+        without = [s for s in everything if s != statement]
+        if all(deployment.decide(call, without).allowed for call in calls):
+            unneeded.append(statement)
+    assert unneeded == [], unneeded
 
 
 def test_the_manifest_names_only_known_roles_and_each_role_has_calls() -> None:
@@ -303,7 +415,7 @@ def test_check_inputs_may_list_its_declared_inputs_and_nothing_else(gated_synth:
     """
     template = Template(gated_synth.template)
     statements = template.role_statements(template.logical_id("AWS::IAM::Role", "CheckInputsServiceRole"))
-    (call,) = [c for c in CALLS if c.role == manifest.CHECK_INPUTS]
+    (call,) = [c for c in CALLS if c.role == manifest.CHECK_INPUTS and c.action == "s3:ListBucket"]
     values = {"partition": "aws", "read_bucket": "lake", "read_prefix": "raw/events/dt=2025-06-01/"}
 
     def decide(prefix: str) -> bool:
