@@ -1,0 +1,202 @@
+"""Running a data check: a generated file counts the check's rows and samples a few, through the engine."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.checks.spec import CheckStatus, DataCheck
+from runner.output import LineBuffer, StepOutput, Stream
+
+#: EX_DATAERR of sysexits.h: the data is wrong, the engine did not fail.
+EXIT_DATA = 65
+#: The view the check's query becomes inside the generated file.
+FAILURES_VIEW = "nightshift_failures"
+#: A sample line longer than this is cut: a sample shows what failed, it does not carry the data.
+MAX_SAMPLE_LINE_BYTES = 64 * 1024
+#: The end of a check's stderr kept to show when its engine fails (Spark's error is at the end).
+MAX_STDERR_BYTES = 64 * 1024
+#: A value wider than this is cut in the console's sample table (JSON lines keep it as parsed).
+MAX_CELL_CHARS = 40
+_TRAILING = re.compile(r"[\s;]+$")
+
+
+def check_sql(check: DataCheck, sample_rows: int, marker: str) -> str:
+    """The file the engine runs for `check`: its failing-row count and a sorted sample, one row each.
+
+    The query goes in as it is, inside a CTE, so it is read once by the engine's own parser. Each
+    output row starts with `marker` (unique to this run), and a sample row is one JSON object, so a
+    NULL, a tab or a newline in a value cannot be mistaken for the layout of spark-sql's output.
+    """
+    query = _TRAILING.sub("", check.query)
+    # The newline before ')' ends a trailing '--' comment of the query.
+    return (
+        f"-- nightshift data check {check.label}: the count and a sample of its rows (generated)\n"
+        # The query starts on the first line the engine counts, so its errors name the check file's lines.
+        f"WITH {FAILURES_VIEW} AS ({query}\n)\n"
+        f"SELECT '{marker}-count', CAST(count(*) AS STRING) FROM {FAILURES_VIEW}\n"
+        "UNION ALL\n"
+        f"SELECT '{marker}-row', failure FROM (\n"
+        f"  SELECT to_json(struct(*), map('ignoreNullFields', 'false')) AS failure FROM {FAILURES_VIEW}\n"
+        # Sorted, so the sample is the same rows wherever the check runs; Spark keeps only the first
+        # rows of each partition for this (a top-K), never all of them.
+        f"  ORDER BY failure LIMIT {sample_rows}\n"
+        ") nightshift_sample;\n"
+    )
+
+
+@dataclass
+class CheckCount:
+    """What the engine's output said: the number of failing rows and the sample rows, in order."""
+
+    count: int | None = None
+    sample: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _row(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text, object_pairs_hook=dict)
+    except ValueError:
+        # Cut at MAX_SAMPLE_LINE_BYTES: shown as the text it is.
+        return {"row": text}
+    return value if isinstance(value, dict) else {"row": value}
+
+
+def parse_check_output(lines: list[bytes], marker: str) -> CheckCount:
+    """The count and sample from the engine's stdout lines; lines without `marker` are not the check's."""
+    count = CheckCount()
+    rows: list[str] = []
+    count_prefix, row_prefix = f"{marker}-count\t".encode(), f"{marker}-row\t".encode()
+    for raw in lines:
+        line = raw.rstrip(b"\r\n")
+        if line.startswith(count_prefix):
+            count.count = int(line[len(count_prefix) :])
+        elif line.startswith(row_prefix):
+            rows.append(line[len(row_prefix) :].decode("utf-8", "replace"))
+    # ORDER BY in the query sorts the sample, but UNION ALL may hand the rows on in any order.
+    count.sample = [_row(text) for text in sorted(rows, key=lambda text: text.encode())]
+    return count
+
+
+class CaptureOutput(StepOutput):
+    """A check's output: stdout's marked lines and stderr's end kept (bounded), notices passed on.
+
+    A passing or failing check says one line, not spark-sql's "Time taken ... Fetched 11 row(s)";
+    its stderr is shown only when the engine failed (`finish`).
+    """
+
+    def __init__(self, inner: StepOutput, marker: str, sample_rows: int) -> None:
+        super().__init__(inner.notice)
+        self._inner = inner
+        self._marker = marker.encode()
+        self._keep = sample_rows + 1
+        self._partial = bytearray()
+        self._stdout = LineBuffer()
+        self._stderr = bytearray()
+        self.lines: list[bytes] = []
+
+    def feed(self, stream: Stream, chunk: bytes) -> None:
+        if stream == "stderr":
+            self._stderr += chunk
+            del self._stderr[: max(0, len(self._stderr) - MAX_STDERR_BYTES)]
+            return
+        block = self._stdout.feed(chunk)
+        if block:
+            self.emit(stream, block)
+
+    def emit(self, stream: Stream, block: bytes) -> None:
+        for piece in block.splitlines(keepends=True):
+            if len(self._partial) < MAX_SAMPLE_LINE_BYTES:
+                self._partial += piece[: MAX_SAMPLE_LINE_BYTES - len(self._partial)]
+            if piece.endswith(b"\n"):
+                self._line()
+
+    def _line(self) -> None:
+        if self._partial.startswith(self._marker) and len(self.lines) < self._keep:
+            self.lines.append(bytes(self._partial))
+        self._partial.clear()
+
+    def close(self) -> None:
+        rest = self._stdout.rest()
+        if rest:
+            self.emit("stdout", rest)
+        if self._partial:
+            self._line()
+
+    def finish(self, *, show_stderr: bool) -> None:
+        """Pass the end of stderr on when the engine failed (its error is the news), and end the output."""
+        if show_stderr and self._stderr:
+            self._inner.feed("stderr", bytes(self._stderr))
+        self._inner.close()
+
+
+def new_marker() -> str:
+    return f"nightshift-check-{secrets.token_hex(6)}"
+
+
+def check_file(folder: Path, check: DataCheck, sample_rows: int, marker: str) -> Path:
+    """Write the generated file of `check` into `folder`, named after the check."""
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", check.name)
+    path = folder / f"{safe}.check.sql"
+    path.write_text(check_sql(check, sample_rows, marker), encoding="utf-8")
+    return path
+
+
+@dataclass
+class CheckReport:
+    """How one check ended: its status, the failing-row count and sample, or the engine's exit code."""
+
+    check: DataCheck
+    #: a CheckStatus, "not run", or "failed (exit N)" when the engine failed
+    status: str = "not run"
+    count: int | None = None
+    sample: list[dict[str, Any]] = field(default_factory=list)
+    exit_code: int = 0
+    seconds: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def line(self) -> str:
+        """`passed`, `warned: 3 rows`, `failed: 1,204 rows`, or how the engine failed."""
+        if self.count is None or self.status == CheckStatus.PASSED:
+            return self.status
+        return f"{self.status}: {self.count:,} row{'' if self.count == 1 else 's'}"
+
+    def record(self, sample_rows: int) -> dict[str, Any]:
+        """The check's JSON record (without pipeline and run, which the output adds)."""
+        return {
+            "check": self.check.label,
+            "stage": self.check.stage,
+            "severity": str(self.check.severity),
+            "status": self.status,
+            "count": self.count,
+            "sample": self.sample,
+            "sample_rows": sample_rows,
+            **({"exit_code": self.exit_code} if self.exit_code else {}),
+        }
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    # One row per line: control characters are shown, not obeyed.
+    text = text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
+    return text if len(text) <= MAX_CELL_CHARS else text[: MAX_CELL_CHARS - 3] + "..."
+
+
+def sample_table(sample: Sequence[Mapping[str, Any]]) -> Iterator[str]:
+    """The sample as a table: a header of column names, a line per row."""
+    if not sample:
+        return
+    columns = list(sample[0])
+    rows = [columns, *([_cell(row.get(column)) for column in columns] for row in sample)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+    for row in rows:
+        yield "  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
