@@ -189,14 +189,6 @@ def _runner() -> tuple[Call, ...]:
         Call(RUNNER_TASK, "elasticmapreduce:ListInstances", CLUSTER, why="the master's private address"),
         Call(RUNNER_TASK, "ssm:GetParameter", "{host_key}", why="the master's published host key"),
         Call(RUNNER_TASK_EXECUTION, "secretsmanager:GetSecretValue", "{ssh_secret}", why="the SSH key"),
-        # ECS pulls the runner image from the CDK asset repository with the execution role.
-        Call(RUNNER_TASK_EXECUTION, "ecr:GetAuthorizationToken", "*", why="log in to ECR"),
-        *_each(
-            RUNNER_TASK_EXECUTION,
-            ("ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"),
-            "{image_repository}",
-            why="pull the runner image",
-        ),
         *_each(
             RUNNER_TASK_EXECUTION,
             ("logs:CreateLogStream", "logs:PutLogEvents"),
@@ -595,13 +587,35 @@ def _lifecycle_runtime() -> tuple[Call, ...]:
     return tuple(calls)
 
 
+def _runner_image() -> tuple[Call, ...]:
+    """ECS pulls the runner image from the CDK asset repository with the task execution role."""
+    return (
+        Call(RUNNER_TASK_EXECUTION, "ecr:GetAuthorizationToken", "*", why="log in to ECR"),
+        *_each(
+            RUNNER_TASK_EXECUTION,
+            ("ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"),
+            "{image_repository}",
+            why="pull the runner image",
+        ),
+    )
+
+
+#: The calls of the lifecycle, runner, cluster and EMR service roles with the values a deployment
+#: check can fill in from the deployed stack and the pipeline (runner/deployed/check.py simulates these).
 CALLS: tuple[Call, ...] = (
     *_lifecycle(),
-    *_lifecycle_runtime(),
     *_runner(),
     *_instance_role(),
     *_catalog(),
     *_emr_service_role(),
+)
+#: Every call of every deployed role: CALLS, what the Lambda service and ECS do with those roles (logs,
+#: traces, the image pull), the schedules' and alerts' roles, the state machine's, and the operators'
+#: policy. The IAM tests (tests/infra/test_aws_iam_rules.py) evaluate all of them on the template.
+ALL_CALLS: tuple[Call, ...] = (
+    *CALLS,
+    *_lifecycle_runtime(),
+    *_runner_image(),
     *_schedules_and_alerts(),
     *_state_machine(),
     *_operators(),

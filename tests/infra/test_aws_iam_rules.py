@@ -1,6 +1,6 @@
 """The synthesized template held to AWS's documented IAM rules, which moto never enforces.
 
-Every call of runner/deployed/calls.py (what each deployed role calls, with its resource and
+Every call of runner/deployed/calls.py's ALL_CALLS (what each deployed role calls, with its resource and
 context) is evaluated by tests/infra/iam_eval.py against the role's inline policies and the
 AWS-managed policies it attaches (pinned under tests/infra/aws_managed/ with version and date).
 """
@@ -18,7 +18,7 @@ import pytest
 from lambdas.shared.cluster_spec import cluster_tags
 from lambdas.shared.models import CreateClusterRequest
 from runner.deployed import calls as manifest
-from runner.deployed.calls import CALLS, EMR_MANAGED_POLICY_TAG, Call
+from runner.deployed.calls import ALL_CALLS, EMR_MANAGED_POLICY_TAG, Call
 from tests.infra.conftest import ACCOUNT, REGION, SECRET_ARN, SUBNETS, Synthesis, base_context
 from tests.infra.iam_eval import Decision, Request, Template, evaluate, managed_policy
 from tests.infra.test_cost_stack import cost_synth  # noqa: F401 - the synth with a late check
@@ -216,14 +216,14 @@ def deployment(test_synth: Synthesis) -> Deployment:
 
 
 def _call(role: str, action: str, resource_part: str = "") -> Call:
-    found = [c for c in CALLS if c.role == role and c.action == action and resource_part in c.resource]
+    found = [c for c in ALL_CALLS if c.role == role and c.action == action and resource_part in c.resource]
     assert found, (role, action, resource_part)
     return found[0]
 
 
 @pytest.mark.parametrize(
     "call",
-    CALLS,
+    ALL_CALLS,
     ids=lambda c: f"{c.role}-{c.action}-{c.resource.rsplit(':', 1)[-1]}",
 )
 def test_every_call_each_role_makes_is_allowed(request: pytest.FixtureRequest, call: Call) -> None:
@@ -244,7 +244,7 @@ def test_every_grant_the_stack_writes_is_needed_by_a_call(request: pytest.Fixtur
     and a grant no call needs (or a call missing from the manifest) fails here.
     """
     deployment = deployment_of(request, role)
-    calls = [c for c in CALLS if c.role == role]
+    calls = [c for c in ALL_CALLS if c.role == role]
     everything = deployment.statements(role)
     unneeded = []
     for statement in deployment.inline_statements(role):
@@ -257,7 +257,7 @@ def test_every_grant_the_stack_writes_is_needed_by_a_call(request: pytest.Fixtur
 
 
 def test_the_manifest_names_only_known_roles_and_each_role_has_calls() -> None:
-    assert {c.role for c in CALLS} == set(manifest.ROLES)
+    assert {c.role for c in ALL_CALLS} == set(manifest.ROLES)
 
 
 def test_emr_can_launch_only_a_cluster_tagged_for_the_managed_policy(deployment: Deployment) -> None:
@@ -415,7 +415,7 @@ def test_check_inputs_may_list_its_declared_inputs_and_nothing_else(gated_synth:
     """
     template = Template(gated_synth.template)
     statements = template.role_statements(template.logical_id("AWS::IAM::Role", "CheckInputsServiceRole"))
-    (call,) = [c for c in CALLS if c.role == manifest.CHECK_INPUTS and c.action == "s3:ListBucket"]
+    (call,) = [c for c in ALL_CALLS if c.role == manifest.CHECK_INPUTS and c.action == "s3:ListBucket"]
     values = {"partition": "aws", "read_bucket": "lake", "read_prefix": "raw/events/dt=2025-06-01/"}
 
     def decide(prefix: str) -> bool:
@@ -427,6 +427,103 @@ def test_check_inputs_may_list_its_declared_inputs_and_nothing_else(gated_synth:
     assert not decide("raw/private/")
     read = Request("s3:GetObject", "arn:aws:s3:::lake/raw/events/dt=2025-06-01/_SUCCESS")
     assert not evaluate(statements, read).allowed
+
+
+def test_the_state_machine_waits_for_ecs_tasks_through_the_managed_rule(
+    request: pytest.FixtureRequest,
+) -> None:
+    """A Run a Job (.sync) ECS task needs ecs:RunTask on the task definition revision, DescribeTasks and
+    StopTask, and events:PutTargets/PutRule/DescribeRule on the managed rule
+    StepFunctionsGetEventsForECSTaskRule (and on no other rule).
+
+    "IAM policies for Amazon ECS/AWS Fargate", AWS Step Functions Developer Guide:
+    https://docs.aws.amazon.com/step-functions/latest/dg/ecs-iam.html
+    """
+    deployment = deployment_of(request, manifest.STATE_MACHINE)
+    for action in ("events:PutTargets", "events:PutRule", "events:DescribeRule"):
+        call = _call(manifest.STATE_MACHINE, action, "StepFunctionsGetEventsForECSTaskRule")
+        assert deployment.decide(call).allowed
+        other = replace(call, resource=call.resource.replace("StepFunctionsGetEventsForECSTaskRule", "Mine"))
+        assert not deployment.decide(other).allowed
+    run = _call(manifest.STATE_MACHINE, "ecs:RunTask")
+    assert deployment.decide(run).allowed
+    adhoc = deployment.template.ref(
+        deployment.template.logical_id("AWS::ECS::TaskDefinition", "RunnerAdhocTask")
+    )
+    assert not deployment.decide(replace(run, resource=adhoc)).allowed  # another pipeline's task
+
+
+def test_run_task_passes_only_the_tasks_own_roles_to_ecs(request: pytest.FixtureRequest) -> None:
+    """RunTask with a task role and an execution role passes both: the caller needs iam:PassRole on
+    each, which IAM evaluates with iam:PassedToService = ecs-tasks.amazonaws.com.
+
+    "Grant a user permissions to pass a role to an AWS service", IAM User Guide:
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_use_passrole.html; "Amazon ECS task
+    execution IAM role", Amazon ECS Developer Guide:
+    https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task_execution_IAM_role.html
+    """
+    deployment = deployment_of(request, manifest.STATE_MACHINE)
+    passes = [c for c in ALL_CALLS if c.role == manifest.STATE_MACHINE and c.action == "iam:PassRole"]
+    assert {c.resource for c in passes} == {"{task_role}", "{task_execution_role}"}
+    for call in passes:
+        assert deployment.decide(call).allowed
+    for other in ("{instance_role}", "{service_role}"):
+        assert not deployment.decide(replace(passes[0], resource=other)).allowed, other
+
+
+def test_execution_logs_and_traces_need_no_resource(request: pytest.FixtureRequest) -> None:
+    """Logging to CloudWatch Logs needs the log-delivery actions, and X-Ray tracing the X-Ray ones, on
+    "*" (neither has resource-level permissions).
+
+    "Logging using CloudWatch Logs" (IAM policies for logging), AWS Step Functions Developer Guide:
+    https://docs.aws.amazon.com/step-functions/latest/dg/cw-logs.html; "Trace Step Functions request
+    data in AWS X-Ray": https://docs.aws.amazon.com/step-functions/latest/dg/concepts-xray-tracing.html
+    """
+    deployment = deployment_of(request, manifest.STATE_MACHINE)
+    for action in ("logs:CreateLogDelivery", "logs:PutResourcePolicy", "xray:PutTraceSegments"):
+        assert deployment.decide(_call(manifest.STATE_MACHINE, action)).allowed, action
+
+
+def test_schedules_invoke_only_their_function(request: pytest.FixtureRequest) -> None:
+    """A schedule's execution role needs lambda:InvokeFunction on its target function.
+
+    "Set up the execution role", EventBridge Scheduler User Guide:
+    https://docs.aws.amazon.com/scheduler/latest/UserGuide/setting-up.html#setting-up-execution-role
+    """
+    for role, other in (
+        (manifest.START_RUN_SCHEDULE, "{preflight_function}"),
+        (manifest.LATE_CHECK_SCHEDULE, "{start_run_function}"),
+    ):
+        deployment = deployment_of(request, role)
+        invoke = _call(role, "lambda:InvokeFunction")
+        assert deployment.decide(invoke).allowed
+        elsewhere = replace(invoke, resource=invoke.resource.rsplit(":", 1)[0] + ":" + other)
+        assert not deployment.decide(elsewhere).allowed, (role, other)
+
+
+def test_the_failed_starts_and_alerts_reach_their_encrypted_destinations(
+    request: pytest.FixtureRequest,
+) -> None:
+    """A producer to an SSE-KMS queue needs kms:GenerateDataKey and kms:Decrypt on its key (SQS
+    calls KMS in the producer's name); so does a publisher to an SSE-KMS topic. Lambda sends a failed
+    asynchronous event to its on-failure destination with the function's role.
+
+    "Key management" (producer permissions), Amazon SQS Developer Guide:
+    https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-key-management.html;
+    "Key management", Amazon SNS Developer Guide: https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html;
+    "Capturing records of Lambda asynchronous invocations", AWS Lambda Developer Guide:
+    https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html
+    """
+    for role in (manifest.START_RUN, manifest.START_RUN_SCHEDULE, manifest.LATE_CHECK_SCHEDULE):
+        deployment = deployment_of(request, role)
+        for action in ("sqs:SendMessage", "kms:GenerateDataKey", "kms:Decrypt"):
+            assert deployment.decide(_call(role, action)).allowed, (role, action)
+        log_key = deployment.template.arn(deployment.template.logical_id("AWS::KMS::Key", "LogKey"))
+        assert not deployment.decide(replace(_call(role, "kms:Decrypt"), resource=log_key)).allowed
+    for role in (manifest.ALERT_FORMATTER, manifest.LATE_CHECK):
+        deployment = deployment_of(request, role)
+        for action in ("sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"):
+            assert deployment.decide(_call(role, action)).allowed, (role, action)
 
 
 def test_no_node_can_overwrite_a_published_host_key(deployment: Deployment) -> None:
