@@ -9,6 +9,7 @@ import secrets
 import signal
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NoReturn
@@ -108,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--from-stage", type=int, metavar="N",
         help="skip the stages before stage N (a stage number of the pipeline folder)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--checks-only", action="store_true",
+        help="run no step, only the pipeline's data checks, against the tables as they are",
+    )  # fmt: skip
+    parser.add_argument(
+        "--stage", type=int, metavar="N", help="with --checks-only: only the checks of stage N"
     )  # fmt: skip
     parser.add_argument(
         "--engine", choices=[e.value for e in Engine],
@@ -522,6 +530,33 @@ def _run_range(
     return range_exit_code(results)
 
 
+def _check_checks_options(args: argparse.Namespace, pipeline: Pipeline, *, whole: bool) -> None:
+    """--checks-only needs a folder with checks; --stage N goes with it and names a stage with checks."""
+    if args.stage is not None and not args.checks_only:
+        raise UsageError(
+            f"--stage {args.stage}: only with --checks-only (to run the steps from a stage: --from-stage)"
+        )
+    if not args.checks_only:
+        return
+    if args.from_stage is not None or args.dry_run:
+        raise UsageError(
+            "--checks-only: not with --from-stage or --dry-run (use --stage N for one stage's checks)"
+        )
+    if not whole:
+        raise UsageError("--checks-only: only for a pipeline folder, not a single step file")
+    if not pipeline.checks:
+        raise UsageError(
+            f"--checks-only: {pipeline.name} has no data checks (NN_name.check.sql, [checks.table])"
+        )
+    if args.stage is not None:
+        numbers = [stage.number for stage in pipeline.stages if stage.checks]
+        if args.stage not in numbers:
+            raise UsageError(
+                f"--stage {args.stage}: {pipeline.name} has no checks in stage {args.stage}"
+                f" (stages with checks: {', '.join(map(str, numbers))})"
+            )
+
+
 def _run(args: argparse.Namespace, output: Output) -> int:
     _check_deployed_options(args)
     _check_target_options(args)
@@ -549,6 +584,7 @@ def _run(args: argparse.Namespace, output: Output) -> int:
         raise UsageError(f"--engine {args.engine}: only spark-sql or hive apply to a whole folder")
     if args.from_stage is not None:
         check_from_stage(pipeline, args.from_stage, whole_pipeline=whole)
+    _check_checks_options(args, pipeline, whole=whole)
     dates = parse_run_dates(args.run_date, pipeline)
     is_local = not (args.host or args.cluster_id)
     plans = [
@@ -564,6 +600,8 @@ def _run(args: argparse.Namespace, output: Output) -> int:
         )
         for run_date in dates
     ]
+    if args.checks_only:
+        plans = [replace(plan, checks_only=True, checks_stage=args.stage) for plan in plans]
     output.begin(pipeline.name, plans[0].run_id, pipeline.steps[0].name if len(pipeline.steps) == 1 else "")
     for line in pipeline.config.notices:
         output.notice(line)
@@ -580,12 +618,14 @@ def _run(args: argparse.Namespace, output: Output) -> int:
         sys.stdout.write("".join(line + "\n" for line in lines))
         return 0
     if isinstance(executor, LocalExecutor):
-        executor.check({plan.engine(step) for plan in plans[:1] for step in pipeline.steps})
+        checks = {Engine.SPARK_SQL} if pipeline.checks else set()
+        executor.check({plan.engine(step) for plan in plans[:1] for step in pipeline.steps} | checks)
 
     stop = StopRequest()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda number, _frame: stop.trigger(number))
-    gate = gate_mode(wait=args.wait, no_wait=args.no_wait, whole_pipeline=whole)
+    # Checks read tables the pipeline made, not its inputs: --checks-only does not wait for them.
+    gate = gate_mode(wait=args.wait, no_wait=args.no_wait or args.checks_only, whole_pipeline=whole)
     if len(plans) > 1:
         return _run_range(plans, executor, output, stop, whole=whole, gate=gate)
     report = _run_date(plans[0], executor, output, stop, whole=whole, gate=gate)

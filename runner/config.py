@@ -19,6 +19,7 @@ from runner.catalog import (
     metastore_notice,
     parse_configurations,
 )
+from runner.checks.spec import ChecksConfig, parse_checks
 from runner.errors import ConfigError
 from runner.schedule import CronError, validate_cron, validate_timezone
 
@@ -140,6 +141,8 @@ class PipelineConfig:
     notify: str = "failures"
     #: [catalog]: the Glue databases and S3 warehouse of the pipeline's tables on clusters
     catalog: Catalog | None = None
+    #: [checks]: the data checks' sample size and thresholds, and the built-in checks of tables
+    checks: ChecksConfig = field(default_factory=ChecksConfig)
 
     @property
     def notices(self) -> tuple[str, ...]:
@@ -273,7 +276,7 @@ _TOP: dict[str, Check] = {
     "queue_minutes": _minutes(0, MAX_QUEUE_MINUTES, f"a number of minutes from 0 to {MAX_QUEUE_MINUTES}"),
     "notify": _one_of(*NOTIFY_CHOICES),
 }
-_TABLES = ("schedule", "variables", "cluster", "steps", "inputs", "catalog")
+_TABLES = ("schedule", "variables", "cluster", "steps", "inputs", "catalog", "checks")
 
 
 def _path_list(value: Any) -> str | None:
@@ -422,6 +425,10 @@ def parse_config(text: str, path: Path) -> PipelineConfig:
     if "inputs" in data:
         inputs = _inputs(check, check.table(data["inputs"], "[inputs]"), variables)
 
+    checks = ChecksConfig()
+    if "checks" in data:
+        checks = parse_checks(data["checks"], check.fail)
+
     steps = StepPolicy()
     if "steps" in data:
         section = check.table(data["steps"], "[steps]")
@@ -441,6 +448,7 @@ def parse_config(text: str, path: Path) -> PipelineConfig:
         inputs=inputs,
         notify=top.get("notify", "failures"),
         catalog=catalog,
+        checks=checks,
     )
 
 

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Protocol
 
+from runner.checks.run import (
+    EXIT_DATA,
+    CaptureOutput,
+    CheckReport,
+    check_file,
+    new_marker,
+    parse_check_output,
+    sample_table,
+)
+from runner.checks.spec import CheckStatus, DataCheck
 from runner.errors import UsageError
 from runner.model import Engine, Pipeline, Stage, Step
 from runner.output import Output, StepOutput
@@ -96,6 +108,9 @@ class RunPlan:
     whole_pipeline: bool = True
     #: --from-stage: the stages numbered below it are skipped (None: run them all)
     from_stage: int | None = None
+    #: --checks-only: run no step, only the data checks (of stage `checks_stage`, None: of every stage)
+    checks_only: bool = False
+    checks_stage: int | None = None
 
     @classmethod
     def make(
@@ -173,6 +188,7 @@ class StepReport:
 class RunReport:
     reports: list[StepReport] = field(default_factory=list)
     exit_code: int = 0
+    checks: list[CheckReport] = field(default_factory=list)
 
 
 def _run_one(executor: Executor, invocation: Invocation, output: Output, stop: StopRequest) -> StepReport:
@@ -204,11 +220,87 @@ def _run_one(executor: Executor, invocation: Invocation, output: Output, stop: S
     return report
 
 
+def _run_check(
+    check: DataCheck, plan: RunPlan, executor: Executor, output: Output, stop: StopRequest, *, folder: Path
+) -> CheckReport:
+    """Run one check as a step of its own (a generated spark-sql file), and judge its count."""
+    report = CheckReport(check)
+    sample_rows = plan.pipeline.config.checks.sample_rows
+    marker = new_marker()
+    # spark-sql always: the sample is read back as to_json's text, which Hive has no function for.
+    step = Step(check_file(folder, check, sample_rows, marker), check.stage, Engine.SPARK_SQL)
+    invocation = Invocation(
+        step=step,
+        engine=Engine.SPARK_SQL,
+        variables=plan.variables,
+        pipeline=plan.pipeline.name,
+        run_id=plan.run_id,
+        timeout_seconds=plan.pipeline.config.steps.timeout_minutes * 60,
+    )
+    step_output = output.for_step(plan.pipeline.name, step.name, plan.run_id, check.label)
+    captured = CaptureOutput(step_output, marker, sample_rows)
+    try:
+        result = executor.run(invocation, captured, stop)
+    finally:
+        captured.close()
+        report.seconds = time.monotonic() - report.started
+    counted = parse_check_output(captured.lines, marker)
+    engine_failed = result.outcome is not Outcome.FINISHED or result.exit_code != 0 or counted.count is None
+    captured.finish(show_stderr=engine_failed)
+    if result.outcome is not Outcome.FINISHED:
+        report.status, report.exit_code = str(result.outcome), result.exit_code
+    elif result.exit_code != 0 or counted.count is None:
+        # The engine failed (a syntax error, a missing table): its code, not the data's.
+        report.exit_code = result.exit_code or 1
+        report.status = f"failed (exit {report.exit_code})"
+    else:
+        report.count, report.sample = counted.count, counted.sample
+        report.status = str(check.thresholds.status(counted.count))
+        if report.status == CheckStatus.FAILED:
+            report.exit_code = EXIT_DATA
+    lines = [f"{check.label}: {report.line}"]
+    if report.count:
+        shown = len(report.sample)
+        lines[0] += f" (a sample of {shown})" if shown < report.count else ""
+        lines += sample_table(report.sample)
+    output.result(report.record(sample_rows), lines)
+    return report
+
+
+def run_checks(
+    plan: RunPlan, stage: Stage, executor: Executor, output: Output, stop: StopRequest
+) -> tuple[list[CheckReport], int]:
+    """Run a stage's checks one after another: their reports, and the stage's exit code.
+
+    All of them run, so one failure does not hide another; an engine failure's code wins over 65.
+    """
+    reports: list[CheckReport] = []
+    with tempfile.TemporaryDirectory(prefix="nightshift-checks-") as folder:
+        for check in stage.checks:
+            if stop.is_set():
+                break
+            reports.append(_run_check(check, plan, executor, output, stop, folder=Path(folder)))
+    return reports, checks_exit_code(reports)
+
+
+def checks_exit_code(reports: list[CheckReport]) -> int:
+    codes = [report.exit_code for report in reports if report.exit_code]
+    engine = [code for code in codes if code != EXIT_DATA]
+    return engine[0] if engine else (EXIT_DATA if codes else 0)
+
+
 def run_pipeline(plan: RunPlan, executor: Executor, output: Output, stop: StopRequest) -> RunReport:
-    """Run stage after stage; a failed step fails the run once its stage has finished."""
+    """Run stage after stage; a failed step or `error` check fails the run once its stage has finished."""
     pipeline = plan.pipeline
     finished: dict[Step, StepReport] = {}
     exit_code = 0
+    checked: list[CheckReport] = []
+    if plan.checks_only:
+        for stage in pipeline.stages:
+            if plan.checks_stage is None or stage.number == plan.checks_stage:
+                checked += run_checks(plan, stage, executor, output, stop)[0]
+        code = stop.exit_code if stop.is_set() else checks_exit_code(checked)
+        return RunReport([], code, checked)
     for stage in pipeline.stages:
         if exit_code != 0 or stop.is_set():
             break
@@ -231,10 +323,14 @@ def run_pipeline(plan: RunPlan, executor: Executor, output: Output, stop: StopRe
             finished[result.step] = result
             if result.exit_code and exit_code == 0:
                 exit_code = result.exit_code
+        if exit_code == 0 and stage.checks and not stop.is_set():
+            stage_checks, exit_code = run_checks(plan, stage, executor, output, stop)
+            checked += stage_checks
     if stop.is_set():
         exit_code = stop.exit_code
     reports = [finished.get(step) or StepReport(step) for step in pipeline.steps]
-    return RunReport(reports, exit_code)
+    ran = {report.check: report for report in checked}
+    return RunReport(reports, exit_code, [ran.get(check) or CheckReport(check) for check in pipeline.checks])
 
 
 def failure_detail(run: RunReport) -> str:
@@ -242,16 +338,31 @@ def failure_detail(run: RunReport) -> str:
     for report in run.reports:
         if report.status not in ("succeeded", "not run", SKIPPED):
             return f"{report.step.file_name} {report.status}"
+    for check in run.checks:
+        if check.exit_code:
+            return f"check {check.check.label} {check.line}"
     return ""
+
+
+def _check_row(report: CheckReport) -> tuple[str, str, str, str]:
+    took = "-" if report.status == "not run" else f"{report.seconds:.1f} s"
+    return (f"check {report.check.label}", str(report.check.stage), report.line, took)
 
 
 def summary_lines(run: RunReport) -> list[str]:
     """The end-of-run table: step, stage, status, duration."""
     rows = [("step", "stage", "status", "duration")]
-    for report in run.reports:
+    checks = list(run.checks)
+    for number, report in enumerate(run.reports):
         stage = "-" if report.step.stage is None else str(report.step.stage)
         took = f"{report.seconds:.1f} s" if report.status not in ("not run", SKIPPED) else "-"
         rows.append((report.step.file_name, stage, report.status, took))
+        following = run.reports[number + 1].step.stage if number + 1 < len(run.reports) else None
+        if following != report.step.stage:
+            # A stage's checks right after its steps, as they ran.
+            rows += [_check_row(c) for c in checks if c.check.stage == report.step.stage]
+            checks = [c for c in checks if c.check.stage != report.step.stage]
+    rows += [_check_row(check) for check in checks]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     return [
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows

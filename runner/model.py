@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from runner.checks.spec import CHECK_FILE, CHECK_SUFFIX, DataCheck, builtin_checks
 from runner.config import CONFIG_FILE, PipelineConfig, load_config
 from runner.errors import PipelineError, UsageError
 
@@ -58,6 +59,8 @@ class Step:
 class Stage:
     number: int | None
     steps: tuple[Step, ...]
+    #: data checks, run after the stage's steps and before the next stage
+    checks: tuple[DataCheck, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,10 @@ class Pipeline:
     @property
     def steps(self) -> tuple[Step, ...]:
         return tuple(step for stage in self.stages for step in stage.steps)
+
+    @property
+    def checks(self) -> tuple[DataCheck, ...]:
+        return tuple(check for stage in self.stages for check in stage.checks)
 
 
 def _known_extensions() -> str:
@@ -106,11 +113,27 @@ def check_step_file(path: Path) -> bool:
     return len(body) != len(data)
 
 
-def _read_folder(folder: Path, config: PipelineConfig) -> list[Step]:
+def _read_check(path: Path, config: PipelineConfig) -> DataCheck:
+    match = CHECK_FILE.match(path.name)
+    if match is None:
+        raise PipelineError(f"{path}: check files are named NN_name{CHECK_SUFFIX} (NN is the stage number)")
+    check_step_file(path)
+    # The BOM goes: the query is placed inside the runner's own file, not at its start.
+    text = path.read_bytes().removeprefix(UTF8_BOM).decode("utf-8")
+    name = path.name[: -len(CHECK_SUFFIX)]
+    thresholds = config.checks.files.get(name)
+    extra = () if thresholds is None else (thresholds,)
+    return DataCheck(name, int(match["stage"]), text, path.name, *extra)
+
+
+def _read_folder(folder: Path, config: PipelineConfig, checks: list[DataCheck]) -> list[Step]:
     steps: list[Step] = []
     seen: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
         if path.name.startswith(".") or not path.is_file() or path.name == CONFIG_FILE:
+            continue
+        if path.name.lower().endswith(CHECK_SUFFIX):
+            checks.append(_read_check(path, config))
             continue
         match = STEP_FILE.match(path.name)
         if match is None:
@@ -130,9 +153,43 @@ def _read_folder(folder: Path, config: PipelineConfig) -> list[Step]:
     return steps
 
 
-def _group(steps: list[Step]) -> tuple[Stage, ...]:
+def _group(steps: list[Step], checks: list[DataCheck]) -> tuple[Stage, ...]:
     numbers = sorted({step.stage for step in steps if step.stage is not None})
-    return tuple(Stage(number, tuple(s for s in steps if s.stage == number)) for number in numbers)
+    return tuple(
+        Stage(
+            number,
+            tuple(step for step in steps if step.stage == number),
+            tuple(check for check in checks if check.stage == number),
+        )
+        for number in numbers
+    )
+
+
+def _all_checks(
+    folder: Path, config: PipelineConfig, files: list[DataCheck], stages: list[int]
+) -> list[DataCheck]:
+    """The folder's check files and pipeline.toml's built-in checks, each of a stage that has steps."""
+    names = {check.name for check in files}
+    for name in config.checks.files:
+        if name not in names:
+            raise PipelineError(
+                f"{folder / CONFIG_FILE}: [checks.{name}]: no check file {name}{CHECK_SUFFIX} in {folder}"
+            )
+    checks = list(files)
+    for table in config.checks.tables:
+        if table.stage not in stages:
+            raise PipelineError(
+                f"{folder / CONFIG_FILE}: [checks.table.{table.table}] stage: {table.stage} has no steps"
+                f" (stages: {', '.join(map(str, stages))})"
+            )
+        checks += builtin_checks(table)
+    for check in files:
+        if check.stage not in stages:
+            raise PipelineError(
+                f"{folder / check.label}: stage {check.stage} has no steps; a check runs after its stage's"
+                f" steps (stages: {', '.join(map(str, stages))})"
+            )
+    return checks
 
 
 def load_pipeline(target: Path) -> Pipeline:
@@ -142,12 +199,15 @@ def load_pipeline(target: Path) -> Pipeline:
     if target.is_dir():
         folder = target.resolve()
         config = load_config(folder)
-        steps = _read_folder(folder, config)
+        files: list[DataCheck] = []
+        steps = _read_folder(folder, config, files)
         if not steps:
             raise PipelineError(
                 f"{target}: no steps (expected files named NN_name.ext, ext {_known_extensions()})"
             )
-        return Pipeline(name=folder.name, folder=folder, config=config, stages=_group(steps))
+        stages = sorted({step.stage for step in steps if step.stage is not None})
+        checks = _all_checks(folder, config, files, stages)
+        return Pipeline(name=folder.name, folder=folder, config=config, stages=_group(steps, checks))
     path = target.resolve()
     config = load_config(path.parent)
     engine = engine_for(path, config)

@@ -114,6 +114,11 @@ class Output(ABC):
     def begin(self, pipeline: str, run_id: str, step: str = "") -> None:  # noqa: B027 (text has no fields)
         """The run the runner's own lines belong to from now on (`step`: a run of one step)."""
 
+    def result(self, record: Mapping[str, Any], lines: Iterable[str]) -> None:
+        """A result of the run (a data check's): its `lines` in text, one JSON record of `record` in JSON."""
+        for line in lines:
+            self.notice(line)
+
 
 class _TextStep(StepOutput):
     def __init__(self, out: TextOutput, label: str) -> None:
@@ -302,6 +307,10 @@ class JsonOutput(Output):
         with self.lock:
             self.stdout.write(data)
             self.stdout.flush()
+
+    def result(self, record: Mapping[str, Any], lines: Iterable[str]) -> None:
+        fields = {"time": _now(), "pipeline": self._pipeline, "run_id": self._run_id, "stream": "check"}
+        self.write_records([json.dumps({**fields, **record}, ensure_ascii=False)])
 
     def notice(self, message: str, *, step: str = "") -> None:
         record = {
