@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NoReturn
 
 from runner.config import RESERVED_VARIABLES, VARIABLE_NAME, variable_problem
-from runner.dates import DateResult, date_line, parse_run_dates, range_exit_code, range_summary_lines
+from runner.dates import (
+    DateResult,
+    date_line,
+    parse_run_dates,
+    range_exit_code,
+    range_summary_lines,
+    run_header,
+)
 from runner.errors import NightshiftError, UsageError
 from runner.execution import (
     Executor,
@@ -228,6 +235,11 @@ def _add_deployed_options(parser: argparse.ArgumentParser) -> None:
         help="stop the run of --run-date (or the running one); returns when its cluster is gone",
     )  # fmt: skip
     action.add_argument(
+        "--check", action="store_true",
+        help="check the deployment on the account (read-only, free): IAM, EMR, network, key pair, data,"
+        " catalog, alerts, and that the local folder is the deployed one; one line per check",
+    )  # fmt: skip
+    action.add_argument(
         "--history", type=int, nargs="?", const=DEFAULT_HISTORY, metavar="N",
         help=f"list the last N runs (default: {DEFAULT_HISTORY}); with --run-date, those of its dates",
     )  # fmt: skip
@@ -363,6 +375,7 @@ def _check_deployed_options(args: argparse.Namespace) -> None:
     deployed_only = {
         "--follow": args.follow,
         "--stop": args.stop,
+        "--check": args.check,
         "--history": args.history is not None,
         "--rerun": args.rerun,
         "--concurrency": args.concurrency is not None,
@@ -403,21 +416,25 @@ def _check_deployed_options(args: argparse.Namespace) -> None:
             f"{', '.join(given)}: not with --deployed (a deployed run has the variables, engine and cluster"
             " it was deployed with, and its execution name as run id)"
         )
-    starting = not (args.follow or args.stop or args.history is not None)
+    starting = not (args.follow or args.stop or args.check or args.history is not None)
     start_only = {"--rerun": args.rerun, "--from-stage": args.from_stage is not None}
     start_only["--concurrency"] = args.concurrency is not None
     given = [flag for flag, used in start_only.items() if used]
     if given and not starting:
         raise UsageError(
-            f"{', '.join(given)}: only when starting runs (not with --follow, --stop or --history)"
+            f"{', '.join(given)}: only when starting runs (not with --follow, --stop, --check or --history)"
         )
+    if args.check and (args.run_date is not None or args.rerun):
+        raise UsageError("--check looks at the deployment, not at a date: leave out --run-date and --rerun")
     if args.history is not None and args.history < 1:
         raise UsageError(f"--history {args.history}: expected 1 or more runs")
     if args.concurrency is not None and args.concurrency < 1:
         raise UsageError(f"--concurrency {args.concurrency}: expected 1 or more runs at once")
 
 
-def _deployed_action(args: argparse.Namespace) -> Literal["start", "follow", "stop", "history"]:
+def _deployed_action(args: argparse.Namespace) -> Literal["start", "follow", "stop", "history", "check"]:
+    if args.check:
+        return "check"
     if args.follow:
         return "follow"
     if args.stop:
@@ -475,7 +492,8 @@ def _run_date(
 ) -> RunReport:
     """One run of one date: its steps stage by stage, then (for a folder) the summary table."""
     pipeline = plan.pipeline
-    output.begin(pipeline.name, plan.run_id, pipeline.steps[0].name if len(pipeline.steps) == 1 else "")
+    one_step = pipeline.steps[0].name if len(pipeline.steps) == 1 else ""
+    output.begin(pipeline.name, plan.run_id, one_step, run_date=plan.variables["run_date"])
     if not gate_inputs(plan, executor, output, stop, mode=gate):
         return RunReport([StepReport(step) for step in pipeline.steps], stop.exit_code)
     report = run_pipeline(plan, executor, output, stop)
@@ -602,7 +620,8 @@ def _run(args: argparse.Namespace, output: Output) -> int:
     ]
     if args.checks_only:
         plans = [replace(plan, checks_only=True, checks_stage=args.stage) for plan in plans]
-    output.begin(pipeline.name, plans[0].run_id, pipeline.steps[0].name if len(pipeline.steps) == 1 else "")
+    one_step = pipeline.steps[0].name if len(pipeline.steps) == 1 else ""
+    output.begin(pipeline.name, plans[0].run_id, one_step, run_date=dates[0] if len(dates) == 1 else "")
     for line in pipeline.config.notices:
         output.notice(line)
     executor = _local_executor(args, spark) if is_local else _remote_executor(args, output)
@@ -620,7 +639,8 @@ def _run(args: argparse.Namespace, output: Output) -> int:
     if isinstance(executor, LocalExecutor):
         checks = {Engine.SPARK_SQL} if pipeline.checks else set()
         executor.check({plan.engine(step) for plan in plans[:1] for step in pipeline.steps} | checks)
-
+    # After the checks that refuse to start (no Java): a refusal stays one line.
+    output.notice(run_header(pipeline, dates, given=args.run_date is not None, variables=plans[0].variables))
     stop = StopRequest()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda number, _frame: stop.trigger(number))

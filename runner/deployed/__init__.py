@@ -14,6 +14,7 @@ from typing import Literal
 import botocore.exceptions
 
 from runner.dates import DateResult, date_line, range_exit_code, range_summary_lines, today
+from runner.deployed.check import CheckClients, run_check
 from runner.deployed.discovery import EXIT_NOT_FOUND, EXIT_REFUSED, Clients, Deployment, find_deployment
 from runner.deployed.events import EXIT_RUN_FAILED, EXIT_RUN_STOPPED, RunTracker
 from runner.deployed.follow import Detached, Follower, HistoryReader, Polling
@@ -56,7 +57,7 @@ HISTORY_SCAN = 1000
 
 @dataclass(frozen=True)
 class DeployedRequest:
-    action: Literal["start", "follow", "stop", "history"]
+    action: Literal["start", "follow", "stop", "history", "check"]
     run_dates: tuple[str, ...] = ()  # ISO dates in order; () = the running/latest run
     rerun: bool = False
     from_stage: int | None = None
@@ -74,9 +75,11 @@ def run_deployed(
     polling: Polling | None = None,
     clients: Clients | None = None,
     count: Callable[[str], None] | None = None,
+    check_clients: CheckClients | None = None,
 ) -> int:
     """Do what `request` asks of the deployed pipeline; its exit code (README: "Production")."""
     command = _Command(pipeline, request, output, polling or Polling(), count or (lambda _api: None))
+    command.check_clients = check_clients
     try:
         with _ctrl_c(command.interrupted):
             deployment = find_deployment(
@@ -129,6 +132,7 @@ class _Command:
         self.interrupted = threading.Event()
         #: the dates of a backfill not started yet (a detach leaves them to a later command)
         self.not_started: list[str] = []
+        self.check_clients: CheckClients | None = None
 
     def say(self, message: str) -> None:
         self.output.notice(message)
@@ -136,6 +140,8 @@ class _Command:
     def run(self, deployment: Deployment) -> int:
         request = self.request
         action = request.action
+        if action == "check":
+            return run_check(self.pipeline, deployment, self.say, self.check_clients)
         if action == "history":
             if request.run_dates:
                 # Runs of those dates among the last HISTORY_SCAN (ListExecutions has no name filter).

@@ -1,0 +1,494 @@
+"""`--deployed --check` against the nightly pipeline in moto, and IAM's own simulator where moto has none.
+
+moto has no SimulatePrincipalPolicy, no DescribeReleaseLabel, and its CloudFormation needs an extra
+this project does not install: those three are botocore Stubbers answering as the API references
+document the responses. The simulator's decisions are computed by tests/infra/iam_eval.py from the
+synthesized template's role policies (and the pinned AWS-managed ones), so a stubbed "allowed" is
+what the template really allows:
+- SimulatePrincipalPolicy (IAM API Reference):
+  https://docs.aws.amazon.com/IAM/latest/APIReference/API_SimulatePrincipalPolicy.html and its
+  EvaluationResult (EvalDecision allowed | explicitDeny | implicitDeny, MatchedStatements,
+  OrganizationsDecisionDetail.AllowedByOrganizations, PermissionsBoundaryDecisionDetail.
+  AllowedByPermissionsBoundary): https://docs.aws.amazon.com/IAM/latest/APIReference/API_EvaluationResult.html
+- DescribeReleaseLabel (Amazon EMR API Reference):
+  https://docs.aws.amazon.com/emr/latest/APIReference/API_DescribeReleaseLabel.html
+- DescribeStacks / ListStackResources (AWS CloudFormation API Reference):
+  https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_DescribeStacks.html
+  https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_ListStackResources.html
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from runner.deployed import DeployedRequest, run_deployed
+from runner.deployed.check import (
+    DEPLOYED_FILES_PARAMETER,
+    CheckClients,
+    SimulationRequest,
+)
+from runner.deployed.check import Check as CheckRun
+from runner.deployed.discovery import Clients, find_deployment
+from runner.digests import encode, folder_digests
+from runner.output import TextOutput
+from tests.deployed.support import pipeline_of
+from tests.infra.iam_eval import Request, Template, evaluate
+from tests.infra.moto_harness import Harness
+from tests.support.aws import ACCOUNT, REGION, SECRET_ARN
+
+EMR_TAG: Any = {"Key": "for-use-with-amazon-emr-managed-policies", "Value": "true"}
+#: (role logical id part, action) -> the extra fields of a denial, as a test breaks the account
+Decide = Callable[[str, str, str], dict[str, Any] | None]
+
+
+@dataclass
+class Account:
+    """The nightly deployment in moto, the pieces the harness does not make, and the stubbed APIs."""
+
+    harness: Harness
+    template: Template
+    resources: dict[str, tuple[str, str]]
+    stack_status: str = "UPDATE_COMPLETE"
+    release_applications: tuple[str, ...] = ("Hadoop", "Hive", "Spark", "Livy")
+    service_linked_role: bool = True
+    #: role logical id -> statements (a test may take some away)
+    statements: dict[str, list[Any]] = field(default_factory=dict)
+    override: Decide | None = None
+    #: names moto chose -> the names the template's policies use for the same things
+    renamed: dict[str, str] = field(default_factory=dict)
+
+    def clients(self) -> CheckClients:
+        def moto(name: str) -> Any:
+            return boto3.client(name, region_name=REGION)  # type: ignore[call-overload]
+
+        cfn, iam, emr = (moto(n) for n in ("cloudformation", "iam", "emr"))
+        made = CheckClients(
+            cloudformation=cfn,
+            iam=iam,
+            emr=emr,
+            ec2=moto("ec2"),
+            ecs=moto("ecs"),
+            ssm=moto("ssm"),
+            s3=moto("s3"),
+            glue=moto("glue"),
+            sns=moto("sns"),
+            scheduler=moto("scheduler"),
+            secretsmanager=moto("secretsmanager"),
+        )
+        self._stub(made)
+        return made
+
+    def _stub(self, clients: CheckClients) -> None:
+        stack = self.harness.synth.stack.stack_name
+        cfn = Stubber(clients.cloudformation)
+        # Twice: once for the test to learn the check's requests, once for the check itself.
+        for _ in range(2):
+            cfn.add_response(
+                "describe_stacks",
+                {
+                    "Stacks": [
+                        {
+                            "StackName": stack,
+                            "StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{stack}/1",
+                            "CreationTime": "2025-06-01T00:00:00Z",
+                            "StackStatus": self.stack_status,
+                        }
+                    ]
+                },
+                {"StackName": stack},
+            )
+            cfn.add_response(
+                "list_stack_resources",
+                {
+                    "StackResourceSummaries": [
+                        {
+                            "LogicalResourceId": logical,
+                            "PhysicalResourceId": physical,
+                            "ResourceType": kind,
+                            "LastUpdatedTimestamp": "2025-06-01T00:00:00Z",
+                            "ResourceStatus": "CREATE_COMPLETE",
+                        }
+                        for logical, (kind, physical) in self.resources.items()
+                    ]
+                },
+                {"StackName": stack},
+            )
+        cfn.activate()
+        emr = Stubber(clients.emr)
+        emr.add_response(
+            "describe_release_label",
+            {
+                "ReleaseLabel": "emr-7.13.0",
+                "Applications": [{"Name": name, "Version": "1"} for name in self.release_applications],
+            },
+            {"ReleaseLabel": "emr-7.13.0"},
+        )
+        emr.activate()
+        self._cfn, self._emr = cfn, emr
+
+    def decide(self, request: SimulationRequest, action: str) -> dict[str, Any]:
+        """One EvaluationResult: the template's decision, unless the test's account overrides it."""
+        role = request.role_arn.rsplit("/", 1)[-1]
+        overridden = self.override(role, action, request.resource) if self.override else None
+        result: dict[str, Any] = {"EvalActionName": action, "EvalResourceName": request.resource}
+        if overridden is not None:
+            return result | overridden
+        context = {key: values[0] if kind == "string" else values for key, values, kind in request.context}
+        resource = request.resource
+        for moto_name, template_name in self.renamed.items():
+            resource = resource.replace(moto_name, template_name)
+        decision = evaluate(self.statements[role], Request(action, resource, context))
+        if decision.denies:
+            return result | {
+                "EvalDecision": "explicitDeny",
+                "MatchedStatements": [
+                    {"SourcePolicyId": sid, "SourcePolicyType": "IAM Policy"} for sid in decision.denies
+                ],
+            }
+        return result | {"EvalDecision": "allowed" if decision.allowed else "implicitDeny"}
+
+    def run(self) -> tuple[int, list[str]]:
+        pipeline = pipeline_of(self.harness)
+        clients = self.clients()
+        deployment = find_deployment(pipeline.name, None, Clients.make(None))
+        # The requests the check will send, in its order, each answered from the template.
+        probe = CheckRun(pipeline, deployment, clients)
+        list(probe.stack())
+        list(probe.definition())
+        requests, _ = probe.simulations()
+        iam = Stubber(clients.iam)
+        for request in requests:
+            iam.add_response(
+                "simulate_principal_policy",
+                {
+                    "EvaluationResults": [self.decide(request, a) for a in request.actions],
+                    "IsTruncated": False,
+                },
+                request.params(),
+            )
+        if self.service_linked_role:
+            iam.add_response(
+                "get_role",
+                {
+                    "Role": {
+                        "Path": "/aws-service-role/elasticmapreduce.amazonaws.com/",
+                        "RoleName": "AWSServiceRoleForEMRCleanup",
+                        "RoleId": "AROAEXAMPLEEXAMPLE01",
+                        "Arn": f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/elasticmapreduce.amazonaws.com/"
+                        "AWSServiceRoleForEMRCleanup",
+                        "CreateDate": "2025-06-01T00:00:00Z",
+                    }
+                },
+                {"RoleName": "AWSServiceRoleForEMRCleanup"},
+            )
+        else:
+            iam.add_client_error(
+                "get_role",
+                "NoSuchEntity",
+                "The role with name AWSServiceRoleForEMRCleanup cannot be found.",
+                404,
+            )
+            for request in requests:
+                if "iam:CreateServiceLinkedRole" in request.actions and request.role_arn.endswith(
+                    self.role("CreateClusterServiceRole")
+                ):
+                    iam.add_response(
+                        "simulate_principal_policy",
+                        {
+                            "EvaluationResults": [self.decide(request, a) for a in request.actions],
+                            "IsTruncated": False,
+                        },
+                        request.params(),
+                    )
+        iam.activate()
+        out, err = io.BytesIO(), io.BytesIO()
+        code = run_deployed(pipeline, DeployedRequest("check"), TextOutput(out, err), check_clients=clients)
+        iam.assert_no_pending_responses()
+        self._emr.assert_no_pending_responses()
+        lines = [line.removeprefix("nightshift: ") for line in err.getvalue().decode().splitlines()]
+        return code, lines
+
+    def role(self, part: str) -> str:
+        return self.template.logical_id("AWS::IAM::Role", part)
+
+
+@pytest.fixture
+def account(deployed: Harness) -> Account:
+    """A correct deployment of the nightly pipeline: what the stack and the user's set-up give it."""
+    h = deployed
+    template = Template(h.synth.template)
+    ec2 = h.ec2
+    # The network as the docs ask for it: tagged private subnets with a NAT route, tagged groups.
+    vpc = ec2.describe_subnets(SubnetIds=h.subnets)["Subnets"][0]["VpcId"]
+    ec2.create_tags(Resources=h.subnets, Tags=[EMR_TAG])
+    groups = [
+        g["GroupId"]
+        for g in ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["SecurityGroups"]
+    ]
+    ec2.create_tags(Resources=groups, Tags=[EMR_TAG])
+    public = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.9.0/24")["Subnet"]["SubnetId"]
+    nat = ec2.create_nat_gateway(SubnetId=public)["NatGateway"]["NatGatewayId"]
+    (main,) = ec2.describe_route_tables(
+        Filters=[{"Name": "vpc-id", "Values": [vpc]}, {"Name": "association.main", "Values": ["true"]}]
+    )["RouteTables"]
+    ec2.create_route(RouteTableId=main["RouteTableId"], DestinationCidrBlock="0.0.0.0/0", NatGatewayId=nat)
+    # The key pair and its private half in the SSH secret; the runner task names the secret.
+    material = ec2.create_key_pair(KeyName="nightshift")["KeyMaterial"]
+    secret = boto3.client("secretsmanager", region_name=REGION).create_secret(
+        Name="nightshift/ssh-key", SecretString=material
+    )["ARN"]
+    task = h.ecs.register_task_definition(
+        family="nightly-runner",
+        containerDefinitions=[
+            {
+                "name": "runner",
+                "image": "runner",
+                "memory": 512,
+                "secrets": [{"name": "NIGHTSHIFT_SSH_PRIVATE_KEY", "valueFrom": secret}],
+            }
+        ],
+    )["taskDefinition"]["taskDefinitionArn"]
+    # The data, the catalog databases, the alert topic (the stack's key) with a confirmed e-mail.
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket="lake")
+    glue = boto3.client("glue", region_name=REGION)
+    for database in ("nightly", "nightly_staging"):
+        glue.create_database(DatabaseInput={"Name": database})
+    sns = boto3.client("sns", region_name=REGION)
+    alert_key = template.logical_id("AWS::KMS::Key", "AlertKey")
+    topic = sns.create_topic(
+        Name="alerts", Attributes={"KmsMasterKeyId": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{alert_key}"}
+    )["TopicArn"]
+    sns.subscribe(TopicArn=topic, Protocol="email", Endpoint="data-team@example.com")
+    queue = boto3.client("sqs", region_name=REGION).create_queue(QueueName="failed-starts")["QueueUrl"]
+    schedule = template.logical_id("AWS::Scheduler::Schedule", "NightlySchedule")
+    boto3.client("scheduler", region_name=REGION).create_schedule(
+        Name=schedule,
+        ScheduleExpression="cron(0 3 * * ? *)",
+        FlexibleTimeWindow={"Mode": "OFF"},
+        Target={
+            "Arn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:StartRun",
+            "RoleArn": f"arn:aws:iam::{ACCOUNT}:role/scheduler",
+            "DeadLetterConfig": {"Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:failed-starts"},
+        },
+    )
+    del queue
+    pipeline = pipeline_of(h)
+    boto3.client("ssm", region_name=REGION).put_parameter(
+        Name=DEPLOYED_FILES_PARAMETER.format(stack=h.synth.stack.stack_name, pipeline=pipeline.name),
+        Type="String",
+        Value=encode(folder_digests(pipeline.folder)),
+    )
+    # The stack's resources as ListStackResources names them: the roles, keys and bucket by the
+    # names iam_eval's Template gives them, the rest as moto made them.
+    resources: dict[str, tuple[str, str]] = {}
+    for logical, resource in h.synth.template["Resources"].items():
+        kind = resource["Type"]
+        physical = {
+            "AWS::S3::Bucket": logical.lower(),
+            "AWS::SNS::Topic": topic,
+            "AWS::ECS::TaskDefinition": task if "Nightly" in logical else logical,
+            "AWS::Scheduler::Schedule": logical,
+        }.get(kind, logical)
+        resources[logical] = (kind, physical)
+    statements = {role: template.role_statements(role) for role in template.of_type("AWS::IAM::Role")}
+    log_group = template.arn(template.logical_id("AWS::Logs::LogGroup", "RunnerLogsNightly"))
+    renamed = {
+        secret: SECRET_ARN,
+        f":log-group:{h.runner_log_group}:": ":log-group:"
+        + log_group.split(":log-group:")[1].removesuffix("*"),
+    }
+    return Account(h, template, resources, statements=statements, renamed=renamed)
+
+
+def test_a_correct_deployment_passes_every_check(account: Account) -> None:
+    code, lines = account.run()
+    assert code == 0, "\n".join(lines)
+    assert all(line.startswith("ok: ") for line in lines[:-1]), "\n".join(lines)
+    assert lines[-1] == "every check passed"
+    names = [line.split(":")[1].strip() for line in lines[:-1]]
+    for expected in ("stack Nightshift", "deployed pipeline", "IAM CreateCluster", "IAM EmrServiceRole",
+                     "IAM InstanceRole", "service-linked role", "EMR emr-7.13.0", "key pair nightshift",
+                     "catalog database nightly", "alerts", "schedule"):  # fmt: skip
+        assert expected in names, (expected, names)
+
+
+def _denied_on(part: str, action: str, shape: dict[str, Any]) -> Decide:
+    def decide(role: str, asked: str, _resource: str) -> dict[str, Any] | None:
+        return shape if part in role and asked == action else None
+
+    return decide
+
+
+@pytest.mark.parametrize(
+    ("shape", "expected"),
+    [
+        (
+            {
+                "EvalDecision": "implicitDeny",
+                "OrganizationsDecisionDetail": {"AllowedByOrganizations": False},
+            },
+            "problem: IAM CreateCluster: elasticmapreduce:RunJobFlow on * is denied by a service control policy"
+            " of your organization; fix: ask your organization's administrators to allow"
+            " elasticmapreduce:RunJobFlow for arn:aws:iam::123456789012:role/{role}",
+        ),
+        (
+            {
+                "EvalDecision": "implicitDeny",
+                "PermissionsBoundaryDecisionDetail": {"AllowedByPermissionsBoundary": False},
+            },
+            "problem: IAM CreateCluster: elasticmapreduce:RunJobFlow on * is denied by the permissions boundary"
+            " of arn:aws:iam::123456789012:role/{role}; fix: allow elasticmapreduce:RunJobFlow in the"
+            " permissions boundary of arn:aws:iam::123456789012:role/{role}",
+        ),
+        (
+            {
+                "EvalDecision": "explicitDeny",
+                "MatchedStatements": [{"SourcePolicyId": "NoEmrInProd", "SourcePolicyType": "IAM Policy"}],
+            },
+            "problem: IAM CreateCluster: elasticmapreduce:RunJobFlow on * is denied explicitly by NoEmrInProd"
+            " (IAM Policy); fix: remove or narrow that Deny for arn:aws:iam::123456789012:role/{role}",
+        ),
+    ],
+    ids=["scp", "boundary", "explicit-deny"],
+)
+def test_a_denial_names_who_denies_and_the_fix(
+    account: Account, shape: dict[str, Any], expected: str
+) -> None:
+    account.override = _denied_on("CreateClusterServiceRole", "elasticmapreduce:RunJobFlow", shape)
+    code, lines = account.run()
+    assert code == 1
+    role = account.role("CreateClusterServiceRole")
+    assert [line for line in lines if line.startswith("problem")] == [expected.format(role=role)]
+    assert lines[-1] == "1 problem(s) found"
+
+
+def test_untagged_subnets_are_found_in_the_network_and_in_iam(account: Account) -> None:
+    """Issue 16's first finding: EMR's managed policy launches only into subnets tagged for it."""
+    account.harness.ec2.delete_tags(Resources=account.harness.subnets, Tags=[EMR_TAG])
+    code, lines = account.run()
+    assert code == 1
+    problems = [line for line in lines if line.startswith("problem")]
+    for subnet in account.harness.subnets:
+        assert (
+            f"problem: subnet {subnet}: lacks the tag for-use-with-amazon-emr-managed-policies=true (EMR's"
+            f" managed policy launches only there); fix: aws ec2 create-tags --resources {subnet} --tags"
+            " Key=for-use-with-amazon-emr-managed-policies,Value=true"
+        ) in problems
+    # AmazonEMRServicePolicy_v2 itself refuses the launch into the untagged subnet.
+    launch = [p for p in problems if p.startswith("problem: IAM EmrServiceRole: ")]
+    assert {p.split(": ")[2].split(" on ")[0] for p in launch} == {
+        "ec2:CreateLaunchTemplate",
+        "ec2:CreateFleet",
+        "ec2:RunInstances",
+    }
+    assert all(":subnet/" in p for p in launch)
+
+
+def test_a_missing_service_linked_role_that_createcluster_may_not_create(account: Account) -> None:
+    """Issue 16: a fresh account's first RunJobFlow creates AWSServiceRoleForEMRCleanup."""
+    account.service_linked_role = False
+    account.override = _denied_on(
+        "CreateClusterServiceRole", "iam:CreateServiceLinkedRole", {"EvalDecision": "implicitDeny"}
+    )
+    code, lines = account.run()
+    assert code == 1
+    assert (
+        "problem: service-linked role: AWSServiceRoleForEMRCleanup does not exist and CreateCluster may not"
+        " create it; fix: aws iam create-service-linked-role --aws-service-name elasticmapreduce.amazonaws.com"
+    ) in lines
+
+
+def test_a_missing_service_linked_role_that_createcluster_may_create_is_fine(account: Account) -> None:
+    account.service_linked_role = False
+    code, lines = account.run()
+    assert code == 0, lines
+    assert (
+        "ok: service-linked role: AWSServiceRoleForEMRCleanup does not exist yet;"
+        " CreateCluster may create it at first launch"
+    ) in lines
+
+
+def test_an_ebs_key_the_service_role_may_not_decrypt(account: Account) -> None:
+    """Issue 16: the EMR service role needs kms:Decrypt on the disk key for encrypted EBS volumes."""
+    role = account.role("EmrServiceRole")
+    account.statements[role] = [
+        {**s, "Action": [a for a in s["Action"] if a != "kms:Decrypt"]}
+        if isinstance(s.get("Action"), list)
+        else s
+        for s in account.statements[role]
+        if s.get("Action") != "kms:Decrypt"
+    ]
+    code, lines = account.run()
+    assert code == 1
+    (problem,) = [line for line in lines if line.startswith("problem")]
+    assert problem.startswith("problem: IAM EmrServiceRole: kms:Decrypt on arn:aws:kms:us-east-1:")
+    assert "is not allowed by any policy of" in problem
+
+
+def test_an_alert_topic_with_the_aws_managed_key_and_a_schedule_without_dead_letters(
+    account: Account,
+) -> None:
+    """Issue 16: CloudWatch cannot publish to a topic under alias/aws/sns; a failed start without a DLQ is silent."""
+    sns = boto3.client("sns", region_name=REGION)
+    ((_, topic),) = [r for r in account.resources.values() if r[0] == "AWS::SNS::Topic"]
+    sns.set_topic_attributes(TopicArn=topic, AttributeName="KmsMasterKeyId", AttributeValue="alias/aws/sns")
+    scheduler = boto3.client("scheduler", region_name=REGION)
+    name = account.template.logical_id("AWS::Scheduler::Schedule", "NightlySchedule")
+    scheduler.update_schedule(
+        Name=name,
+        ScheduleExpression="cron(0 3 * * ? *)",
+        FlexibleTimeWindow={"Mode": "OFF"},
+        Target={
+            "Arn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:StartRun",
+            "RoleArn": f"arn:aws:iam::{ACCOUNT}:role/s",
+        },
+    )
+    code, lines = account.run()
+    assert code == 1
+    assert [line for line in lines if line.startswith("problem")] == [
+        "problem: alert topic: encrypted with alias/aws/sns, which CloudWatch alarms cannot use;"
+        " fix: cdk deploy (the stack's own alert key lets cloudwatch.amazonaws.com use it)",
+        f"problem: schedule: {name} has no dead-letter queue: a start that fails is silent;"
+        " fix: cdk deploy (the stack gives it one)",
+    ]
+
+
+def test_a_local_folder_that_differs_from_the_deployed_one_is_named(account: Account) -> None:
+    pipeline = pipeline_of(account.harness)
+    deployed = folder_digests(pipeline.folder)
+    deployed["10_users.sql"] = "0" * 16
+    deployed["05_old.sql"] = "1" * 16
+    del deployed["30_funnel.sql"]
+    boto3.client("ssm", region_name=REGION).put_parameter(
+        Name=DEPLOYED_FILES_PARAMETER.format(stack="Nightshift", pipeline=pipeline.name),
+        Type="String",
+        Value=encode(deployed),
+        Overwrite=True,
+    )
+    code, lines = account.run()
+    assert code == 1
+    assert [line for line in lines if line.startswith("problem")] == [
+        "problem: deployed pipeline: the local folder differs from the deployed one: 10_users.sql (changed),"
+        " 30_funnel.sql (only here), 05_old.sql (only deployed); fix: cdk deploy (the runner image carries"
+        " the steps), or undo the local change"
+    ]
+
+
+def test_a_stack_that_rolled_back_and_missing_catalog_databases(account: Account) -> None:
+    account.stack_status = "UPDATE_ROLLBACK_COMPLETE"
+    boto3.client("glue", region_name=REGION).delete_database(Name="nightly_staging")
+    code, lines = account.run()
+    assert code == 1
+    problems = [line for line in lines if line.startswith("problem")]
+    assert problems[0].startswith("problem: stack Nightshift: is UPDATE_ROLLBACK_COMPLETE: ")
+    assert (
+        "problem: catalog database nightly_staging: does not exist; fix: cdk deploy (the stack creates it)"
+        in problems
+    )
