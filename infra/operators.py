@@ -88,7 +88,8 @@ class OperatorsPolicy(Construct):
             ),
             iam.PolicyStatement(
                 sid="ReadStepOutput",
-                actions=["logs:FilterLogEvents", "logs:GetLogEvents", "logs:DescribeLogStreams"],
+                # The CLI reads a step's stream by name (GetLogEvents), never lists or searches.
+                actions=["logs:GetLogEvents"],
                 resources=[pipeline.runner_log_group.log_group_arn for pipeline in pipelines],
             ),
             iam.PolicyStatement(

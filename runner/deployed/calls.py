@@ -25,7 +25,6 @@ from typing import Literal
 #   failed_starts, alert_key, alert_topic              the failed-starts queue, the alert key, the topic
 #   ecs_cluster, task_definition                       the runner's ECS cluster, its task definition
 #   task_role, task_execution_role                     the runner task's two roles
-#   runner_log_group_arn                               the runner log group itself (the operators read it)
 #   image_repository                                   the ECR repository of the runner image (CDK's assets)
 
 CREATE_CLUSTER = "CreateCluster"
@@ -558,12 +557,6 @@ def _operators() -> tuple[Call, ...]:
             ("states:DescribeExecution", "states:GetExecutionHistory", "states:StopExecution"),
             "{execution}",
             why="follow or stop a run",
-        ),
-        *_each(
-            OPERATORS,
-            ("logs:FilterLogEvents", "logs:DescribeLogStreams"),
-            "{runner_log_group_arn}",
-            why="the steps' output",
         ),
         Call(OPERATORS, "logs:GetLogEvents", "{runner_log_group}", why="a step's stream"),
         Call(OPERATORS, "elasticmapreduce:ListClusters", "*", why="the run's cluster"),

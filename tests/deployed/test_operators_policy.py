@@ -1,24 +1,27 @@
 """Every AWS call the CLI's deployed mode makes is one the operators' policy in the template allows.
 
-moto does not evaluate IAM resources or conditions, so the calls the real CLI makes against moto
-(start and follow, history, follow a finished run, stop) are recorded with their parameters, and
-each is checked against the policy's Allow statements as IAM reads them: the action, the resource
-ARN (wildcards), and the `aws:ResourceTag` conditions against the cluster's tags in moto.
+moto does not evaluate IAM, so the calls the real CLI makes against moto (start and follow, history,
+follow a finished run, stop) are recorded with their parameters, and each is evaluated as IAM would
+(tests/infra/iam_eval.py: the action, the resource ARN, the cluster's tags as aws:ResourceTag)
+against the operators' policy, and found in the manifest of calls (runner/deployed/calls.py, role
+Operators), which tests/infra/test_aws_iam_rules.py evaluates on the template as well.
 """
 
 from __future__ import annotations
 
-import fnmatch
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from runner.deployed import DeployedRequest
+from runner.deployed import calls as manifest
 from runner.deployed.discovery import Clients
 from tests.deployed.support import run_cli, start_directly
+from tests.infra.iam_eval import Request, Template, evaluate
 from tests.infra.moto_harness import Harness, StepScript
-from tests.support.aws import ACCOUNT, REGION, resolve_join
+from tests.support.aws import ACCOUNT, REGION
 
 DATE = "2025-06-01"
 IAM_PREFIX = {"stepfunctions": "states", "logs": "logs", "emr": "elasticmapreduce"}
@@ -51,92 +54,58 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[Call]:
     return recorded
 
 
-def policy_statements(harness: Harness) -> list[dict[str, Any]]:
-    """The operators' policy statements, resolved to the ARNs of the resources in moto."""
-    resources = harness.synth.template["Resources"]
-    (policy,) = [r for k, r in resources.items() if k.startswith("OperatorsPolicy")]
-    machines = {
-        logical: f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{r['Properties']['StateMachineName']}"
-        for logical, r in resources.items()
-        if r["Type"] == "AWS::StepFunctions::StateMachine"
-    }
-
-    def resolve(token: dict[str, Any]) -> str:
-        if token.get("Ref") in machines:
-            return machines[token["Ref"]]
-        if token.get("Fn::GetAtt", [None])[0] == f"RunnerLogs{harness.pipeline.capitalize()}":
-            return f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{harness.runner_log_group}:*"
-        if "Fn::GetAtt" in token:
-            return f"<another pipeline's {token['Fn::GetAtt'][0]}>"
-        return harness._resolve(token)
-
-    def listed(value: Any) -> list[Any]:
-        return value if isinstance(value, list) else [value]
-
-    return [
-        {
-            **statement,
-            "Action": listed(statement["Action"]),
-            "Resource": [
-                resolve(item) if "Ref" in item or "Fn::GetAtt" in item else resolve_join(item, resolve)
-                for item in listed(statement["Resource"])
-                if isinstance(item, dict)
-            ]
-            + [item for item in listed(statement["Resource"]) if isinstance(item, str)],
-        }
-        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
-    ]
+def policy_statements(harness: Harness) -> tuple[Template, list[Mapping[str, Any]]]:
+    """The operators' policy, its values resolved as CloudFormation would (iam_eval.Template)."""
+    template = Template(harness.synth.template)
+    return template, template.policy_statements(
+        template.logical_id("AWS::IAM::ManagedPolicy", "OperatorsPolicy")
+    )
 
 
-def resources_of(harness: Harness, call: Call) -> list[tuple[str, dict[str, str]]]:
-    """The ARNs IAM authorises the call on, each with its resource's tags (clusters only)."""
+def requests_of(harness: Harness, template: Template, call: Call) -> list[Request]:
+    """The requests IAM authorizes the call as: one per resource, with the cluster's tags in moto.
+
+    The runner log group has its moto name in the call and its template name in the policy.
+    """
     p = call.params
+    group = template.arn(f"RunnerLogs{harness.pipeline.capitalize()}").removesuffix(":*")
+    names = {harness.runner_log_group: group.rsplit(":", 1)[-1]}
     logs = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group"
     if call.action in ("states:StartExecution", "states:ListExecutions"):
-        return [(p["stateMachineArn"], {})]
+        return [Request(call.action, p["stateMachineArn"])]
     if call.action in ("states:DescribeExecution", "states:GetExecutionHistory", "states:StopExecution"):
-        return [(p["executionArn"], {})]
+        return [Request(call.action, p["executionArn"])]
     if call.action == "states:ListTagsForResource":
-        return [(p["resourceArn"], {})]
+        return [Request(call.action, p["resourceArn"])]
     if call.action == "logs:GetLogEvents":
-        return [(f"{logs}:{p['logGroupName']}:log-stream:{p['logStreamName']}", {})]
+        name = names.get(p["logGroupName"], p["logGroupName"])
+        return [Request(call.action, f"{logs}:{name}:log-stream:{p['logStreamName']}")]
     if call.action.startswith("logs:"):
-        return [(f"{logs}:{p['logGroupName']}:*", {})]
+        return [Request(call.action, f"{logs}:{names.get(p['logGroupName'], p['logGroupName'])}:*")]
     if call.action in ("elasticmapreduce:DescribeCluster", "elasticmapreduce:TerminateJobFlows"):
         ids = p["JobFlowIds"] if "JobFlowIds" in p else [p["ClusterId"]]
         return [
-            (
+            Request(
+                call.action,
                 f"arn:aws:elasticmapreduce:{REGION}:{ACCOUNT}:cluster/{cluster_id}",
                 {
-                    t["Key"]: t["Value"]
+                    f"aws:ResourceTag/{t['Key']}": t["Value"]
                     for t in harness.emr.describe_cluster(ClusterId=cluster_id)["Cluster"]["Tags"]
                 },
             )
             for cluster_id in ids
         ]
-    return [("*", {})]
+    return [Request(call.action, "*")]
 
 
-def allowing(
-    statements: list[dict[str, Any]], action: str, resource: str, tags: dict[str, str]
-) -> str | None:
-    """The Sid of the first Allow statement that lets ``action`` on ``resource``, or None."""
-    for statement in statements:
-        if statement["Effect"] != "Allow" or action not in statement["Action"]:
-            continue
-        if not any(fnmatch.fnmatchcase(resource, pattern) for pattern in statement["Resource"]):
-            continue
-        conditions = statement.get("Condition", {})
-        assert set(conditions) <= {"StringEquals"}, conditions
-        wanted = conditions.get("StringEquals", {})
-        if all(tags.get(key.removeprefix("aws:ResourceTag/")) == value for key, value in wanted.items()):
-            return str(statement["Sid"])
-    return None
-
-
-def test_every_call_of_the_cli_is_allowed_and_every_statement_is_used(
+def test_every_call_of_the_cli_is_allowed_in_the_manifest_and_every_statement_is_used(
     deployed: Harness, calls: list[Call]
 ) -> None:
+    """IAM's evaluation of the policy ("Policy evaluation logic", IAM User Guide:
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html), and
+    EMR's tag-based authorization of cluster calls ("Use cluster and Notebook tags with IAM policies
+    for access control", https://docs.aws.amazon.com/emr/latest/ManagementGuide/emr-with-iam-tags.html).
+    """
     started = run_cli(deployed, DeployedRequest("start", (DATE,)))
     assert started.code == 0, started.notices
     assert run_cli(deployed, DeployedRequest("follow", (DATE,))).code == 0
@@ -149,37 +118,43 @@ def test_every_call_of_the_cli_is_allowed_and_every_statement_is_used(
     stopped = run_cli(deployed, DeployedRequest("stop", ("2025-06-02",)))
     assert stopped.code == 0, stopped.notices
 
-    statements = policy_statements(deployed)
-    used: set[str] = set()
+    template, statements = policy_statements(deployed)
+    used: set[tuple[str, str]] = set()
     denied = []
     for call in calls:
-        for resource, tags in resources_of(deployed, call):
-            sid = allowing(statements, call.action, resource, tags)
-            if sid is None:
-                denied.append((call.action, resource))
+        for request in requests_of(deployed, template, call):
+            decision = evaluate(statements, request)
+            if decision.allowed:
+                used.update((sid, call.action) for sid in decision.allows)
             else:
-                used.add(sid)
+                denied.append(request)
     assert denied == []
     assert "elasticmapreduce:TerminateJobFlows" in {call.action for call in calls}
-    # Nothing in the policy that the CLI never needs.
-    assert used == {statement["Sid"] for statement in statements}
+    # The manifest names exactly what the CLI calls, so the template test evaluates the same calls.
+    listed = {c.action for c in manifest.ALL_CALLS if c.role == manifest.OPERATORS}
+    assert {call.action for call in calls} == listed
+    # Nothing in the policy that the CLI never needs: each action of each statement is called.
+    granted = {
+        (str(s["Sid"]), a)
+        for s in statements
+        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
+    assert used == granted
 
 
 def test_the_policy_allows_nothing_on_another_stacks_clusters_or_pipelines(deployed: Harness) -> None:
-    statements = policy_statements(deployed)
+    """Tag conditions on the cluster (aws:ResourceTag) and the stack's own ARNs, as IAM evaluates them."""
+    _, statements = policy_statements(deployed)
     cluster = f"arn:aws:elasticmapreduce:{REGION}:{ACCOUNT}:cluster/j-OTHER"
-    mine = {"nightshift:managed": "true", "nightshift:stack": "Nightshift"}
+    mine = {"aws:ResourceTag/nightshift:managed": "true", "aws:ResourceTag/nightshift:stack": "Nightshift"}
     for action in ("elasticmapreduce:TerminateJobFlows", "elasticmapreduce:DescribeCluster"):
-        assert allowing(statements, action, cluster, mine) is not None
-        assert allowing(statements, action, cluster, {**mine, "nightshift:stack": "NightshiftDev"}) is None
-        assert allowing(statements, action, cluster, {}) is None
+        assert evaluate(statements, Request(action, cluster, mine)).allowed
+        dev = {**mine, "aws:ResourceTag/nightshift:stack": "NightshiftDev"}
+        assert not evaluate(statements, Request(action, cluster, dev)).allowed
+        assert not evaluate(statements, Request(action, cluster)).allowed
     other = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:NightshiftDev-nightly"
-    assert allowing(statements, "states:StartExecution", other, {}) is None
-    assert (
-        allowing(statements, "states:StopExecution", other.replace("stateMachine", "execution") + ":x", {})
-        is None
-    )
-    assert (
-        allowing(statements, "logs:GetLogEvents", f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/other:*", {})
-        is None
-    )
+    assert not evaluate(statements, Request("states:StartExecution", other)).allowed
+    execution = other.replace("stateMachine", "execution") + ":x"
+    assert not evaluate(statements, Request("states:StopExecution", execution)).allowed
+    group = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/other:*"
+    assert not evaluate(statements, Request("logs:GetLogEvents", group)).allowed

@@ -113,7 +113,6 @@ class Deployment:
             "security_group": "sg-0master",
             "key_pair": base_context()["ec2_key_name"],
             "runner_log_group": runner_logs.removesuffix(":*") + f":log-stream:{pipeline}/10_users/1",
-            "runner_log_group_arn": runner_logs,
             "ssh_secret": SECRET_ARN,
             "image_repository": (
                 f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/cdk-hnb659fds-container-assets-{ACCOUNT}-{REGION}"

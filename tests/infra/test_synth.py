@@ -534,7 +534,7 @@ def test_the_operators_policy_grants_exactly_what_the_cli_needs(
                     {
                         "Sid": "ReadStepOutput",
                         "Effect": "Allow",
-                        "Action": ["logs:DescribeLogStreams", "logs:FilterLogEvents", "logs:GetLogEvents"],
+                        "Action": "logs:GetLogEvents",
                         "Resource": [{"Fn::GetAtt": ["RunnerLogsAdhoc", "Arn"]},
                                      {"Fn::GetAtt": ["RunnerLogsNightly", "Arn"]}],
                     },
