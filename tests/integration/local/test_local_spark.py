@@ -141,14 +141,22 @@ def test_example_pipeline_end_to_end(tmp_path: Path, state_dir: Path) -> None:
     assert rows[segments_header + 1 :] == segments
     assert len(segments) >= 15 and len(funnel) >= 40
 
-    summary = [line.removeprefix("nightshift: ").split() for line in stderr.splitlines()[-6:]]
-    assert [row[:3] for row in summary] == [
+    summary = [line.removeprefix("nightshift: ").split() for line in stderr.splitlines()[-15:]]
+    # Each stage's data checks (issue 21) right after its steps: the shipped data passes them all.
+    checks = [["check", name, "passed"] for name in (
+        "users.unique", "users.not_null", "users.accepted_values", "users.min_rows", "events.unique",
+        "events.not_null",
+    )]  # fmt: skip
+    assert [row[:3] if row[0] != "check" else [row[0], row[1], row[3]] for row in summary] == [
         ["step", "stage", "status"],
         ["10_events.sql", "10", "succeeded"],
         ["10_users.sql", "10", "succeeded"],
+        *checks,
         ["20_sessions.hql", "20", "succeeded"],
+        ["check", "20_sessions_valid.check.sql", "passed"],
         ["30_funnel.sql", "30", "succeeded"],
         ["30_segments.sql", "30", "succeeded"],
+        ["check", "30_funnel_steps.check.sql", "passed"],
     ]
     assert "20_sessions.hql: runs on Spark SQL's HiveQL support locally, not on Hive itself" in stderr
     for table in ("segments", "funnel"):
