@@ -15,14 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NoReturn
 
 from runner.config import RESERVED_VARIABLES, VARIABLE_NAME, variable_problem
-from runner.dates import (
-    DateResult,
-    date_line,
-    parse_run_dates,
-    range_exit_code,
-    range_summary_lines,
-    run_header,
-)
+from runner.dates import DateResult, date_line, parse_run_dates, range_exit_code, range_summary_lines
 from runner.errors import NightshiftError, UsageError
 from runner.execution import (
     Executor,
@@ -492,8 +485,7 @@ def _run_date(
 ) -> RunReport:
     """One run of one date: its steps stage by stage, then (for a folder) the summary table."""
     pipeline = plan.pipeline
-    one_step = pipeline.steps[0].name if len(pipeline.steps) == 1 else ""
-    output.begin(pipeline.name, plan.run_id, one_step, run_date=plan.variables["run_date"])
+    output.begin(pipeline.name, plan.run_id, pipeline.steps[0].name if len(pipeline.steps) == 1 else "")
     if not gate_inputs(plan, executor, output, stop, mode=gate):
         return RunReport([StepReport(step) for step in pipeline.steps], stop.exit_code)
     report = run_pipeline(plan, executor, output, stop)
@@ -620,8 +612,7 @@ def _run(args: argparse.Namespace, output: Output) -> int:
     ]
     if args.checks_only:
         plans = [replace(plan, checks_only=True, checks_stage=args.stage) for plan in plans]
-    one_step = pipeline.steps[0].name if len(pipeline.steps) == 1 else ""
-    output.begin(pipeline.name, plans[0].run_id, one_step, run_date=dates[0] if len(dates) == 1 else "")
+    output.begin(pipeline.name, plans[0].run_id, pipeline.steps[0].name if len(pipeline.steps) == 1 else "")
     for line in pipeline.config.notices:
         output.notice(line)
     executor = _local_executor(args, spark) if is_local else _remote_executor(args, output)
@@ -639,8 +630,7 @@ def _run(args: argparse.Namespace, output: Output) -> int:
     if isinstance(executor, LocalExecutor):
         checks = {Engine.SPARK_SQL} if pipeline.checks else set()
         executor.check({plan.engine(step) for plan in plans[:1] for step in pipeline.steps} | checks)
-    # After the checks that refuse to start (no Java): a refusal stays one line.
-    output.notice(run_header(pipeline, dates, given=args.run_date is not None, variables=plans[0].variables))
+
     stop = StopRequest()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda number, _frame: stop.trigger(number))
