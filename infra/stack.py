@@ -7,6 +7,7 @@ from typing import Any
 
 from aws_cdk import Annotations, Stack
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.alerts import Alerts
@@ -25,7 +26,11 @@ from infra.schedules import Schedules
 from infra.storage import Storage
 from infra.workflow import PipelineWorkflow, WorkflowSettings
 from lambdas.shared.cost import PRICES_VARIABLE
+from runner.digests import encode, folder_digests
 from runner.model import Pipeline
+
+#: what `--deployed --check` compares the local folder with (runner/deployed/check.py names it too)
+DEPLOYED_FILES_PARAMETER = "/nightshift/{stack}/{pipeline}/deployed-files"
 
 
 def retention_days(days: int) -> logs.RetentionDays:
@@ -157,4 +162,12 @@ class NightshiftStack(Stack):
                 if schedule.expected_by is not None:
                     self.alerts.add_late_check(pipeline.name, pipeline_id, schedule, workflow.state_machine)
             operated.append(OperatedPipeline(workflow.state_machine, name, task.log_group))
+            # The digests of the files baked into the runner image: the CLI names what differs locally.
+            ssm.StringParameter(
+                self,
+                f"{pipeline_id}DeployedFiles",
+                parameter_name=DEPLOYED_FILES_PARAMETER.format(stack=self.stack_name, pipeline=pipeline.name),
+                string_value=encode(folder_digests(pipeline.folder)),
+                description=f"Nightshift pipeline {pipeline.name}: digests of its deployed files",
+            )
         self.operators = OperatorsPolicy(self, "Operators", pipelines=operated)

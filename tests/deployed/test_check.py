@@ -492,3 +492,17 @@ def test_a_stack_that_rolled_back_and_missing_catalog_databases(account: Account
         "problem: catalog database nightly_staging: does not exist; fix: cdk deploy (the stack creates it)"
         in problems
     )
+
+
+def test_the_stack_records_the_digests_the_check_compares(test_synth: Any) -> None:
+    """The SSM parameter the stack writes per pipeline is the one the check reads, with the folder's digests."""
+    from infra.stack import DEPLOYED_FILES_PARAMETER as INFRA_NAME  # noqa: PLC0415
+
+    assert INFRA_NAME == DEPLOYED_FILES_PARAMETER
+    parameters = {
+        r["Properties"]["Name"]: r["Properties"]["Value"]
+        for r in test_synth.resources("AWS::SSM::Parameter").values()
+    }
+    for pipeline in ("nightly", "adhoc"):
+        name = DEPLOYED_FILES_PARAMETER.format(stack=test_synth.stack.stack_name, pipeline=pipeline)
+        assert parameters[name] == encode(folder_digests(test_synth.pipelines_dir / pipeline))
