@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from math import ceil
 
 from infra.config import S3_PATH, DataAccess, S3Path
-from lambdas.shared.models import RUN_DATE_REFERENCE, CheckInputsRequest
+from lambdas.shared.models import DATE_VARIABLES, CheckInputsRequest
 from runner.config import expand_input
 from runner.model import Pipeline
 
 # Each check is a Lambda call of a second or so, and some may be retried.
 INPUTS_CHECK_SLACK_MINUTES = 5
+#: where the first date of the run goes in a template: what comes before it is fixed at synth
+_DATE_REFERENCE = re.compile("|".join(re.escape("{" + name + "}") for name in DATE_VARIABLES))
 
 
 class InputsAccessError(ValueError):
@@ -21,7 +24,7 @@ class InputsAccessError(ValueError):
 @dataclass(frozen=True)
 class DeployedInput:
     kind: str
-    #: the path with [variables] in and the run date left for the CheckInputs Lambda ({run_date})
+    #: the path with [variables] in, the run's dates left for the CheckInputs Lambda ({run_date}...)
     template: str
     #: what IAM may let the Lambda list: the path up to where the run date goes
     listable: S3Path
@@ -33,7 +36,7 @@ def deployed_inputs(pipeline: Pipeline, access: DataAccess) -> list[DeployedInpu
     if inputs is None:
         return []
     readable = (*access.read, *access.write)
-    values = {**pipeline.config.variables, "run_date": RUN_DATE_REFERENCE}
+    values = {**pipeline.config.variables, **{name: "{" + name + "}" for name in DATE_VARIABLES}}
     found = []
     for kind, declared in inputs.paths:
         template = expand_input(declared, values)
@@ -43,7 +46,7 @@ def deployed_inputs(pipeline: Pipeline, access: DataAccess) -> list[DeployedInpu
             raise InputsAccessError(
                 f"{where}: a deployed run checks its inputs in S3: expected s3://bucket/key"
             )
-        static = template.split(RUN_DATE_REFERENCE, 1)[0]
+        static = _DATE_REFERENCE.split(template, 1)[0]
         bucket, _, key = static.removeprefix("s3://").partition("/")
         if not any(path.bucket == bucket and key.startswith(path.prefix) for path in readable):
             granted = ", ".join(path.uri for path in readable) or "nothing"

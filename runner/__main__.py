@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NoReturn
 
 from runner.config import RESERVED_VARIABLES, VARIABLE_NAME, variable_problem
-from runner.dates import DateResult, date_line, parse_run_dates, range_exit_code, range_summary_lines
+from runner.dates import (
+    DateResult,
+    date_line,
+    parse_run_dates,
+    range_exit_code,
+    range_summary_lines,
+    run_header,
+)
 from runner.errors import NightshiftError, UsageError
 from runner.execution import (
     Executor,
@@ -30,7 +37,7 @@ from runner.execution import (
 )
 from runner.inputs import GateMode, gate_inputs, gate_mode
 from runner.local.executor import LocalExecutor, LocalSpark
-from runner.model import Engine, Pipeline, load_pipeline
+from runner.model import Engine, Pipeline, load_pipeline, undefined_variables
 from runner.output import JsonOutput, Output, TextOutput
 
 if TYPE_CHECKING:
@@ -125,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dry-run", action="store_true", help="print the command lines that would run; run nothing"
     )
+    parser.add_argument(
+        "--strict", action="store_true",
+        help="a ${name} in a SQL step that no variable defines is an error (exit 2), not a warning"
+        " (pipeline.toml: strict_variables = true)",
+    )  # fmt: skip
     inputs = parser.add_mutually_exclusive_group()
     inputs.add_argument(
         "--wait", action="store_true",
@@ -485,7 +497,8 @@ def _run_date(
 ) -> RunReport:
     """One run of one date: its steps stage by stage, then (for a folder) the summary table."""
     pipeline = plan.pipeline
-    output.begin(pipeline.name, plan.run_id, pipeline.steps[0].name if len(pipeline.steps) == 1 else "")
+    one_step = pipeline.steps[0].name if len(pipeline.steps) == 1 else ""
+    output.begin(pipeline.name, plan.run_id, one_step, run_date=plan.variables["run_date"])
     if not gate_inputs(plan, executor, output, stop, mode=gate):
         return RunReport([StepReport(step) for step in pipeline.steps], stop.exit_code)
     report = run_pipeline(plan, executor, output, stop)
@@ -612,12 +625,20 @@ def _run(args: argparse.Namespace, output: Output) -> int:
     ]
     if args.checks_only:
         plans = [replace(plan, checks_only=True, checks_stage=args.stage) for plan in plans]
-    output.begin(pipeline.name, plans[0].run_id, pipeline.steps[0].name if len(pipeline.steps) == 1 else "")
+    one_step = pipeline.steps[0].name if len(pipeline.steps) == 1 else ""
+    running = [step for stage in pipeline.stages if not plans[0].skips(stage) for step in stage.steps]
+    undefined = undefined_variables(running, plans[0].variables)
+    if undefined and (args.strict or pipeline.config.strict_variables):
+        more = f" (and {len(undefined) - 1} more)" if len(undefined) > 1 else ""
+        raise UsageError(f"{undefined[0]}{more}")
+    output.begin(pipeline.name, plans[0].run_id, one_step, run_date=dates[0] if len(dates) == 1 else "")
     for line in pipeline.config.notices:
         output.notice(line)
     executor = _local_executor(args, spark) if is_local else _remote_executor(args, output)
 
     if args.dry_run:
+        for problem in undefined:
+            output.notice(f"warning: {problem}")
         lines = [
             executor.describe(plan.invocation(step))
             for plan in plans
@@ -630,7 +651,10 @@ def _run(args: argparse.Namespace, output: Output) -> int:
     if isinstance(executor, LocalExecutor):
         checks = {Engine.SPARK_SQL} if pipeline.checks else set()
         executor.check({plan.engine(step) for plan in plans[:1] for step in pipeline.steps} | checks)
-
+    # After the checks that refuse to start (no Java): a refusal stays one line.
+    output.notice(run_header(pipeline, dates, given=args.run_date is not None, variables=plans[0].variables))
+    for problem in undefined:
+        output.notice(f"warning: {problem}")
     stop = StopRequest()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda number, _frame: stop.trigger(number))

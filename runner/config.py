@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -20,13 +21,15 @@ from runner.catalog import (
     parse_configurations,
 )
 from runner.checks.spec import ChecksConfig, parse_checks
+from runner.dates import DATE_VARIABLES
 from runner.errors import ConfigError
 from runner.schedule import CronError, validate_cron, validate_timezone
 
 CONFIG_FILE = "pipeline.toml"
 DEFAULT_RELEASE_LABEL = "emr-7.13.0"  # ships Spark 3.5.6, the version pinned for local runs
 VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-RESERVED_VARIABLES = frozenset({"run_date"})
+#: run_date and the variables made from it (runner/dates.py): set by the runner, never in pipeline.toml
+RESERVED_VARIABLES = frozenset(DATE_VARIABLES)
 # .sh and .py steps get their variables as environment variables, which the cluster's launch.sh
 # exports under /bin/sh: on EMR that is bash in POSIX mode, where assigning a readonly variable ends
 # the shell before the step starts, and where some names steer the shell itself. Refused:
@@ -143,6 +146,8 @@ class PipelineConfig:
     catalog: Catalog | None = None
     #: [checks]: the data checks' sample size and thresholds, and the built-in checks of tables
     checks: ChecksConfig = field(default_factory=ChecksConfig)
+    #: a ${name} no variable defines refuses the run (as --strict), instead of a warning
+    strict_variables: bool = False
 
     @property
     def notices(self) -> tuple[str, ...]:
@@ -275,6 +280,7 @@ _TOP: dict[str, Check] = {
     "max_concurrent_runs": _integer(1, MAX_CONCURRENT_RUNS),
     "queue_minutes": _minutes(0, MAX_QUEUE_MINUTES, f"a number of minutes from 0 to {MAX_QUEUE_MINUTES}"),
     "notify": _one_of(*NOTIFY_CHOICES),
+    "strict_variables": _boolean,
 }
 _TABLES = ("schedule", "variables", "cluster", "steps", "inputs", "catalog", "checks")
 
@@ -342,12 +348,17 @@ class _Validator:
             raise self.fail(where, "expected a table ([section])")
         return data
 
-    def fields(self, data: dict[str, Any], schema: Mapping[str, Check], prefix: str) -> None:
+    def fields(
+        self, data: dict[str, Any], schema: Mapping[str, Check], prefix: str, sections: tuple[str, ...] = ()
+    ) -> None:
         for key, value in data.items():
             check = schema.get(key)
             if check is None:
                 known = ", ".join(sorted(schema))
-                raise self.fail(f"{prefix}{key}", f"unknown key (expected one of: {known})")
+                tables = f"; sections: {', '.join(f'[{name}]' for name in sections)}" if sections else ""
+                near = difflib.get_close_matches(key, [*schema, *sections], n=1, cutoff=0.5)
+                hint = f"; did you mean {near[0]!r}?" if near else ""
+                raise self.fail(f"{prefix}{key}", f"unknown key (expected one of: {known}{tables}){hint}")
             expected = check(value)
             if expected is not None:
                 raise self.fail(f"{prefix}{key}", f"expected {expected}, got {value!r}")
@@ -374,7 +385,7 @@ def parse_config(text: str, path: Path) -> PipelineConfig:
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from error
     top = {k: v for k, v in data.items() if k not in _TABLES}
-    check.fields(top, _TOP, "")
+    check.fields(top, _TOP, "", _TABLES)
 
     schedule = None
     if "schedule" in data:
@@ -447,6 +458,7 @@ def parse_config(text: str, path: Path) -> PipelineConfig:
         queue_minutes=top.get("queue_minutes", DEFAULT_QUEUE_MINUTES),
         inputs=inputs,
         notify=top.get("notify", "failures"),
+        strict_variables=top.get("strict_variables", False),
         catalog=catalog,
         checks=checks,
     )

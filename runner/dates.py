@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -17,6 +18,52 @@ if TYPE_CHECKING:
 #: the longest range one command accepts: a year and a day covers any yearly backfill; longer is a typo
 MAX_RANGE_DATES = 366
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+#: The variables the runner sets from the run date, in every step and in [inputs]. A nightly run
+#: processes the day before its run date (as Airflow's `ds` is the start of the data interval):
+#: that is prev_date; the _nodash forms are YYYYMMDD, as many exports name their folders.
+DATE_VARIABLES = (
+    "run_date", "prev_date", "next_date", "run_date_nodash", "prev_date_nodash", "next_date_nodash"
+)  # fmt: skip
+#: A variable whose name holds one of these (any case) has its value masked in the run header.
+SECRET_NAME = re.compile(r"password|passwd|secret|token|key|credential", re.IGNORECASE)
+MASK = "***"
+
+
+def date_variables(run_date: str) -> dict[str, str]:
+    """The built-in date variables of a run of `run_date` (YYYY-MM-DD), named as DATE_VARIABLES."""
+    day = date.fromisoformat(run_date)
+    prev, next_ = day - timedelta(days=1), day + timedelta(days=1)
+    return {
+        "run_date": day.isoformat(),
+        "prev_date": prev.isoformat(),
+        "next_date": next_.isoformat(),
+        "run_date_nodash": f"{day:%Y%m%d}",
+        "prev_date_nodash": f"{prev:%Y%m%d}",
+        "next_date_nodash": f"{next_:%Y%m%d}",
+    }
+
+
+def shown_variables(variables: Mapping[str, str]) -> str:
+    """`name=value` pairs for the run header, the built-in dates left out and secret-looking values masked."""
+    pairs = [
+        f"{name}={MASK if SECRET_NAME.search(name) else shlex.quote(value)}"
+        for name, value in variables.items()
+        if name not in DATE_VARIABLES
+    ]
+    return ", ".join(pairs) if pairs else "none"
+
+
+def run_header(pipeline: Pipeline, dates: Sequence[str], *, given: bool, variables: Mapping[str, str]) -> str:
+    """The first line of every run: the pipeline, its run date(s) and where they came from, its variables."""
+    when = f"run date {dates[0]}" if len(dates) == 1 else f"run dates {dates[0]} to {dates[-1]}"
+    schedule = pipeline.config.schedule
+    if given:
+        source = "given with --run-date"
+    elif schedule is not None:
+        source = f"today in {schedule.timezone}, the schedule's time zone"
+    else:
+        source = "today in UTC: pipeline.toml has no [schedule]"
+    return f"{pipeline.name}: {when} ({source}); variables: {shown_variables(variables)}"
 
 
 def today(pipeline: Pipeline) -> str:

@@ -22,6 +22,7 @@ from runner.checks.run import (
     sample_table,
 )
 from runner.checks.spec import CheckStatus, DataCheck
+from runner.dates import date_variables
 from runner.errors import UsageError
 from runner.model import Engine, Pipeline, Stage, Step
 from runner.output import Output, StepOutput
@@ -125,12 +126,12 @@ class RunPlan:
         whole_pipeline: bool = True,
         from_stage: int | None = None,
     ) -> RunPlan:
-        """Variables, later wins: [variables], [variables.local] (local runs), --var, then run_date."""
+        """Variables, later wins: [variables], [variables.local] (local runs), --var, then the run's dates."""
         variables = {
             **pipeline.config.variables,
             **(pipeline.config.local_variables if local else {}),
             **overrides,
-            "run_date": run_date,
+            **date_variables(run_date),
         }
         return cls(pipeline, variables, run_id, engine_override, whole_pipeline, from_stage)
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
 from runner.checks.spec import CHECK_FILE, CHECK_SUFFIX, DataCheck, builtin_checks
 from runner.config import CONFIG_FILE, PipelineConfig, load_config
+from runner.dates import DATE_VARIABLES
 from runner.errors import PipelineError, UsageError
 
 STEP_FILE = re.compile(r"^(?P<stage>\d+)_(?P<label>[^.]+)\.(?P<ext>[^.]+)$")
@@ -217,3 +220,53 @@ def load_pipeline(target: Path) -> Pipeline:
     step = Step(path=path, stage=stage, engine=engine, starts_with_bom=bom)
     name = path.parent.name if (path.parent / CONFIG_FILE).is_file() else path.stem
     return Pipeline(name=name, folder=path.parent, config=config, stages=(Stage(stage, (step,)),))
+
+
+# spark-sql's substitution: ${name} and ${hivevar:name} (${define:name} alike) are the pipeline's
+# variables; ${env:X}, ${system:x}, ${hiveconf:x}, ${spark:x} and ${sparkconf:x} are the engine's own.
+_REFERENCE = re.compile(r"\$\{(?:(?P<space>[A-Za-z]+):)?(?P<name>[^}:]*)\}")
+_OWN_NAMESPACES = frozenset({"hivevar", "define"})
+# A file may define its own: SET name=..., SET hivevar:name=...
+_SET_VARIABLE = re.compile(
+    r"^\s*SET\s+(?:(?:hivevar|define):)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*=", re.I | re.M
+)
+
+
+@dataclass(frozen=True)
+class UndefinedVariable:
+    """A ${name} in a SQL step that no variable defines: spark-sql puts an empty string there."""
+
+    step: Step
+    line: int
+    name: str
+    defined: tuple[str, ...]
+
+    def __str__(self) -> str:
+        own = sorted(name for name in self.defined if name not in DATE_VARIABLES)
+        known = ", ".join(own) + ("; " if own else "") + "the dates run_date, prev_date, next_date, *_nodash"
+        near = difflib.get_close_matches(self.name, self.defined, n=1)
+        hint = f"; did you mean ${{{near[0]}}}?" if near else ""
+        return (
+            f"{self.step.file_name} line {self.line}: ${{{self.name}}} is not defined, spark-sql would put"
+            f" an empty string there (defined: {known}){hint}"
+        )
+
+
+def undefined_variables(steps: Iterable[Step], defined: Collection[str]) -> list[UndefinedVariable]:
+    """Every ${name} of the SQL `steps` that neither `defined` nor a SET in the same file defines."""
+    found = []
+    for step in steps:
+        if not step.engine.is_sql:
+            continue
+        text = step.path.read_bytes().decode("utf-8", errors="replace")
+        own = {match["name"] for match in _SET_VARIABLE.finditer(text)}
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.lstrip().startswith("--"):
+                continue  # a comment: the typo there changes nothing
+            for match in _REFERENCE.finditer(line):
+                space, name = match["space"], match["name"]
+                if space is not None and space.lower() not in _OWN_NAMESPACES:
+                    continue
+                if name not in defined and name not in own:
+                    found.append(UndefinedVariable(step, number, name, tuple(defined)))
+    return found

@@ -111,7 +111,7 @@ class Output(ABC):
     def notice(self, message: str, *, step: str = "") -> None:
         """A line from the runner itself (progress, summary), never mixed into stdout in text."""
 
-    def begin(self, pipeline: str, run_id: str, step: str = "") -> None:  # noqa: B027 (text has no fields)
+    def begin(self, pipeline: str, run_id: str, step: str = "", *, run_date: str = "") -> None:  # noqa: B027
         """The run the runner's own lines belong to from now on (`step`: a run of one step)."""
 
     def result(self, record: Mapping[str, Any], lines: Iterable[str]) -> None:
@@ -192,6 +192,7 @@ class _JsonStep(StepOutput):
     def __init__(self, out: JsonOutput, pipeline: str, step: str, run_id: str, label: str) -> None:
         # Only the line varies between records: encode the rest once, not once per line.
         self._fields = f', "pipeline": {_dumps(pipeline)}, "step": {_dumps(step)}, "run_id": {_dumps(run_id)}'
+        self._fields += f', "run_date": {_dumps(out.run_date)}'
         super().__init__(lambda message: out.write_records([self._notice_record(f"{label}: {message}")]))
         self._out = out
         self._lines: dict[Stream, _Line] = {"stdout": _Line(), "stderr": _Line()}
@@ -294,10 +295,12 @@ class JsonOutput(Output):
         super().__init__()
         self.stdout = stdout
         self._pipeline = self._run_id = self._step = ""
+        #: the run date every record carries (a range: the date running now)
+        self.run_date = ""
 
-    def begin(self, pipeline: str, run_id: str, step: str = "") -> None:
+    def begin(self, pipeline: str, run_id: str, step: str = "", *, run_date: str = "") -> None:
         # On Fargate a task runs one step: its summary and errors then belong to that step's stream.
-        self._pipeline, self._run_id, self._step = pipeline, run_id, step
+        self._pipeline, self._run_id, self._step, self.run_date = pipeline, run_id, step, run_date
 
     def for_step(self, pipeline: str, step: str, run_id: str, label: str = "") -> StepOutput:
         return _JsonStep(self, pipeline, step, run_id, label or step)
@@ -309,7 +312,8 @@ class JsonOutput(Output):
             self.stdout.flush()
 
     def result(self, record: Mapping[str, Any], lines: Iterable[str]) -> None:
-        fields = {"time": _now(), "pipeline": self._pipeline, "run_id": self._run_id, "stream": "check"}
+        fields = {"time": _now(), "pipeline": self._pipeline, "run_id": self._run_id}
+        fields |= {"run_date": self.run_date, "stream": "check"}
         self.write_records([json.dumps({**fields, **record}, ensure_ascii=False)])
 
     def notice(self, message: str, *, step: str = "") -> None:
@@ -318,6 +322,7 @@ class JsonOutput(Output):
             "pipeline": self._pipeline,
             "step": step or self._step,
             "run_id": self._run_id,
+            "run_date": self.run_date,
             "stream": "nightshift",
             "line": message,
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
@@ -14,7 +15,7 @@ from lambdas.shared.errors import (
     is_transient,
     transient_on_throttling,
 )
-from lambdas.shared.models import RUN_DATE_REFERENCE, CheckInputsRequest, InputToCheck
+from lambdas.shared.models import DATE_VARIABLES, CheckInputsRequest, InputToCheck
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -33,9 +34,19 @@ class InputsResult:
     summary: str
 
 
+def date_values(run_date: str) -> dict[str, str]:
+    """The runner's date variables of `run_date` (runner/dates.py date_variables), by name."""
+    day = date.fromisoformat(run_date)
+    prev, next_ = day - timedelta(days=1), day + timedelta(days=1)
+    values = (day.isoformat(), prev.isoformat(), next_.isoformat(), f"{day:%Y%m%d}", f"{prev:%Y%m%d}")
+    return dict(zip(DATE_VARIABLES, (*values, f"{next_:%Y%m%d}"), strict=True))
+
+
 def resolve(template: str, run_date: str) -> str:
-    """The path of this run: the runner's `expand_input` with only run_date left to fill in."""
-    return template.replace(RUN_DATE_REFERENCE, run_date)
+    """The path of this run: the runner's `expand_input` with only the date variables ({name}) left."""
+    for name, value in date_values(run_date).items():
+        template = template.replace("{" + name + "}", value)
+    return template
 
 
 def _split(uri: str) -> tuple[str, str]:

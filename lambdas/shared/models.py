@@ -66,6 +66,11 @@ class PreflightRequest(Payload):
 # in a state machine's definition as a substitution, and `cdk synth` warned on every gated pipeline.
 InputTemplate = Annotated[str, Field(pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^*?]+$")]
 RUN_DATE_REFERENCE = "{run_date}"
+# The runner's built-in date variables (runner/dates.py DATE_VARIABLES), sent as {name} the same way;
+# tests/unit/test_first_hour_dates.py holds the two lists and their values equal.
+DATE_VARIABLES = (
+    "run_date", "prev_date", "next_date", "run_date_nodash", "prev_date_nodash", "next_date_nodash"
+)  # fmt: skip
 MAX_INPUTS = 100
 
 

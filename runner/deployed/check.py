@@ -12,7 +12,7 @@ import boto3
 import botocore.exceptions
 
 from runner.config import expand_input
-from runner.dates import today
+from runner.dates import date_variables, today
 from runner.deployed import calls as manifest
 from runner.deployed.calls import CALLS, EMR_MANAGED_POLICY_TAG, Call
 from runner.deployed.discovery import (
@@ -354,7 +354,7 @@ class Check:
         inputs = self.pipeline.config.inputs
         if inputs is None:
             return []
-        variables = {**self.pipeline.config.variables, "run_date": today(self.pipeline)}
+        variables = {**self.pipeline.config.variables, **date_variables(today(self.pipeline))}
         found = []
         for _kind, path in inputs.paths:
             expanded = expand_input(path, variables)

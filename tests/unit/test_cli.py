@@ -84,8 +84,10 @@ def test_run_date_wins_and_local_overrides_apply_only_locally(tmp_path: Path) ->
     pipeline = load_pipeline(tmp_path)
     local = RunPlan.make(pipeline, run_date="2026-01-02", run_id="r", local=True, overrides={"x": "2"})
     remote = RunPlan.make(pipeline, run_date="2026-01-02", run_id="r", local=False, overrides={})
-    assert local.variables == {"raw": "data", "x": "2", "run_date": "2026-01-02"}
-    assert remote.variables == {"raw": "s3://b", "x": "1", "run_date": "2026-01-02"}
+    dates = {"run_date": "2026-01-02", "prev_date": "2026-01-01", "next_date": "2026-01-03"}
+    dates |= {"run_date_nodash": "20260102", "prev_date_nodash": "20260101", "next_date_nodash": "20260103"}
+    assert local.variables == {"raw": "data", "x": "2", **dates}
+    assert remote.variables == {"raw": "s3://b", "x": "1", **dates}
 
 
 def test_parser_defaults() -> None:

@@ -22,7 +22,9 @@ def test_step_output_and_exit_code_pass_through(tmp_path: Path) -> None:
     result = run_cli(step, "--run-date", "2026-03-04", "--var", "who=it's me", cwd=tmp_path)
     assert result.returncode == 7
     assert result.stdout == b"out 2026-03-04 it's me\nno newline"
-    started, err, finished = result.stderr.decode().splitlines()
+    header, started, err, finished = result.stderr.decode().splitlines()
+    given = "nightshift: job: run date 2026-03-04 (given with --run-date)"
+    assert header == f"{given}; variables: who='it'\"'\"'s me'"
     assert (started, err) == ("nightshift: job.sh: started (bash)", "err")
     assert re.fullmatch(r"nightshift: job\.sh: failed \(exit 7\) in \d+\.\d s", finished)
 
@@ -89,8 +91,11 @@ def test_dry_run_prints_the_commands_and_runs_nothing(tmp_path: Path) -> None:
     result = run_cli(folder, "--dry-run", "--run-date", "2026-01-02", "--state-dir", state, cwd=tmp_path)
     assert result.returncode == 0
     lines = result.stdout.decode().splitlines()
-    assert lines[0] == f"run_date=2026-01-02 bash {folder / '10_a.sh'}"
-    assert lines[1].endswith(f"--hivevar run_date=2026-01-02 -f {folder / '20_b.hql'}")
+    dates = "run_date=2026-01-02 prev_date=2026-01-01 next_date=2026-01-03 run_date_nodash=20260102"
+    dates += " prev_date_nodash=20260101 next_date_nodash=20260103"
+    assert lines[0] == f"{dates} bash {folder / '10_a.sh'}"
+    hivevars = " ".join(f"--hivevar {pair}" for pair in dates.split())
+    assert lines[1].endswith(f"{hivevars} -f {folder / '20_b.hql'}")
     assert "/pyspark/bin/spark-sql --master 'local[*]'" in lines[1]
     assert len(lines) == 2
     assert not (tmp_path / "ran").exists() and not state.exists()

@@ -105,7 +105,7 @@ def test_a_notice_after_stderr_without_newline_starts_its_own_line(tmp_path: Pat
     result = run_cli(step, cwd=tmp_path)
     assert result.returncode == 0
     assert result.stdout == b"out, no newline"  # stdout stays byte for byte
-    lines = result.stderr.decode().splitlines()
+    lines = result.stderr.decode().splitlines()[1:]  # after the run header
     assert lines[:2] == ["nightshift: half.sh: started (bash)", "err, no newline"]
     assert lines[2].startswith("nightshift: half.sh: succeeded in ")
 

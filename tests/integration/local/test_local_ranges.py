@@ -79,6 +79,7 @@ def test_a_range_runs_every_date_and_a_failed_date_does_not_stop_the_later_ones(
         ]
 
     assert normalized(result.stderr) == [
+        f"nightshift: daily: run dates 2025-06-01 to 2025-06-03 (given with --run-date); variables: marks={marks}",
         "nightshift: 3 run dates, 2025-06-01 to 2025-06-03, one after another"
         " (a failed date does not stop the later ones)",
         *one_date("2025-06-01", 1),
@@ -102,6 +103,7 @@ def test_from_stage_on_one_date_skips_each_earlier_stage_with_a_line(tmp_path: P
     assert result.stdout == b"publish 2025-06-02\n"
     assert list(marks.iterdir()) == []
     assert normalized(result.stderr) == [
+        f"nightshift: daily: run date 2025-06-02 (given with --run-date); variables: marks={marks}",
         "nightshift: stage 10 skipped (--from-stage 30): 10_load.sh",
         "nightshift: stage 20 skipped (--from-stage 30): 20_report.sh",
         "nightshift: 30_publish.sh: started (bash)",
@@ -116,7 +118,13 @@ def test_from_stage_on_one_date_skips_each_earlier_stage_with_a_line(tmp_path: P
     )
     assert dry.returncode == 0 and dry.stderr == b""
     assert dry.stdout.decode().splitlines() == [
-        f"marks=/m run_date=2025-06-0{day} bash {folder.resolve() / '30_publish.sh'}" for day in (1, 2)
+        f"marks=/m {dates} bash {folder.resolve() / '30_publish.sh'}"
+        for dates in (
+            "run_date=2025-06-01 prev_date=2025-05-31 next_date=2025-06-02"
+            " run_date_nodash=20250601 prev_date_nodash=20250531 next_date_nodash=20250602",
+            "run_date=2025-06-02 prev_date=2025-06-01 next_date=2025-06-03"
+            " run_date_nodash=20250602 prev_date_nodash=20250601 next_date_nodash=20250603",
+        )
     ]
 
 
@@ -196,6 +204,7 @@ def test_spark_sql_range_from_a_stage(tmp_path: Path, state_dir: Path) -> None:
         "2025-07-01": "runs warm (engine pid P, up A)",
     }
     assert ours == [
+        "nightshift: daily: run dates 2025-06-30 to 2025-07-01 (given with --run-date); variables: none",
         "nightshift: 2 run dates, 2025-06-30 to 2025-07-01, one after another"
         " (a failed date does not stop the later ones)",
         *[

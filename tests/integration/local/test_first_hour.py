@@ -1,0 +1,125 @@
+"""The first hour of a newcomer (issue 20), through the real command line: what a run says and does."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.conftest import run_cli
+
+
+def pipeline(folder: Path, toml: str, steps: dict[str, str]) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "pipeline.toml").write_text(toml)
+    for name, text in steps.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+def test_every_run_starts_with_its_pipeline_date_source_and_variables_secrets_masked(tmp_path: Path) -> None:
+    folder = pipeline(
+        tmp_path / "orders",
+        '[schedule]\ncron = "30 2 * * *"\ntimezone = "Pacific/Kiritimati"\n[variables]\ndb = "shop"\n',
+        {"10_a.sh": 'echo "$run_date"\n'},
+    )
+    before = datetime.now(ZoneInfo("Pacific/Kiritimati")).date().isoformat()
+    result = run_cli(folder, "--var", "api_token=hunter2", cwd=tmp_path)
+    after = datetime.now(ZoneInfo("Pacific/Kiritimati")).date().isoformat()
+    assert result.returncode == 0, result.stderr.decode()
+    header = result.stderr.decode().splitlines()[0]
+    ran = result.stdout.decode().strip()
+    assert ran in (before, after)  # UTC+14: a different date from UTC's for 14 hours a day
+    assert header == (
+        f"nightshift: orders: run date {ran} (today in Pacific/Kiritimati, the schedule's time zone);"
+        " variables: db=shop, api_token=***"
+    )
+    assert b"hunter2" not in result.stderr
+
+    given = run_cli(folder, "--run-date", "2025-06-04", cwd=tmp_path)
+    assert given.stderr.decode().splitlines()[0] == (
+        "nightshift: orders: run date 2025-06-04 (given with --run-date); variables: db=shop"
+    )
+
+
+def test_json_records_carry_the_run_date(tmp_path: Path) -> None:
+    step = tmp_path / "job.sh"
+    step.write_text("echo hi\n")
+    result = run_cli(step, "--run-date", "2025-06-04", "--log-format", "json", cwd=tmp_path)
+    assert result.returncode == 0 and result.stderr == b""
+    records = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert {record["run_date"] for record in records} == {"2025-06-04"}
+    assert [r["stream"] for r in records] == ["nightshift", "nightshift", "stdout", "nightshift"]
+    assert records[0]["line"] == "job: run date 2025-06-04 (given with --run-date); variables: none"
+
+
+def test_a_shell_step_gets_yesterday_and_the_compact_forms(tmp_path: Path) -> None:
+    step = tmp_path / "job.sh"
+    step.write_text('echo "$prev_date $next_date $run_date_nodash $prev_date_nodash $next_date_nodash"\n')
+    result = run_cli(step, "--run-date", "2024-03-01", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout == b"2024-02-29 2024-03-02 20240301 20240229 20240302\n"
+
+
+def test_inputs_wait_for_yesterdays_export(tmp_path: Path) -> None:
+    exports = tmp_path / "exports"
+    folder = pipeline(
+        tmp_path / "nightly",
+        f'[inputs]\nobjects = ["{exports}/${{prev_date_nodash}}/_SUCCESS"]\n',
+        {"10_load.sh": 'echo "loading $prev_date"\n'},
+    )
+    missing = run_cli(folder, "--run-date", "2025-01-01", cwd=tmp_path)
+    assert missing.returncode == 75
+    assert missing.stdout == b""
+    assert f"inputs missing for 2025-01-01: {exports}/20241231/_SUCCESS".encode() in missing.stderr
+    (exports / "20241231").mkdir(parents=True)
+    (exports / "20241231" / "_SUCCESS").touch()
+    ready = run_cli(folder, "--run-date", "2025-01-01", cwd=tmp_path)
+    assert ready.returncode == 0, ready.stderr.decode()
+    assert ready.stdout == b"loading 2024-12-31\n"
+
+
+TYPO = "SELECT '${prev_date}', '${next_date_nodash}', '${env:HOME}' <> '', '${dbb}';\n"
+
+
+@pytest.mark.spark
+def test_a_sql_step_gets_the_dates_and_an_undefined_name_is_a_warning(
+    tmp_path: Path, shared_warm_state: Path
+) -> None:
+    folder = pipeline(tmp_path / "shop", '[variables]\ndb = "shop"\n', {"10_a.sql": "-- reads ${db}\n" + TYPO})
+    result = run_cli(folder, "--run-date", "2024-03-01", "--state-dir", shared_warm_state)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout == b"2024-02-29\t20240302\ttrue\t\n"  # ${dbb}: spark-sql's empty string
+    warnings = [line for line in result.stderr.decode().splitlines() if "warning" in line]
+    assert warnings == [
+        "nightshift: warning: 10_a.sql line 2: ${dbb} is not defined, spark-sql would put an empty string there"
+        " (defined: db; the dates run_date, prev_date, next_date, *_nodash); did you mean ${db}?"
+    ]
+
+
+@pytest.mark.parametrize("strict", [["--strict"], []], ids=["flag", "pipeline.toml"])
+def test_strict_makes_an_undefined_name_an_error_and_runs_nothing(tmp_path: Path, strict: list[str]) -> None:
+    toml = ("" if strict else "strict_variables = true\n") + '[variables]\ndb = "shop"\n'
+    folder = pipeline(tmp_path / "shop", toml, {"10_mark.sh": "touch ran\n", "20_a.sql": TYPO})
+    result = run_cli(folder, *strict, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == b""
+    assert result.stderr.decode().splitlines() == [
+        "nightshift: error: 20_a.sql line 1: ${dbb} is not defined, spark-sql would put an empty string there"
+        " (defined: db; the dates run_date, prev_date, next_date, *_nodash); did you mean ${db}?"
+    ]
+    assert not (tmp_path / "ran").exists()
+
+
+def test_an_unknown_key_names_the_sections_and_the_nearest(tmp_path: Path) -> None:
+    folder = pipeline(tmp_path / "shop", 'variable = "x"\n', {"10_a.sh": "true\n"})
+    result = run_cli(folder, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.decode().splitlines() == [
+        f"nightshift: error: {folder}/pipeline.toml: variable: unknown key (expected one of: default_engine,"
+        " description, max_concurrent_runs, notify, queue_minutes, strict_variables; sections: [schedule],"
+        " [variables], [cluster], [steps], [inputs], [catalog], [checks]); did you mean 'variables'?"
+    ]
