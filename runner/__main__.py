@@ -35,7 +35,7 @@ from runner.execution import (
     run_pipeline,
     summary_lines,
 )
-from runner.inputs import GateMode, gate_inputs, gate_mode
+from runner.inputs import GateMode, LocalInputs, gate_inputs, gate_mode, input_paths
 from runner.local.executor import LocalExecutor, LocalSpark
 from runner.model import Engine, Pipeline, load_pipeline, undefined_variables
 from runner.output import JsonOutput, Output, TextOutput
@@ -651,15 +651,19 @@ def _run(args: argparse.Namespace, output: Output) -> int:
     if isinstance(executor, LocalExecutor):
         checks = {Engine.SPARK_SQL} if pipeline.checks else set()
         executor.check({plan.engine(step) for plan in plans[:1] for step in pipeline.steps} | checks)
-    # After the checks that refuse to start (no Java): a refusal stays one line.
+    # Checks read tables the pipeline made, not its inputs: --checks-only does not wait for them.
+    gate = gate_mode(wait=args.wait, no_wait=args.no_wait or args.checks_only, whole_pipeline=whole)
+    inputs = pipeline.config.inputs
+    if is_local and gate != "skip" and inputs is not None:
+        # An input path the local engine cannot check (s3://) is refused here, in one line.
+        LocalInputs().missing(input_paths(inputs, dict(plans[0].variables)), StopRequest())
+    # After the checks that refuse to start (no Java, such an input): a refusal stays one line.
     output.notice(run_header(pipeline, dates, given=args.run_date is not None, variables=plans[0].variables))
     for problem in undefined:
         output.notice(f"warning: {problem}")
     stop = StopRequest()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda number, _frame: stop.trigger(number))
-    # Checks read tables the pipeline made, not its inputs: --checks-only does not wait for them.
-    gate = gate_mode(wait=args.wait, no_wait=args.no_wait or args.checks_only, whole_pipeline=whole)
     if len(plans) > 1:
         return _run_range(plans, executor, output, stop, whole=whole, gate=gate)
     report = _run_date(plans[0], executor, output, stop, whole=whole, gate=gate)

@@ -53,7 +53,7 @@ def test_missing_inputs_stop_the_run_before_any_step(tmp_path: Path) -> None:
     result = run_cli(folder, "--run-date", "2025-06-01", cwd=tmp_path)
     assert result.returncode == 75
     assert result.stdout == b""
-    assert result.stderr.decode().splitlines() == [
+    assert result.stderr.decode().splitlines()[1:] == [  # after the run header
         "nightshift: error: inputs missing for 2025-06-01: data/events/dt=2025-06-01/_SUCCESS"
         " (--wait waits for them up to [inputs] wait_minutes)"
     ]
@@ -66,7 +66,7 @@ def test_inputs_there_run_the_pipeline(tmp_path: Path) -> None:
     result = run_cli(folder, "--run-date", "2025-06-01", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout == b"ran 2025-06-01\n"
-    assert result.stderr.decode().splitlines()[0] == "nightshift: inputs: all 2 there for 2025-06-01"
+    assert result.stderr.decode().splitlines()[1] == "nightshift: inputs: all 2 there for 2025-06-01"
     assert ran(tmp_path) == ["2025-06-01"]
 
 

@@ -94,7 +94,9 @@ def test_a_range_over_ssh_runs_each_date_as_its_own_run(cli: Cli, tmp_path: Path
             f"nightshift: run date {run_date}: succeeded in T",
         ]
 
-    assert normalized(result.stderr) == [
+    header, *lines = normalized(result.stderr)
+    assert "run dates 2025-06-01 to 2025-06-03 (given with --run-date); variables: marks=" in header
+    assert lines == [
         "nightshift: 3 run dates, 2025-06-01 to 2025-06-03, one after another"
         " (a failed date does not stop the later ones)",
         *one_date("2025-06-01", 1),
@@ -117,7 +119,9 @@ def test_from_stage_over_ssh_runs_only_the_later_stages(cli: Cli, tmp_path: Path
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout == b"publish 2025-06-02\n"
     assert list(marks.iterdir()) == []
-    assert normalized(result.stderr) == [
+    header, *lines = normalized(result.stderr)
+    assert "run date 2025-06-02 (given with --run-date); variables: marks=" in header
+    assert lines == [
         "nightshift: stage 10 skipped (--from-stage 30): 10_load.sh",
         "nightshift: stage 20 skipped (--from-stage 30): 20_report.sh",
         "nightshift: 30_publish.sh: started (bash)",
@@ -143,7 +147,11 @@ def test_a_date_that_cannot_reach_the_cluster_fails_and_the_next_date_still_trie
     assert result.returncode == 255
     assert result.stdout == b""
     refused = f"nobody@127.0.0.1:{port}: cannot connect to 127.0.0.1:{port}: Connection refused"
-    lines = [re.sub(RUN_ID, "ID", line) for line in normalized(result.stderr)]
+    header, *lines = [re.sub(RUN_ID, "ID", line) for line in normalized(result.stderr)]
+    assert (
+        header
+        == "nightshift: 10_hello: run dates 2025-06-01 to 2025-06-02 (given with --run-date); variables: none"
+    )
     assert lines == [
         "nightshift: 2 run dates, 2025-06-01 to 2025-06-02, one after another"
         " (a failed date does not stop the later ones)",
