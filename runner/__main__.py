@@ -37,7 +37,7 @@ from runner.execution import (
 )
 from runner.inputs import GateMode, LocalInputs, gate_inputs, gate_mode, input_paths
 from runner.local.executor import LocalExecutor, LocalSpark
-from runner.model import Engine, Pipeline, load_pipeline, undefined_variables
+from runner.model import Engine, Pipeline, load_pipeline, project_root, undefined_variables
 from runner.output import JsonOutput, Output, TextOutput
 
 if TYPE_CHECKING:
@@ -154,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     local = parser.add_argument_group("local engine")
     local.add_argument(
         "--state-dir", type=Path, default=DEFAULT_STATE_DIR,
-        help="folder of the local warehouse and metastore (default: .nightshift)",
+        help="folder of the local warehouse and metastore (default: .nightshift in the project root, the"
+        " nearest folder holding .git or cdk.json, from which local runs resolve every relative path)",
     )  # fmt: skip
     local.add_argument(
         "--cold", action="store_true",
@@ -580,11 +581,30 @@ def _check_checks_options(args: argparse.Namespace, pipeline: Pipeline, *, whole
             )
 
 
+def _enter_project(args: argparse.Namespace) -> None:
+    """Work from the project root (runner.model.project_root), whatever folder the command was typed in.
+
+    Paths the user typed (PATH, --state-dir) keep meaning what they meant where they were typed.
+    """
+    given = args.path.absolute() if args.path is not None and args.path.exists() else None
+    start = Path.cwd() if given is None else given if given.is_dir() else given.parent
+    root = project_root(start)
+    if root is None or root == Path.cwd():
+        return
+    if given is not None:
+        args.path = given
+    if args.state_dir != DEFAULT_STATE_DIR:
+        args.state_dir = args.state_dir.absolute()
+    os.chdir(root)
+
+
 def _run(args: argparse.Namespace, output: Output) -> int:
     _check_deployed_options(args)
     _check_target_options(args)
     if args.deployed:
         return _run_deployed(args, output)
+    if not (args.host or args.cluster_id):
+        _enter_project(args)
     spark = LocalSpark(args.state_dir)
     if args.stop_engine:
         from runner.local.warm.client import stop_engine  # noqa: PLC0415 - the cluster path never loads it

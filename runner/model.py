@@ -270,3 +270,19 @@ def undefined_variables(steps: Iterable[Step], defined: Collection[str]) -> list
                 if name not in defined and name not in own:
                     found.append(UndefinedVariable(step, number, name, tuple(defined)))
     return found
+
+
+#: What marks a project's root folder: a git repository, or a CDK app (cdk.json) such as this one.
+PROJECT_MARKERS = (".git", "cdk.json")
+
+
+def project_root(start: Path) -> Path | None:
+    """The nearest folder at or above `start` that holds .git or cdk.json; None outside any project.
+
+    Local runs resolve relative paths (the default state dir, [variables.local], [inputs], a step's
+    own) from there, so a run from inside a pipeline folder reads what a run from the root reads.
+    """
+    for folder in (start, *start.parents):
+        if any((folder / marker).exists() for marker in PROJECT_MARKERS):
+            return folder
+    return None

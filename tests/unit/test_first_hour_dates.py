@@ -40,7 +40,9 @@ def test_prev_and_next_date_cross_month_year_and_leap_day(run_date: str) -> None
 
 
 @pytest.mark.parametrize("run_date", DATES)
-def test_the_deployed_inputs_check_resolves_every_date_as_the_runner_does(tmp_path: Path, run_date: str) -> None:
+def test_the_deployed_inputs_check_resolves_every_date_as_the_runner_does(
+    tmp_path: Path, run_date: str
+) -> None:
     """Two implementations (the Lambda does not ship the runner), held equal: names, values, paths."""
     assert models.DATE_VARIABLES == DATE_VARIABLES
     assert date_values(run_date) == date_variables(run_date)

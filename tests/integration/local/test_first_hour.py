@@ -89,7 +89,9 @@ TYPO = "SELECT '${prev_date}', '${next_date_nodash}', '${env:HOME}' <> '', '${db
 def test_a_sql_step_gets_the_dates_and_an_undefined_name_is_a_warning(
     tmp_path: Path, shared_warm_state: Path
 ) -> None:
-    folder = pipeline(tmp_path / "shop", '[variables]\ndb = "shop"\n', {"10_a.sql": "-- reads ${db}\n" + TYPO})
+    folder = pipeline(
+        tmp_path / "shop", '[variables]\ndb = "shop"\n', {"10_a.sql": "-- reads ${db}\n" + TYPO}
+    )
     result = run_cli(folder, "--run-date", "2024-03-01", "--state-dir", shared_warm_state)
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout == b"2024-02-29\t20240302\ttrue\t\n"  # ${dbb}: spark-sql's empty string
@@ -123,3 +125,23 @@ def test_an_unknown_key_names_the_sections_and_the_nearest(tmp_path: Path) -> No
         " description, max_concurrent_runs, notify, queue_minutes, strict_variables; sections: [schedule],"
         " [variables], [cluster], [steps], [inputs], [catalog], [checks]); did you mean 'variables'?"
     ]
+
+
+def test_relative_paths_resolve_from_the_project_root_whatever_the_working_folder(tmp_path: Path) -> None:
+    project = tmp_path / "shop"
+    folder = pipeline(
+        project / "pipelines" / "daily",
+        '[variables.local]\nraw = "data/in"\n',
+        {"10_read.sh": 'cat "$raw/orders.csv"\n'},
+    )
+    (project / "cdk.json").write_text("{}\n")
+    (project / "data" / "in").mkdir(parents=True)
+    (project / "data" / "in" / "orders.csv").write_text("1,book\n")
+    inside = run_cli(".", "--reset", cwd=folder)  # from inside the pipeline folder
+    root = run_cli(folder, cwd=project)
+    elsewhere = run_cli(folder, cwd=tmp_path)
+    for result in (inside, root, elsewhere):
+        assert result.returncode == 0, result.stderr.decode()
+        assert result.stdout == b"1,book\n"
+    deleted = f"nightshift: local warehouse and metastore in {project / '.nightshift'} deleted"
+    assert inside.stderr.decode().splitlines()[0] == deleted
