@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aws_cdk import Aws, CfnOutput, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
@@ -42,14 +43,22 @@ class OperatorsPolicy(Construct):
     no Catch, so the CLI does it), only on clusters this stack's lifecycle made.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, pipelines: list[OperatedPipeline]) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        pipelines: list[OperatedPipeline],
+        alert_topic: sns.ITopic | None = None,
+    ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self).stack_name
+        check = self._check_statements(stack, pipelines, alert_topic) if alert_topic is not None else []
         self.policy = iam.ManagedPolicy(
             self,
             "Policy",
             description=f"Nightshift stack {stack}: start, follow, stop and list its pipelines' runs",
-            statements=self._statements(stack, pipelines),
+            statements=self._statements(stack, pipelines) + check,
         )
         output = CfnOutput(
             self,
@@ -103,6 +112,83 @@ class OperatorsPolicy(Construct):
             ),
         ]
 
+    @staticmethod
+    def _check_statements(
+        stack: str, pipelines: list[OperatedPipeline], alert_topic: sns.ITopic
+    ) -> list[iam.PolicyStatement]:
+        """`--deployed --check` reads only; its Sids start with "Check" (tests/deployed/test_check.py).
+
+        Not here on purpose: secretsmanager:GetSecretValue (the SSH private key stays with the runner;
+        the check says when it could not compare the key pair) and s3:ListBucket on data buckets.
+        """
+
+        def regional(service: str) -> str:
+            return f"arn:{Aws.PARTITION}:{service}:{Aws.REGION}:{Aws.ACCOUNT_ID}"
+
+        return [
+            iam.PolicyStatement(
+                sid="CheckStack",
+                actions=["cloudformation:DescribeStacks", "cloudformation:ListStackResources"],
+                resources=[regional("cloudformation") + f":stack/{stack}/*"],
+            ),
+            iam.PolicyStatement(
+                sid="CheckStateMachines",
+                actions=["states:DescribeStateMachine"],
+                resources=[pipeline.state_machine.state_machine_arn for pipeline in pipelines],
+            ),
+            iam.PolicyStatement(
+                sid="CheckRoles",
+                actions=["iam:SimulatePrincipalPolicy"],
+                resources=[f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/{stack}-*"],
+            ),
+            iam.PolicyStatement(
+                sid="CheckServiceLinkedRole",
+                actions=["iam:GetRole"],
+                resources=[
+                    f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/aws-service-role/"
+                    "elasticmapreduce.amazonaws.com/AWSServiceRoleForEMRCleanup"
+                ],
+            ),
+            # Describe calls without resource-level permissions (EMR, EC2, ECS): account-wide by nature.
+            iam.PolicyStatement(
+                sid="CheckAccountReads",
+                actions=[
+                    "elasticmapreduce:DescribeReleaseLabel",
+                    "ec2:DescribeSubnets",
+                    "ec2:DescribeRouteTables",
+                    "ec2:DescribeVpcEndpoints",
+                    "ec2:DescribeSecurityGroups",
+                    "ec2:DescribeInstanceTypeOfferings",
+                    "ec2:DescribeKeyPairs",
+                    "ecs:DescribeTaskDefinition",
+                ],
+                resources=["*"],
+            ),
+            iam.PolicyStatement(
+                sid="CheckDeployedFiles",
+                actions=["ssm:GetParameter"],
+                resources=[regional("ssm") + f":parameter/nightshift/{stack}/*"],
+            ),
+            iam.PolicyStatement(
+                sid="CheckCatalog",
+                actions=["glue:GetDatabase"],
+                resources=[
+                    regional("glue") + ":catalog",
+                    regional("glue") + ":database/*",
+                ],
+            ),
+            iam.PolicyStatement(
+                sid="CheckAlerts",
+                actions=["sns:GetTopicAttributes", "sns:ListSubscriptionsByTopic"],
+                resources=[alert_topic.topic_arn],
+            ),
+            iam.PolicyStatement(
+                sid="CheckSchedules",
+                actions=["scheduler:GetSchedule"],
+                resources=[regional("scheduler") + ":schedule/default/*"],
+            ),
+        ]
+
     def _acknowledge(self, pipelines: list[OperatedPipeline]) -> None:
         suppress(
             self.policy,
@@ -113,6 +199,13 @@ class OperatorsPolicy(Construct):
             "clusters only with this stack's nightshift:stack and nightshift:managed tags.",
             applies_to=[
                 "Resource::*",
+                # The deployment check's reads: its stack's roles and parameters, the catalog's
+                # databases (GetDatabase only), the default schedule group (GetSchedule only).
+                f"Resource::arn:<AWS::Partition>:cloudformation:<AWS::Region>:<AWS::AccountId>:stack/{Stack.of(self).stack_name}/*",
+                f"Resource::arn:<AWS::Partition>:iam::<AWS::AccountId>:role/{Stack.of(self).stack_name}-*",
+                f"Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/nightshift/{Stack.of(self).stack_name}/*",
+                "Resource::arn:<AWS::Partition>:glue:<AWS::Region>:<AWS::AccountId>:database/*",
+                "Resource::arn:<AWS::Partition>:scheduler:<AWS::Region>:<AWS::AccountId>:schedule/default/*",
                 states_finding("stateMachine", "*"),
                 EMR_CLUSTERS_FINDING,
                 *(states_finding("execution", f"{pipeline.state_machine_name}:*") for pipeline in pipelines),

@@ -170,4 +170,4 @@ class NightshiftStack(Stack):
                 string_value=encode(folder_digests(pipeline.folder)),
                 description=f"Nightshift pipeline {pipeline.name}: digests of its deployed files",
             )
-        self.operators = OperatorsPolicy(self, "Operators", pipelines=operated)
+        self.operators = OperatorsPolicy(self, "Operators", pipelines=operated, alert_topic=self.alerts.topic)

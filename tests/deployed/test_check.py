@@ -43,6 +43,7 @@ from tests.infra.iam_eval import Request, Template, evaluate
 from tests.infra.moto_harness import Harness
 from tests.support.aws import ACCOUNT, REGION, SECRET_ARN
 
+IAM_PREFIX = {"stepfunctions": "states", "emr": "elasticmapreduce"}
 EMR_TAG: Any = {"Key": "for-use-with-amazon-emr-managed-policies", "Value": "true"}
 #: (role logical id part, action) -> the extra fields of a denial, as a test breaks the account
 Decide = Callable[[str, str, str], dict[str, Any] | None]
@@ -61,6 +62,8 @@ class Account:
     #: role logical id -> statements (a test may take some away)
     statements: dict[str, list[Any]] = field(default_factory=dict)
     override: Decide | None = None
+    #: the check's own AWS calls: (IAM action, parameters)
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     #: names moto chose -> the names the template's policies use for the same things
     renamed: dict[str, str] = field(default_factory=dict)
 
@@ -83,6 +86,15 @@ class Account:
             secretsmanager=moto("secretsmanager"),
         )
         self._stub(made)
+        for client in vars(made).values():
+            prefix = IAM_PREFIX.get(
+                client.meta.service_model.service_name, client.meta.service_model.signing_name
+            )
+
+            def record(params: dict[str, Any], model: Any, prefix: str = prefix, **_: Any) -> None:
+                self.calls.append((f"{prefix}:{model.name}", dict(params)))
+
+            client.meta.events.register("provide-client-params", record)
         return made
 
     def _stub(self, clients: CheckClients) -> None:
@@ -158,6 +170,10 @@ class Account:
         pipeline = pipeline_of(self.harness)
         clients = self.clients()
         deployment = find_deployment(pipeline.name, None, Clients.make(None))
+        deployment.clients.sfn.meta.events.register(
+            "provide-client-params",
+            lambda params, model, **_: self.calls.append((f"states:{model.name}", dict(params))),
+        )
         # The requests the check will send, in its order, each answered from the template.
         probe = CheckRun(pipeline, deployment, clients)
         list(probe.stack())
@@ -506,3 +522,85 @@ def test_the_stack_records_the_digests_the_check_compares(test_synth: Any) -> No
     for pipeline in ("nightly", "adhoc"):
         name = DEPLOYED_FILES_PARAMETER.format(stack=test_synth.stack.stack_name, pipeline=pipeline)
         assert parameters[name] == encode(folder_digests(test_synth.pipelines_dir / pipeline))
+
+
+def test_every_call_of_the_check_is_allowed_by_the_operators_policy(account: Account) -> None:
+    """What --check calls, the operators' policy allows (its "Check..." statements, each action used), as
+    IAM evaluates it ("Policy evaluation logic", IAM User Guide:
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html).
+    Two reads are left out of the policy on purpose, and the check says so when they are denied: the
+    SSH secret's value and a listing of the data buckets.
+    """
+    # No NAT gateway this time: the subnets reach S3 and EMR through VPC endpoints.
+    ec2 = account.harness.ec2
+    vpc = ec2.describe_subnets(SubnetIds=account.harness.subnets)["Subnets"][0]["VpcId"]
+    (main,) = ec2.describe_route_tables(
+        Filters=[{"Name": "vpc-id", "Values": [vpc]}, {"Name": "association.main", "Values": ["true"]}]
+    )["RouteTables"]
+    ec2.delete_route(RouteTableId=main["RouteTableId"], DestinationCidrBlock="0.0.0.0/0")
+    ec2.create_vpc_endpoint(
+        VpcId=vpc,
+        ServiceName=f"com.amazonaws.{REGION}.s3",
+        VpcEndpointType="Gateway",
+        RouteTableIds=[main["RouteTableId"]],
+    )
+    ec2.create_vpc_endpoint(
+        VpcId=vpc, ServiceName=f"com.amazonaws.{REGION}.elasticmapreduce", VpcEndpointType="Interface"
+    )
+    # find_deployment's own calls are the operators' test's; the check's are recorded here.
+    code, lines = account.run()
+    assert code == 0, lines
+    template = account.template
+    statements = template.policy_statements(template.logical_id("AWS::IAM::ManagedPolicy", "OperatorsPolicy"))
+    arn = f"{REGION}:{ACCOUNT}"
+    ((_, topic),) = [r for r in account.resources.values() if r[0] == "AWS::SNS::Topic"]
+    template_topic = template.ref(template.logical_id("AWS::SNS::Topic", "AlertsTopic"))
+
+    def requests(action: str, p: dict[str, Any]) -> list[Request]:
+        if action.startswith("cloudformation:"):
+            return [Request(action, f"arn:aws:cloudformation:{arn}:stack/{p['StackName']}/1")]
+        if action == "states:DescribeStateMachine":
+            return [Request(action, p["stateMachineArn"])]
+        if action == "iam:SimulatePrincipalPolicy":
+            # CloudFormation names a role "<stack>-<logical id>-<suffix>"; the test's roles bear the logical id.
+            return [Request(action, p["PolicySourceArn"].replace(":role/", ":role/Nightshift-") + "-SUFFIX")]
+        if action == "iam:GetRole":
+            return [Request(action, "arn:aws:iam::123456789012:role/aws-service-role/elasticmapreduce.amazonaws.com/"
+                            f"{p['RoleName']}")]  # fmt: skip
+        if action == "ssm:GetParameter":
+            return [Request(action, f"arn:aws:ssm:{arn}:parameter{p['Name']}")]
+        if action == "glue:GetDatabase":
+            return [
+                Request(action, f"arn:aws:glue:{arn}:catalog"),
+                Request(action, f"arn:aws:glue:{arn}:database/{p['Name']}"),
+            ]
+        if action.startswith("sns:"):
+            return [Request(action, p["TopicArn"].replace(topic, template_topic))]
+        if action == "scheduler:GetSchedule":
+            return [Request(action, f"arn:aws:scheduler:{arn}:schedule/default/{p['Name']}")]
+        if action == "s3:ListObjectsV2":
+            return [Request("s3:ListBucket", f"arn:aws:s3:::{p['Bucket']}")]
+        return [Request(action, "*")]
+
+    used: set[tuple[str, str]] = set()
+    denied = set()
+    checked = [
+        (a, p)
+        for a, p in account.calls
+        if a not in ("states:ListStateMachines", "states:ListTagsForResource")
+    ]
+    for action, params in checked:
+        for request in requests(action, params):
+            decision = evaluate(statements, request)
+            if decision.allowed:
+                used.update((sid, request.action) for sid in decision.allows)
+            else:
+                denied.add(request.action)
+    assert denied == {"secretsmanager:GetSecretValue", "s3:ListBucket"}
+    granted = {
+        (str(s["Sid"]), a)
+        for s in statements
+        if str(s["Sid"]).startswith("Check")
+        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
+    assert granted and used >= granted, granted - used
