@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -15,6 +15,7 @@ from typing import Protocol
 from runner.checks.run import (
     EXIT_DATA,
     CaptureOutput,
+    CheckCount,
     CheckReport,
     check_file,
     new_marker,
@@ -221,33 +222,63 @@ def _run_one(executor: Executor, invocation: Invocation, output: Output, stop: S
     return report
 
 
-def _run_check(
-    check: DataCheck, plan: RunPlan, executor: Executor, output: Output, stop: StopRequest, *, folder: Path
-) -> CheckReport:
-    """Run one check as a step of its own (a generated spark-sql file), and judge its count."""
-    report = CheckReport(check)
+def _run_checks_file(
+    checks: Sequence[DataCheck],
+    plan: RunPlan,
+    executor: Executor,
+    output: Output,
+    stop: StopRequest,
+    *,
+    name: str,
+) -> list[CheckReport]:
+    """Run `checks` as one step (a generated spark-sql file), judge each count, and say each result.
+
+    One engine call for a stage's checks: on a cluster each call is a JVM's start. When that call
+    fails, each check runs alone, so the failure is the failing check's and the others still count.
+    """
     sample_rows = plan.pipeline.config.checks.sample_rows
     marker = new_marker()
-    # spark-sql always: the sample is read back as to_json's text, which Hive has no function for.
-    step = Step(check_file(folder, check, sample_rows, marker), check.stage, Engine.SPARK_SQL)
-    invocation = Invocation(
-        step=step,
-        engine=Engine.SPARK_SQL,
-        variables=plan.variables,
-        pipeline=plan.pipeline.name,
-        run_id=plan.run_id,
-        timeout_seconds=plan.pipeline.config.steps.timeout_minutes * 60,
-    )
-    step_output = output.for_step(plan.pipeline.name, step.name, plan.run_id, check.label)
-    captured = CaptureOutput(step_output, marker, sample_rows)
-    try:
-        result = executor.run(invocation, captured, stop)
-    finally:
-        captured.close()
-        report.seconds = time.monotonic() - report.started
-    counted = parse_check_output(captured.lines, marker)
-    engine_failed = result.outcome is not Outcome.FINISHED or result.exit_code != 0 or counted.count is None
-    captured.finish(show_stderr=engine_failed)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="nightshift-checks-") as folder:
+        path = check_file(Path(folder), name, checks, sample_rows, marker)
+        # spark-sql always: the sample is read back as to_json's text, which Hive has no function for.
+        step = Step(path, checks[0].stage, Engine.SPARK_SQL)
+        invocation = Invocation(
+            step=step,
+            engine=Engine.SPARK_SQL,
+            variables=plan.variables,
+            pipeline=plan.pipeline.name,
+            run_id=plan.run_id,
+            timeout_seconds=plan.pipeline.config.steps.timeout_minutes * 60,
+        )
+        label = checks[0].label if len(checks) == 1 else f"stage {checks[0].stage}'s checks"
+        step_output = output.for_step(plan.pipeline.name, step.name, plan.run_id, label)
+        captured = CaptureOutput(step_output, marker, len(checks) * (sample_rows + 1))
+        try:
+            result = executor.run(invocation, captured, stop)
+        finally:
+            captured.close()
+    counts = [parse_check_output(captured.lines, f"{marker}-{n}") for n in range(len(checks))]
+    answered = result.outcome is Outcome.FINISHED and result.exit_code == 0
+    answered = answered and all(counted.count is not None for counted in counts)
+    alone = not answered and result.outcome is Outcome.FINISHED and len(checks) > 1
+    captured.finish(show_stderr=not answered and not alone)
+    if alone:
+        return [
+            _run_checks_file([check], plan, executor, output, stop, name=check.name)[0] for check in checks
+        ]
+    share = (time.monotonic() - started) / len(checks)
+    return [
+        _judge(CheckReport(check, seconds=share), counted, result, output, sample_rows)
+        for check, counted in zip(checks, counts, strict=True)
+    ]
+
+
+def _judge(
+    report: CheckReport, counted: CheckCount, result: StepResult, output: Output, sample_rows: int
+) -> CheckReport:
+    """The check's status from its count (or how the engine ended), said as a line and a record."""
+    check = report.check
     if result.outcome is not Outcome.FINISHED:
         report.status, report.exit_code = str(result.outcome), result.exit_code
     elif result.exit_code != 0 or counted.count is None:
@@ -271,16 +302,11 @@ def _run_check(
 def run_checks(
     plan: RunPlan, stage: Stage, executor: Executor, output: Output, stop: StopRequest
 ) -> tuple[list[CheckReport], int]:
-    """Run a stage's checks one after another: their reports, and the stage's exit code.
+    """Run a stage's checks: their reports, and the stage's exit code.
 
     All of them run, so one failure does not hide another; an engine failure's code wins over 65.
     """
-    reports: list[CheckReport] = []
-    with tempfile.TemporaryDirectory(prefix="nightshift-checks-") as folder:
-        for check in stage.checks:
-            if stop.is_set():
-                break
-            reports.append(_run_check(check, plan, executor, output, stop, folder=Path(folder)))
+    reports = _run_checks_file(stage.checks, plan, executor, output, stop, name=f"{stage.number}_checks")
     return reports, checks_exit_code(reports)
 
 

@@ -91,11 +91,12 @@ class CaptureOutput(StepOutput):
     its stderr is shown only when the engine failed (`finish`).
     """
 
-    def __init__(self, inner: StepOutput, marker: str, sample_rows: int) -> None:
+    def __init__(self, inner: StepOutput, marker: str, lines: int) -> None:
         super().__init__(inner.notice)
         self._inner = inner
         self._marker = marker.encode()
-        self._keep = sample_rows + 1
+        #: the most marked lines the engine's answer has: a count and a sample per check
+        self._keep = lines
         self._partial = bytearray()
         self._stdout = LineBuffer()
         self._stderr = bytearray()
@@ -140,11 +141,12 @@ def new_marker() -> str:
     return f"nightshift-check-{secrets.token_hex(6)}"
 
 
-def check_file(folder: Path, check: DataCheck, sample_rows: int, marker: str) -> Path:
-    """Write the generated file of `check` into `folder`, named after the check."""
-    safe = re.sub(r"[^A-Za-z0-9_-]", "_", check.name)
+def check_file(folder: Path, name: str, checks: Sequence[DataCheck], sample_rows: int, marker: str) -> Path:
+    """Write the generated file of `checks` into `folder`: a statement each, marked `marker`-N (N from 0)."""
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", name)
     path = folder / f"{safe}.check.sql"
-    path.write_text(check_sql(check, sample_rows, marker), encoding="utf-8")
+    text = "".join(check_sql(check, sample_rows, f"{marker}-{n}") for n, check in enumerate(checks))
+    path.write_text(text, encoding="utf-8")
     return path
 
 

@@ -188,7 +188,7 @@ class _Inner(StepOutput):
 
 def test_the_capture_keeps_a_bounded_part_of_a_huge_output() -> None:
     inner = _Inner()
-    capture = CaptureOutput(inner, MARKER, sample_rows=3)
+    capture = CaptureOutput(inner, MARKER, lines=4)
     row = f'{MARKER}-row\t{{"v": "{"x" * 100}"}}\n'.encode()
     for _ in range(10_000):
         capture.feed("stdout", row * 10)
@@ -202,7 +202,7 @@ def test_the_capture_keeps_a_bounded_part_of_a_huge_output() -> None:
 
 def test_a_passing_check_shows_no_stderr() -> None:
     inner = _Inner()
-    capture = CaptureOutput(inner, MARKER, sample_rows=3)
+    capture = CaptureOutput(inner, MARKER, lines=4)
     capture.feed("stderr", b"Time taken: 1.2 seconds, Fetched 1 row(s)\n")
     capture.close()
     capture.finish(show_stderr=False)
