@@ -75,6 +75,8 @@ Three places to run:
                         after another, each a run of its own; a failed date does not stop the later
                         ones (a backfill keeps going); a line as each date ends, a table at the end
   --from-stage N        skip the stages before stage N (in every mode)
+  --checks-only         run only the data checks (NN_name.check.sql, [checks.table.NAME] in
+                        pipeline.toml) against the tables as they are; --stage N: stage N's only
 
 .sql runs on spark-sql (or the pipeline's default_engine), .hql on hive (locally: Spark SQL's
 HiveQL support), .py on spark-submit, .sh on bash. SQL steps read variables as ${name} or
@@ -84,7 +86,8 @@ stdout and stderr of each step pass through unchanged, line by line; the runner'
 go to stderr prefixed 'nightshift:'. Exit code: the failing step's own; 2 for a usage error;
 124 for a step timeout; 130/143 after SIGINT/SIGTERM (the step is stopped first); 255 when the
 cluster cannot be reached or authenticated; 75 when an input the pipeline.toml's [inputs] names
-is missing (nothing ran: a folder checks them first; --wait waits for them, --no-wait skips it).
+is missing (nothing ran: a folder checks them first; --wait waits for them, --no-wait skips it);
+65 when a data check of severity error failed (the data is wrong; later stages did not start).
 A range of dates exits 0 when every date succeeded, else with the first failed date's code
 (128 + the signal's number when a signal stopped it).
 With --deployed: the run's own code as here; 3 when there is nothing to act on (no credentials,
@@ -601,6 +604,11 @@ def _enter_project(args: argparse.Namespace) -> None:
 def _run(args: argparse.Namespace, output: Output) -> int:
     _check_deployed_options(args)
     _check_target_options(args)
+    if args.deployed and (args.checks_only or args.stage is not None):
+        raise UsageError(
+            "--checks-only: not with --deployed yet (nightly runs do not run data checks);"
+            " run them on the run's cluster with --cluster-id"
+        )
     if args.deployed:
         return _run_deployed(args, output)
     if not (args.host or args.cluster_id):

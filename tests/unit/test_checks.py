@@ -221,3 +221,38 @@ def test_the_console_line_and_sample_table() -> None:
         "  1   NULL",
         "  22  a\\tb" + "c" * 33 + "...",
     ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--stage", "10"], "--stage 10: only with --checks-only"),
+        (
+            ["--checks-only", "--stage", "20"],
+            "--stage 20: pipe has no checks in stage 20 (stages with checks: 10)",
+        ),
+        (["--checks-only", "--from-stage", "10"], "--checks-only: not with --from-stage or --dry-run"),
+        (["--checks-only", "--deployed"], "--checks-only: not with --deployed yet"),
+    ],
+)
+def test_checks_only_flags_that_do_not_fit_are_one_line(
+    tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes], args: list[str], message: str
+) -> None:
+    from runner.__main__ import main  # noqa: PLC0415
+
+    folder = _folder(
+        tmp_path, {"10_a.sql": "SELECT 1;", "10_a.check.sql": "SELECT 1", "20_b.sql": "SELECT 2;"}
+    )
+    state = [] if "--deployed" in args else ["--state-dir", str(tmp_path / "state")]
+    assert main([str(folder), *state, *args]) == 2
+    lines = capsysbinary.readouterr().err.decode().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
+    assert not (tmp_path / "state").exists()  # nothing started
+
+
+def test_checks_only_needs_checks(tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    from runner.__main__ import main  # noqa: PLC0415
+
+    folder = _folder(tmp_path, {"10_a.sql": "SELECT 1;"})
+    assert main([str(folder), "--checks-only", "--state-dir", str(tmp_path / "state")]) == 2
+    assert b"--checks-only: pipe has no data checks" in capsysbinary.readouterr().err
