@@ -335,6 +335,7 @@ def run_pipeline(plan: RunPlan, executor: Executor, output: Output, stop: StopRe
             output.notice(skipped_stage_line(stage, plan.from_stage))
             for step in stage.steps:
                 finished[step] = StepReport(step, SKIPPED)
+            checked += [CheckReport(check, SKIPPED) for check in stage.checks]
             continue
         planned = [plan.invocation(step) for step in stage.steps]
         if executor.parallel and len(planned) > 1:
@@ -372,7 +373,7 @@ def failure_detail(run: RunReport) -> str:
 
 
 def _check_row(report: CheckReport) -> tuple[str, str, str, str]:
-    took = "-" if report.status == "not run" else f"{report.seconds:.1f} s"
+    took = "-" if report.status in ("not run", SKIPPED) else f"{report.seconds:.1f} s"
     return (f"check {report.check.label}", str(report.check.stage), report.line, took)
 
 

@@ -256,3 +256,32 @@ def test_checks_only_needs_checks(tmp_path: Path, capsysbinary: pytest.CaptureFi
     folder = _folder(tmp_path, {"10_a.sql": "SELECT 1;"})
     assert main([str(folder), "--checks-only", "--state-dir", str(tmp_path / "state")]) == 2
     assert b"--checks-only: pipe has no data checks" in capsysbinary.readouterr().err
+
+
+def test_the_summary_lists_each_check_after_its_stages_steps() -> None:
+    from runner.execution import SKIPPED, RunReport, StepReport, failure_detail, summary_lines  # noqa: PLC0415
+    from runner.model import Engine, Step  # noqa: PLC0415
+
+    def step(name: str, stage: int) -> Step:
+        return Step(Path(name), stage, Engine.SPARK_SQL)
+
+    def check(name: str, stage: int) -> DataCheck:
+        return DataCheck(name, stage, "SELECT 1", f"{name}.check.sql")
+
+    run = RunReport(
+        [StepReport(step("05_a.sql", 5), SKIPPED), StepReport(step("10_b.sql", 10), "succeeded", 0, 1.0),
+         StepReport(step("20_c.sql", 20))],
+        65,
+        [CheckReport(check("05_x", 5), SKIPPED), CheckReport(check("10_y", 10), "failed", 1204, [], 65, 2.5),
+         CheckReport(check("20_z", 20))],
+    )  # fmt: skip
+    assert [line.split() for line in summary_lines(run)] == [
+        ["step", "stage", "status", "duration"],
+        ["05_a.sql", "5", "skipped", "-"],
+        ["check", "05_x.check.sql", "5", "skipped", "-"],
+        ["10_b.sql", "10", "succeeded", "1.0", "s"],
+        ["check", "10_y.check.sql", "10", "failed:", "1,204", "rows", "2.5", "s"],
+        ["20_c.sql", "20", "not", "run", "-"],
+        ["check", "20_z.check.sql", "20", "not", "run", "-"],
+    ]
+    assert failure_detail(run) == "check 10_y.check.sql failed: 1,204 rows"
