@@ -25,6 +25,7 @@ from typing import Literal
 #   failed_starts, alert_key, alert_topic              the failed-starts queue, the alert key, the topic
 #   ecs_cluster, task_definition                       the runner's ECS cluster, its task definition
 #   task_role, task_execution_role                     the runner task's two roles
+#   pipeline                                           the pipeline's folder name
 #   image_repository                                   the ECR repository of the runner image (CDK's assets)
 
 CREATE_CLUSTER = "CreateCluster"
@@ -60,8 +61,11 @@ START_RUN_SCHEDULE = "StartRunSchedule"
 LATE_CHECK_SCHEDULE = "LateCheckSchedule"
 STATE_MACHINE = "StateMachine"
 OPERATORS = "Operators"
+#: the same operators' policy, as `--deployed --check` uses it (its statements' Sids start with "Check")
+OPERATORS_CHECK = "OperatorsCheck"
 ROLES = (
     *ROLES,
+    OPERATORS_CHECK,
     START_RUN,
     ALERT_FORMATTER,
     LATE_CHECK,
@@ -593,6 +597,66 @@ def _runner_image() -> tuple[Call, ...]:
     )
 
 
+def _operators_check() -> tuple[Call, ...]:
+    """What `--deployed --check` reads with the operators' policy (runner/deployed/check.py)."""
+    regional = "arn:{partition}:{service}:{region}:{account}"
+
+    def arn(service: str, rest: str) -> str:
+        return regional.replace("{service}", service) + rest
+
+    account_reads = (
+        "elasticmapreduce:DescribeReleaseLabel",
+        "ec2:DescribeSubnets",
+        "ec2:DescribeRouteTables",
+        "ec2:DescribeVpcEndpoints",
+        "ec2:DescribeSecurityGroups",
+        "ec2:DescribeInstanceTypeOfferings",
+        "ec2:DescribeKeyPairs",
+        "ecs:DescribeTaskDefinition",
+    )
+    return (
+        *_each(
+            OPERATORS_CHECK,
+            ("cloudformation:DescribeStacks", "cloudformation:ListStackResources"),
+            arn("cloudformation", ":stack/{stack}/0a1b2c3d-0000-4000-8000-000000000000"),
+            why="the stack and its resources",
+        ),
+        Call(
+            OPERATORS_CHECK, "states:DescribeStateMachine", "{state_machine}", why="the deployed definition"
+        ),
+        Call(
+            OPERATORS_CHECK,
+            "iam:SimulatePrincipalPolicy",
+            "arn:{partition}:iam::{account}:role/{stack}-ClusterLifecycleCreateCl-0A1B2C3D4E5F",
+            why="IAM's own simulation of a stack role's calls",
+        ),
+        Call(OPERATORS_CHECK, "iam:GetRole", EMR_CLEANUP_ROLE, why="is EMR's service-linked role there?"),
+        *_each(OPERATORS_CHECK, account_reads, "*", why="describes without resource-level permissions"),
+        Call(
+            OPERATORS_CHECK,
+            "ssm:GetParameter",
+            arn("ssm", ":parameter/nightshift/{stack}/{pipeline}/deployed-files"),
+            why="the deployed files' digests (drift)",
+        ),
+        *(
+            Call(OPERATORS_CHECK, "glue:GetDatabase", arn("glue", resource), why="the pipeline's databases")
+            for resource in (":catalog", ":database/{database}")
+        ),
+        *_each(
+            OPERATORS_CHECK,
+            ("sns:GetTopicAttributes", "sns:ListSubscriptionsByTopic"),
+            "{alert_topic}",
+            why="the alert topic and its confirmed subscription",
+        ),
+        Call(
+            OPERATORS_CHECK,
+            "scheduler:GetSchedule",
+            arn("scheduler", ":schedule/default/{stack}-SchedulesNightlySchedule-0A1B2C3D"),
+            why="the pipeline's schedule",
+        ),
+    )
+
+
 #: The calls of the lifecycle, runner, cluster and EMR service roles with the values a deployment
 #: check can fill in from the deployed stack and the pipeline (runner/deployed/check.py simulates these).
 CALLS: tuple[Call, ...] = (
@@ -612,4 +676,5 @@ ALL_CALLS: tuple[Call, ...] = (
     *_schedules_and_alerts(),
     *_state_machine(),
     *_operators(),
+    *_operators_check(),
 )

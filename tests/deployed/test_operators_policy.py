@@ -133,7 +133,10 @@ def test_every_call_of_the_cli_is_allowed_in_the_manifest_and_every_statement_is
     # The manifest names exactly what the CLI calls, so the template test evaluates the same calls.
     listed = {c.action for c in manifest.ALL_CALLS if c.role == manifest.OPERATORS}
     assert {call.action for call in calls} == listed
-    # Nothing in the policy that the CLI never needs: each action of each statement is called.
+    # Nothing in the policy that these commands never need: each action of each statement is called
+    # (the --check statements, Sids Check*, are the check's: tests/infra/test_aws_iam_rules.py holds
+    # each needed by a call of the manifest's OperatorsCheck).
+    statements = [s for s in statements if not str(s["Sid"]).startswith("Check")]
     granted = {
         (str(s["Sid"]), a)
         for s in statements

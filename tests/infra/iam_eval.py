@@ -123,9 +123,46 @@ def _condition_holds(operator: str, key: str, policy_values: list[Any], context:
     return matched != negated
 
 
-def _statement_applies(statement: Mapping[str, Any], request: Request) -> bool:
-    if "Principal" in statement or "NotPrincipal" in statement:
-        raise Unsupported("a resource policy statement in an identity policy")
+@dataclass(frozen=True)
+class Principal:
+    """Who calls, as a resource policy names it: a service ("Service") or an IAM role or user ("AWS")."""
+
+    kind: str
+    name: str
+
+
+def _principal_matches(statement: Mapping[str, Any], principal: Principal) -> bool:
+    if "NotPrincipal" in statement:
+        raise Unsupported("NotPrincipal")
+    named = statement["Principal"]
+    if named == "*":
+        return True
+    if not isinstance(named, dict) or set(named) - {"Service", "AWS"}:
+        raise Unsupported(f"principal {named!r}")
+    if "*" in _listed(named.get("AWS", [])):
+        return (
+            True  # {"AWS": "*"} is "*": everyone, services included ("AWS JSON policy elements: Principal")
+        )
+    for value in _listed(named.get(principal.kind, [])):
+        if value == "*" or value == principal.name:
+            return True
+        # An account (its root, or its id) stands for every principal of the account: the key or
+        # resource policy then defers to their IAM policies ("Specifying a principal", IAM User Guide).
+        account = value.removesuffix(":root").rsplit(":", 1)[-1]
+        whole_account = value.endswith(":root") or value.isdigit()
+        if principal.kind == "AWS" and whole_account and principal.name.split(":")[4] == account:
+            return True
+    return False
+
+
+def _statement_applies(
+    statement: Mapping[str, Any], request: Request, principal: Principal | None = None
+) -> bool:
+    if principal is None:
+        if "Principal" in statement or "NotPrincipal" in statement:
+            raise Unsupported("a resource policy statement in an identity policy")
+    elif not _principal_matches(statement, principal):
+        return False
     if "Action" in statement:
         actions = _listed(statement["Action"])
         if not any(_matches(a, request.action, ignore_case=True) for a in actions):
@@ -151,6 +188,23 @@ def evaluate(statements: Iterable[Mapping[str, Any]], request: Request) -> Decis
     denies: list[str] = []
     for index, statement in enumerate(statements):
         if _statement_applies(statement, request):
+            name = str(statement.get("Sid", index))
+            (allows if statement["Effect"] == "Allow" else denies).append(name)
+    return Decision(bool(allows) and not denies, tuple(allows), tuple(denies))
+
+
+def evaluate_resource_policy(
+    statements: Iterable[Mapping[str, Any]], principal: Principal, request: Request
+) -> Decision:
+    """A resource policy's decision (a key, topic, queue or bucket policy) for one principal's request.
+
+    For a service principal it is the whole decision. For a principal of the same account, an Allow
+    of the account root means "as its IAM policies say" (for a KMS key, the only way they count).
+    """
+    allows: list[str] = []
+    denies: list[str] = []
+    for index, statement in enumerate(statements):
+        if _statement_applies(statement, request, principal):
             name = str(statement.get("Sid", index))
             (allows if statement["Effect"] == "Allow" else denies).append(name)
     return Decision(bool(allows) and not denies, tuple(allows), tuple(denies))

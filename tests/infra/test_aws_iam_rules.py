@@ -20,7 +20,15 @@ from lambdas.shared.models import CreateClusterRequest
 from runner.deployed import calls as manifest
 from runner.deployed.calls import ALL_CALLS, EMR_MANAGED_POLICY_TAG, Call
 from tests.infra.conftest import ACCOUNT, REGION, SECRET_ARN, SUBNETS, Synthesis, base_context
-from tests.infra.iam_eval import Decision, Request, Template, evaluate, managed_policy
+from tests.infra.iam_eval import (
+    Decision,
+    Principal,
+    Request,
+    Template,
+    evaluate,
+    evaluate_resource_policy,
+    managed_policy,
+)
 from tests.infra.test_cost_stack import cost_synth  # noqa: F401 - the synth with a late check
 from tests.infra.test_inputs_gate import gated_synth  # noqa: F401 - the shared gated synth fixture
 from tests.lambda_support import CREATE_PAYLOAD
@@ -50,7 +58,9 @@ ROLES = {
     manifest.LATE_CHECK_SCHEDULE: ("cost_synth", "AlertsLateCheckSchedulerRole"),
     manifest.STATE_MACHINE: ("test_synth", "NightlyWorkflowStateMachineRole"),
     manifest.OPERATORS: ("test_synth", "OperatorsPolicy"),
+    manifest.OPERATORS_CHECK: ("test_synth", "OperatorsPolicy"),
 }
+OPERATOR_ROLES = (manifest.OPERATORS, manifest.OPERATORS_CHECK)
 # The pipeline each synth's roles serve, and the values that differ from test_synth's nightly.
 PIPELINES = {"test_synth": "nightly", "cost_synth": "nightly", "gated_synth": "gated"}
 OVERRIDES = {"gated_synth": {"read_prefix": "raw/events/dt=2025-06-01/"}}
@@ -119,6 +129,7 @@ class Deployment:
             ),
             "database": "nightly",
             "table": "users",
+            "pipeline": pipeline,
             "start_run_function": function("start_run"),
             "late_check_function": late_checks[0] if late_checks else "no-late-check",
             "preflight_function": function("preflight"),
@@ -141,22 +152,22 @@ class Deployment:
     def holder(self, role: str) -> str:
         """The logical id of the role (or, for the operators, the managed policy) that holds its statements."""
         part = ROLES[role][1]
-        kind = "AWS::IAM::ManagedPolicy" if role == manifest.OPERATORS else "AWS::IAM::Role"
+        kind = "AWS::IAM::ManagedPolicy" if role in OPERATOR_ROLES else "AWS::IAM::Role"
         return self.template.logical_id(kind, part)
 
     def statements(self, role: str) -> list[Mapping[str, Any]]:
-        if role == manifest.OPERATORS:
+        if role in OPERATOR_ROLES:
             return self.template.policy_statements(self.holder(role))
         return self.template.role_statements(self.holder(role))
 
     def inline_statements(self, role: str) -> list[Mapping[str, Any]]:
-        if role == manifest.OPERATORS:
+        if role in OPERATOR_ROLES:
             return self.statements(role)
         return self.template.inline_statements(self.holder(role))
 
     def role_values(self, role: str) -> dict[str, str]:
         """The values of one role: a Lambda's own log group (the function that runs with the role)."""
-        if role == manifest.OPERATORS:
+        if role in OPERATOR_ROLES:
             return {}
         arn = {"Fn::GetAtt": [self.holder(role), "Arn"]}
         for function in self.template.of_type("AWS::Lambda::Function").values():
@@ -243,7 +254,9 @@ def test_every_grant_the_stack_writes_is_needed_by_a_call(request: pytest.Fixtur
     and a grant no call needs (or a call missing from the manifest) fails here.
     """
     deployment = deployment_of(request, role)
-    calls = [c for c in ALL_CALLS if c.role == role]
+    # Roles that share one policy (the operators' CLI and its --check) need its grants together.
+    sharing = {r for r, where in ROLES.items() if where == ROLES[role]}
+    calls = [c for c in ALL_CALLS if c.role in sharing]
     everything = deployment.statements(role)
     unneeded = []
     for statement in deployment.inline_statements(role):
@@ -352,22 +365,182 @@ def test_ebs_may_use_the_disk_key_only_through_grants_for_aws_resources(deployme
     assert deployment.decide(_call(manifest.EMR_SERVICE_ROLE, "kms:Decrypt")).allowed
 
 
-def test_the_disk_key_policy_lets_iam_policies_grant_it(deployment: Deployment) -> None:
-    """A key's IAM grants work only if its key policy delegates to the account.
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _resource_policy(template: Template, kind: str, part: str, key: str) -> list[Mapping[str, Any]]:
+    """The statements of a key policy, or of the topic, queue or bucket policy naming a resource."""
+    logical = template.logical_id(kind, part)
+    if kind == "AWS::KMS::Key":
+        document = template.resolve(template.resources[logical]["Properties"]["KeyPolicy"])
+    else:
+        (document,) = [
+            template.resolve(r["Properties"]["PolicyDocument"])
+            for r in template.resources.values()
+            if r["Type"].endswith("Policy") and {"Ref": logical} in _listed(r["Properties"].get(key, []))
+        ]
+    return list(document["Statement"])
+
+
+def test_each_key_policy_lets_this_accounts_iam_policies_grant_the_key(deployment: Deployment) -> None:
+    """A key's IAM grants work only if its key policy delegates to the account (the account root);
+    a principal of another account gets nothing from the key policy.
 
     "Default key policy" ("Allows access to the AWS account and enables IAM policies"), AWS KMS
     Developer Guide: https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html
     """
     template = deployment.template
-    key = template.resources[template.logical_id("AWS::KMS::Key", "EmrDiskKey")]
-    policy = template.resolve(key["Properties"]["KeyPolicy"])
-    assert any(
-        s["Effect"] == "Allow"
-        and s["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}
-        and s["Action"] == "kms:*"
-        and "Condition" not in s
-        for s in policy["Statement"]
+    roles = {
+        "EmrDiskKey": (deployment.values["service_role"], "kms:CreateGrant"),
+        "AlertKey": (template.arn(deployment.holder(manifest.START_RUN)), "kms:GenerateDataKey"),
+        "LogKey": (template.arn(deployment.holder(manifest.ALERT_FORMATTER)), "kms:Decrypt"),
+    }
+    for part, (role, action) in roles.items():
+        policy = _resource_policy(template, "AWS::KMS::Key", part, "")
+        key = template.arn(template.logical_id("AWS::KMS::Key", part))
+        assert evaluate_resource_policy(policy, Principal("AWS", role), Request(action, key)).allowed, part
+        stranger = Principal("AWS", role.replace(ACCOUNT, "210987654321"))
+        assert not evaluate_resource_policy(policy, stranger, Request(action, key)).allowed, part
+
+
+def test_cloudwatch_alarms_may_use_the_alert_key_and_no_other_service_may(deployment: Deployment) -> None:
+    """CloudWatch can publish an alarm to a topic encrypted with a customer managed key only when the
+    key policy lets cloudwatch.amazonaws.com call kms:Decrypt and kms:GenerateDataKey*; the SNS
+    document's key policy has no conditions, so the grant must not depend on context keys the
+    request may not carry (it is evaluated with and without aws:SourceAccount and aws:SourceArn).
+
+    Amazon SNS Developer Guide, "Key management" > "Enable compatibility between event sources from
+    AWS services and encrypted topics":
+    https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services
+    """
+    template = deployment.template
+    policy = _resource_policy(template, "AWS::KMS::Key", "AlertKey", "")
+    key = deployment.values["alert_key"]
+    alarm = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:Nightshift-ScheduledStartFailed"
+    sources = {"aws:SourceAccount": ACCOUNT, "aws:SourceArn": alarm}
+    cloudwatch = Principal("Service", "cloudwatch.amazonaws.com")
+    for action in ("kms:Decrypt", "kms:GenerateDataKey"):
+        for context in (sources, {}):
+            assert evaluate_resource_policy(policy, cloudwatch, Request(action, key, context)).allowed
+    assert not evaluate_resource_policy(policy, cloudwatch, Request("kms:ScheduleKeyDeletion", key)).allowed
+    for service in ("events.amazonaws.com", "sns.amazonaws.com", "s3.amazonaws.com"):
+        request = Request("kms:Decrypt", key, sources)
+        assert not evaluate_resource_policy(policy, Principal("Service", service), request).allowed, service
+
+
+def test_the_alert_topic_lets_only_this_accounts_alarms_publish(deployment: Deployment) -> None:
+    """The topic policy allows cloudwatch.amazonaws.com sns:Publish for this account's alarms only
+    (aws:SourceAccount, aws:SourceArn: the confused-deputy conditions), and nobody without TLS.
+
+    Amazon SNS Developer Guide, "Example cases for Amazon SNS access control" (aws:SourceArn,
+    aws:SourceAccount): https://docs.aws.amazon.com/sns/latest/dg/sns-access-policy-use-cases.html;
+    "The confused deputy problem", IAM User Guide:
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/confused-deputy.html
+    """
+    policy = _resource_policy(deployment.template, "AWS::SNS::Topic", "AlertsTopic", "Topics")
+    topic = deployment.values["alert_topic"]
+    cloudwatch = Principal("Service", "cloudwatch.amazonaws.com")
+
+    def publish(account: str, source: str, tls: bool = True, who: Principal = cloudwatch) -> bool:
+        context: dict[str, str | bool] = {
+            "aws:SourceAccount": account,
+            "aws:SourceArn": source,
+            "aws:SecureTransport": tls,
+        }
+        return evaluate_resource_policy(policy, who, Request("sns:Publish", topic, context)).allowed
+
+    mine = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:Nightshift-ScheduledStartFailed"
+    theirs = mine.replace(ACCOUNT, "210987654321")
+    assert publish(ACCOUNT, mine)
+    assert not publish("210987654321", theirs)
+    assert not publish(ACCOUNT, mine, tls=False)
+    assert not publish(ACCOUNT, f"arn:aws:events:{REGION}:{ACCOUNT}:rule/x")
+    assert not publish(ACCOUNT, mine, who=Principal("Service", "events.amazonaws.com"))
+
+
+def test_cloudwatch_logs_may_use_the_log_key_only_for_this_accounts_log_groups(
+    deployment: Deployment,
+) -> None:
+    """The log key lets logs.<region>.amazonaws.com use it only with the encryption context of a log
+    group of this account and region (kms:EncryptionContext:aws:logs:arn).
+
+    "Encrypt log data in CloudWatch Logs using AWS Key Management Service" (step 2, the key policy),
+    Amazon CloudWatch Logs User Guide:
+    https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html
+    """
+    policy = _resource_policy(deployment.template, "AWS::KMS::Key", "LogKey", "")
+    key = deployment.template.arn(deployment.template.logical_id("AWS::KMS::Key", "LogKey"))
+    logs = Principal("Service", f"logs.{REGION}.amazonaws.com")
+    group = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/vendedlogs/states/Nightshift-nightly"
+    context_key = "kms:EncryptionContext:aws:logs:arn"
+
+    def may(action: str, context: dict[str, Any], who: Principal = logs) -> bool:
+        return evaluate_resource_policy(policy, who, Request(action, key, context)).allowed
+
+    for action in (
+        "kms:Encrypt",
+        "kms:Decrypt",
+        "kms:GenerateDataKey",
+        "kms:ReEncryptFrom",
+        "kms:DescribeKey",
+    ):
+        assert may(action, {context_key: group}), action
+    assert not may("kms:Decrypt", {context_key: group.replace(ACCOUNT, "210987654321")})
+    assert not may("kms:Decrypt", {context_key: group.replace(REGION, "eu-west-1")})
+    assert not may("kms:Decrypt", {})
+    assert not may("kms:Decrypt", {context_key: group}, Principal("Service", "logs.eu-west-1.amazonaws.com"))
+    assert not may("kms:CreateGrant", {context_key: group})
+
+
+def test_the_failed_starts_queue_takes_messages_only_over_tls(deployment: Deployment) -> None:
+    """The queue policy denies every request without TLS (aws:SecureTransport), so StartRun's and the
+    schedules' sends, which use TLS, are decided by their roles alone.
+
+    Amazon SQS Developer Guide, "Amazon SQS security best practices" (enforce encryption of data in
+    transit): https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-security-best-practices.html
+    """
+    policy = _resource_policy(deployment.template, "AWS::SQS::Queue", "FailedStarts", "Queues")
+    role = Principal("AWS", deployment.template.arn(deployment.holder(manifest.START_RUN)))
+    queue = deployment.values["failed_starts"]
+    over_tls = evaluate_resource_policy(
+        policy, role, Request("sqs:SendMessage", queue, {"aws:SecureTransport": True})
     )
+    assert not over_tls.denies
+    plain = evaluate_resource_policy(
+        policy, role, Request("sqs:SendMessage", queue, {"aws:SecureTransport": False})
+    )
+    assert plain.denies
+
+
+def test_flow_logs_may_write_only_this_accounts_logs_to_the_log_bucket(repo_synth: Synthesis) -> None:
+    """delivery.logs.amazonaws.com may put flow logs under the flow log's prefix (AWSLogs/<account>/)
+    with bucket-owner-full-control and read the bucket's ACL, for this account's log deliveries only.
+
+    Amazon VPC User Guide, "Amazon S3 bucket permissions for flow logs":
+    https://docs.aws.amazon.com/vpc/latest/userguide/flow-logs-s3-permissions.html
+    """
+    template = Template(repo_synth.template)
+    policy = _resource_policy(template, "AWS::S3::Bucket", "EmrLogBucket", "Bucket")
+    (flow_log,) = template.of_type("AWS::EC2::FlowLog").values()
+    destination = template.resolve(flow_log["Properties"]["LogDestination"])
+    bucket = template.arn(template.logical_id("AWS::S3::Bucket", "EmrLogBucket"))
+    delivery = Principal("Service", "delivery.logs.amazonaws.com")
+    source = f"arn:aws:logs:{REGION}:{ACCOUNT}:delivery-source:vpc"
+    mine = {"aws:SourceAccount": ACCOUNT, "aws:SourceArn": source, "aws:SecureTransport": True}
+    object_key = f"{destination}AWSLogs/{ACCOUNT}/vpcflowlogs/{REGION}/2025/06/01/flow.log.gz"
+    acl = {"s3:x-amz-acl": "bucket-owner-full-control"}
+
+    def may(action: str, resource: str, context: dict[str, Any]) -> bool:
+        return evaluate_resource_policy(policy, delivery, Request(action, resource, context)).allowed
+
+    assert may("s3:PutObject", object_key, mine | acl)
+    assert may("s3:GetBucketAcl", bucket, mine)
+    assert not may("s3:PutObject", object_key, mine)  # without the ACL the bucket owner could not read it
+    assert not may("s3:PutObject", object_key, mine | acl | {"aws:SecureTransport": False})
+    other = {"aws:SourceAccount": "210987654321", "aws:SourceArn": source.replace(ACCOUNT, "210987654321")}
+    assert not may("s3:PutObject", object_key.replace(f"/{ACCOUNT}/", "/210987654321/"), mine | other | acl)
+    assert not may("s3:PutObject", f"{bucket}/emr/j-1/x", mine | acl)
 
 
 def test_emrfs_may_probe_its_buckets_but_not_read_outside_its_paths(deployment: Deployment) -> None:
