@@ -131,6 +131,9 @@ class NightshiftStack(Stack):
             coverage = check_data_access(pipeline, access, access_key(config, pipeline.name))
             for warning in coverage.warnings:
                 Annotations.of(self).add_warning_v2(f"nightshift:data-access:{pipeline.name}", warning)
+            skipped = pipeline.config.skipped_nights  # a scheduled time lost when the clocks spring forward
+            if skipped is not None:
+                Annotations.of(self).add_warning_v2(f"nightshift:dst:{pipeline.name}", skipped)
             databases = self.catalog.add_pipeline(pipeline_id, pipeline)
             task = runner.add_pipeline(pipeline.name, pipeline_id)
             name = f"{prefix}{pipeline.name}"

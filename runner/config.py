@@ -7,6 +7,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from runner.catalog import (
 from runner.checks.spec import ChecksConfig, parse_checks
 from runner.dates import DATE_VARIABLES
 from runner.errors import ConfigError
-from runner.schedule import CronError, validate_cron, validate_timezone
+from runner.schedule import CronError, skipped_nights_warning, validate_cron, validate_timezone
 
 CONFIG_FILE = "pipeline.toml"
 DEFAULT_RELEASE_LABEL = "emr-7.13.0"  # ships Spark 3.5.6, the version pinned for local runs
@@ -151,9 +152,17 @@ class PipelineConfig:
 
     @property
     def notices(self) -> tuple[str, ...]:
-        """What loading the pipeline has to tell its user (a per-cluster metastore's meaning)."""
+        """What loading the pipeline has to tell its user (a cluster metastore's meaning, skipped nights)."""
         notice = metastore_notice(self.cluster.metastore)
-        return () if notice is None else (notice,)
+        return tuple(line for line in (notice, self.skipped_nights) if line is not None)
+
+    @property
+    def skipped_nights(self) -> str | None:
+        """A warning naming the nights of the next two years the schedule's time does not exist (DST)."""
+        if self.schedule is None:
+            return None
+        warning = skipped_nights_warning(self.schedule.cron, self.schedule.timezone, datetime.now(UTC).date())
+        return None if warning is None else f"warning: {warning}"
 
 
 Check = Callable[[Any], str | None]

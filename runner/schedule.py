@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import zoneinfo
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 
 _MONTHS = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
 _DAYS = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"]
@@ -117,3 +118,72 @@ def validate_timezone(name: str) -> str:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError) as error:
         raise CronError(f"{name!r} is not an IANA time zone such as 'Europe/Berlin'") from error
     return name
+
+
+def _expand(text: str, field: _Field) -> set[int]:
+    """The values a validated cron field names (day of week: 0-6, Sunday 0)."""
+    values: set[int] = set()
+    for part in text.split(","):
+        match = _ATOM.match(part)
+        if match is None:
+            raise CronError(f"{field.name}: {part!r} is not '*', a value, a range or a step")
+        start, end, step = match["start"], match["end"], match["step"]
+        first = field.low if start == "*" else _value(start, field)
+        last = (field.high if start == "*" or step else first) if end is None else _value(end, field)
+        values.update(range(first, last + 1, int(step or 1)))
+    return {value % 7 for value in values} if field.name == "day of week" else values
+
+
+def skipped_nights(expression: str, timezone: str, start: date, days: int = 731) -> list[tuple[date, str]]:
+    """The dates from `start` (for `days` days) when a time the cron names does not exist in `timezone`.
+
+    Each comes with the first such time ("02:30"): the clocks spring forward over it, and EventBridge
+    Scheduler skips such an invocation, so that night's run never starts.
+    """
+    zone = zoneinfo.ZoneInfo(timezone)
+    minutes, hours, days_of_month, months, weekdays = (
+        _expand(text, field) for text, field in zip(validate_cron(expression).split(), _FIELDS, strict=True)
+    )
+    restricted_day, restricted_weekday = expression.split()[2] != "*", expression.split()[4] != "*"
+    found = []
+    for offset in range(days):
+        day = start + timedelta(days=offset)
+        midnight = datetime(day.year, day.month, day.day, tzinfo=zone)
+        after = midnight + timedelta(days=1)
+        if midnight.utcoffset() == after.utcoffset():
+            continue  # no change of offset that day: every local time exists
+        if day.month not in months:
+            continue
+        if restricted_day and day.day not in days_of_month:
+            continue
+        if restricted_weekday and (day.weekday() + 1) % 7 not in weekdays:
+            continue
+        for hour in sorted(hours):
+            gap = [
+                m
+                for m in sorted(minutes)
+                if not _exists(datetime(day.year, day.month, day.day, hour, m), zone)
+            ]
+            if gap:
+                found.append((day, f"{hour:02d}:{gap[0]:02d}"))
+                break
+    return found
+
+
+def _exists(local: datetime, zone: zoneinfo.ZoneInfo) -> bool:
+    """Whether a wall-clock time happens in `zone`: one that does not comes back changed from UTC."""
+    aware = local.replace(tzinfo=zone)
+    return aware.astimezone(UTC).astimezone(zone).replace(tzinfo=None) == local
+
+
+def skipped_nights_warning(expression: str, timezone: str, start: date) -> str | None:
+    """One line naming the nights of the next two years whose scheduled run never starts (None: none)."""
+    nights = skipped_nights(expression, timezone, start)
+    if not nights:
+        return None
+    dates = ", ".join(f"{day.isoformat()} ({time})" for day, time in nights)
+    return (
+        f"[schedule] cron {expression!r} in {timezone}: a time that does not exist when the clocks spring"
+        f" forward, which EventBridge Scheduler skips, so no scheduled run starts on {dates};"
+        " choose a time outside the daylight-saving change (or timezone 'UTC')"
+    )

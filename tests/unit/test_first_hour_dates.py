@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from runner.config import RESERVED_VARIABLES, expand_input
 from runner.dates import DATE_VARIABLES, date_variables, run_header, shown_variables
 from runner.errors import ConfigError
 from runner.model import load_pipeline
+from runner.schedule import skipped_nights
 
 # Month and year ends, leap days (2024 is a leap year, 2100 is not), the first day of the calendar.
 DATES = ["2025-06-04", "2025-01-01", "2024-12-31", "2024-02-29", "2024-03-01", "2100-03-01", "2023-03-01"]
@@ -74,3 +76,26 @@ def test_the_header_masks_values_of_secret_looking_names(tmp_path: Path) -> None
     assert run_header(pipeline, ["2025-06-04"], given=False, variables={}) == (
         f"{tmp_path.name}: run date 2025-06-04 (today in Asia/Tokyo, the schedule's time zone); variables: none"
     )
+
+
+# The spring-forward nights of 2027 and 2028: New York (second Sunday of March, 02:00 -> 03:00),
+# Berlin (last Sunday of March, 02:00 -> 03:00), Lord Howe (first Sunday of October, 02:00 -> 02:30).
+@pytest.mark.parametrize(
+    ("cron", "zone", "nights"),
+    [
+        ("30 2 * * *", "America/New_York", [("2027-03-14", "02:30"), ("2028-03-12", "02:30")]),
+        ("*/20 1-3 * * *", "America/New_York", [("2027-03-14", "02:00"), ("2028-03-12", "02:00")]),
+        ("30 2 * * 1-6", "America/New_York", []),  # Monday to Saturday: never the Sunday of the change
+        ("30 2 * 4-12 *", "America/New_York", []),
+        ("0 3 * * *", "Europe/Berlin", []),  # 03:00 is the first time after the gap: it exists
+        ("59 2 * * *", "Europe/Berlin", [("2027-03-28", "02:59"), ("2028-03-26", "02:59")]),
+        ("15 2 * * *", "Australia/Lord_Howe", [("2027-10-03", "02:15"), ("2028-10-01", "02:15")]),
+        ("45 2 * * *", "Australia/Lord_Howe", []),
+        ("30 2 * * *", "UTC", []),
+    ],
+)
+def test_the_nights_a_scheduled_time_does_not_exist(
+    cron: str, zone: str, nights: list[tuple[str, str]]
+) -> None:
+    found = skipped_nights(cron, zone, date(2026, 12, 6))
+    assert [(day.isoformat(), time) for day, time in found] == nights

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -145,3 +145,28 @@ def test_relative_paths_resolve_from_the_project_root_whatever_the_working_folde
         assert result.stdout == b"1,book\n"
     deleted = f"nightshift: local warehouse and metastore in {project / '.nightshift'} deleted"
     assert inside.stderr.decode().splitlines()[0] == deleted
+
+
+def test_a_schedule_time_lost_to_daylight_saving_is_a_warning_at_load(tmp_path: Path) -> None:
+    folder = pipeline(
+        tmp_path / "nightly",
+        '[schedule]\ncron = "30 2 * * *"\ntimezone = "America/New_York"\n',
+        {"10_a.sh": "echo ran\n"},
+    )
+    result = run_cli(folder, "--run-date", "2025-06-04", cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout == b"ran\n"
+    (warning,) = [line for line in result.stderr.decode().splitlines() if "warning" in line]
+    assert warning.startswith(
+        "nightshift: warning: [schedule] cron '30 2 * * *' in America/New_York: a time that does not exist"
+        " when the clocks spring forward, which EventBridge Scheduler skips, so no scheduled run starts on "
+    )
+    # The second Sunday of March of the next two years (the rule since 2007).
+    today = datetime.now(ZoneInfo("UTC")).date()
+    sundays = [
+        day
+        for year in (today.year, today.year + 1, today.year + 2)
+        for day in [date(year, 3, 8 + (6 - date(year, 3, 8).weekday()) % 7)]
+        if today <= day < today + timedelta(days=731)
+    ]
+    assert warning.count("(02:30)") == len(sundays) >= 1
+    assert all(f"{day.isoformat()} (02:30)" in warning for day in sundays)
