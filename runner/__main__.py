@@ -67,9 +67,10 @@ Three places to run:
                         one made
   on a cluster          --host or --cluster-id: over SSH, the file is uploaded and run detached,
                         its output streamed back live, surviving dropped connections (docs/ssh.md)
-  deployed              --deployed: start, follow, stop or list the runs of the deployed
-                        pipeline in AWS (its state machine; the step output comes from CloudWatch
-                        Logs); Ctrl-C detaches from a deployed run, it never stops it
+  deployed              --deployed: alone, the status of the deployed pipeline's runs; --start,
+                        --follow, --stop, --history act on its runs in AWS (its state machine; the
+                        step output comes from CloudWatch Logs); --check checks the deployment.
+                        Ctrl-C detaches from a deployed run, it never stops it
 
   --run-date A..B       every date from A to B (inclusive, at most 366): here and on a cluster one
                         after another, each a run of its own; a failed date does not stop the later
@@ -94,6 +95,7 @@ With --deployed: the run's own code as here; 3 when there is nothing to act on (
 region, deployment or run of that date); 4 when refused (the date already ran and --rerun is not
 given, or it is running); 69 when the run failed outside a step; 124 when the execution timed
 out; 143 when it was stopped (--stop or the console); 130 after Ctrl-C detached (the run goes on);
+1 when --check found a problem (every check passed: 0);
 255 when AWS cannot be reached; 1 for any other AWS error, or a stopped run's cluster not gone
 after 20 minutes.
 """
@@ -232,9 +234,14 @@ def _add_deployed_options(parser: argparse.ArgumentParser) -> None:
     )
     deployed.add_argument(
         "--deployed", action="store_true",
-        help="start the deployed run of --run-date (default: today) and follow it live; Ctrl-C detaches",
+        help="alone: the status of the deployed pipeline's latest and today's runs (or --run-date's); it"
+        " starts nothing",
     )  # fmt: skip
     action = deployed.add_mutually_exclusive_group()
+    action.add_argument(
+        "--start", action="store_true",
+        help="start the run of --run-date (default: today; a range backfills) and follow it; Ctrl-C detaches",
+    )  # fmt: skip
     action.add_argument(
         "--follow", action="store_true",
         help="attach to the run of --run-date, or to the running (else the latest) run",
@@ -255,6 +262,10 @@ def _add_deployed_options(parser: argparse.ArgumentParser) -> None:
     deployed.add_argument(
         "--rerun", action="store_true",
         help="start a date that already ran again (as <pipeline>-<date>-r2, -r3, ...)",
+    )  # fmt: skip
+    deployed.add_argument(
+        "--as-deployed", action="store_true",
+        help="start even though the local folder differs from the deployed one (the deployed files run)",
     )  # fmt: skip
     deployed.add_argument(
         "--concurrency", type=int, metavar="N",
@@ -382,11 +393,13 @@ def _check_target_options(args: argparse.Namespace) -> None:
 def _check_deployed_options(args: argparse.Namespace) -> None:
     """Which flags go with --deployed, and which only with it; every refusal is one line."""
     deployed_only = {
+        "--start": args.start,
         "--follow": args.follow,
         "--stop": args.stop,
         "--check": args.check,
         "--history": args.history is not None,
         "--rerun": args.rerun,
+        "--as-deployed": args.as_deployed,
         "--concurrency": args.concurrency is not None,
         "--stack": args.stack is not None,
     }
@@ -425,13 +438,14 @@ def _check_deployed_options(args: argparse.Namespace) -> None:
             f"{', '.join(given)}: not with --deployed (a deployed run has the variables, engine and cluster"
             " it was deployed with, and its execution name as run id)"
         )
-    starting = not (args.follow or args.stop or args.check or args.history is not None)
+    starting = args.start
     start_only = {"--rerun": args.rerun, "--from-stage": args.from_stage is not None}
     start_only["--concurrency"] = args.concurrency is not None
+    start_only["--as-deployed"] = args.as_deployed
     given = [flag for flag, used in start_only.items() if used]
     if given and not starting:
         raise UsageError(
-            f"{', '.join(given)}: only when starting runs (not with --follow, --stop, --check or --history)"
+            f"{', '.join(given)}: only when starting runs (add --start)"
         )
     if args.check and (args.run_date is not None or args.rerun):
         raise UsageError("--check looks at the deployment, not at a date: leave out --run-date and --rerun")
@@ -441,14 +455,18 @@ def _check_deployed_options(args: argparse.Namespace) -> None:
         raise UsageError(f"--concurrency {args.concurrency}: expected 1 or more runs at once")
 
 
-def _deployed_action(args: argparse.Namespace) -> Literal["start", "follow", "stop", "history", "check"]:
+def _deployed_action(
+    args: argparse.Namespace,
+) -> Literal["start", "follow", "stop", "history", "check", "status"]:
+    if args.start:
+        return "start"
     if args.check:
         return "check"
     if args.follow:
         return "follow"
     if args.stop:
         return "stop"
-    return "history" if args.history is not None else "start"
+    return "history" if args.history is not None else "status"
 
 
 def deployed_request(args: argparse.Namespace, pipeline: Pipeline) -> DeployedRequest:
@@ -480,6 +498,7 @@ def deployed_request(args: argparse.Namespace, pipeline: Pipeline) -> DeployedRe
         history_count=args.history if args.history is not None else DEFAULT_HISTORY,
         stack=args.stack,
         region=args.region,  # None: runner.deployed takes AWS_REGION or the usual AWS settings
+        as_deployed=args.as_deployed,
     )
 
 

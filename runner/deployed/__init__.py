@@ -14,8 +14,15 @@ from typing import Literal
 import botocore.exceptions
 
 from runner.dates import DateResult, date_line, range_exit_code, range_summary_lines, today
-from runner.deployed.check import CheckClients, run_check
-from runner.deployed.discovery import EXIT_NOT_FOUND, EXIT_REFUSED, Clients, Deployment, find_deployment
+from runner.deployed.check import CheckClients, local_changes, run_check
+from runner.deployed.discovery import (
+    EXIT_NOT_FOUND,
+    EXIT_REFUSED,
+    Clients,
+    Deployment,
+    Refused,
+    find_deployment,
+)
 from runner.deployed.events import EXIT_RUN_FAILED, EXIT_RUN_STOPPED, RunTracker
 from runner.deployed.follow import Detached, Follower, HistoryReader, Polling
 from runner.deployed.runs import (
@@ -26,6 +33,7 @@ from runner.deployed.runs import (
     history_lines,
     latest,
     list_runs,
+    runs_of_date,
     start,
     stop_run,
 )
@@ -57,7 +65,7 @@ HISTORY_SCAN = 1000
 
 @dataclass(frozen=True)
 class DeployedRequest:
-    action: Literal["start", "follow", "stop", "history", "check"]
+    action: Literal["start", "follow", "stop", "history", "check", "status"]
     run_dates: tuple[str, ...] = ()  # ISO dates in order; () = the running/latest run
     rerun: bool = False
     from_stage: int | None = None
@@ -65,6 +73,8 @@ class DeployedRequest:
     history_count: int = 10
     stack: str | None = None
     region: str | None = None
+    #: start even when the local folder differs from the deployed one (the deployed steps run)
+    as_deployed: bool = False
 
 
 def run_deployed(
@@ -142,6 +152,8 @@ class _Command:
         action = request.action
         if action == "check":
             return run_check(self.pipeline, deployment, self.say, self.check_clients)
+        if action == "status":
+            return self._status(deployment)
         if action == "history":
             if request.run_dates:
                 # Runs of those dates among the last HISTORY_SCAN (ListExecutions has no name filter).
@@ -183,12 +195,47 @@ class _Command:
             )
         return self._start(deployment)
 
+    # --- status: looking starts nothing ------------------------------------------------------
+
+    def _status(self, deployment: Deployment) -> int:
+        """The runs of the given dates (default: today) and the latest run, newest first; starts nothing."""
+        folder = _shown_path(self.pipeline.folder)
+        dates = list(self.request.run_dates) or [today(self.pipeline)]
+        runs = [run for run_date in dates for run in runs_of_date(deployment, run_date)]
+        newest = next(iter(list_runs(deployment, 1)), None)
+        if newest is not None and newest.arn not in {run.arn for run in runs}:
+            runs.append(newest)
+        runs.sort(key=lambda run: run.started, reverse=True)
+        if runs:
+            for line in history_lines(deployment, self.pipeline, runs):
+                self.say(line)
+        else:
+            self.say(f"no runs of {self.pipeline.name} yet in {deployment.region}")
+        ran = {date_of(self.pipeline.name, run.name) for run in runs}
+        not_run = [d for d in dates if d not in ran]
+        if any(run.status == "RUNNING" for run in runs):
+            self.say(f"follow a running one: python -m runner {folder} --deployed --follow")
+        if not_run:
+            shown = not_run[0] + (f"..{not_run[-1]}" if len(not_run) > 1 else "")
+            when = "" if not self.request.run_dates else f" --run-date {shown}"
+            self.say(f"no run of {shown} yet; start it: python -m runner {folder} --deployed --start{when}")
+        return 0
+
     # --- start and backfill ------------------------------------------------------------------
 
     def _start(self, deployment: Deployment) -> int:
         request = self.request
         self._check_from_stage()
         dates = list(request.run_dates) or [today(self.pipeline)]
+        changed = local_changes(self.pipeline, deployment)
+        if changed:
+            # The runner image carries the steps: a start after a local fix would run the old ones.
+            if not request.as_deployed:
+                raise Refused(
+                    f"the local folder differs from the deployed one ({', '.join(changed)}): a run would use"
+                    " the deployed files; deploy with `cdk deploy`, or add --as-deployed to run them anyway"
+                )
+            self.say(f"running the deployed files; the local folder differs: {', '.join(changed)}")
         # Every date is checked before any starts: a backfill does not stop half-way on a refusal.
         names = {run_date: check_startable(deployment, run_date, request.rerun) for run_date in dates}
         if len(dates) == 1:

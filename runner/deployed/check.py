@@ -760,6 +760,22 @@ class Check:
             yield Finding("schedule", f"{answer.get('ScheduleExpression', name)}, failed starts alarmed")
 
 
+def local_changes(pipeline: Pipeline, deployment: Deployment) -> list[str] | None:
+    """The files of the local folder that differ from the deployed ones; None when there is no record."""
+    if deployment.clients.ssm is None:
+        return None
+    parameter = DEPLOYED_FILES_PARAMETER.format(stack=deployment.stack, pipeline=pipeline.name)
+    try:
+        text = deployment.clients.ssm.get_parameter(Name=parameter)["Parameter"]["Value"]
+    except botocore.exceptions.ClientError as error:
+        # A deployment from before the record, or a role without the operators' policy: not compared
+        # here; --check reports either.
+        if _code(error) == "ParameterNotFound" or _denied(error):
+            return None
+        raise
+    return differences(decode(text), folder_digests(pipeline.folder))
+
+
 def _cid(pipeline: str) -> str:
     """infra/pipelines.py's construct_id: "daily_sales" -> "DailySales" (a test holds them equal)."""
     return "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", pipeline) if part)

@@ -52,6 +52,8 @@ class Clients:
     sfn: Any
     logs: Any
     emr: Any
+    #: reads the record of the deployed files (None: not compared)
+    ssm: Any = None
 
     @classmethod
     def make(cls, region: str | None) -> Clients:
@@ -72,7 +74,7 @@ class Clients:
         def client(name: str) -> Any:
             return session.client(name, region_name=chosen, config=_CLIENT_CONFIG)  # type: ignore[call-overload]
 
-        return cls(chosen, client("stepfunctions"), client("logs"), client("emr"))
+        return cls(chosen, client("stepfunctions"), client("logs"), client("emr"), client("ssm"))
 
 
 @dataclass(frozen=True)

@@ -30,14 +30,16 @@ def test_a_rerun_from_a_stage_through_the_command_line(
     first = deployed.run(DATE)
     assert first["status"] == "SUCCEEDED"
 
-    code, stdout, lines = cli(deployed, capsysbinary, "--run-date", DATE, "--from-stage", "30")
+    code, stdout, lines = cli(deployed, capsysbinary, "--start", "--run-date", DATE, "--from-stage", "30")
     assert (code, stdout) == (4, b"")
     assert lines == [
         f"nightshift: error: {DATE} already ran (nightly-{DATE}: succeeded);"
         f" add --rerun to run it again as nightly-{DATE}-r2"
     ]
 
-    code, stdout, lines = cli(deployed, capsysbinary, "--run-date", DATE, "--from-stage", "30", "--rerun")
+    code, stdout, lines = cli(
+        deployed, capsysbinary, "--start", "--run-date", DATE, "--from-stage", "30", "--rerun"
+    )
     assert (code, stdout) == (0, b""), "\n".join(lines)
     shown = [
         re.sub(
@@ -89,3 +91,24 @@ def test_a_rerun_from_a_stage_through_the_command_line(
         [DATE, f"nightly-{DATE}-r2", "succeeded"],
         [DATE, f"nightly-{DATE}", "succeeded"],
     ]
+
+
+def test_deployed_alone_looks_and_starts_nothing(
+    deployed: Harness, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    folder = pipeline_of(deployed).folder
+    code, stdout, lines = cli(deployed, capsysbinary)
+    assert (code, stdout) == (0, b""), lines
+    assert lines[0] == "nightshift: no runs of nightly yet in us-east-1"
+    assert lines[1].startswith("nightshift: no run of ")
+    assert lines[1].endswith(f" yet; start it: python -m runner {folder} --deployed --start")
+    assert deployed.sfn.list_executions(stateMachineArn=deployed.state_machine_arn)["executions"] == []
+
+    assert deployed.run(DATE)["status"] == "SUCCEEDED"
+    code, stdout, lines = cli(deployed, capsysbinary, "--run-date", DATE)
+    assert (code, stdout) == (0, b""), lines
+    assert [line.split()[1:4] for line in lines] == [
+        ["date", "run", "status"],
+        [DATE, f"nightly-{DATE}", "succeeded"],
+    ]
+    assert len(deployed.sfn.list_executions(stateMachineArn=deployed.state_machine_arn)["executions"]) == 1

@@ -125,21 +125,23 @@ REFUSED = {
     "two actions": (["--deployed", "--follow", "--stop"], "argument --stop: not allowed with argument --follow"),
     "rerun while following": (
         ["--deployed", "--follow", "--rerun", "--from-stage", "20"],
-        "--rerun, --from-stage: only when starting runs (not with --follow, --stop or --history)",
+        "--rerun, --from-stage: only when starting runs (add --start)",
     ),
     "concurrency with history": (
         ["--deployed", "--history", "3", "--concurrency", "2"],
         "--concurrency: only when starting runs",
     ),
+    "rerun without start": (["--deployed", "--rerun"], "--rerun: only when starting runs (add --start)"),
+    "check of a date": (["--deployed", "--check", "--run-date", "2025-06-01"], "--check looks at the deployment"),
     "history of no run": (["--deployed", "--history", "0"], "--history 0: expected 1 or more runs"),
     "history not a number": (["--deployed", "--history", "x"], "argument --history: invalid int value: 'x'"),
-    "no concurrency": (["--deployed", "--concurrency", "0"], "--concurrency 0: expected 1 or more runs at once"),
+    "no concurrency": (["--deployed", "--start", "--concurrency", "0"], "--concurrency 0: expected 1 or more runs at once"),
     "more at once than the pipeline allows": (
-        ["--deployed", "--concurrency", "2", "--run-date", "2025-06-01..2025-06-07"],
+        ["--deployed", "--start", "--concurrency", "2", "--run-date", "2025-06-01..2025-06-07"],
         "allows 1 run(s) at once (max_concurrent_runs in pipeline.toml; raise it there and deploy)",
     ),
     "deployed from-stage not a stage": (
-        ["--deployed", "--from-stage", "30"], "has no stage 30 (its stages: 10, 20)"
+        ["--deployed", "--start", "--from-stage", "30"], "has no stage 30 (its stages: 10, 20)"
     ),
     "deployed bad range": (
         ["--deployed", "--run-date", "2025-06-07..2025-06-01"],
@@ -196,16 +198,25 @@ def test_deployed_flags_become_the_request_for_runner_deployed(tmp_path: Path) -
     for name in ("10_load.sh", "20_report.sh", "30_publish.sh"):
         (tmp_path / name).write_text("true\n")
     today = datetime.now(ZoneInfo("Pacific/Kiritimati")).date().isoformat()
-    assert deployed_argv(tmp_path) == DeployedRequest(action="start", run_dates=(today,))
+    # Looking is the default; starting is explicit.
+    assert deployed_argv(tmp_path) == DeployedRequest(action="status")
+    assert deployed_argv(tmp_path, "--start") == DeployedRequest(action="start", run_dates=(today,))
+    assert deployed_argv(tmp_path, "--run-date", "2025-06-01") == DeployedRequest(
+        action="status", run_dates=("2025-06-01",)
+    )
+    assert deployed_argv(tmp_path, "--check") == DeployedRequest(action="check")
     assert deployed_argv(
-        tmp_path, "--run-date", "2025-06-01..2025-06-03", "--concurrency", "3", "--stack", "Prod",
+        tmp_path, "--start", "--run-date", "2025-06-01..2025-06-03", "--concurrency", "3", "--stack", "Prod",
         "--region", "eu-west-1",
     ) == DeployedRequest(
         action="start", run_dates=("2025-06-01", "2025-06-02", "2025-06-03"), concurrency=3, stack="Prod",
         region="eu-west-1",
     )  # fmt: skip
-    assert deployed_argv(tmp_path, "--run-date", "2025-06-01", "--rerun", "--from-stage", "30") == (
+    assert deployed_argv(tmp_path, "--start", "--run-date", "2025-06-01", "--rerun", "--from-stage", "30") == (
         DeployedRequest(action="start", run_dates=("2025-06-01",), rerun=True, from_stage=30)
+    )
+    assert deployed_argv(tmp_path, "--start", "--as-deployed") == DeployedRequest(
+        action="start", run_dates=(today,), as_deployed=True
     )
     assert deployed_argv(tmp_path, "--follow") == DeployedRequest(action="follow")
     assert deployed_argv(tmp_path, "--follow", "--run-date", "2025-06-01") == DeployedRequest(
