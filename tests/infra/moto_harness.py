@@ -23,7 +23,8 @@ Work-arounds for moto, all here and nowhere else:
 - moto's EMR reports a cluster's state-change reason without its code (and has no way to set
   either); `fail_cluster` ends a cluster with the code and message EMR would give.
 - The in-process handlers see the function's environment from the template (NIGHTSHIFT_STACK)
-  only while they run, as a Lambda would.
+  only while they run, as a Lambda would, and only in their own thread: the process environment
+  is never changed under the other executions' threads (see FunctionEnvironment).
 - A step given a `StepScript` writes what the real runner's JsonOutput makes of its output to
   moto's CloudWatch Logs, one event per line as awslogs sends them, in the stream a real task
   would use (`<pipeline>/runner/<task id>`, in the log group the state machine's tag names); it may
@@ -45,7 +46,8 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -144,8 +146,59 @@ class StepScript:
 GATE_TIMEOUT_EXIT = 99
 
 
-#: Held while an in-process Lambda handler runs with its function's environment (see _patch).
-HANDLER_ENVIRONMENT = threading.RLock()
+#: Held while an in-process Lambda handler runs: the handlers share module state (Powertools' Logger and
+#: Metrics, the cached clients) that a Lambda process has for one invocation at a time.
+ONE_HANDLER_AT_A_TIME = threading.RLock()
+
+
+class FunctionEnvironment(MutableMapping[str, str]):
+    """``os.environ`` as each thread sees it: the process's, or inside a handler its function's own.
+
+    A Lambda invocation has an environment of its own. Setting the function's variables in the one
+    process environment and clearing them after the handler broke the other executions' threads:
+    botocore copies ``os.environ`` whenever it builds a client (its proxy look-up iterates it), and a
+    variable removed between its listing and its reading raised KeyError there, so a step's RunTask
+    failed with States.Runtime "'POWERTOOLS_SERVICE_NAME'" while another execution's Preflight ran
+    (test_another_date_waits_for_the_only_slot... failed so in CI). Here the process environment is
+    never changed while executions run; a handler's thread reads and writes a copy of its own.
+    """
+
+    def __init__(self, process: MutableMapping[str, str]) -> None:
+        self._process = process
+        self._local = threading.local()
+
+    def _current(self) -> MutableMapping[str, str]:
+        own: dict[str, str] | None = getattr(self._local, "variables", None)
+        return self._process if own is None else own
+
+    @contextmanager
+    def invocation(self, variables: dict[str, str]) -> Iterator[None]:
+        """This thread sees the process environment with the function's variables over it, until the end."""
+        self._local.variables = {**self._process, **variables}
+        try:
+            yield
+        finally:
+            del self._local.variables
+
+    def __getitem__(self, key: str) -> str:
+        return self._current()[key]
+
+    def __setitem__(self, key: str, value: str) -> None:
+        self._current()[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._current()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._current()))
+
+    def __len__(self) -> int:
+        return len(self._current())
+
+    def copy(self) -> dict[str, str]:
+        return dict(self._current())
+
+
 #: What the handlers read from a Lambda's environment, and moto's stand-in credentials.
 MOTO_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -323,31 +376,30 @@ class Harness:
         faults = self.faults
         harness = self
 
+        environment = FunctionEnvironment(os.environ)
+        monkeypatch.setattr(os, "environ", environment)
+
         def invoke_in_process(function: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
             module_name, attribute = str(function.handler).rsplit(".", 1)
             payload = json.loads(event) if isinstance(event, str | bytes) else (event or {})
-            faults.calls[module_name] += 1
-            faults.payloads.setdefault(module_name, []).append(payload)
-            # One handler at a time: the process has one environment, and two executions' handlers
-            # (a backfill runs dates at once) swapping it in turn would each see the other's (or, between
-            # clear() and update(), none: NoRegionError), where Lambda gives each invocation its own.
-            with HANDLER_ENVIRONMENT:
-                saved = dict(os.environ)
-                os.environ.update(function.environment_vars)
+            # One handler at a time (two executions invoke at once): a Lambda process runs one invocation.
+            with ONE_HANDLER_AT_A_TIME:
+                faults.calls[module_name] += 1
+                faults.payloads.setdefault(module_name, []).append(payload)
                 try:
-                    fault = faults.raise_in.get(module_name)
-                    if fault is not None and fault[1] != 0:
-                        faults.raise_in[module_name] = (fault[0], fault[1] - 1)
-                        raise fault[0]
-                    handler = getattr(importlib.import_module(module_name), attribute)
-                    result = handler(payload, FakeContext(function.function_name))
+                    with environment.invocation(function.environment_vars):
+                        fault = faults.raise_in.get(module_name)
+                        if fault is not None and fault[1] != 0:
+                            faults.raise_in[module_name] = (fault[0], fault[1] - 1)
+                            raise fault[0]
+                        handler = getattr(importlib.import_module(module_name), attribute)
+                        result = handler(payload, FakeContext(function.function_name))
                 except Exception as exc:
                     return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}), True, ""
-                finally:
-                    os.environ.clear()
-                    os.environ.update(saved)
-            if module_name == "lambdas.create_cluster":
-                harness.mirror_fleets(payload, result)
+                if module_name == "lambdas.create_cluster":
+                    # What EMR does as it creates the cluster, before another handler may list it.
+                    harness.mirror_fleets(payload, result)
+            # Outside the lock: a test's hook may wait for another execution's handlers.
             if module_name in faults.after:
                 faults.after[module_name](payload, result)
             return json.dumps(result), False, ""

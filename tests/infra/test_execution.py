@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from typing import Any
 
+import boto3
 import pytest
 from moto.emr.exceptions import ValidationException
 from moto.emr.models import ElasticMapReduceBackend, emr_backends
 
 from lambdas.shared.errors import TransientAwsError
+from lambdas.shared.preflight import preflight
 from tests.infra.moto_harness import Harness
 
 PIPELINE = "nightly"
@@ -434,3 +437,32 @@ def test_a_run_that_finds_no_free_slot_within_its_queue_minutes_is_refused_witho
     assert "CreateCluster" not in states
     assert [finished(adhoc, arn)["status"] for arn in held] == ["SUCCEEDED", "SUCCEEDED"]
     assert cluster_states(adhoc) == ["TERMINATED", "TERMINATED"]
+
+
+def test_a_handlers_function_environment_is_its_own_and_never_the_other_threads(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each Lambda invocation has its own environment. The harness once set a function's variables in
+    # the process environment and cleared them afterwards, under the other executions' threads: a step
+    # thread building a boto3 client (which copies os.environ) then failed with KeyError, States.Runtime
+    # "'POWERTOOLS_SERVICE_NAME'", and the first run of the slot test above FAILED in CI.
+    inside, checked = threading.Event(), threading.Event()
+    seen: dict[str, str | None] = {}
+
+    def held_preflight(*args: Any, **kwargs: Any) -> Any:
+        seen["handler"] = os.environ.get("NIGHTSHIFT_STACK")
+        inside.set()
+        checked.wait(30)
+        return preflight(*args, **kwargs)
+
+    monkeypatch.setattr("lambdas.preflight.preflight", held_preflight)
+    arn = start(harness, f"{PIPELINE}-2025-06-01", {"run_date": "2025-06-01"})
+    try:
+        assert inside.wait(30), "Preflight never ran"
+        # While the handler runs, this thread sees the process environment, untouched.
+        seen["other thread"] = os.environ.get("NIGHTSHIFT_STACK")
+        boto3.client("ecs", region_name="us-east-1")  # copies os.environ, as every RunTask does
+    finally:
+        checked.set()
+    assert finished(harness, arn)["status"] == "SUCCEEDED", harness.why(arn)
+    assert seen == {"handler": harness.synth.stack.stack_name, "other thread": None}
