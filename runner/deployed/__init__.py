@@ -357,7 +357,8 @@ class _Command:
         )
         if rest:
             later = rest[0] + (f"..{rest[-1]}" if len(rest) > 1 else "")
-            line += f"; not started: {later} (start: python -m runner {folder} --deployed --run-date {later})"
+            start = f"python -m runner {folder} --deployed --start --run-date {later}"
+            line += f"; not started: {later} (start: {start})"
         self.say(line)
 
 

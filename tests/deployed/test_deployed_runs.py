@@ -90,7 +90,7 @@ def test_ctrl_c_during_a_backfill_leaves_the_started_dates_running_and_says_what
     assert result.notices[-1] == (
         f"detached; adhoc-2025-06-01 goes on in AWS. Reattach: python -m runner {folder} --deployed --follow "
         f"--run-date 2025-06-01; stop it: python -m runner {folder} --deployed --stop --run-date 2025-06-01; "
-        f"not started: 2025-06-02..2025-06-03 (start: python -m runner {folder} --deployed "
+        f"not started: 2025-06-02..2025-06-03 (start: python -m runner {folder} --deployed --start "
         "--run-date 2025-06-02..2025-06-03)"
     )
 
