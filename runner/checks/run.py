@@ -75,7 +75,7 @@ def parse_check_output(lines: list[bytes], marker: str) -> CheckCount:
     count_prefix, row_prefix = f"{marker}-count\t".encode(), f"{marker}-row\t".encode()
     for raw in lines:
         line = raw.rstrip(b"\r\n")
-        if line.startswith(count_prefix):
+        if line.startswith(count_prefix) and line[len(count_prefix) :].isdigit():
             count.count = int(line[len(count_prefix) :])
         elif line.startswith(row_prefix):
             rows.append(line[len(row_prefix) :].decode("utf-8", "replace"))

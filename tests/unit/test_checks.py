@@ -170,6 +170,11 @@ def test_the_output_is_parsed_by_its_marker_whatever_the_values_hold() -> None:
 
 def test_no_count_line_means_the_engine_failed() -> None:
     assert parse_check_output([b"Error in query\n"], MARKER).count is None
+    # A count line cut short (the engine killed mid-line) is no count either, not a crash.
+    assert (
+        parse_check_output([f"{MARKER}-count\t12x".encode(), f"{MARKER}-count\t".encode()], MARKER).count
+        is None
+    )
 
 
 class _Inner(StepOutput):
