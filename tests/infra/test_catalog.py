@@ -5,16 +5,31 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
+import pytest
 from moto.emr.models import emr_backends
 
 from infra.catalog import DEFAULT_DATABASE_ACTIONS, TABLE_ACTIONS
 from lambdas.shared.catalog import GLUE_CLIENT_FACTORY
-from tests.infra.conftest import ACCOUNT, REGION, Synthesis, definition_of
+from runner.dates import date_variables
+from runner.model import load_pipeline
+from tests.infra.conftest import (
+    ACCOUNT,
+    REGION,
+    ROOT,
+    SECRET_ARN,
+    SUBNETS,
+    Synthesis,
+    base_context,
+    definition_of,
+    synthesize,
+)
+from tests.infra.iam_eval import Request, Template, evaluate
 from tests.infra.moto_harness import Harness
+from tests.support.aws import pipeline_in_moto
 
 PIPELINE = "nightly"
 DATABASES = ("nightly", "nightly_staging")
@@ -284,3 +299,201 @@ def test_a_cluster_without_the_glue_catalog_fails_its_steps(harness: Harness, te
     execution = harness.run("2025-06-01")
     assert execution["status"] == "FAILED"
     assert "metastore is the cluster's own" in harness.faults.step_errors["10_users.sql"]
+
+
+# --- sql/example itself, end to end in moto ----------------------------------------------------------
+
+EXAMPLE = ROOT / "sql" / "example"
+EXAMPLE_BUCKET = "nightshift-example-data"
+
+
+@pytest.fixture(scope="session")
+def example_synth(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
+    """The real sql/ folder (sql/example as shipped) in an existing VPC, its data_access covering the
+    example's variables and warehouse, so moto's interpreter can run it (repo_synth's new VPC has
+    subnet ids only CloudFormation knows)."""
+    context = {
+        **base_context(),
+        "ssh_key_secret_arn": SECRET_ARN,
+        "vpc": {
+            "vpc_id": "vpc-0123456789abcdef0",
+            "availability_zones": [f"{REGION}a", f"{REGION}b"],
+            "private_subnet_ids": SUBNETS,
+        },
+        "data_access": {
+            "example": {
+                "read": [f"s3://{EXAMPLE_BUCKET}/raw/"],
+                "write": [f"s3://{EXAMPLE_BUCKET}/out/", f"s3://{EXAMPLE_BUCKET}/warehouse/"],
+            }
+        },
+    }
+    return synthesize(tmp_path_factory.mktemp("example-cdk.out"), context, ROOT / "sql")
+
+
+@pytest.fixture
+def example(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+    yield from pipeline_in_moto(request, "example_synth", "example", monkeypatch)
+
+
+_QUALIFIED = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)\b")
+
+
+def _statements(text: str) -> list[str]:
+    """A step's statements: comment lines dropped, split at ';' (the example quotes no ';')."""
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+class ExampleOnACluster:
+    """What each statement of sql/example does in the catalog and S3, as the cluster's instance role.
+
+    Every Glue and S3 call is first evaluated as IAM would (tests/infra/iam_eval.py, the role's
+    statements in the template): a call AWS would refuse fails the step, as AccessDenied would.
+    """
+
+    def __init__(self, synth: Synthesis, log: list[str]) -> None:
+        template = Template(synth.template)
+        role = template.logical_id("AWS::IAM::Role", "ClusterLifecycleExampleInstanceRole")
+        self.statements = template.role_statements(role)
+        pipeline = load_pipeline(EXAMPLE)
+        self.variables = dict(pipeline.config.variables)
+        self.database = self.variables["database"]
+        self.log = log
+        self.glue = _glue()
+        self.s3 = boto3.client("s3", region_name=REGION)
+
+    def allow(self, action: str, *resources: str) -> None:
+        for resource in resources:
+            if not evaluate(self.statements, Request(action, resource)).allowed:
+                raise PermissionError(f"AccessDenied: {action} on {resource}")
+
+    def table_call(self, action: str, database: str, table: str) -> None:
+        self.allow(
+            action, f"{GLUE}:catalog", f"{GLUE}:database/{database}", f"{GLUE}:table/{database}/{table}"
+        )
+
+    def object_call(self, action: str, url: str) -> tuple[str, str]:
+        bucket, _, key = url.removeprefix("s3://").partition("/")
+        self.allow(action, f"arn:aws:s3:::{bucket}/{key}")
+        return bucket, key
+
+    def read_tables(self, statement: str) -> None:
+        for database, table in _QUALIFIED.findall(statement):
+            if database == self.database:
+                self.table_call("glue:GetTable", database, table)
+                self.glue.get_table(DatabaseName=database, Name=table)
+
+    def run(self, command: list[str]) -> None:
+        script = ROOT / command[0]
+        cluster_id = command[command.index("--cluster-id") + 1]
+        run_date = command[command.index("--run-date") + 1]
+        warehouse = _catalog_of(cluster_id, "hive" if script.suffix == ".hql" else "spark-sql")
+        values = {**self.variables, **date_variables(run_date)}
+        text = re.sub(
+            r"\$\{(?:hivevar:)?([A-Za-z_][A-Za-z0-9_]*)\}", lambda m: values[m[1]], script.read_text()
+        )
+        for statement in _statements(text):
+            self.statement(statement, warehouse)
+        self.log.append(f"{script.name} on {cluster_id}")
+
+    def statement(self, statement: str, warehouse: str) -> None:
+        upper = " ".join(statement.split()).upper()
+        if upper.startswith("CREATE DATABASE IF NOT EXISTS"):
+            # The stack made it; the client finds it (the role may not create one).
+            self.allow("glue:GetDatabase", f"{GLUE}:catalog", f"{GLUE}:database/{self.database}")
+            self.glue.get_database(Name=self.database)
+        elif upper.startswith("CREATE OR REPLACE TEMPORARY VIEW"):
+            (path,) = re.findall(r"path '([^']+)'", statement)
+            bucket, key = self.object_call("s3:GetObject", path)
+            self.s3.head_object(Bucket=bucket, Key=key)
+        elif upper.startswith("DROP TABLE IF EXISTS"):
+            ((database, table),) = _QUALIFIED.findall(statement)
+            self.table_call("glue:GetTable", database, table)
+            if any(t["Name"] == table for t in self.glue.get_tables(DatabaseName=database)["TableList"]):
+                self.table_call("glue:DeleteTable", database, table)
+                self.glue.delete_table(DatabaseName=database, Name=table)
+        elif upper.startswith("CREATE TABLE"):
+            (database, table), *_ = _QUALIFIED.findall(statement)
+            self.read_tables(statement.split(" AS", 1)[1])
+            location = self.glue.get_database(Name=database)["Database"]["LocationUri"]
+            assert location.startswith(warehouse), (location, warehouse)
+            self.table_call("glue:CreateTable", database, table)
+            self.glue.create_table(
+                DatabaseName=database,
+                TableInput={
+                    "Name": table,
+                    "TableType": "MANAGED_TABLE",
+                    "StorageDescriptor": {"Location": f"{location}{table}"},
+                },
+            )
+            bucket, key = self.object_call("s3:PutObject", f"{location}{table}/part-00000.parquet")
+            self.s3.put_object(Bucket=bucket, Key=key, Body=b"PAR1")
+        elif upper.startswith("INSERT OVERWRITE DIRECTORY"):
+            (path,) = re.findall(r"DIRECTORY '([^']+)'", statement)
+            self.read_tables(statement)
+            bucket, key = self.object_call("s3:PutObject", f"{path}/part-00000.parquet")
+            self.s3.put_object(Bucket=bucket, Key=key, Body=b"PAR1")
+        elif upper.startswith("SELECT"):
+            self.read_tables(statement)
+        else:
+            raise AssertionError(f"a statement this stand-in does not know: {statement[:60]}")
+
+
+def test_sql_example_runs_in_the_catalog_and_a_rerun_from_stage_30_reads_it(
+    example: Harness, example_synth: Synthesis
+) -> None:
+    """sql/example as shipped (its pipeline.toml and SQL) through moto's interpreter and the real
+    Lambdas: stage 10 makes its tables in the Glue catalog (the stack's database, in the warehouse),
+    and a rerun --from-stage 30 on a new cluster reads them. Every catalog and S3 call the SQL makes
+    is one the example's instance role may make.
+    """
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=EXAMPLE_BUCKET)
+    for name in ("users.csv", "events.csv"):
+        s3.put_object(
+            Bucket=EXAMPLE_BUCKET, Key=f"raw/{name}", Body=(EXAMPLE / "sample_data" / name).read_bytes()
+        )
+    _deploy_databases(example_synth)
+    log: list[str] = []
+    steps = sorted(step.path.name for stage in load_pipeline(EXAMPLE).stages for step in stage.steps)
+    assert steps == ["10_events.sql", "10_users.sql", "20_sessions.hql", "30_funnel.sql", "30_segments.sql"]
+    cluster = ExampleOnACluster(example_synth, log)
+    example.faults.step_actions = dict.fromkeys(steps, cluster.run)
+
+    first = example.run("2025-06-01")
+    assert first["status"] == "SUCCEEDED", (first, example.faults.step_errors)
+    tables = {t["Name"]: t for t in _glue().get_tables(DatabaseName="nightshift_example")["TableList"]}
+    assert set(tables) == {"users", "events", "sessions", "funnel", "segments"}
+    warehouse = f"s3://{EXAMPLE_BUCKET}/warehouse/nightshift_example.db/"
+    assert tables["users"]["StorageDescriptor"]["Location"] == f"{warehouse}users"
+    outputs = s3.list_objects_v2(Bucket=EXAMPLE_BUCKET, Prefix="out/")["Contents"]
+    assert {o["Key"] for o in outputs} == {
+        "out/funnel/run_date=2025-06-01/part-00000.parquet",
+        "out/segments/run_date=2025-06-01/part-00000.parquet",
+    }
+    first_clusters = {line.split(" on ")[1] for line in log}
+
+    example.faults.steps_run.clear()
+    log.clear()
+    rerun = _start(example, "example-2025-06-01-r2", {"run_date": "2025-06-01", "from_stage": 30})
+    assert rerun["status"] == "SUCCEEDED", (rerun, example.faults.step_errors)
+    assert sorted(example.faults.steps_run) == ["30_funnel.sql", "30_segments.sql"]
+    second_clusters = {line.split(" on ")[1] for line in log}
+    assert len(first_clusters) == len(second_clusters) == 1 and second_clusters.isdisjoint(first_clusters)
+    assert {c["Status"]["State"] for c in example.clusters()} == {"TERMINATED"}
+
+
+def test_sql_example_fails_its_first_step_without_the_stacks_database(
+    example: Harness, example_synth: Synthesis
+) -> None:
+    """The same run with the database not deployed: the first step's CREATE DATABASE IF NOT EXISTS
+    finds none, and the role may not create it, so the step fails and stage 30 never runs."""
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=EXAMPLE_BUCKET)
+    cluster = ExampleOnACluster(example_synth, [])
+    example.faults.step_actions = {"10_users.sql": cluster.run, "10_events.sql": cluster.run}
+    execution = example.run("2025-06-01")
+    assert execution["status"] == "FAILED"
+    errors = example.faults.step_errors
+    assert errors and all("EntityNotFoundException" in e for e in errors.values()), errors
+    assert not [s for s in example.faults.steps_run if s.startswith("30_")]
