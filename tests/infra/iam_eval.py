@@ -173,8 +173,12 @@ def _statement_applies(
     if "Resource" in statement:
         if not any(_matches(r, request.resource) for r in _listed(statement["Resource"])):
             return False
-    elif any(_matches(r, request.resource) for r in _listed(statement["NotResource"])):
-        return False
+    elif "NotResource" in statement:
+        if any(_matches(r, request.resource) for r in _listed(statement["NotResource"])):
+            return False
+    elif principal is None:
+        raise Unsupported("a statement without Resource in an identity policy")
+    # else: a role's trust policy, whose statements are about the role itself
     for operator, keys in statement.get("Condition", {}).items():
         for key, policy_values in keys.items():
             if not _condition_holds(operator, key, _listed(policy_values), request.context):

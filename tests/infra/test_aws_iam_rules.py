@@ -698,6 +698,66 @@ def test_the_failed_starts_and_alerts_reach_their_encrypted_destinations(
             assert deployment.decide(_call(role, action)).allowed, (role, action)
 
 
+# The service that assumes each role (its trust policy's principal).
+LAMBDA_SERVICE = "lambda.amazonaws.com"
+TRUSTED = {
+    **dict.fromkeys(
+        (
+            manifest.CREATE_CLUSTER,
+            manifest.CLUSTER_STATUS,
+            manifest.TERMINATE_CLUSTER,
+            manifest.PREFLIGHT,
+            manifest.RECORD_RUN,
+            manifest.CHECK_INPUTS,
+            manifest.SWEEPER,
+            manifest.START_RUN,
+            manifest.ALERT_FORMATTER,
+            manifest.LATE_CHECK,
+        ),
+        LAMBDA_SERVICE,
+    ),
+    manifest.RUNNER_TASK: "ecs-tasks.amazonaws.com",
+    manifest.RUNNER_TASK_EXECUTION: "ecs-tasks.amazonaws.com",
+    manifest.INSTANCE_ROLE: "ec2.amazonaws.com",
+    manifest.EMR_SERVICE_ROLE: manifest.EMR_SERVICE,
+    manifest.START_RUN_SCHEDULE: "scheduler.amazonaws.com",
+    manifest.LATE_CHECK_SCHEDULE: "scheduler.amazonaws.com",
+    manifest.STATE_MACHINE: "states.amazonaws.com",
+}
+
+
+@pytest.mark.parametrize("role", list(TRUSTED))
+def test_each_role_may_be_assumed_by_its_service_only(request: pytest.FixtureRequest, role: str) -> None:
+    """A service acts with a role only if the role's trust policy lets its service principal call
+    sts:AssumeRole; any other service is refused.
+
+    "Create a role to give permissions to an AWS service", IAM User Guide:
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_create_for-service.html
+    """
+    assert set(TRUSTED) == set(ROLES) - set(OPERATOR_ROLES)
+    deployment = deployment_of(request, role)
+    template = deployment.template
+    logical = deployment.holder(role)
+    trust = template.resolve(template.resources[logical]["Properties"]["AssumeRolePolicyDocument"])
+    # Step Functions assumes its role for one state machine: the confused-deputy keys of that one
+    # ("The confused deputy problem", IAM User Guide, https://docs.aws.amazon.com/IAM/latest/UserGuide/confused-deputy.html).
+    source = {"aws:SourceAccount": ACCOUNT, "aws:SourceArn": deployment.values["state_machine"]}
+    assume = Request("sts:AssumeRole", template.arn(logical), source)
+    service = TRUSTED[role]
+    assert evaluate_resource_policy(trust["Statement"], Principal("Service", service), assume).allowed
+    stranger = Request(
+        "sts:AssumeRole",
+        template.arn(logical),
+        {k: v.replace(ACCOUNT, "210987654321") for k, v in source.items()},
+    )
+    if role == manifest.STATE_MACHINE:
+        assert not evaluate_resource_policy(
+            trust["Statement"], Principal("Service", service), stranger
+        ).allowed
+    other = "states.amazonaws.com" if service != "states.amazonaws.com" else LAMBDA_SERVICE
+    assert not evaluate_resource_policy(trust["Statement"], Principal("Service", other), assume).allowed
+
+
 def test_no_node_can_overwrite_a_published_host_key(deployment: Deployment) -> None:
     """An explicit Deny wins over every Allow (policy evaluation logic, IAM User Guide)."""
     put = _call(manifest.INSTANCE_ROLE, "ssm:PutParameter")
