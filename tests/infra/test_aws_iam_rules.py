@@ -807,3 +807,28 @@ def test_the_evaluator_reads_conditions_as_iam_does(
     condition: dict[str, Any], context: dict[str, Any], allowed: bool
 ) -> None:
     assert _allows(condition, context) is allowed
+
+
+@pytest.mark.parametrize(
+    ("named", "who", "allowed"),
+    [
+        ("*", Principal("Service", "logs.amazonaws.com"), True),
+        ({"AWS": "*"}, Principal("Service", "logs.amazonaws.com"), True),
+        ({"Service": "sns.amazonaws.com"}, Principal("Service", "logs.amazonaws.com"), False),
+        ({"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, Principal("AWS", f"arn:aws:iam::{ACCOUNT}:role/r"), True),
+        ({"AWS": ACCOUNT}, Principal("AWS", f"arn:aws:iam::{ACCOUNT}:role/r"), True),
+        (
+            {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+            Principal("AWS", "arn:aws:iam::210987654321:role/r"),
+            False,
+        ),
+        ({"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, Principal("Service", "logs.amazonaws.com"), False),
+    ],
+)
+def test_the_evaluator_reads_principals_as_iam_does(named: Any, who: Principal, allowed: bool) -> None:
+    """ "AWS JSON policy elements: Principal", IAM User Guide
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html): "*"
+    and {"AWS": "*"} are everyone; an account (its root or its id) stands for its principals."""
+    statement = {"Effect": "Allow", "Principal": named, "Action": "kms:Decrypt", "Resource": "*"}
+    decision = evaluate_resource_policy([statement], who, Request("kms:Decrypt", "arn:aws:kms:r:1:key/k"))
+    assert decision.allowed is allowed
