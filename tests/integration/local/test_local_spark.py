@@ -141,7 +141,9 @@ def test_example_pipeline_end_to_end(tmp_path: Path, state_dir: Path) -> None:
     assert rows[segments_header + 1 :] == segments
     assert len(segments) >= 15 and len(funnel) >= 40
 
-    summary = [line.removeprefix("nightshift: ").split() for line in stderr.splitlines()[-15:]]
+    lines = [line.removeprefix("nightshift: ").split() for line in stderr.splitlines()]
+    header = max(i for i, line in enumerate(lines) if line[:3] == ["step", "stage", "status"])
+    summary = lines[header : header + 14]
     # Each stage's data checks (issue 21) right after its steps: the shipped data passes them all.
     checks = [["check", name, "passed"] for name in (
         "users.unique", "users.not_null", "users.accepted_values", "users.min_rows", "events.unique",
