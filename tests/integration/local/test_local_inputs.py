@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
+from typing import IO
 
 from tests.conftest import run_cli, start_cli
 
@@ -39,6 +41,29 @@ def arrive(tmp_path: Path, run_date: str, *, users: bool = True, marker: bool = 
     if marker:
         (tmp_path / "data" / "events" / f"dt={run_date}").mkdir(parents=True, exist_ok=True)
         (tmp_path / "data" / "events" / f"dt={run_date}" / "_SUCCESS").write_text("")
+
+
+def line_with(stream: IO[bytes], text: str) -> str:
+    """The first line of `stream` that holds `text` (lines before it, as the run's header, are skipped)."""
+    for line in iter(stream.readline, b""):
+        if text in line.decode():
+            return line.decode()
+    return ""
+
+
+def wait_until_listed(folder: Path, times: int, within: float = 60) -> None:
+    """Wait until something has read `folder` `times` times: each poll of a prefix input lists it.
+
+    Linux (relatime, the default) sets a folder's access time when it is read while that time is older
+    than its modification time; the test sets it older before each read it waits for.
+    """
+    for _ in range(times):
+        modified = folder.stat().st_mtime_ns
+        os.utime(folder, ns=(modified - 1_000_000_000, modified))
+        deadline = time.monotonic() + within
+        while folder.stat().st_atime_ns < modified:
+            assert time.monotonic() < deadline, f"nothing read {folder} (a file system mounted noatime?)"
+            time.sleep(0.02)
 
 
 def ran(tmp_path: Path) -> list[str]:
@@ -88,14 +113,16 @@ def test_a_single_step_is_not_gated_unless_asked(tmp_path: Path) -> None:
 
 def test_wait_runs_once_late_inputs_arrive(tmp_path: Path) -> None:
     folder = pipeline(tmp_path, wait_minutes=1)
+    users = tmp_path / "data" / "users" / "dt=2025-06-01"
+    users.mkdir(parents=True)  # the prefix's folder, empty: not there yet, and each poll lists it
     process = start_cli(folder, "--run-date", "2025-06-01", "--wait", cwd=tmp_path)
     assert process.stderr is not None
-    waiting = process.stderr.readline().decode()
+    waiting = line_with(process.stderr, "nightshift: inputs: ")
     assert waiting.startswith(
         "nightshift: inputs: waiting for 2 of 2 for 2025-06-01: data/events/dt=2025-06-01/_SUCCESS,"
         " data/users/dt=2025-06-01/ (no file in it); checking every 1 s until "
     )
-    time.sleep(2.5)  # a few polls find nothing
+    wait_until_listed(users, 2)  # two more polls find nothing (the first printed the line above)
     assert process.poll() is None and ran(tmp_path) == []
     arrive(tmp_path, "2025-06-01")
     assert process.wait(30) == 0
@@ -103,7 +130,7 @@ def test_wait_runs_once_late_inputs_arrive(tmp_path: Path) -> None:
     assert re.fullmatch(
         r"nightshift: inputs: all 2 there for 2025-06-01 after \d+ s \((\d+) checks\)\n", there
     )
-    assert int(re.findall(r"\((\d+) checks", there)[0]) >= 3
+    assert int(re.findall(r"\((\d+) checks", there)[0]) >= 4  # the first, two more, the one that found them
     assert ran(tmp_path) == ["2025-06-01"]
 
 

@@ -34,10 +34,11 @@ def test_a_closed_port_fails_at_once_with_255(cli: Cli) -> None:
     argv = _args_without(cli, "--port")
 
     started = time.monotonic()
-    result = cli.run(step, *argv, "--port", str(free_port()), target=False)
+    result = cli.run(step, *argv, "--port", str(free_port()), "--connect-timeout", "60", target=False)
 
     assert result.returncode == 255
-    assert time.monotonic() - started < 5
+    # At once, not after the 60 s connect timeout: 30 s leaves room for the CLI's start under load 20.
+    assert time.monotonic() - started < 30
     (line,) = _error_lines(result.stderr)
     assert "cannot connect to 127.0.0.1" in line and "refused" in line
 
@@ -72,8 +73,10 @@ def test_an_unanswered_host_fails_within_the_connect_timeout(cli: Cli, silent_po
     started = time.monotonic()
     result = cli.run(step, *argv, "--port", str(silent_port), "--connect-timeout", "1.5", target=False)
 
+    # It waited out its 1.5 s, and not the kernel's minutes of SYN retries (30 s: the CLI's start under
+    # load 20 takes seconds of its own).
     assert result.returncode == 255
-    assert time.monotonic() - started < 6
+    assert 1.5 <= time.monotonic() - started < 30
     (line,) = _error_lines(result.stderr)
     assert f"no answer from 127.0.0.1:{silent_port} within 1.5 s" in line
 

@@ -8,9 +8,9 @@ The check itself is the real one: a generated bash file uploaded and run like an
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
+from tests.integration.local.test_local_inputs import line_with, wait_until_listed
 from tests.integration.ssh.conftest import Cli
 
 TOML = """
@@ -77,16 +77,20 @@ def test_there_on_the_master_runs_the_pipeline(cli: Cli) -> None:
 
 def test_wait_polls_the_master_until_they_arrive(cli: Cli) -> None:
     folder, master = pipeline(cli)
+    users = master / "users" / "dt=2025-06-01"
+    users.mkdir(parents=True)  # the prefix's folder, empty: not there yet, and each check lists it
     process = cli.start(folder, "--run-date", "2025-06-01", "--wait")
     assert process.stderr is not None
-    waiting = process.stderr.readline().decode()
+    waiting = line_with(process.stderr, "nightshift: inputs: ")
     assert waiting.startswith("nightshift: inputs: waiting for 2 of 2 for 2025-06-01: "), waiting
-    time.sleep(2)
+    # Two more checks on the master find nothing (each lists the folder twice: its `hadoop fs -count`).
+    wait_until_listed(users, 4)
     assert process.poll() is None and ran(cli) == []
     arrive(master, "2025-06-01")
     assert process.wait(60) == 0
     rest = process.stderr.read().decode()
-    assert re.search(r"nightshift: inputs: all 2 there for 2025-06-01 after \d+ s \(\d+ checks\)", rest), rest
+    found = re.search(r"nightshift: inputs: all 2 there for 2025-06-01 after \d+ s \((\d+) checks\)", rest)
+    assert found and int(found[1]) >= 4, rest
     assert ran(cli) == ["2025-06-01"]
 
 
