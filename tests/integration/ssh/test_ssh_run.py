@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -30,15 +29,15 @@ def test_a_bash_step_streams_both_streams_and_returns_its_exit_code(cli: Cli) ->
 
 
 def test_output_arrives_while_the_step_is_still_running(cli: Cli) -> None:
-    step = cli.step("10_slow.sh", "echo first\nsleep 3\necho second\n")
+    # The step goes on only once the test has read its first line: slow by construction, not by a sleep.
+    gate = cli.root / "go-on"
+    step = cli.step("10_slow.sh", f"echo first\nuntil [ -e {gate} ]; do sleep 0.05; done\necho second\n")
     process = cli.start(step)
     assert process.stdout is not None
-    started = time.monotonic()
     line = process.stdout.readline()
-    took = time.monotonic() - started
-    rest, _ = process.communicate(timeout=30)
-    assert line == b"first\n"
-    assert took < 2.5
+    assert line == b"first\n" and process.poll() is None
+    gate.touch()
+    rest, _ = process.communicate(timeout=60)
     assert rest == b"second\n"
     assert process.returncode == 0
 
@@ -84,19 +83,25 @@ def test_json_log_format_writes_one_object_per_output_line(cli: Cli) -> None:
 
 def test_a_pipeline_folder_runs_a_stage_in_parallel_without_collisions(cli: Cli) -> None:
     marker = cli.root / "order"
-    cli.step("10_a.sh", f"sleep 1; echo a >> {marker}; echo from-a\n")
-    cli.step("10_b.sh", f"sleep 1; echo b >> {marker}; echo from-b\n")
+
+    def beside(me: str, other: str) -> str:
+        """Goes on only once the other step of the stage has started (up to 60 s, then fails): they run at once."""
+        mine, theirs = cli.root / f"{me}.started", cli.root / f"{other}.started"
+        return (
+            f"touch {mine}; for _ in $(seq 1200); do [ -e {theirs} ] && break; sleep 0.05; done\n"
+            f'[ -e {theirs} ] || {{ echo "10_{other} never ran beside 10_{me}" >&2; exit 1; }}\n'
+        )
+
+    cli.step("10_a.sh", beside("a", "b") + f"echo a >> {marker}; echo from-a\n")
+    cli.step("10_b.sh", beside("b", "a") + f"echo b >> {marker}; echo from-b\n")
     cli.step("20_c.sh", f"echo c >> {marker}; echo from-c\n")
 
-    started = time.monotonic()
     result = cli.run(cli.root / "job")
-    took = time.monotonic() - started
 
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.stderr  # 10_a and 10_b ran at the same time
     assert sorted(result.stdout.splitlines()) == [b"from-a", b"from-b", b"from-c"]
     assert result.stdout.splitlines()[-1] == b"from-c"
     assert marker.read_text().splitlines()[-1] == "c"
-    assert took < 5  # 10_a and 10_b slept at the same time
     assert list(cli.remote_dir.iterdir()) == []
 
 
