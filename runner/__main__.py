@@ -6,6 +6,7 @@ import argparse
 import math
 import os
 import secrets
+import shlex
 import signal
 import sys
 import time
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NoReturn
 
+from runner import __version__
 from runner.config import RESERVED_VARIABLES, VARIABLE_NAME, variable_problem
 from runner.dates import (
     DateResult,
@@ -103,11 +105,20 @@ after 20 minutes.
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{PROG}: error: {message} (see --help)\n")
+        # The runner's one prefix, for argparse's refusals too.
+        self.exit(EXIT_USAGE, f"nightshift: error: {message} (see {self.prog} --help)\n")
+
+
+def _prog() -> str:
+    """How the command was typed: the `nightshift` console script, or `python -m runner`."""
+    return "nightshift" if Path(sys.argv[0]).name == "nightshift" else PROG
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(
+        prog=_prog(), description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"nightshift {__version__}")
     parser.add_argument("path", nargs="?", type=Path, help="a step file or a pipeline folder")
     parser.add_argument(
         "--var", action="append", default=[], metavar="NAME=VALUE",
@@ -256,7 +267,7 @@ def _add_deployed_options(parser: argparse.ArgumentParser) -> None:
         " catalog, alerts, and that the local folder is the deployed one; one line per check",
     )  # fmt: skip
     action.add_argument(
-        "--history", type=int, nargs="?", const=DEFAULT_HISTORY, metavar="N",
+        "--history", nargs="?", const=DEFAULT_HISTORY, metavar="N",
         help=f"list the last N runs (default: {DEFAULT_HISTORY}); with --run-date, those of its dates",
     )  # fmt: skip
     deployed.add_argument(
@@ -302,6 +313,19 @@ def _run_id(given: str | None, run_date: str, *, in_range: bool) -> str:
     return f"{given}-{run_date}" if in_range else given
 
 
+def _history_count(args: argparse.Namespace) -> None:
+    """--history's optional N: a PATH typed right after it (`--history sql/example/`) is the PATH."""
+    value = args.history
+    if value is None or isinstance(value, int):
+        return
+    try:
+        args.history = int(value)
+    except ValueError:
+        if args.path is not None:
+            raise UsageError(f"--history {value!r}: expected a number of runs") from None
+        args.path, args.history = Path(value), DEFAULT_HISTORY
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     output: Output = (
@@ -309,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         else TextOutput(sys.stdout.buffer, sys.stderr.buffer)
     )  # fmt: skip
     try:
+        _history_count(args)
         return _run(args, output)
     except NightshiftError as error:
         output.notice(f"error: {error}")
@@ -471,6 +496,7 @@ def _deployed_action(
 
 def deployed_request(args: argparse.Namespace, pipeline: Pipeline) -> DeployedRequest:
     """The request for runner.deployed from validated flags (a UsageError for what argparse cannot see)."""
+    _history_count(args)
     if args.path is not None and not args.path.is_dir():
         raise UsageError(f"--deployed: {args.path} is a step file; give its pipeline folder")
     if args.from_stage is not None:
@@ -712,11 +738,32 @@ def _run(args: argparse.Namespace, output: Output) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda number, _frame: stop.trigger(number))
     if len(plans) > 1:
-        return _run_range(plans, executor, output, stop, whole=whole, gate=gate)
-    report = _run_date(plans[0], executor, output, stop, whole=whole, gate=gate)
-    if stop.is_set():
-        output.notice(f"stopped by signal {stop.signum}")
-    return report.exit_code
+        code = _run_range(plans, executor, output, stop, whole=whole, gate=gate)
+    else:
+        report = _run_date(plans[0], executor, output, stop, whole=whole, gate=gate)
+        if stop.is_set():
+            output.notice(f"stopped by signal {stop.signum}")
+        code = report.exit_code
+    # Only a run with SQL (steps or checks) may have started the engine: a bash run says nothing of it.
+    sql = bool(pipeline.checks) or any(plans[0].engine(step).is_sql for step in running)
+    if isinstance(executor, LocalExecutor) and sql:
+        _engine_stays_up(executor, args, output)
+    return code
+
+
+def _engine_stays_up(executor: LocalExecutor, args: argparse.Namespace, output: Output) -> None:
+    """After a local run: one line saying the warm engine stays up, and how to end it."""
+    from runner.local.warm.client import engine_alive  # noqa: PLC0415 - the cluster path never loads it
+    from runner.local.warm.steps import WarmSteps  # noqa: PLC0415
+
+    if not isinstance(executor.warm, WarmSteps) or not engine_alive(executor.spark.state_dir):
+        return
+    state = "" if args.state_dir == DEFAULT_STATE_DIR else f" --state-dir {shlex.quote(str(args.state_dir))}"
+    minutes = f"{executor.warm.idle_seconds / 60:g}"
+    output.notice(
+        f"the warm engine stays up for the next run (it ends after {minutes} min without a step);"
+        f" end it now: {_prog()}{state} --stop-engine"
+    )
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from runner.checks.spec import CheckStatus, DataCheck
 from runner.dates import date_variables
 from runner.errors import UsageError
 from runner.model import Engine, Pipeline, Stage, Step
-from runner.output import Output, StepOutput
+from runner.output import ErrorLine, Output, StepOutput
 
 EXIT_TIMEOUT = 124  # as GNU timeout
 EXIT_UNREACHABLE = 255  # as ssh
@@ -184,6 +184,8 @@ class StepReport:
     status: str = "not run"
     exit_code: int | None = None
     seconds: float = 0.0
+    #: a failed step's first stderr line that reads as an error (else its last), for the summary
+    error: str = ""
 
 
 @dataclass
@@ -198,7 +200,9 @@ def _run_one(executor: Executor, invocation: Invocation, output: Output, stop: S
     report = StepReport(step)
     started = time.monotonic()
     # The step's output first: a JSON notice then carries the pipeline and run id too.
-    step_output = output.for_step(invocation.pipeline, step.name, invocation.run_id, step.file_name)
+    step_output = ErrorLine(
+        output.for_step(invocation.pipeline, step.name, invocation.run_id, step.file_name)
+    )
     step_output.notice(f"started ({invocation.engine})")
     if invocation.engine.is_sql and step.starts_with_bom:
         # The file still runs as it is; the engine will likely reject its first statement.
@@ -218,6 +222,7 @@ def _run_one(executor: Executor, invocation: Invocation, output: Output, stop: S
         report.status = "succeeded"
     else:
         report.status = f"failed (exit {result.exit_code})"
+        report.error = step_output.line
     step_output.notice(f"{report.status} in {report.seconds:.1f} s")
     return report
 
@@ -378,20 +383,24 @@ def _check_row(report: CheckReport) -> tuple[str, str, str, str]:
 
 
 def summary_lines(run: RunReport) -> list[str]:
-    """The end-of-run table: step, stage, status, duration."""
-    rows = [("step", "stage", "status", "duration")]
+    """The end-of-run table: step, stage, status, duration, and a failed step's first error line."""
+    rows: list[tuple[str, ...]] = [("step", "stage", "status", "duration")]
     checks = list(run.checks)
     for number, report in enumerate(run.reports):
         stage = "-" if report.step.stage is None else str(report.step.stage)
         took = f"{report.seconds:.1f} s" if report.status not in ("not run", SKIPPED) else "-"
-        rows.append((report.step.file_name, stage, report.status, took))
+        error = (report.error,) if report.error else ()
+        rows.append((report.step.file_name, stage, report.status, took, *error))
         following = run.reports[number + 1].step.stage if number + 1 < len(run.reports) else None
         if following != report.step.stage:
             # A stage's checks right after its steps, as they ran.
             rows += [_check_row(c) for c in checks if c.check.stage == report.step.stage]
             checks = [c for c in checks if c.check.stage != report.step.stage]
     rows += [_check_row(check) for check in checks]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    if any(len(row) > 4 for row in rows):
+        rows[0] += ("first error line",)
+    widths = [max(len(row[i]) for row in rows if len(row) > i) for i in range(len(rows[0]))]
     return [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip()
+        for row in rows
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
@@ -192,7 +193,8 @@ class _JsonStep(StepOutput):
     def __init__(self, out: JsonOutput, pipeline: str, step: str, run_id: str, label: str) -> None:
         # Only the line varies between records: encode the rest once, not once per line.
         self._fields = f', "pipeline": {_dumps(pipeline)}, "step": {_dumps(step)}, "run_id": {_dumps(run_id)}'
-        self._fields += f', "run_date": {_dumps(out.run_date)}'
+        if out.run_date:  # a run's records carry its date; a bare step output has none
+            self._fields += f', "run_date": {_dumps(out.run_date)}'
         super().__init__(lambda message: out.write_records([self._notice_record(f"{label}: {message}")]))
         self._out = out
         self._lines: dict[Stream, _Line] = {"stdout": _Line(), "stderr": _Line()}
@@ -305,6 +307,9 @@ class JsonOutput(Output):
     def for_step(self, pipeline: str, step: str, run_id: str, label: str = "") -> StepOutput:
         return _JsonStep(self, pipeline, step, run_id, label or step)
 
+    def _date(self) -> dict[str, str]:
+        return {"run_date": self.run_date} if self.run_date else {}
+
     def write_records(self, records: list[str]) -> None:
         data = ("\n".join(records) + "\n").encode("utf-8", errors="backslashreplace")
         with self.lock:
@@ -312,8 +317,8 @@ class JsonOutput(Output):
             self.stdout.flush()
 
     def result(self, record: Mapping[str, Any], lines: Iterable[str]) -> None:
-        fields = {"time": _now(), "pipeline": self._pipeline, "run_id": self._run_id}
-        fields |= {"run_date": self.run_date, "stream": "check"}
+        fields = {"time": _now(), "pipeline": self._pipeline, "run_id": self._run_id, **self._date()}
+        fields["stream"] = "check"
         self.write_records([json.dumps({**fields, **record}, ensure_ascii=False)])
 
     def notice(self, message: str, *, step: str = "") -> None:
@@ -322,7 +327,7 @@ class JsonOutput(Output):
             "pipeline": self._pipeline,
             "step": step or self._step,
             "run_id": self._run_id,
-            "run_date": self.run_date,
+            **self._date(),
             "stream": "nightshift",
             "line": message,
         }
@@ -380,3 +385,53 @@ def reassemble(records: Iterable[Mapping[str, Any]]) -> dict[Stream, bytes]:
         if taken is not None:
             streams[taken[0]] += taken[1]
     return {"stdout": bytes(streams["stdout"]), "stderr": bytes(streams["stderr"])}
+
+
+#: What reads as an engine's or a script's error line (spark-sql's "Error in query:", a Java exception).
+_ERROR_LINE = re.compile(rb"error|exception|fatal|failed", re.IGNORECASE)
+#: How much of that line the summary table repeats.
+ERROR_LINE_CHARS = 200
+
+
+class ErrorLine(StepOutput):
+    """A step's output passed on unchanged, keeping its first stderr line that reads as an error.
+
+    Without such a line the step's last stderr line is kept: the summary table repeats it, so a
+    failure's cause is not lost above a hundred lines of Java stack.
+    """
+
+    def __init__(self, inner: StepOutput) -> None:
+        super().__init__(inner.notice)
+        self._inner = inner
+        self._stderr = LineBuffer()
+        self._first = b""
+        self._last = b""
+
+    def feed(self, stream: Stream, chunk: bytes) -> None:
+        self._inner.feed(stream, chunk)
+        if stream == "stderr" and not self._first:
+            self._scan(self._stderr.feed(chunk))
+
+    def emit(self, stream: Stream, block: bytes) -> None:
+        self._inner.emit(stream, block)
+
+    def close(self) -> None:
+        self._inner.close()
+        if not self._first:
+            self._scan(self._stderr.rest())
+
+    def _scan(self, block: bytes) -> None:
+        for raw in block.splitlines():
+            line = raw.strip()[: ERROR_LINE_CHARS * 4]
+            if not line:
+                continue
+            if _ERROR_LINE.search(line):
+                self._first = line
+                return
+            self._last = line
+
+    @property
+    def line(self) -> str:
+        """The kept line as text (at most ERROR_LINE_CHARS characters), "" when stderr was empty."""
+        text = (self._first or self._last).decode("utf-8", errors="replace")
+        return text if len(text) <= ERROR_LINE_CHARS else text[: ERROR_LINE_CHARS - 1] + "…"

@@ -134,7 +134,7 @@ REFUSED = {
     "rerun without start": (["--deployed", "--rerun"], "--rerun: only when starting runs (add --start)"),
     "check of a date": (["--deployed", "--check", "--run-date", "2025-06-01"], "--check looks at the deployment"),
     "history of no run": (["--deployed", "--history", "0"], "--history 0: expected 1 or more runs"),
-    "history not a number": (["--deployed", "--history", "x"], "argument --history: invalid int value: 'x'"),
+    "history not a number": (["--deployed", "--history", "x"], "--history 'x': expected a number of runs"),
     "no concurrency": (["--deployed", "--start", "--concurrency", "0"], "--concurrency 0: expected 1 or more runs at once"),
     "more at once than the pipeline allows": (
         ["--deployed", "--start", "--concurrency", "2", "--run-date", "2025-06-01..2025-06-07"],

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
+import runner
 from tests.conftest import run_cli
 
 
@@ -170,3 +173,68 @@ def test_a_schedule_time_lost_to_daylight_saving_is_a_warning_at_load(tmp_path: 
     ]
     assert warning.count("(02:30)") == len(sundays) >= 1
     assert all(f"{day.isoformat()} (02:30)" in warning for day in sundays)
+
+
+def test_the_summary_repeats_a_failed_steps_first_error_line(tmp_path: Path) -> None:
+    noise = "".join(f"INFO line {n} of the engine's log\n" for n in range(120))
+    folder = pipeline(
+        tmp_path / "nightly",
+        "",
+        {
+            "10_ok.sh": "echo ok\n",
+            "20_load.sh": f"cat >&2 <<'EOF'\nERROR: no such table shop.orderz\n{noise}EOF\nexit 4\n",
+        },
+    )
+    result = run_cli(folder, "--run-date", "2025-06-04", cwd=tmp_path)
+    assert result.returncode == 4
+    table = [line.split() for line in result.stderr.decode().splitlines()[-3:]]
+    assert table[0] == ["nightshift:", "step", "stage", "status", "duration", "first", "error", "line"]
+    assert table[1][:4] == ["nightshift:", "10_ok.sh", "10", "succeeded"]
+    assert table[2][:5] == ["nightshift:", "20_load.sh", "20", "failed", "(exit"]
+    assert table[2][-5:] == ["ERROR:", "no", "such", "table", "shop.orderz"]
+
+
+def test_the_nightshift_command_version_and_one_error_prefix(tmp_path: Path) -> None:
+    nightshift = Path(sys.executable).parent / "nightshift"  # the console script (make setup installs it)
+    version = subprocess.run([nightshift, "--version"], capture_output=True, check=False)
+    assert (version.returncode, version.stdout) == (0, f"nightshift {runner.__version__}\n".encode())
+    typo = subprocess.run([nightshift, "--rundate"], capture_output=True, check=False)
+    assert typo.returncode == 2
+    assert typo.stderr.decode().splitlines() == [
+        "nightshift: error: unrecognized arguments: --rundate (see nightshift --help)"
+    ]
+    missing = run_cli("--run-date", cwd=tmp_path)
+    assert missing.returncode == 2
+    assert missing.stderr.decode().splitlines() == [
+        "nightshift: error: argument --run-date: expected one argument (see python -m runner --help)"
+    ]
+
+
+def test_history_takes_the_path_typed_right_after_it(tmp_path: Path) -> None:
+    # The path is read before AWS is asked: a missing folder is the error, not "invalid int value".
+    after = run_cli("--deployed", "--history", tmp_path / "nowhere", cwd=tmp_path)
+    assert after.returncode == 2
+    assert after.stderr.decode().splitlines() == [
+        f"nightshift: error: {tmp_path / 'nowhere'}: no such file or folder"
+    ]
+    counted = run_cli("--deployed", "--history", "3", tmp_path / "nowhere", cwd=tmp_path)
+    assert counted.stderr == after.stderr
+    both = run_cli(tmp_path, "--deployed", "--history", "many", cwd=tmp_path)
+    assert both.returncode == 2
+    assert both.stderr.decode().splitlines() == [
+        "nightshift: error: --history 'many': expected a number of runs"
+    ]
+
+
+@pytest.mark.spark
+def test_after_a_local_sql_run_one_line_says_the_engine_stays_up(
+    tmp_path: Path, shared_warm_state: Path
+) -> None:
+    step = tmp_path / "one.sql"
+    step.write_text("SELECT 1;\n")
+    result = run_cli(step, "--state-dir", shared_warm_state)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stderr.decode().splitlines()[-1] == (
+        "nightshift: the warm engine stays up for the next run (it ends after 1 min without a step);"
+        f" end it now: python -m runner --state-dir {shared_warm_state} --stop-engine"
+    )

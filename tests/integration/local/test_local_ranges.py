@@ -60,9 +60,9 @@ def test_a_range_runs_every_date_and_a_failed_date_does_not_stop_the_later_ones(
                 *skipped,
                 f"no data for {run_date}",
                 "nightshift: 20_report.sh: failed (exit 3) in T",
-                "nightshift: step stage status duration",
+                "nightshift: step stage status duration first error line",
                 "nightshift: 10_load.sh 10 skipped -",
-                "nightshift: 20_report.sh 20 failed (exit 3) T",
+                f"nightshift: 20_report.sh 20 failed (exit 3) T no data for {run_date}",
                 "nightshift: 30_publish.sh 30 not run -",
                 f"nightshift: run date {run_date}: failed (exit 3) in T: 20_report.sh failed (exit 3)",
             ]
@@ -226,4 +226,6 @@ def test_spark_sql_range_from_a_stage(tmp_path: Path, state_dir: Path) -> None:
         "nightshift: 2025-06-30 succeeded T",
         "nightshift: 2025-07-01 succeeded T",
         "nightshift: 2 dates: 2 succeeded, 0 failed",
+        "nightshift: the warm engine stays up for the next run (it ends after 1 min without a step);"
+        f" end it now: python -m runner --state-dir {state_dir} --stop-engine",
     ]
