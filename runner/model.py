@@ -213,12 +213,18 @@ def load_pipeline(target: Path) -> Pipeline:
         return Pipeline(name=folder.name, folder=folder, config=config, stages=_group(steps, checks))
     path = target.resolve()
     config = load_config(path.parent)
+    name = path.parent.name if (path.parent / CONFIG_FILE).is_file() else path.stem
+    if path.name.lower().endswith(CHECK_SUFFIX):
+        # One check, run as a check (a count and a sample), not as a step printing every failing row.
+        check = _read_check(path, config)
+        return Pipeline(
+            name=name, folder=path.parent, config=config, stages=(Stage(check.stage, (), (check,)),)
+        )
     engine = engine_for(path, config)
     bom = check_step_file(path)
     match = STEP_FILE.match(path.name)
     stage = int(match["stage"]) if match else None
     step = Step(path=path, stage=stage, engine=engine, starts_with_bom=bom)
-    name = path.parent.name if (path.parent / CONFIG_FILE).is_file() else path.stem
     return Pipeline(name=name, folder=path.parent, config=config, stages=(Stage(stage, (step,)),))
 
 

@@ -290,3 +290,17 @@ def test_the_summary_lists_each_check_after_its_stages_steps() -> None:
         ["check", "20_z.check.sql", "20", "not", "run", "-"],
     ]
     assert failure_detail(run) == "check 10_y.check.sql failed: 1,204 rows"
+
+
+def test_a_check_file_as_path_is_one_check(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, {
+        "10_make.sql": "SELECT 1;",
+        "10_ids.check.sql": "SELECT 1 AS id",
+        "pipeline.toml": "[checks]\nsample_rows = 3\n[checks.10_ids]\nseverity = 'warn'\n",
+    })  # fmt: skip
+    pipeline = load_pipeline(folder / "10_ids.check.sql")
+    assert pipeline.name == "pipe" and pipeline.steps == ()
+    assert [(c.label, c.stage, c.severity) for c in pipeline.checks] == [
+        ("10_ids.check.sql", 10, Severity.WARN)
+    ]
+    assert pipeline.config.checks.sample_rows == 3

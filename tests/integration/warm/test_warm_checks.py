@@ -160,6 +160,14 @@ def test_the_same_check_warm(shared_warm_state: Path, tmp_path: Path) -> None:
     )
     assert done.returncode == 65, done.stdout.decode()[-3000:]
     assert check_records(done.stdout) == [same_check_expected()]
+    # The check file as PATH: that one check, counted and sampled, not a step printing every row.
+    alone = run_cli(
+        folder / "10_every_third.check.sql", "--log-format", "json", "--run-date", RUN_DATE,
+        "--state-dir", shared_warm_state,
+    )  # fmt: skip
+    assert alone.returncode == 65, alone.stdout.decode()[-3000:]
+    assert check_records(alone.stdout) == [same_check_expected()]
+    assert b"the step ran" not in alone.stdout
 
 
 def test_the_example_fails_its_check_when_its_data_is_broken(shared_warm_state: Path, tmp_path: Path) -> None:
