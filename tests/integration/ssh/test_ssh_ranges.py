@@ -74,9 +74,9 @@ def test_a_range_over_ssh_runs_each_date_as_its_own_run(cli: Cli, tmp_path: Path
                 "no data for 2025-06-02",
                 kept(run_date, "20_report"),
                 "nightshift: 20_report.sh: failed (exit 3) in T",
-                "nightshift: step stage status duration",
+                "nightshift: step stage status duration first error line",
                 "nightshift: 10_load.sh 10 skipped -",
-                "nightshift: 20_report.sh 20 failed (exit 3) T",
+                "nightshift: 20_report.sh 20 failed (exit 3) T no data for 2025-06-02",
                 "nightshift: 30_publish.sh 30 not run -",
                 "nightshift: run date 2025-06-02: failed (exit 3) in T: 20_report.sh failed (exit 3)",
             ]

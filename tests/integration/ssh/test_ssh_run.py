@@ -152,7 +152,11 @@ def test_dry_run_shows_the_remote_command_without_connecting(cli: Cli) -> None:
 
     assert result.returncode == 0, result.stderr
     line = result.stdout.decode().strip()
-    assert line.startswith(f"[{cli.sshd.user}@127.0.0.1] spark-sql --hivevar run_date=2024-01-02 -f ")
+    assert line.startswith(
+        f"[{cli.sshd.user}@127.0.0.1] spark-sql --hivevar run_date=2024-01-02 --hivevar prev_date=2024-01-01"
+        " --hivevar next_date=2024-01-03 --hivevar run_date_nodash=20240102 --hivevar prev_date_nodash=20240101"
+        " --hivevar next_date_nodash=20240103 -f "
+    )
     assert line.endswith(f"{cli.remote_dir}/10_dry/r1/10_dry/10_dry.sql")
 
 
