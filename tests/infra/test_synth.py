@@ -504,7 +504,9 @@ def test_the_operators_policy_grants_exactly_what_the_cli_needs(
         {
             "PolicyDocument": {
                 "Version": "2012-10-17",
-                "Statement": [
+                # The run commands' statements; the --deployed --check reads follow (Sids Check*,
+                # tests/deployed/test_check.py), each needed by a call (tests/infra/test_aws_iam_rules.py).
+                "Statement": Match.array_with([
                     {
                         "Sid": "StartAndListRuns",
                         "Effect": "Allow",
@@ -550,10 +552,12 @@ def test_the_operators_policy_grants_exactly_what_the_cli_needs(
                         "Condition": {"StringEquals": {"aws:ResourceTag/nightshift:managed": "true",
                                                        "aws:ResourceTag/nightshift:stack": "Nightshift"}},
                     },
-                ],
+                ]),
             }
         },
     )  # fmt: skip
+    statements = test_synth.template["Resources"][logical]["Properties"]["PolicyDocument"]["Statement"]
+    assert all(s["Sid"].startswith("Check") for s in statements[7:]), [s["Sid"] for s in statements]
     # Attached to nobody by the stack: the operators' users or roles get it (docs/infra.md).
     assert not {"Users", "Roles", "Groups"} & set(test_synth.template["Resources"][logical]["Properties"])
     template.has_output("OperatorsPolicyArn", {"Value": {"Ref": logical}})
