@@ -142,6 +142,8 @@ class _Command:
         self.interrupted = threading.Event()
         #: the dates of a backfill not started yet (a detach leaves them to a later command)
         self.not_started: list[str] = []
+        #: why a backfill stopped starting dates (it then ends as a detach does)
+        self.start_failure: Exception | None = None
         self.check_clients: CheckClients | None = None
 
     def say(self, message: str) -> None:
@@ -250,9 +252,22 @@ class _Command:
 
         def start_next(running: int) -> list[Execution]:
             started: list[Execution] = []
-            while queue and running + len(started) < limit:
-                run_date = queue.pop(0)
-                started.append(start(deployment, names[run_date], run_date, request.from_stage))
+            while queue and running + len(started) < limit and self.start_failure is None:
+                run_date = queue[0]
+                try:
+                    started.append(start(deployment, names[run_date], run_date, request.from_stage))
+                except (
+                    NightshiftError,
+                    botocore.exceptions.ClientError,
+                    botocore.exceptions.BotoCoreError,
+                ) as error:
+                    # Someone started the date meanwhile, or StartExecution was throttled past the
+                    # retries: no more starts; the range ends as a Ctrl-C does, the date not started.
+                    self.start_failure = error
+                    if isinstance(error, Refused):
+                        queue.pop(0)  # started by someone else: the error line names it, not "not started"
+                    break
+                queue.pop(0)
                 self.say(f"run {started[-1].name} started")
             return started
 
@@ -280,9 +295,11 @@ class _Command:
         """
         planned = planned or [date_of(self.pipeline.name, e.name) or e.name for e in waiting]
         running = list(waiting)
-        running += start_next(len(running))
         results: list[DateResult] = []
         try:
+            running += start_next(len(running))
+            if self.start_failure is not None:
+                raise Detached
             while running:
                 for execution in list(running):
                     self.count("DescribeExecution")
@@ -294,13 +311,18 @@ class _Command:
                     self.say(date_line(results[-1]))
                 started = start_next(len(running))
                 running += started
+                if self.start_failure is not None:
+                    raise Detached
                 if running and not started and self.interrupted.wait(self.polling.range_interval):
                     raise Detached
         except Detached:
+            failure = self.start_failure
+            if failure is not None:
+                self.say(f"error: {failure}")
             for line in range_summary_lines(results, planned):
                 self.say(line)
             self._detach_hint(", ".join(e.name for e in running) or "none")
-            return EXIT_DETACHED
+            return EXIT_DETACHED if failure is None else _exit_code(failure)
         for line in range_summary_lines(results, planned):
             self.say(line)
         return range_exit_code(results)
@@ -360,6 +382,16 @@ class _Command:
             start = f"python -m runner {folder} --deployed --start --run-date {later}"
             line += f"; not started: {later} (start: {start})"
         self.say(line)
+
+
+def _exit_code(error: Exception) -> int:
+    if isinstance(error, NightshiftError):
+        return error.exit_code
+    if isinstance(
+        error, botocore.exceptions.EndpointConnectionError | botocore.exceptions.ConnectTimeoutError
+    ):
+        return EXIT_UNREACHABLE
+    return EXIT_AWS_ERROR
 
 
 def _shown_path(folder: Path) -> str:

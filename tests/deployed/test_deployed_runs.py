@@ -367,3 +367,54 @@ def test_execution_names_match_the_schedules_and_preflights() -> None:
     for attempt in (1, 2, 12):
         name = run_name("nightly", DATE, attempt)
         assert date_of("nightly", name) == DATE == date_of_name(name, "nightly")
+
+
+def test_a_start_refused_mid_backfill_ends_as_ctrl_c_does(
+    adhoc: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A colleague starts the second date between the CLI's check and its start: the range ends with the
+    table so far, how to reattach to and stop the date it started, and the command for the rest."""
+    from runner.deployed.discovery import Clients  # noqa: PLC0415
+
+    adhoc.faults.scripts["10_export.sh"] = StepScript(gate_after=0, gate_timeout=60)
+    make = Clients.make.__func__  # type: ignore[attr-defined]
+
+    def with_a_colleague(cls: type[Clients], region: str | None) -> Clients:
+        made: Clients = make(cls, region)
+
+        def colleague(params: dict[str, Any], model: Any, **_: Any) -> None:
+            if model.name == "StartExecution" and params.get("name") == "adhoc-2025-06-02":
+                # Another input than the CLI's: StartExecution is idempotent only for the same input.
+                adhoc.sfn.start_execution(
+                    stateMachineArn=adhoc.state_machine_arn,
+                    name="adhoc-2025-06-02",
+                    input=json.dumps({"run_date": "2025-06-02", "by": "a colleague"}),
+                )
+
+        made.sfn.meta.events.register("provide-client-params", colleague)
+        return made
+
+    monkeypatch.setattr(Clients, "make", classmethod(with_a_colleague))
+    dates = ("2025-06-01", "2025-06-02", "2025-06-03", "2025-06-04")
+    result = run_cli(adhoc, DeployedRequest("start", dates, concurrency=2))
+
+    assert result.code == 4, result.notices
+    folder = _shown(adhoc)
+    notices = result.notices
+    error = "error: adhoc-2025-06-02 was started meanwhile by someone else: follow it with --follow"
+    assert notices[1:3] == ["run adhoc-2025-06-01 started", error]
+    # The table so far (every date a row), then how to reattach, stop, and start the rest.
+    assert [n.split()[0] for n in notices[4:8]] == ["2025-06-01", "2025-06-02", "2025-06-03", "2025-06-04"]
+    assert notices[-2:] == [
+        "4 dates: 0 succeeded, 0 failed, 4 not run",
+        f"detached; adhoc-2025-06-01 goes on in AWS. Reattach: python -m runner {folder} --deployed --follow "
+        # The colleague's date is running too: reattach and stop name it with the CLI's own.
+        f"--run-date 2025-06-01..2025-06-02; stop it: python -m runner {folder} --deployed --stop "
+        "--run-date 2025-06-01..2025-06-02; "
+        f"not started: 2025-06-03..2025-06-04 (start: python -m runner {folder} --deployed --start "
+        "--run-date 2025-06-03..2025-06-04)",
+    ]
+    names = {
+        e["name"] for e in adhoc.sfn.list_executions(stateMachineArn=adhoc.state_machine_arn)["executions"]
+    }
+    assert names == {"adhoc-2025-06-01", "adhoc-2025-06-02"}
