@@ -387,8 +387,9 @@ def reassemble(records: Iterable[Mapping[str, Any]]) -> dict[Stream, bytes]:
     return {"stdout": bytes(streams["stdout"]), "stderr": bytes(streams["stderr"])}
 
 
-#: What reads as an engine's or a script's error line (spark-sql's "Error in query:", a Java exception).
-_ERROR_LINE = re.compile(rb"error|exception|fatal|failed", re.IGNORECASE)
+#: What reads as an error line: Spark's error class ("[TABLE_OR_VIEW_NOT_FOUND] ..."), "Error in query:",
+#: a Java exception, "ERROR", "error:". Not any "error": Spark's advice lines mention the word too.
+_ERROR_LINE = re.compile(rb"^\[[A-Z][A-Z0-9_.]+\]|Error|ERROR|Exception|FATAL|Fatal|\berror:|\bfailed\b")
 #: How much of that line the summary table repeats.
 ERROR_LINE_CHARS = 200
 

@@ -182,9 +182,12 @@ def test_failing_step_fails_the_run_after_its_stage(tmp_path: Path, state_dir: P
     assert result.stdout == b"made\nthe other step of stage 20 still runs\n"
     assert "TABLE_OR_VIEW_NOT_FOUND" in stderr
     assert "30_never.sql: started" not in stderr
-    summary = [line.removeprefix("nightshift: ").split() for line in stderr.splitlines()[-4:]]
+    *table, engine = stderr.splitlines()[-5:]
+    assert engine.startswith("nightshift: the warm engine stays up")
+    summary = [line.removeprefix("nightshift: ").split() for line in table]
     assert summary[0][:3] == ["10_make.sql", "10", "succeeded"]
     assert summary[1][:4] == ["20_bad.sql", "20", "failed", "(exit"]
+    assert summary[1][7] == "[TABLE_OR_VIEW_NOT_FOUND]"  # its first error line, after the duration
     assert summary[2][:3] == ["20_good.sh", "20", "succeeded"]
     assert summary[3] == ["30_never.sql", "30", "not", "run", "-"]
 
