@@ -469,9 +469,7 @@ def _check_deployed_options(args: argparse.Namespace) -> None:
     start_only["--as-deployed"] = args.as_deployed
     given = [flag for flag, used in start_only.items() if used]
     if given and not starting:
-        raise UsageError(
-            f"{', '.join(given)}: only when starting runs (add --start)"
-        )
+        raise UsageError(f"{', '.join(given)}: only when starting runs (add --start)")
     if args.check and (args.run_date is not None or args.rerun):
         raise UsageError("--check looks at the deployment, not at a date: leave out --run-date and --rerun")
     if args.history is not None and args.history < 1:

@@ -212,9 +212,9 @@ def test_deployed_flags_become_the_request_for_runner_deployed(tmp_path: Path) -
         action="start", run_dates=("2025-06-01", "2025-06-02", "2025-06-03"), concurrency=3, stack="Prod",
         region="eu-west-1",
     )  # fmt: skip
-    assert deployed_argv(tmp_path, "--start", "--run-date", "2025-06-01", "--rerun", "--from-stage", "30") == (
-        DeployedRequest(action="start", run_dates=("2025-06-01",), rerun=True, from_stage=30)
-    )
+    assert deployed_argv(
+        tmp_path, "--start", "--run-date", "2025-06-01", "--rerun", "--from-stage", "30"
+    ) == (DeployedRequest(action="start", run_dates=("2025-06-01",), rerun=True, from_stage=30))
     assert deployed_argv(tmp_path, "--start", "--as-deployed") == DeployedRequest(
         action="start", run_dates=(today,), as_deployed=True
     )
