@@ -151,6 +151,10 @@ GATE_TIMEOUT_EXIT = 99
 ONE_HANDLER_AT_A_TIME = threading.RLock()
 
 
+#: Held while a boto3 client is built from the default session (see _patch).
+CLIENT_CREATION = threading.RLock()
+
+
 class FunctionEnvironment(MutableMapping[str, str]):
     """``os.environ`` as each thread sees it: the process's, or inside a handler its function's own.
 
@@ -378,6 +382,15 @@ class Harness:
 
         environment = FunctionEnvironment(os.environ)
         monkeypatch.setattr(os, "environ", environment)
+        # boto3's default session is not thread-safe: a stage's parallel branches and a handler building
+        # clients at once failed 'Run 10_users' with "dictionary changed size during iteration".
+        original_client = boto3.client
+
+        def one_client_at_a_time(*args: Any, **kwargs: Any) -> Any:
+            with CLIENT_CREATION:
+                return original_client(*args, **kwargs)
+
+        monkeypatch.setattr(boto3, "client", one_client_at_a_time)
 
         def invoke_in_process(function: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
             module_name, attribute = str(function.handler).rsplit(".", 1)
