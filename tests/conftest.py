@@ -14,7 +14,7 @@ from runner.local.warm import protocol
 from runner.local.warm.client import stop_engine
 
 # Fixtures more than one tier uses, visible to every test (a conftest only reaches its own folder).
-pytest_plugins = ["tests.support.aws"]
+pytest_plugins = ["tests.support.aws", "tests.support.spark"]
 
 ROOT = Path(__file__).resolve().parent.parent
 #: A warm engine a test started ends by itself a minute after its last step, even if a test dies.

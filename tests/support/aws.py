@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from filelock import FileLock
+
+from tests.support.shared import made_once, shared_root
 
 if TYPE_CHECKING:
     from tests.infra.moto_harness import Harness
@@ -128,28 +128,17 @@ def synth_key(context: dict[str, Any], pipelines_dir: Path) -> str:
     return digest.hexdigest()[:20]
 
 
-def _shared_root(outdir: Path) -> Path:
-    """The folder every pytest-xdist worker of this session sees (the parent of the workers' own)."""
-    for parent in outdir.parents:
-        if parent.name.startswith("popen-gw"):
-            return parent.parent
-    return outdir.parent
-
-
 def synthesize(outdir: Path, context: dict[str, Any], pipelines_dir: Path) -> Synthesis:
     """Synthesize the app once per session for each distinct context, pipelines and sources.
 
     The workers of a parallel session share the assembly: the first to ask synthesizes it under a file
     lock, the others wait for it and read the same files (the tests only read an assembly).
     """
-    cache = _shared_root(outdir) / f"synth-{synth_key(context, pipelines_dir)}"
-    done = cache / "stack-name"
-    with FileLock(f"{cache}.lock"):
-        if not done.exists():
-            shutil.rmtree(cache, ignore_errors=True)
-            done.parent.mkdir(parents=True)
-            done.write_text(_synthesize(cache, context, pipelines_dir))
-    name = done.read_text()
+    cache = made_once(
+        shared_root(outdir) / f"synth-{synth_key(context, pipelines_dir)}",
+        lambda folder: (folder / "stack-name").write_text(_synthesize(folder, context, pipelines_dir)),
+    )
+    name = (cache / "stack-name").read_text()
     template = json.loads((cache / f"{name}.template.json").read_text())
     return Synthesis(cache, template, SynthesizedStack(name), pipelines_dir)
 

@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from runner.local.executor import _spark_home
-from runner.local.java import find_java_home
-from tests.conftest import ROOT, UTF8_TERMINAL, run_cli
+from tests.conftest import run_cli
+from tests.support.spark import CORPUS, SparkSqlReference, fidelity_args, fidelity_hivevars
 
 pytestmark = pytest.mark.spark
-
-CORPUS = sorted((ROOT / "tests" / "fidelity_corpus").glob("*.sql"))
-
-
-def bare_spark_sql(step: Path, cwd: Path) -> subprocess.CompletedProcess[bytes]:
-    env = {**os.environ, **UTF8_TERMINAL, "JAVA_HOME": str(find_java_home()), "SPARK_LOCAL_IP": "127.0.0.1"}
-    return subprocess.run(
-        [str(_spark_home() / "bin" / "spark-sql"), "-f", str(step)],
-        cwd=cwd, env=env, capture_output=True, timeout=300, check=False,
-    )  # fmt: skip
 
 
 def test_corpus_covers_the_hard_cases() -> None:
@@ -33,10 +20,13 @@ def test_corpus_covers_the_hard_cases() -> None:
 
 
 @pytest.mark.parametrize("step", CORPUS, ids=[p.name for p in CORPUS])
-def test_same_stdout_as_bare_spark_sql(step: Path, tmp_path: Path) -> None:
-    (tmp_path / "bare").mkdir()
-    bare = bare_spark_sql(step, tmp_path / "bare")
-    runner = run_cli(step, "--state-dir", tmp_path / "state")
+def test_same_stdout_as_bare_spark_sql(
+    step: Path, shared_warm_state: Path, spark_sql_reference: SparkSqlReference
+) -> None:
+    # The session's one bare spark-sql of the file (the warm and SSH tests compare with it too), and
+    # the runner on the session's warm engine: a step needs no engine of its own to show its bytes.
+    bare = spark_sql_reference(step, fidelity_hivevars())
+    runner = run_cli(step, "--state-dir", shared_warm_state, *fidelity_args())
     assert runner.stdout == bare.stdout
     assert runner.returncode == bare.returncode
     if step.name not in ("04_bom.sql", "05_cli_quirk.sql", "07_error_mid_file.sql"):

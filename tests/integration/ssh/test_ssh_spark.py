@@ -2,36 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
-import pyspark
 import pytest
 
-from devtools.sshd_harness import Sshd
-from tests.conftest import UTF8_TERMINAL
-from tests.integration.ssh.conftest import ROOT, Cli
+from tests.integration.ssh.conftest import Cli
+from tests.support.spark import CORPUS, SparkSqlReference, fidelity_args, fidelity_hivevars
 
 pytestmark = [pytest.mark.sshd, pytest.mark.spark]
-
-CORPUS = sorted((ROOT / "tests" / "fidelity_corpus").glob("*.sql"))
-
-
-def _bare_spark_sql(sshd: Sshd, step: Path, cwd: Path) -> subprocess.CompletedProcess[bytes]:
-    """spark-sql -f on this machine, with the same Spark configuration the "cluster" has."""
-    spark_home = Path(pyspark.__file__).parent
-    env = {
-        **os.environ,
-        **UTF8_TERMINAL,
-        "SPARK_HOME": str(spark_home),
-        "SPARK_CONF_DIR": str(sshd.spark_conf),
-        "SPARK_LOCAL_IP": "127.0.0.1",
-    }
-    return subprocess.run(
-        [str(spark_home / "bin" / "spark-sql"), "-f", str(step)],
-        cwd=cwd, env=env, capture_output=True, timeout=300, check=False,
-    )  # fmt: skip
 
 
 def test_the_corpus_is_there() -> None:
@@ -39,12 +17,17 @@ def test_the_corpus_is_there() -> None:
 
 
 @pytest.mark.parametrize("step", CORPUS, ids=[path.name for path in CORPUS])
-def test_same_stdout_over_ssh_as_bare_spark_sql(cli: Cli, step: Path) -> None:
-    bare = _bare_spark_sql(cli.sshd, step, cli.root)
+def test_same_stdout_over_ssh_as_bare_spark_sql(
+    cli: Cli, step: Path, spark_sql_reference: SparkSqlReference
+) -> None:
+    # The session's one bare spark-sql of the file, the local and warm tests' as well. The "cluster"'s
+    # spark-defaults (one core, 2 shuffle partitions, a metastore of its own) change no byte of the
+    # corpus: a file whose rows come in the partitions' order would fail here, not pass.
+    bare = spark_sql_reference(step, fidelity_hivevars())
     # A copy outside the repository, so the pipeline is the file itself, as a user's would be.
     copy = cli.step(step.name, step.read_bytes())
 
-    remote = cli.run(copy)
+    remote = cli.run(copy, *fidelity_args())
 
     assert remote.stdout == bare.stdout
     assert remote.returncode == bare.returncode

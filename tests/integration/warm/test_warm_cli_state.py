@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from runner.local.executor import LocalSpark, _spark_home
+from runner.local.executor import _spark_home
 from runner.local.java import find_java_home
 from runner.local.warm import protocol
-from runner.local.warm.client import engine_alive, stop_engine
-from tests.conftest import UTF8_TERMINAL, run_cli, start_cli
+from tests.conftest import run_cli, start_cli
+from tests.support.spark import SparkSqlReference
 
 pytestmark = pytest.mark.spark
 
@@ -36,29 +34,6 @@ SLEEPS = (
 QUICK = "SELECT 'quick';\n"
 
 
-def cold_spark_sql(
-    step: Path, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[bytes]:
-    """`spark-sql -f` in a JVM of its own, with the Spark settings and the locale the runner gives a cold step."""
-    environ = {
-        **os.environ, **UTF8_TERMINAL, "JAVA_HOME": str(find_java_home()), "SPARK_LOCAL_IP": "127.0.0.1", **(env or {}),
-    }  # fmt: skip
-    settings = LocalSpark(cwd / "state").engine_args()
-    return subprocess.run(
-        [str(_spark_home() / "bin" / "spark-sql"), *settings, "-f", str(step)],
-        cwd=cwd, env=environ, capture_output=True, timeout=600, check=False,
-    )  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def warm_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One state dir (so one warm engine) for the steps of this module; ended afterwards."""
-    state = tmp_path_factory.mktemp("cli-state") / "state"
-    yield state
-    stop_engine(state)
-    assert not engine_alive(state)
-
-
 def _step(folder: Path, name: str, text: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
@@ -72,27 +47,34 @@ def _warm(step: Path, state: Path, env: dict[str, str] | None = None) -> subproc
     return done
 
 
-def test_a_step_sees_the_runners_environment_not_the_engines(warm_state: Path, tmp_path: Path) -> None:
+def test_a_step_sees_the_runners_environment_not_the_engines(
+    shared_warm_state: Path, spark_sql_reference: SparkSqlReference, tmp_path: Path
+) -> None:
     step = _step(tmp_path / "steps", "environment.sql", ENVIRONMENT)
-    first = _warm(step, warm_state, env={TARGET: "first"})
-    assert first.returncode == 0, first.stderr[-2000:]
-    # The engine now runs with TARGET=first in its own environment; the next run has another.
-    second = _warm(step, warm_state, env={TARGET: "second value, ü"})
-    cold = cold_spark_sql(step, tmp_path, env={TARGET: "second value, ü"})
+    first = _warm(step, shared_warm_state, env={TARGET: "first"})
+    assert first.returncode == 0 and first.stdout.startswith(b"first\t"), first.stderr[-2000:]
+    # The engine runs with the environment of the run that started it (this one, or another test's on
+    # the shared engine); the next run has another.
+    second = _warm(step, shared_warm_state, env={TARGET: "second value, ü"})
+    cold = spark_sql_reference(step, env={TARGET: "second value, ü"})
     assert second.stdout == cold.stdout == "second value, ü\t${env:NO_SUCH_VARIABLE_HERE}\n".encode()
     assert second.returncode == cold.returncode == 0
 
 
-def test_source_runs_as_cold(warm_state: Path, tmp_path: Path) -> None:
+def test_source_runs_as_cold(
+    shared_warm_state: Path, spark_sql_reference: SparkSqlReference, tmp_path: Path
+) -> None:
     sourced = _step(tmp_path / "steps", "sourced.sql", SOURCED)
     step = _step(tmp_path / "steps", "source.sql", SOURCE.format(sourced=sourced))
-    warm = _warm(step, warm_state)
-    cold = cold_spark_sql(step, tmp_path)
+    warm = _warm(step, shared_warm_state)
+    cold = spark_sql_reference(step)
     assert warm.stdout == cold.stdout == b"before\nsourced\nafter\n"
     assert warm.returncode == cold.returncode == 0, warm.stderr[-2000:]
 
 
-def test_a_stopped_step_leaves_no_task_running(warm_state: Path, tmp_path: Path) -> None:
+def test_a_stopped_step_leaves_no_task_running(shared_warm_state: Path, tmp_path: Path) -> None:
+    """On the shared engine: a cancelled step must leave it as it was, for whoever runs next."""
+    warm_state = shared_warm_state
     step = _step(tmp_path / "steps", "sleeps.sql", SLEEPS)
     quick = _step(tmp_path / "steps", "quick.sql", QUICK)
     assert _warm(quick, warm_state).returncode == 0
@@ -110,8 +92,10 @@ def test_a_stopped_step_leaves_no_task_running(warm_state: Path, tmp_path: Path)
     assert again.stdout == b"quick\n" and _jvm_pid(warm_state) == pid
 
 
-def test_quit_shell_and_add_jar_run_in_a_jvm_of_their_own(warm_state: Path, tmp_path: Path) -> None:
-    """Last in the module: each ends the engine (the cold JVM needs the metastore to itself)."""
+def test_quit_shell_and_add_jar_run_in_a_jvm_of_their_own(
+    warm_state: Path, spark_sql_reference: SparkSqlReference, tmp_path: Path
+) -> None:
+    """An engine of the module's own: each step here ends it (the cold JVM needs the metastore to itself)."""
     steps = tmp_path / "steps"
     sourced_exit = _step(steps, "sourced_exit.sql", "SELECT 'in the sourced file';\nexit;\n")
     jar = next((_spark_home() / "jars").glob("commons-lang3-*.jar"))
@@ -134,7 +118,7 @@ def test_quit_shell_and_add_jar_run_in_a_jvm_of_their_own(warm_state: Path, tmp_
     # A later step, warm again, sees no jar of the earlier one, as a cold JVM sees none.
     listing = _step(steps, "list.sql", LIST_RESOURCES)
     warm = _warm(listing, warm_state)
-    assert warm.stdout == cold_spark_sql(listing, tmp_path).stdout == b"listed\n"
+    assert warm.stdout == spark_sql_reference(listing).stdout == b"listed\n"
 
 
 def _jvm_pid(state: Path) -> int:

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from runner.local.executor import LocalSpark, _spark_home
-from runner.local.java import find_java_home
-from runner.local.warm.client import engine_alive, stop_engine
-from tests.conftest import ROOT, UTF8_TERMINAL, run_cli
+from runner.local.warm.client import engine_alive
+from tests.conftest import run_cli
+from tests.support.spark import CORPUS, SparkSqlReference, fidelity_args, fidelity_hivevars
 
 pytestmark = pytest.mark.spark
-
-CORPUS = sorted((ROOT / "tests" / "fidelity_corpus").glob("*.sql"))
-RUN_DATE = "2026-10-31"
-VARIABLES = {"greeting": 'it\'s ${not} a "var"; really', "n": "3", "table": "fidelity_t"}
 
 # The Spark SQL CLI's own behaviours, beyond the corpus: each is Spark's code, not the runner's.
 BEHAVIOURS = {
@@ -48,49 +40,36 @@ BEHAVIOURS = {
 }
 
 
-def cold_spark_sql(step: Path, cwd: Path, variables: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
-    """`spark-sql -f` in a JVM of its own, with the Spark settings the runner gives a cold step."""
-    env = {**os.environ, **UTF8_TERMINAL, "JAVA_HOME": str(find_java_home()), "SPARK_LOCAL_IP": "127.0.0.1"}
-    hivevars = [arg for name, value in variables.items() for arg in ("--hivevar", f"{name}={value}")]
-    settings = LocalSpark(cwd / "state").engine_args()
-    return subprocess.run(
-        [str(_spark_home() / "bin" / "spark-sql"), *settings, *hivevars, "-f", str(step)],
-        cwd=cwd, env=env, capture_output=True, timeout=600, check=False,
-    )  # fmt: skip
+STEPS = [*(step.name for step in CORPUS), *BEHAVIOURS]
 
 
-@pytest.fixture(scope="module")
-def warm_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One state dir (so one warm engine) for every step of this module; ended afterwards."""
-    state = tmp_path_factory.mktemp("warm") / "state"
-    yield state
-    stop_engine(state)
-    assert not engine_alive(state)
-
-
-def _steps(tmp: Path) -> list[Path]:
+def _step(name: str, tmp: Path) -> Path:
+    if name not in BEHAVIOURS:
+        return next(step for step in CORPUS if step.name == name)
     tmp.mkdir(exist_ok=True)
-    for name, text in BEHAVIOURS.items():
-        (tmp / name).write_text(text, encoding="utf-8")
-    return [*CORPUS, *(tmp / name for name in BEHAVIOURS)]
+    (tmp / name).write_text(BEHAVIOURS[name], encoding="utf-8")
+    return tmp / name
 
 
-def test_every_step_is_byte_identical_warm_and_cold(warm_state: Path, tmp_path: Path) -> None:
-    var_args = [arg for name, value in VARIABLES.items() for arg in ("--var", f"{name}={value}")]
-    for step in _steps(tmp_path / "steps"):
-        variables = {**VARIABLES, "run_date": RUN_DATE}
-        cold_dir = tmp_path / f"cold-{step.stem}"
-        cold_dir.mkdir()
-        cold = cold_spark_sql(step, cold_dir, variables)
-        warm = run_cli(step, "--state-dir", warm_state, "--run-date", RUN_DATE, *var_args)
-        assert b"runs warm" in warm.stderr, warm.stderr
-        assert warm.stdout == cold.stdout, step.name
-        assert warm.returncode == cold.returncode, (step.name, warm.stderr[-2000:])
-    # The behaviours really ran: the substitution, the splitting and the first failure.
-    assert cold.returncode == 1
+# One test per step (each within pytest's timeout however loaded the machine), all on the shared engine.
+@pytest.mark.parametrize("name", STEPS)
+def test_every_step_is_byte_identical_warm_and_cold(
+    name: str, shared_warm_state: Path, spark_sql_reference: SparkSqlReference, tmp_path: Path
+) -> None:
+    step = _step(name, tmp_path / "steps")
+    # The session's one bare spark-sql of each corpus file, the local and SSH tests' as well.
+    cold = spark_sql_reference(step, fidelity_hivevars())
+    warm = run_cli(step, "--state-dir", shared_warm_state, *fidelity_args())
+    assert b"runs warm" in warm.stderr, warm.stderr
+    assert warm.stdout == cold.stdout, step.name
+    assert warm.returncode == cold.returncode, (step.name, warm.stderr[-2000:])
+    if name == "bad_syntax.sql":
+        # The behaviours really ran: the substitution, the splitting and the first failure.
+        assert cold.returncode == 1
 
 
-def test_cold_flag_runs_the_old_way_with_the_same_bytes(warm_state: Path, tmp_path: Path) -> None:
+def test_cold_flag_runs_the_old_way_with_the_same_bytes(warm_state: Path) -> None:
+    """An engine of the module's own: --cold ends it."""
     step = CORPUS[0]
     warm = run_cli(step, "--state-dir", warm_state)
     assert b"runs warm" in warm.stderr and warm.returncode == 0

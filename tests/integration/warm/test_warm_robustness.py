@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from runner.local.executor import _spark_home
-from runner.local.java import find_java_home
 from runner.local.warm import protocol
 from runner.local.warm.client import engine_alive, stop_engine
-from tests.conftest import UTF8_TERMINAL, run_cli, start_cli
+from tests.conftest import run_cli, start_cli
+from tests.support.spark import SparkSqlReference
 
 pytestmark = pytest.mark.spark
 
@@ -97,22 +96,14 @@ def test_a_runner_killed_during_its_step_has_the_step_cancelled_and_cleaned_up(
     assert _wait_for(lambda: not _step_folders(state), 10), _step_folders(state)
 
 
-def _bare_spark_sql(step: Path, cwd: Path) -> subprocess.CompletedProcess[bytes]:
-    """`spark-sql -f` as a user types it: no settings at all, its metastore in the working folder."""
-    env = {**os.environ, **UTF8_TERMINAL, "JAVA_HOME": str(find_java_home()), "SPARK_LOCAL_IP": "127.0.0.1"}
-    return subprocess.run(
-        [str(_spark_home() / "bin" / "spark-sql"), "-f", str(step)],
-        cwd=cwd, env=env, capture_output=True, timeout=600, check=False,
-    )  # fmt: skip
-
-
 def test_rows_without_order_by_come_in_spark_sqls_order_warm_and_cold(
-    engine: tuple[Path, Path, Path], tmp_path: Path
+    engine: tuple[Path, Path, Path], spark_sql_reference: SparkSqlReference, tmp_path: Path
 ) -> None:
     state, _, _ = engine
     step = tmp_path / "unordered.sql"
     step.write_text(UNORDERED)
-    bare = _bare_spark_sql(step, tmp_path)
+    # `spark-sql -f` as a user types it: no settings at all, its metastore in a folder of its own.
+    bare = spark_sql_reference(step)
     assert bare.returncode == 0, bare.stderr[-2000:]
     warm = run_cli(step, "--state-dir", state)
     assert b"runs warm" in warm.stderr and warm.returncode == 0, warm.stderr[-2000:]
