@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Literal, NoReturn
 from runner import __version__
 from runner.config import RESERVED_VARIABLES, VARIABLE_NAME, variable_problem
 from runner.dates import (
+    MASK,
+    SECRET_NAME,
     DateResult,
     date_line,
     parse_run_dates,
@@ -146,8 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
         " (for a folder: SQL engines only, applied to .sql and .hql steps)",
     )  # fmt: skip
     parser.add_argument(
-        "--dry-run", action="store_true", help="print the command lines that would run; run nothing"
-    )
+        "--dry-run", action="store_true",
+        help="run nothing: each step's command line on stdout, after a line on stderr naming its stage,"
+        " where it would run and whether warm or cold; the checks under their stage; secrets masked",
+    )  # fmt: skip
     parser.add_argument(
         "--strict", action="store_true",
         help="a ${name} in a SQL step that no variable defines is an error (exit 2), not a warning"
@@ -708,16 +712,12 @@ def _run(args: argparse.Namespace, output: Output) -> int:
     executor = _local_executor(args, spark) if is_local else _remote_executor(args, output)
 
     if args.dry_run:
+        output.notice(
+            run_header(pipeline, dates, given=args.run_date is not None, variables=plans[0].variables)
+        )
         for problem in undefined:
             output.notice(f"warning: {problem}")
-        lines = [
-            executor.describe(plan.invocation(step))
-            for plan in plans
-            for stage in pipeline.stages
-            if not plan.skips(stage)
-            for step in stage.steps
-        ]
-        sys.stdout.write("".join(line + "\n" for line in lines))
+        _dry_run(plans, executor, output, args)
         return 0
     if isinstance(executor, LocalExecutor):
         checks = {Engine.SPARK_SQL} if pipeline.checks else set()
@@ -747,6 +747,47 @@ def _run(args: argparse.Namespace, output: Output) -> int:
     if isinstance(executor, LocalExecutor) and sql:
         _engine_stays_up(executor, args, output)
     return code
+
+
+def _where(args: argparse.Namespace, engine: Engine) -> str:
+    """Where a step of `engine` would run, and whether warm or cold, in the words of a run's notices."""
+    if args.host or args.cluster_id:
+        cluster = f"--host {args.host}" if args.host else f"--cluster-id {args.cluster_id}"
+        return f"{engine.value} on the cluster ({cluster}) over SSH"
+    if engine is Engine.BASH:
+        return "bash here, a process of its own"
+    if not engine.is_sql:
+        return f"{engine.value} here, cold: a JVM of its own (a warm engine ends first)"
+    hiveql = " (here: Spark SQL's HiveQL support)" if engine is Engine.HIVE else " here"
+    if args.cold:
+        return f"{engine.value}{hiveql}, cold (--cold): a JVM of its own"
+    return f"{engine.value}{hiveql}, warm: the engine of {args.state_dir} (started if none is up)"
+
+
+def _dry_run(plans: list[RunPlan], executor: Executor, output: Output, args: argparse.Namespace) -> None:
+    """Each date's stages in order: a label per step (stage, where, warm or cold), its command, its checks.
+
+    The labels go where the runner's lines go and the commands to stdout, so `2>/dev/null` leaves
+    the commands alone; secret-looking values are masked in both.
+    """
+    for number, plan in enumerate(plans, 1):
+        run_date = plan.variables["run_date"]
+        if len(plans) > 1:
+            output.notice(f"run date {run_date} ({number} of {len(plans)}), run id {plan.run_id}:")
+        masked = {name: MASK if SECRET_NAME.search(name) else value for name, value in plan.variables.items()}
+        for stage in plan.pipeline.stages:
+            where = "" if stage.number is None else f"stage {stage.number}, "
+            if plan.skips(stage):
+                names = ", ".join(step.file_name for step in stage.steps)
+                output.notice(f"stage {stage.number} skipped (--from-stage {plan.from_stage}): {names}")
+                continue
+            for step in stage.steps:
+                invocation = replace(plan.invocation(step), variables=masked)
+                output.notice(f"{where}step {step.file_name}: {_where(args, invocation.engine)}")
+                sys.stdout.write(executor.describe(invocation) + "\n")
+                sys.stdout.flush()
+            for check in stage.checks:
+                output.notice(f"{where}check {check.label} ({check.severity.value}), after the stage's steps")
 
 
 def _engine_stays_up(executor: LocalExecutor, args: argparse.Namespace, output: Output) -> None:

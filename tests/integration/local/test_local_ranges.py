@@ -116,7 +116,11 @@ def test_from_stage_on_one_date_skips_each_earlier_stage_with_a_line(tmp_path: P
     dry = run_cli(
         folder, "--run-date", "2025-06-01..2025-06-02", "--from-stage", "30", "--var", "marks=/m", "--dry-run"
     )
-    assert dry.returncode == 0 and dry.stderr == b""
+    assert dry.returncode == 0
+    assert [line for line in dry.stderr.decode().splitlines() if "skipped" in line] == [
+        "nightshift: stage 10 skipped (--from-stage 30): 10_load.sh",
+        "nightshift: stage 20 skipped (--from-stage 30): 20_report.sh",
+    ] * 2
     assert dry.stdout.decode().splitlines() == [
         f"marks=/m {dates} bash {folder.resolve() / '30_publish.sh'}"
         for dates in (

@@ -1,0 +1,73 @@
+"""The first hour, the rest of issue 20, through the real command line: dry-run labels, a folder of pipelines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import run_cli
+
+
+def pipeline(folder: Path, toml: str, steps: dict[str, str]) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "pipeline.toml").write_text(toml)
+    for name, text in steps.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+def test_a_dry_run_labels_each_step_with_its_stage_and_where_it_would_run(tmp_path: Path) -> None:
+    folder = pipeline(
+        tmp_path / "orders",
+        '[variables]\ndb = "shop"\napi_token = "hunter2"\n\n[checks.20_no_orphans]\nseverity = "warn"\n',
+        {
+            "10_load.sh": "echo load\n",
+            "20_orders.sql": "SELECT 1;\n",
+            "20_no_orphans.check.sql": "SELECT 1 WHERE false;\n",
+            "30_model.py": "print(1)\n",
+        },
+    )
+    state = tmp_path / "state"
+    result = run_cli(folder, "--dry-run", "--run-date", "2025-06-04", "--state-dir", state, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stderr.decode().splitlines() == [
+        "nightshift: orders: run date 2025-06-04 (given with --run-date); variables: db=shop, api_token=***",
+        "nightshift: stage 10, step 10_load.sh: bash here, a process of its own",
+        f"nightshift: stage 20, step 20_orders.sql: spark-sql here, warm: the engine of {state}"
+        " (started if none is up)",
+        "nightshift: stage 20, check 20_no_orphans.check.sql (warn), after the stage's steps",
+        "nightshift: stage 30, step 30_model.py: spark-submit here, cold: a JVM of its own"
+        " (a warm engine ends first)",
+    ]
+    commands = result.stdout.decode().splitlines()
+    assert [line.split()[-1] for line in commands] == [
+        str(folder / name) for name in ("10_load.sh", "20_orders.sql", "30_model.py")
+    ]
+    # A shell quotes the mask: "api_token='***'" for bash, "--hivevar 'api_token=***'" for spark-sql.
+    assert all("api_token=***" in line.replace("'", "") for line in commands), commands
+    assert b"hunter2" not in result.stdout + result.stderr
+    assert not state.exists()
+
+
+def test_a_dry_run_says_cold_and_skipped_stages_for_every_date_of_a_range(tmp_path: Path) -> None:
+    folder = pipeline(tmp_path / "daily", "", {"10_a.sql": "SELECT 1;\n", "20_b.hql": "SELECT 2;\n"})
+    result = run_cli(
+        folder, "--dry-run", "--cold", "--run-date", "2025-06-01..2025-06-02", "--from-stage", "20",
+        "--run-id", "r", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    date_lines = [
+        "nightshift: stage 10 skipped (--from-stage 20): 10_a.sql",
+        "nightshift: stage 20, step 20_b.hql: hive (here: Spark SQL's HiveQL support), cold (--cold):"
+        " a JVM of its own",
+    ]
+    assert result.stderr.decode().splitlines() == [
+        "nightshift: daily: run dates 2025-06-01 to 2025-06-02 (given with --run-date); variables: none",
+        "nightshift: run date 2025-06-01 (1 of 2), run id r-2025-06-01:",
+        *date_lines,
+        "nightshift: run date 2025-06-02 (2 of 2), run id r-2025-06-02:",
+        *date_lines,
+    ]
+    commands = result.stdout.decode().splitlines()
+    assert len(commands) == 2
+    assert "--hivevar run_date=2025-06-01 " in commands[0]
+    assert "--hivevar run_date=2025-06-02 " in commands[1]
