@@ -40,6 +40,7 @@ from runner.execution import (
     summary_lines,
 )
 from runner.inputs import GateMode, LocalInputs, gate_inputs, gate_mode, input_paths
+from runner.listing import listing_lines, pipeline_folders
 from runner.local.executor import LocalExecutor, LocalSpark
 from runner.model import Engine, Pipeline, load_pipeline, project_root, undefined_variables
 from runner.output import JsonOutput, Output, TextOutput
@@ -648,9 +649,32 @@ def _enter_project(args: argparse.Namespace) -> None:
     os.chdir(root)
 
 
+def _list_pipelines(args: argparse.Namespace, folders: list[Path], output: Output) -> int:
+    """PATH holds pipeline folders: their table on stdout; with anything to do but list, a usage error."""
+    sys.stdout.write("".join(line + "\n" for line in listing_lines(folders)))
+    sys.stdout.flush()
+    example = shlex.quote(str(args.path / folders[0].name)) + "/"
+    defaults = vars(build_parser().parse_args([]))
+    listing_only = {"path", "log_format", "state_dir"}
+    given = [
+        name for name, value in vars(args).items() if name not in listing_only and value != defaults[name]
+    ]
+    if given:
+        raise UsageError(
+            f"{args.path}: a folder of pipelines, not a pipeline; nothing ran: give one of them,"
+            f" such as {example}"
+        )
+    count = f"{len(folders)} pipeline{'s' if len(folders) > 1 else ''}"
+    output.notice(f"{args.path}: a folder of {count}; run one: {_prog()} {example}")
+    return 0
+
+
 def _run(args: argparse.Namespace, output: Output) -> int:
     _check_deployed_options(args)
     _check_target_options(args)
+    folders = pipeline_folders(args.path) if args.path is not None else []
+    if folders:
+        return _list_pipelines(args, folders, output)
     if args.deployed and (args.checks_only or args.stage is not None):
         raise UsageError(
             "--checks-only: not with --deployed yet (nightly runs do not run data checks);"

@@ -71,3 +71,38 @@ def test_a_dry_run_says_cold_and_skipped_stages_for_every_date_of_a_range(tmp_pa
     assert len(commands) == 2
     assert "--hivevar run_date=2025-06-01 " in commands[0]
     assert "--hivevar run_date=2025-06-02 " in commands[1]
+
+
+def test_a_folder_of_pipelines_lists_them_instead_of_saying_no_steps(tmp_path: Path) -> None:
+    pipelines = tmp_path / "sql"
+    pipeline(
+        pipelines / "orders",
+        '[schedule]\ncron = "30 2 * * *"\ntimezone = "Europe/Berlin"\n',
+        {"10_load.sh": "echo\n", "20_model.sql": "SELECT 1;\n", "20_model_rows.check.sql": "SELECT 1;\n"},
+    )
+    pipeline(pipelines / "adhoc", "", {"10_report.sql": "SELECT 1;\n"})
+    pipeline(pipelines / "broken", "[shedule]\n", {"10_a.sql": "SELECT 1;\n"})
+    pipeline(pipelines / "_shared", "", {"10_lib.sql": "SELECT 1;\n"})  # not a pipeline: the synth skips it
+    (pipelines / "notes").mkdir()
+    result = run_cli("sql", "--state-dir", tmp_path / "state", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr.decode()
+    *table, broken = result.stdout.decode().splitlines()
+    assert table == [
+        "pipeline  stages  steps  checks  schedule",
+        "adhoc     10      1      0       none (run by hand)",
+        "orders    10 20   2      1       30 2 * * * Europe/Berlin",
+    ]
+    assert broken.startswith(f"broken: does not load: {pipelines / 'broken' / 'pipeline.toml'}: shedule:")
+    assert broken.endswith("did you mean 'schedule'?")
+    assert result.stderr.decode().splitlines() == [
+        "nightshift: sql: a folder of 3 pipelines; run one: python -m runner sql/adhoc/"
+    ]
+    assert not (tmp_path / "state").exists()
+
+    # Asked to run something, the folder of pipelines runs nothing and says why in one line.
+    refused = run_cli("sql", "--dry-run", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert refused.stderr.decode().splitlines() == [
+        "nightshift: error: sql: a folder of pipelines, not a pipeline; nothing ran: give one of them,"
+        " such as sql/adhoc/"
+    ]
