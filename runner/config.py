@@ -24,7 +24,13 @@ from runner.catalog import (
 from runner.checks.spec import ChecksConfig, parse_checks
 from runner.dates import DATE_VARIABLES
 from runner.errors import ConfigError
-from runner.schedule import CronError, skipped_nights_warning, validate_cron, validate_timezone
+from runner.schedule import (
+    CronError,
+    OtherCronForm,
+    skipped_nights_warning,
+    validate_cron,
+    validate_timezone,
+)
 
 CONFIG_FILE = "pipeline.toml"
 DEFAULT_RELEASE_LABEL = "emr-7.13.0"  # ships Spark 3.5.6, the version pinned for local runs
@@ -196,11 +202,19 @@ def _string_list(value: Any) -> str | None:
     return None if ok else "a non-empty list of strings"
 
 
+class _Said(str):
+    """A check's whole message, which names the value itself (not an "expected ..." phrase)."""
+
+    __slots__ = ()
+
+
 def _cron(value: Any) -> str | None:
     if not isinstance(value, str):
         return "a five-field cron string such as '0 3 * * *'"
     try:
         validate_cron(value)
+    except OtherCronForm as error:
+        return _Said(error)
     except CronError as error:
         return f"a five-field cron string such as '0 3 * * *' ({error})"
     return None
@@ -369,6 +383,8 @@ class _Validator:
                 hint = f"; did you mean {near[0]!r}?" if near else ""
                 raise self.fail(f"{prefix}{key}", f"unknown key (expected one of: {known}{tables}){hint}")
             expected = check(value)
+            if isinstance(expected, _Said):
+                raise self.fail(f"{prefix}{key}", expected)
             if expected is not None:
                 raise self.fail(f"{prefix}{key}", f"expected {expected}, got {value!r}")
 

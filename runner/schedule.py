@@ -67,10 +67,61 @@ def _check_field(text: str, field: _Field) -> None:
             raise CronError(f"{field.name}: a step of 0 never fires")
 
 
+class OtherCronForm(CronError):
+    """A schedule written in EventBridge's or Quartz's form; the message says which and the five-field one."""
+
+
+_FIVE = "expected 5 fields as crontab has them (minute hour day-of-month month day-of-week)"
+_YEARS = re.compile(r"^\*$|^\d{4}([-,/]\d{1,4})*$")
+
+
+def _crontab_weekday(text: str) -> str:
+    """EventBridge's and Quartz's day of week (1-7, Sunday 1) as crontab counts it (0-6, Sunday 0)."""
+    shifted = re.sub(r"(?<![/\d])\d", lambda digit: str(int(digit[0]) - 1), text)
+    return shifted.replace("?", "*")
+
+
+def _other_form(expression: str) -> OtherCronForm | None:
+    """Which form a six- or seven-field expression is in, with its five-field equivalent (None: neither).
+
+    EventBridge: cron(minutes hours day-of-month month day-of-week year); Quartz: seconds minutes
+    hours day-of-month month day-of-week [year]; both count the days of the week 1-7 from Sunday.
+    """
+    text = expression.strip()
+    wrapped = text.startswith("cron(") and text.endswith(")")
+    fields = text[5:-1].split() if wrapped else text.split()
+    if len(fields) == 6 and (wrapped or (_YEARS.match(fields[5]) and "?" not in (fields[3], fields[5]))):
+        minute, hour, day, month, weekday, year = fields
+        form = "EventBridge's form (the year last)"
+        leftover = "" if year == "*" else f"year {year}"
+    elif not wrapped and len(fields) in (6, 7):
+        second, minute, hour, day, month, weekday, *years = fields
+        form = "Quartz's form (seconds first)"
+        leftover = "" if second == "0" else f"second {second}"
+        if years and years[0] != "*":
+            leftover = f"year {years[0]}"
+    else:
+        return None
+    given = f"{expression!r} is {form}; {_FIVE}"
+    if leftover:
+        return OtherCronForm(f"{given}; its {leftover} has no five-field equivalent")
+    if re.search(r"[LW#]", day + weekday):
+        return OtherCronForm(f"{given}; L, W and # have no five-field equivalent")
+    equivalent = f"{minute} {hour} {day.replace('?', '*')} {month} {_crontab_weekday(weekday)}"
+    try:
+        validate_cron(equivalent)
+    except CronError as error:
+        return OtherCronForm(f"{given}; as five fields it would be {equivalent!r}, but {error}")
+    return OtherCronForm(f"{given}: cron = {equivalent!r}")
+
+
 def validate_cron(expression: str) -> str:
     """Return the expression if it is a five-field cron (minute hour day month weekday)."""
     fields = expression.split()
     if len(fields) != len(_FIELDS):
+        other = _other_form(expression)
+        if other is not None:
+            raise other
         raise CronError(f"expected 5 fields (minute hour day-of-month month day-of-week), got {len(fields)}")
     for text, field in zip(fields, _FIELDS, strict=True):
         _check_field(text, field)

@@ -106,3 +106,22 @@ def test_a_folder_of_pipelines_lists_them_instead_of_saying_no_steps(tmp_path: P
         "nightshift: error: sql: a folder of pipelines, not a pipeline; nothing ran: give one of them,"
         " such as sql/adhoc/"
     ]
+
+
+def test_a_quartz_schedule_is_refused_in_one_line_with_the_five_field_one_that_works(tmp_path: Path) -> None:
+    """Quartz's fields: its "CronTrigger Tutorial"
+    (https://www.quartz-scheduler.org/documentation/quartz-2.5.x/tutorials/crontrigger.html)."""
+    folder = pipeline(
+        tmp_path / "nightly", '[schedule]\ncron = "0 30 2 ? * MON-FRI"\n', {"10_a.sql": "SELECT 1;\n"}
+    )
+    refused = run_cli(folder, "--dry-run", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert refused.stdout == b""
+    assert refused.stderr.decode().splitlines() == [
+        f"nightshift: error: {folder / 'pipeline.toml'}: [schedule] cron: '0 30 2 ? * MON-FRI' is Quartz's"
+        " form (seconds first); expected 5 fields as crontab has them (minute hour day-of-month month"
+        " day-of-week): cron = '30 2 * * MON-FRI'"
+    ]
+    # What the line says to write is accepted.
+    (folder / "pipeline.toml").write_text("[schedule]\ncron = '30 2 * * MON-FRI'\n")
+    assert run_cli(folder, "--dry-run", cwd=tmp_path).returncode == 0
