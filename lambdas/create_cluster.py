@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from mypy_boto3_emr import EMRClient
 
 
-@logger.inject_lambda_context(correlation_id_path="execution_arn")
+@logger.inject_lambda_context(correlation_id_path="execution_arn", clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext, *, emr: EMRClient | None = None) -> dict[str, Any]:

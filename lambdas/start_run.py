@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext, *, sfn: SFNClient | None = None) -> dict[str, Any]:
     """StartRunRequest (from Scheduler) -> ``{started, execution_name, run_date, ...}``."""

@@ -39,7 +39,7 @@ def _as_output(result: TerminationResult) -> dict[str, Any]:
     }
 
 
-@logger.inject_lambda_context(correlation_id_path="execution_arn")
+@logger.inject_lambda_context(correlation_id_path="execution_arn", clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(
