@@ -30,14 +30,21 @@ def test_step_output_and_exit_code_pass_through(tmp_path: Path) -> None:
 
 
 def test_output_is_live_not_buffered_until_the_end(tmp_path: Path) -> None:
+    # The step goes on only once the test has read its first line: slow by construction, not by a sleep.
+    gate = tmp_path / "gate"
     step = tmp_path / "slow.sh"
-    step.write_text("echo first\nsleep 4\necho second\n")
+    step.write_text(f"echo first\nuntil [ -e {gate} ]; do sleep 0.05; done\necho second\n")
     process = start_cli(step, cwd=tmp_path, stderr=subprocess.DEVNULL)
-    assert process.stdout is not None
-    assert process.stdout.readline() == b"first\n"
-    assert process.poll() is None, "the first line must arrive while the step is still running"
-    assert process.stdout.read() == b"second\n"
-    assert process.wait(30) == 0
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == b"first\n"
+        assert process.poll() is None, "the first line must arrive while the step is still running"
+        gate.touch()
+        assert process.stdout.read() == b"second\n"
+        assert process.wait(60) == 0
+    finally:
+        gate.touch()  # a failed check above must not leave the step waiting
+        process.wait(60)
 
 
 def test_sigterm_stops_the_step_and_its_children(tmp_path: Path) -> None:
@@ -49,8 +56,9 @@ def test_sigterm_stops_the_step_and_its_children(tmp_path: Path) -> None:
     assert process.stdout.readline() == b"started\n"
     child = int(pid_file.read_text())
     process.send_signal(signal.SIGTERM)
-    assert process.wait(20) == 143
-    deadline = time.monotonic() + 10
+    assert process.wait(120) == 143
+    # Generous: it costs nothing when the child is gone at once, and load 20 can delay its reaping.
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
             os.kill(child, 0)
