@@ -19,6 +19,10 @@ pytest_plugins = ["tests.support.aws", "tests.support.spark"]
 ROOT = Path(__file__).resolve().parent.parent
 #: A warm engine a test started ends by itself a minute after its last step, even if a test dies.
 TEST_IDLE_MINUTES = "1"
+#: The environment of runs that must find the same engine up however long the machine makes them
+#: wait (a minute passes between two runs at load 20): each run sets its engine's idle time, and the
+#: test's fixture ends the engine. Every run of such a test passes it, as the last run's idle counts.
+HOLD_ENGINE = {"NIGHTSHIFT_ENGINE_IDLE_MINUTES": "30"}
 #: The environment of a reference `spark-sql` a test compares the runner with: a user at a UTF-8
 #: terminal, as on EMR. CI may run the tests under LC_ALL=C, where a bare JVM reads the step as ASCII;
 #: the runner gives its engines UTF-8 whatever the caller's locale (test_local_spark, test_ssh_locale).
@@ -68,9 +72,11 @@ def run_cli(
     return subprocess.run(argv, cwd=cwd, env=environ, capture_output=True, timeout=timeout, check=False)
 
 
-def start_cli(*args: str | Path, cwd: Path = ROOT, stderr: int = subprocess.PIPE) -> subprocess.Popen[bytes]:
+def start_cli(
+    *args: str | Path, cwd: Path = ROOT, stderr: int = subprocess.PIPE, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """Start `python -m runner ARGS` and return at once, to watch its output while it runs."""
-    argv, environ = _cli(args, None)
+    argv, environ = _cli(args, env)
     return subprocess.Popen(argv, cwd=cwd, env=environ, stdout=subprocess.PIPE, stderr=stderr)
 
 

@@ -13,7 +13,7 @@ import pytest
 from runner.local.executor import _spark_home
 from runner.local.java import find_java_home
 from runner.local.warm import protocol
-from tests.conftest import run_cli, start_cli
+from tests.conftest import HOLD_ENGINE, run_cli, start_cli
 from tests.support.spark import SparkSqlReference
 
 pytestmark = pytest.mark.spark
@@ -77,18 +77,19 @@ def test_a_stopped_step_leaves_no_task_running(shared_warm_state: Path, tmp_path
     warm_state = shared_warm_state
     step = _step(tmp_path / "steps", "sleeps.sql", SLEEPS)
     quick = _step(tmp_path / "steps", "quick.sql", QUICK)
-    assert _warm(quick, warm_state).returncode == 0
+    # Held (HOLD_ENGINE): the same JVM must still be up for the last run, however loaded the machine.
+    assert _warm(quick, warm_state, env=HOLD_ENGINE).returncode == 0
     pid = _jvm_pid(warm_state)
-    running = start_cli(step, "--state-dir", warm_state)
+    running = start_cli(step, "--state-dir", warm_state, env=HOLD_ENGINE)
     assert running.stdout is not None
     assert running.stdout.readline() == b"started\n"
-    assert _wait_for(lambda: "CallMethodViaReflection" in _threads(pid), 60), "the task never started"
+    assert _wait_for(lambda: "CallMethodViaReflection" in _threads(pid), 300), "the task never started"
     running.send_signal(signal.SIGINT)
-    running.communicate(timeout=60)
+    running.communicate(timeout=300)
     assert running.returncode == 130
-    # Cancelled with an interrupt: the task's thread leaves its sleep instead of holding a core.
-    assert _wait_for(lambda: "CallMethodViaReflection" not in _threads(pid), 20), _threads(pid)
-    again = _warm(quick, warm_state)
+    # Cancelled with an interrupt: the task's thread leaves its sleep (ten minutes) instead of holding a core.
+    assert _wait_for(lambda: "CallMethodViaReflection" not in _threads(pid), 120), _threads(pid)
+    again = _warm(quick, warm_state, env=HOLD_ENGINE)
     assert again.stdout == b"quick\n" and _jvm_pid(warm_state) == pid
 
 

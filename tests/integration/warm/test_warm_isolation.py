@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from runner.local.warm.client import stop_engine
-from tests.conftest import run_cli
+from tests.conftest import HOLD_ENGINE, run_cli
 
 pytestmark = pytest.mark.spark
 
@@ -44,10 +44,11 @@ def test_a_step_sees_earlier_tables_but_no_session_state(tmp_path: Path) -> None
     first.write_text(LEAVES_STATE)
     second.write_text(LOOKS_FOR_STATE)
     try:
-        made = run_cli(first, "--state-dir", state, "--var", "greeting=hallo")
+        # Held (HOLD_ENGINE): the second run must find the first one's engine, however loaded the machine.
+        made = run_cli(first, "--state-dir", state, "--var", "greeting=hallo", env=HOLD_ENGINE)
         assert made.returncode == 0, made.stderr[-3000:]
         assert made.stdout.endswith(b"hallo\tother_db\n")
-        warm = run_cli(second, "--state-dir", state)
+        warm = run_cli(second, "--state-dir", state, env=HOLD_ENGINE)
         assert b"runs warm (engine pid" in warm.stderr  # the same engine ran both steps
     finally:
         stop_engine(state)

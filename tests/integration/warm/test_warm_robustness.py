@@ -15,7 +15,7 @@ import pytest
 
 from runner.local.warm import protocol
 from runner.local.warm.client import engine_alive, stop_engine
-from tests.conftest import run_cli, start_cli
+from tests.conftest import HOLD_ENGINE, run_cli, start_cli
 from tests.support.spark import SparkSqlReference
 
 pytestmark = pytest.mark.spark
@@ -35,19 +35,20 @@ SELECT * FROM courses PIVOT (sum(earnings) FOR course IN ('dotNET', 'Java', 'Sca
 SELECT id % 13 AS k, count(*) FROM range(1000) GROUP BY id % 13;
 SELECT DISTINCT course FROM courses;
 """
-# A loaded 2-core machine: a quick step on a warm engine takes seconds, not a minute.
-PROMPT_SECONDS = 90
+# A quick step on a warm engine takes seconds (a minute at load 20 on 2 cores), not the long job's hours.
+PROMPT_SECONDS = 300
 SELECT, PSELECT6 = "23", "270"  # x86_64 system call numbers, as /proc/PID/syscall shows them
 
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path, Path]]:
-    """One warm engine for the module (its state dir), and a quick and a long step."""
+    """One warm engine for the module (its state dir), and a quick and a long step. Every run on it
+    holds it (HOLD_ENGINE): the tests here need the same JVM across runs and cold JVMs in between."""
     top = tmp_path_factory.mktemp("robust")
     state, quick, long = top / "state", top / "quick.sql", top / "long.sql"
     quick.write_text(QUICK)
     long.write_text(LONG)
-    first = run_cli(quick, "--state-dir", state)
+    first = run_cli(quick, "--state-dir", state, env=HOLD_ENGINE)
     assert first.returncode == 0 and first.stdout == b"quick\n", first.stderr[-2000:]
     yield state, quick, long
     stop_engine(state)
@@ -86,14 +87,14 @@ def test_a_runner_killed_during_its_step_has_the_step_cancelled_and_cleaned_up(
     engine: tuple[Path, Path, Path],
 ) -> None:
     state, quick, long = engine
-    victim = start_cli(long, "--state-dir", state)
+    victim = start_cli(long, "--state-dir", state, env=HOLD_ENGINE)
     assert victim.stdout is not None and victim.stdout.readline() == b"started\n"
     _kill(victim)
     # The engine cancels the dead runner's Spark job: the next run does not wait for hours.
-    again = run_cli(quick, "--state-dir", state, timeout=PROMPT_SECONDS)
+    again = run_cli(quick, "--state-dir", state, env=HOLD_ENGINE, timeout=PROMPT_SECONDS)
     assert again.returncode == 0 and again.stdout == b"quick\n", again.stderr[-2000:]
     assert b"runs warm (engine pid" in again.stderr
-    assert _wait_for(lambda: not _step_folders(state), 10), _step_folders(state)
+    assert _wait_for(lambda: not _step_folders(state), 120), _step_folders(state)
 
 
 def test_rows_without_order_by_come_in_spark_sqls_order_warm_and_cold(
@@ -105,7 +106,7 @@ def test_rows_without_order_by_come_in_spark_sqls_order_warm_and_cold(
     # `spark-sql -f` as a user types it: no settings at all, its metastore in a folder of its own.
     bare = spark_sql_reference(step)
     assert bare.returncode == 0, bare.stderr[-2000:]
-    warm = run_cli(step, "--state-dir", state)
+    warm = run_cli(step, "--state-dir", state, env=HOLD_ENGINE)
     assert b"runs warm" in warm.stderr and warm.returncode == 0, warm.stderr[-2000:]
     cold = run_cli(step, "--state-dir", tmp_path / "cold-state", "--cold")
     assert b"runs cold (--cold)" in cold.stderr and cold.returncode == 0, cold.stderr[-2000:]
@@ -124,10 +125,9 @@ def test_a_runner_killed_right_after_handing_over_its_step_does_not_wedge_the_en
     # The JVM is held (SIGSTOP) so that the moment lasts; the runner is killed once it relays output
     # (in select(): the step is handed over), then the JVM goes on.
     state, quick, _ = engine
-    # The module's engine may have ended idle (a minute in tests) while the tests before ran cold
-    # JVMs: a step first makes sure it runs, with its idle minute restarted, before its JVM is held.
-    ready = run_cli(quick, "--state-dir", state, timeout=PROMPT_SECONDS)
-    # Either line is right: the engine that was up ran it, or (ended idle) a new one started for it.
+    # A step first makes sure the engine runs before its JVM is held (held up: HOLD_ENGINE).
+    ready = run_cli(quick, "--state-dir", state, env=HOLD_ENGINE, timeout=600)
+    # Either line is right: the module's engine ran it, or (had it ended) a new one started for it.
     assert ready.returncode == 0 and ready.stdout == b"quick\n", ready.stderr[-2000:]
     assert re.search(rb"runs warm( \(engine pid|: starting the warm engine)", ready.stderr), ready.stderr[
         -2000:
@@ -135,17 +135,17 @@ def test_a_runner_killed_right_after_handing_over_its_step_does_not_wedge_the_en
     jvm = _jvm_pid(state)
     os.kill(jvm, signal.SIGSTOP)
     try:
-        victim = start_cli(quick, "--state-dir", state)
-        assert _wait_for(lambda: _in_select(victim.pid), 60), "the runner never relayed its step's output"
+        victim = start_cli(quick, "--state-dir", state, env=HOLD_ENGINE)
+        assert _wait_for(lambda: _in_select(victim.pid), 300), "the runner never relayed its step's output"
         assert _step_folders(state)
         _kill(victim)
     finally:
         os.kill(jvm, signal.SIGCONT)
 
-    again = run_cli(quick, "--state-dir", state, timeout=PROMPT_SECONDS)
+    again = run_cli(quick, "--state-dir", state, env=HOLD_ENGINE, timeout=PROMPT_SECONDS)
     assert again.returncode == 0 and again.stdout == b"quick\n", again.stderr[-2000:]
     assert b"runs warm (engine pid" in again.stderr and _jvm_pid(state) == jvm
-    assert _wait_for(lambda: not _step_folders(state), 10), _step_folders(state)
+    assert _wait_for(lambda: not _step_folders(state), 120), _step_folders(state)
     stopped = run_cli("--stop-engine", "--state-dir", state, timeout=PROMPT_SECONDS)
     assert stopped.returncode == 0, stopped.stderr[-2000:]
     assert not engine_alive(state)
