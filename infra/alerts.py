@@ -21,6 +21,7 @@ from constructs import Construct
 
 from infra.lambda_code import small_function
 from infra.nag import arn_finding, suppress
+from infra.schedules import scheduler_principal
 from lambdas.shared.stack import PIPELINES_VARIABLE, TOPIC_VARIABLE
 from runner.config import Schedule
 
@@ -226,9 +227,7 @@ class Alerts(Construct):
                 f"Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:{prefix}*"
             ],
         )
-        role = iam.Role(
-            self, "LateCheckSchedulerRole", assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com")
-        )
+        role = iam.Role(self, "LateCheckSchedulerRole", assumed_by=scheduler_principal(self))
         # The target grants sqs:SendMessage on the dead-letter queue, not the key it is encrypted with.
         self._dead_letters[1].grant(role, "kms:GenerateDataKey", "kms:Decrypt")
         suppress(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, TimeZone
+from aws_cdk import Duration, Stack, TimeZone
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -18,6 +18,19 @@ from infra.lambda_code import small_function
 from infra.nag import arn_finding, suppress
 from runner.config import Schedule
 from runner.schedule import to_eventbridge
+
+SCHEDULER_SERVICE = "scheduler.amazonaws.com"
+
+
+def scheduler_principal(scope: Construct) -> iam.ServicePrincipal:
+    """EventBridge Scheduler on behalf of this account's schedules only: every schedule role's trust.
+
+    The source condition keeps the service from acting with the role for another account's schedule
+    (the confused deputy; "Confused deputy prevention", EventBridge Scheduler User Guide).
+    """
+    return iam.ServicePrincipal(
+        SCHEDULER_SERVICE, conditions={"StringEquals": {"aws:SourceAccount": Stack.of(scope).account}}
+    )
 
 
 class Schedules(Construct):
@@ -69,9 +82,7 @@ class Schedules(Construct):
             applies_to=["Action::kms:ReEncrypt*", "Action::kms:GenerateDataKey*"],
         )
         # Our own role, in this construct, rather than one the target would add to the stack.
-        self.role = iam.Role(
-            self, "SchedulerRole", assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com")
-        )
+        self.role = iam.Role(self, "SchedulerRole", assumed_by=scheduler_principal(self))
         suppress(
             self.role,
             "AwsSolutions-IAM5",
