@@ -27,6 +27,8 @@ class TcpProxy:
     download_rate: float | None = None
     port: int = field(init=False)
     accepted: int = field(init=False, default=0)
+    #: when (time.monotonic()) each connection was cut at the end of its lifetime
+    cut_at: list[float] = field(init=False, default_factory=list)
     _listener: socket.socket = field(init=False)
     _open: list[socket.socket] = field(init=False, default_factory=list)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
@@ -78,6 +80,7 @@ class TcpProxy:
                 timer.start()
 
     def _cut_pair(self, *pair: socket.socket) -> None:
+        self.cut_at.append(time.monotonic())
         for sock in pair:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)

@@ -41,17 +41,18 @@ def test_a_server_that_drops_every_connection_ends_the_run_within_the_budget(
     # and none makes progress while the step is silent.
     proxy.lifetime = 1.5
     pgid_file = cli.root / "step.pgid"
-    step = cli.step("10_silent.sh", f"cut -d' ' -f5 /proc/$$/stat > {pgid_file}\necho started\nsleep 60\n")
+    step = cli.step("10_silent.sh", f"cut -d' ' -f5 /proc/$$/stat > {pgid_file}\necho started\nsleep 600\n")
 
-    started = time.monotonic()
     result = cli.run(
-        step, *_via(cli, proxy), "--reconnect-timeout", "3", "--run-id", "r1", target=False, timeout=40
+        step, *_via(cli, proxy), "--reconnect-timeout", "3", "--run-id", "r1", target=False, timeout=300
     )
-    took = time.monotonic() - started
+    ended = time.monotonic()
 
     assert result.returncode == 255, result.stderr
     assert result.stdout == b"started\n"
-    assert took < 1.5 + 3 + 4  # the first connection, the budget, and start-up and slack
+    # Measured from the first loss, not the CLI's start-up: the 3 s budget and a generous slack for a
+    # loaded machine, far from the step's 600 s (a budget renewed by every reconnect would wait for it).
+    assert proxy.cut_at and ended - proxy.cut_at[0] < 3 + 30
     notices = _notices(result.stderr)
     (why,) = [line for line in notices if "no progress" in line or "not re-established" in line]
     assert "keeps dropping: no progress within 3 s of the first loss" in why
