@@ -27,6 +27,7 @@ from runner.dates import date_variables
 from runner.errors import UsageError
 from runner.model import Engine, Pipeline, Stage, Step
 from runner.output import ErrorLine, Output, StepOutput
+from runner.statements import statement_start_lines
 
 EXIT_TIMEOUT = 124  # as GNU timeout
 EXIT_UNREACHABLE = 255  # as ssh
@@ -222,9 +223,20 @@ def _run_one(executor: Executor, invocation: Invocation, output: Output, stop: S
         report.status = "succeeded"
     else:
         report.status = f"failed (exit {result.exit_code})"
-        report.error = step_output.line
+        report.error = _where_it_failed(invocation, step_output)
     step_output.notice(f"{report.status} in {report.seconds:.1f} s")
     return report
+
+
+def _where_it_failed(invocation: Invocation, output: ErrorLine) -> str:
+    """The first error line, after the file and line of the statement it is about when spark-sql says so."""
+    step, done = invocation.step, output.statements_done
+    if not invocation.engine.is_sql:
+        return output.line
+    starts = statement_start_lines(step.path) if done is not None else None
+    if done is None or starts is None or done >= len(starts):
+        return output.line
+    return f"{step.file_name} line {starts[done]}: {output.line}"
 
 
 def _run_checks_file(

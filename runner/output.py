@@ -392,6 +392,10 @@ def reassemble(records: Iterable[Mapping[str, Any]]) -> dict[Stream, bytes]:
 _ERROR_LINE = re.compile(rb"^\[[A-Z][A-Z0-9_.]+\]|Error|ERROR|Exception|FATAL|Fatal|\berror:|\bfailed\b")
 #: How much of that line the summary table repeats.
 ERROR_LINE_CHARS = 200
+#: spark-sql's line before a file's first statement, and the one after each statement that succeeded.
+_SPARK_MASTER = re.compile(rb"^Spark master: ")
+_TIME_TAKEN = re.compile(rb"Time taken: [0-9.]+ seconds")
+_ERROR_CLASS = re.compile(rb"^\[[A-Z][A-Z0-9_.]+\]")
 
 
 class ErrorLine(StepOutput):
@@ -407,6 +411,7 @@ class ErrorLine(StepOutput):
         self._stderr = LineBuffer()
         self._first = b""
         self._last = b""
+        self._statements: int | None = None
 
     def feed(self, stream: Stream, chunk: bytes) -> None:
         self._inner.feed(stream, chunk)
@@ -426,10 +431,23 @@ class ErrorLine(StepOutput):
             line = raw.strip()[: ERROR_LINE_CHARS * 4]
             if not line:
                 continue
+            if self._statements is None:
+                self._statements = 0 if _SPARK_MASTER.search(line) else None
+            elif _TIME_TAKEN.search(line):
+                self._statements += 1  # a progress bar may share the line: search, not match
             if _ERROR_LINE.search(line):
                 self._first = line
                 return
             self._last = line
+
+    @property
+    def statements_done(self) -> int | None:
+        """How many statements of a spark-sql file succeeded before the one whose error is `line`.
+
+        None unless spark-sql reached the file's statements and the error is one it printed for a
+        statement (its error class, "[TABLE_OR_VIEW_NOT_FOUND] ...").
+        """
+        return self._statements if self._first and _ERROR_CLASS.search(self._first) else None
 
     @property
     def line(self) -> str:

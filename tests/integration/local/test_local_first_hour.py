@@ -125,3 +125,33 @@ def test_a_quartz_schedule_is_refused_in_one_line_with_the_five_field_one_that_w
     # What the line says to write is accepted.
     (folder / "pipeline.toml").write_text("[schedule]\ncron = '30 2 * * MON-FRI'\n")
     assert run_cli(folder, "--dry-run", cwd=tmp_path).returncode == 0
+
+
+def test_a_failed_sql_step_names_the_line_its_failing_statement_starts_on(
+    tmp_path: Path, shared_warm_state: Path
+) -> None:
+    folder = pipeline(tmp_path / "shop", "", {})
+    (folder / "10_orders.sql").write_text(
+        "-- the orders of the day; a comment with a ' and a ;\n"
+        "CREATE TEMPORARY VIEW orders AS SELECT 1 AS id;\n"
+        "\n"
+        "SELECT id\n"
+        "  FROM orders;  /* a; comment */\n"
+        "SELECT 'a;b' AS text\n"
+        "  FROM orders;\n"
+        "\n"
+        "SELECT *\n"
+        "  FROM order_lines\n"
+        " WHERE id = 1;\n"
+        "SELECT 'never';\n"
+    )
+    result = run_cli(folder, "--state-dir", shared_warm_state, "--run-date", "2025-06-04", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr.decode()
+    assert result.stdout == b"1\na;b\n"
+    row = next(
+        line for line in result.stderr.decode().splitlines() if line.startswith("nightshift: 10_orders.sql ")
+    )
+    # The statement that failed is the fourth; it starts on line 9 of the file (spark-sql itself says
+    # "line 2 pos 7", counted from the end of the statement before).
+    assert "failed (exit 1)" in row
+    assert row.split(" s ", 1)[1].lstrip().startswith("10_orders.sql line 9: [TABLE_OR_VIEW_NOT_FOUND]"), row

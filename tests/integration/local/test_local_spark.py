@@ -187,7 +187,8 @@ def test_failing_step_fails_the_run_after_its_stage(tmp_path: Path, state_dir: P
     summary = [line.removeprefix("nightshift: ").split() for line in table]
     assert summary[0][:3] == ["10_make.sql", "10", "succeeded"]
     assert summary[1][:4] == ["20_bad.sql", "20", "failed", "(exit"]
-    assert summary[1][7] == "[TABLE_OR_VIEW_NOT_FOUND]"  # its first error line, after the duration
+    # Its first error line after the duration, after the file and line of the failing statement.
+    assert summary[1][7:11] == ["20_bad.sql", "line", "1:", "[TABLE_OR_VIEW_NOT_FOUND]"]
     assert summary[2][:3] == ["20_good.sh", "20", "succeeded"]
     assert summary[3] == ["30_never.sql", "30", "not", "run", "-"]
 
