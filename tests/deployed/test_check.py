@@ -235,15 +235,83 @@ class Account:
         return self.template.logical_id("AWS::IAM::Role", part)
 
 
-@pytest.fixture
-def account(deployed: Harness) -> Account:
-    """A correct deployment of the nightly pipeline: what the stack and the user's set-up give it."""
-    h = deployed
+@dataclass
+class Correct:
+    """A correct deployment of the nightly pipeline, made once per module: what the stack and the user's
+    set-up give it. `restore` puts back what a test may have changed, so each test starts from it."""
+
+    harness: Harness
+    template: Template
+    resources: dict[str, tuple[str, str]]
+    statements: dict[str, list[Any]]
+    renamed: dict[str, str]
+    topic: str
+    alert_key: str
+    schedule: dict[str, Any]
+    main_route_table: str
+    nat: str
+
+    def restore(self) -> None:
+        """The correct deployment again: each piece a test of this module changes, set as made."""
+        h = self.harness
+        ec2 = h.ec2
+        ec2.create_tags(Resources=h.subnets, Tags=[EMR_TAG])
+        (table,) = ec2.describe_route_tables(RouteTableIds=[self.main_route_table])["RouteTables"]
+        if not any(r.get("DestinationCidrBlock") == "0.0.0.0/0" for r in table["Routes"]):
+            ec2.create_route(
+                RouteTableId=self.main_route_table, DestinationCidrBlock="0.0.0.0/0", NatGatewayId=self.nat
+            )
+        endpoints = [e["VpcEndpointId"] for e in ec2.describe_vpc_endpoints()["VpcEndpoints"]]
+        if endpoints:
+            ec2.delete_vpc_endpoints(VpcEndpointIds=endpoints)
+        sns = boto3.client("sns", region_name=REGION)
+        sns.set_topic_attributes(
+            TopicArn=self.topic, AttributeName="KmsMasterKeyId", AttributeValue=self.alert_key
+        )
+        subscriptions = sns.list_subscriptions_by_topic(TopicArn=self.topic)["Subscriptions"]
+        if [(s["Endpoint"], s["SubscriptionArn"].startswith("arn:")) for s in subscriptions] != [
+            (ALERT_EMAIL, True)
+        ]:
+            for subscription in subscriptions:
+                if subscription["SubscriptionArn"].startswith("arn:"):
+                    sns.unsubscribe(SubscriptionArn=subscription["SubscriptionArn"])
+            sns.subscribe(TopicArn=self.topic, Protocol="email", Endpoint=ALERT_EMAIL)
+        boto3.client("scheduler", region_name=REGION).update_schedule(**self.schedule)
+        boto3.client("ssm", region_name=REGION).put_parameter(
+            Name=DEPLOYED_FILES_PARAMETER.format(stack=h.synth.stack.stack_name, pipeline=h.pipeline),
+            Type="String",
+            Value=encode(folder_digests(pipeline_of(h).folder)),
+            Overwrite=True,
+        )
+        glue = boto3.client("glue", region_name=REGION)
+        present = {d["Name"] for d in glue.get_databases()["DatabaseList"]}
+        for database in CATALOG_DATABASES:
+            if database not in present:
+                glue.create_database(DatabaseInput={"Name": database})
+
+    def account(self) -> Account:
+        """A fresh view of the deployment for one test: its own statements to take away, its own calls."""
+        return Account(
+            self.harness,
+            self.template,
+            dict(self.resources),
+            statements={role: list(s) for role, s in self.statements.items()},
+            renamed=dict(self.renamed),
+        )
+
+
+ALERT_EMAIL = "data-team@example.com"
+CATALOG_DATABASES = ("nightly", "nightly_staging")
+
+
+@pytest.fixture(scope="module")
+def correct(deployed_once: Harness) -> Correct:
+    """The nightly deployment in moto, with the network, key pair, data, catalog and alerts the docs ask for."""
+    h = deployed_once
     template = Template(h.synth.template)
     ec2 = h.ec2
     # The network as the docs ask for it: tagged private subnets with a NAT route, tagged groups.
     vpc = ec2.describe_subnets(SubnetIds=h.subnets)["Subnets"][0]["VpcId"]
-    ec2.create_tags(Resources=h.subnets, Tags=[EMR_TAG])
     groups = [
         g["GroupId"]
         for g in ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["SecurityGroups"]
@@ -254,7 +322,6 @@ def account(deployed: Harness) -> Account:
     (main,) = ec2.describe_route_tables(
         Filters=[{"Name": "vpc-id", "Values": [vpc]}, {"Name": "association.main", "Values": ["true"]}]
     )["RouteTables"]
-    ec2.create_route(RouteTableId=main["RouteTableId"], DestinationCidrBlock="0.0.0.0/0", NatGatewayId=nat)
     # The key pair and its private half in the SSH secret; the runner task names the secret.
     material = ec2.create_key_pair(KeyName="nightshift")["KeyMaterial"]
     secret = boto3.client("secretsmanager", region_name=REGION).create_secret(
@@ -271,36 +338,24 @@ def account(deployed: Harness) -> Account:
             }
         ],
     )["taskDefinition"]["taskDefinitionArn"]
-    # The data, the catalog databases, the alert topic (the stack's key) with a confirmed e-mail.
+    # The data, the alert topic (the stack's key; restore subscribes the confirmed e-mail), the
+    # schedule with its dead-letter queue; restore adds the catalog databases and the digests.
     boto3.client("s3", region_name=REGION).create_bucket(Bucket="lake")
-    glue = boto3.client("glue", region_name=REGION)
-    for database in ("nightly", "nightly_staging"):
-        glue.create_database(DatabaseInput={"Name": database})
     sns = boto3.client("sns", region_name=REGION)
-    alert_key = template.logical_id("AWS::KMS::Key", "AlertKey")
-    topic = sns.create_topic(
-        Name="alerts", Attributes={"KmsMasterKeyId": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{alert_key}"}
-    )["TopicArn"]
-    sns.subscribe(TopicArn=topic, Protocol="email", Endpoint="data-team@example.com")
-    queue = boto3.client("sqs", region_name=REGION).create_queue(QueueName="failed-starts")["QueueUrl"]
-    schedule = template.logical_id("AWS::Scheduler::Schedule", "NightlySchedule")
-    boto3.client("scheduler", region_name=REGION).create_schedule(
-        Name=schedule,
-        ScheduleExpression="cron(0 3 * * ? *)",
-        FlexibleTimeWindow={"Mode": "OFF"},
-        Target={
+    alert_key = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{template.logical_id('AWS::KMS::Key', 'AlertKey')}"
+    topic = sns.create_topic(Name="alerts", Attributes={"KmsMasterKeyId": alert_key})["TopicArn"]
+    boto3.client("sqs", region_name=REGION).create_queue(QueueName="failed-starts")
+    schedule: dict[str, Any] = {
+        "Name": template.logical_id("AWS::Scheduler::Schedule", "NightlySchedule"),
+        "ScheduleExpression": "cron(0 3 * * ? *)",
+        "FlexibleTimeWindow": {"Mode": "OFF"},
+        "Target": {
             "Arn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:StartRun",
             "RoleArn": f"arn:aws:iam::{ACCOUNT}:role/scheduler",
             "DeadLetterConfig": {"Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:failed-starts"},
         },
-    )
-    del queue
-    pipeline = pipeline_of(h)
-    boto3.client("ssm", region_name=REGION).put_parameter(
-        Name=DEPLOYED_FILES_PARAMETER.format(stack=h.synth.stack.stack_name, pipeline=pipeline.name),
-        Type="String",
-        Value=encode(folder_digests(pipeline.folder)),
-    )
+    }
+    boto3.client("scheduler", region_name=REGION).create_schedule(**schedule)
     # The stack's resources as ListStackResources names them: the roles, keys and bucket by the
     # names iam_eval's Template gives them, the rest as moto made them.
     resources: dict[str, tuple[str, str]] = {}
@@ -320,7 +375,16 @@ def account(deployed: Harness) -> Account:
         f":log-group:{h.runner_log_group}:": ":log-group:"
         + log_group.split(":log-group:")[1].removesuffix("*"),
     }
-    return Account(h, template, resources, statements=statements, renamed=renamed)
+    return Correct(
+        h, template, resources, statements, renamed, topic, alert_key, schedule, main["RouteTableId"], nat
+    )
+
+
+@pytest.fixture
+def account(correct: Correct) -> Account:
+    """The correct deployment, as each test of this module starts from it."""
+    correct.restore()
+    return correct.account()
 
 
 def test_a_correct_deployment_passes_every_check(account: Account) -> None:
