@@ -34,11 +34,11 @@ def test_a_closed_port_fails_at_once_with_255(cli: Cli) -> None:
     argv = _args_without(cli, "--port")
 
     started = time.monotonic()
-    result = cli.run(step, *argv, "--port", str(free_port()), "--connect-timeout", "60", target=False)
+    result = cli.run(step, *argv, "--port", str(free_port()), "--connect-timeout", "600", target=False)
 
     assert result.returncode == 255
-    # At once, not after the 60 s connect timeout: 30 s leaves room for the CLI's start under load 20.
-    assert time.monotonic() - started < 30
+    # At once, not after the 600 s connect timeout: 120 s leaves room for the CLI's start under load 20.
+    assert time.monotonic() - started < 120
     (line,) = _error_lines(result.stderr)
     assert "cannot connect to 127.0.0.1" in line and "refused" in line
 
@@ -73,10 +73,10 @@ def test_an_unanswered_host_fails_within_the_connect_timeout(cli: Cli, silent_po
     started = time.monotonic()
     result = cli.run(step, *argv, "--port", str(silent_port), "--connect-timeout", "1.5", target=False)
 
-    # It waited out its 1.5 s, and not the kernel's minutes of SYN retries (30 s: the CLI's start under
-    # load 20 takes seconds of its own).
+    # It waited out its 1.5 s, and not the kernel's two minutes of SYN retries (60 s: the CLI's start
+    # under load 20 takes seconds of its own).
     assert result.returncode == 255
-    assert 1.5 <= time.monotonic() - started < 30
+    assert 1.5 <= time.monotonic() - started < 60
     (line,) = _error_lines(result.stderr)
     assert f"no answer from 127.0.0.1:{silent_port} within 1.5 s" in line
 
