@@ -17,10 +17,12 @@ from tests.integration.ssh.tcp_proxy import TcpProxy, mute_listener, tcp_proxy
 
 pytestmark = pytest.mark.sshd
 
-# The issue promises 2 s; at a load of 16-18 on 2 cores the stops took 0.7-2.3 s, one over the promise. 5 s holds under load 20 and stays below every wait these tests interrupt (an 8 s reconnect
-# pause, a 16 s upload, a 14 s drain, a 60 s connect); the 5 s grace before the master's KILL is
-# shorter, so that test asserts the order instead (the runner ended while the step still ran).
-STOP_WITHIN = 5.0
+# The issue promises 2 s; at a load of 16-18 on 2 cores the stops took 0.7-2.3 s, one over the
+# promise. 7.5 s holds under load 20 and stays below every wait these tests interrupt (a 10 s
+# reconnect pause, a 16 s upload, a 14 s drain, a 60 s connect), so a runner that waited one out
+# still fails; the 5 s grace before the master's KILL is shorter, so that test asserts the order
+# instead (the runner ended while the step still ran).
+STOP_WITHIN = 7.5
 
 
 def _target_args(cli: Cli, port: int) -> list[str]:
@@ -37,7 +39,7 @@ def _stop(process: subprocess.Popen[bytes], signum: int = signal.SIGTERM) -> tup
     """Signal the runner; how long it took to end, and what it printed."""
     sent = time.monotonic()
     process.send_signal(signum)
-    out, err = process.communicate(timeout=30)
+    out, err = process.communicate(timeout=120)
     took = time.monotonic() - sent
     print(f"stopped in {took:.2f} s")  # shown with -s, and with a failure
     return took, out, err
@@ -52,10 +54,13 @@ def _eventually(check: Callable[[], bool], within: float) -> bool:
     return True
 
 
-def _nothing_left(cli: Cli, within: float = 3.0) -> bool:
+def _nothing_left(cli: Cli, within: float = 60.0) -> bool:
     """No launcher, follower or stop of this test still runs on the "cluster", and no run directory is left."""
     return _eventually(
-        lambda: not cli.leftovers() and not any(cli.remote_dir.iterdir() if cli.remote_dir.exists() else []),
+        lambda: (
+            not cli.leftovers(within=0)
+            and not any(cli.remote_dir.iterdir() if cli.remote_dir.exists() else [])
+        ),
         within,
     )
 
@@ -85,7 +90,7 @@ def test_connecting_to_a_server_that_never_speaks_ssh(cli: Cli, signum: int) -> 
     with mute_listener() as mute:
         process = _start(cli, step, mute.port, "--connect-timeout", "60")
         # Connected over TCP, now waiting for the server's SSH banner.
-        assert _eventually(lambda: bool(mute.held), within=20)
+        assert _eventually(lambda: bool(mute.held), within=120)
         took, out, err = _stop(process, signum)
 
     assert process.returncode == 128 + signum, err
@@ -117,7 +122,7 @@ def _syn_sent(port: int) -> bool:
 def test_connecting_to_a_host_that_never_answers(cli: Cli, unanswered_port: int) -> None:
     step = cli.step("10_never.sh", "echo never\n")
     process = _start(cli, step, unanswered_port, "--connect-timeout", "60")
-    assert _eventually(lambda: _syn_sent(unanswered_port), within=20)  # in the TCP connect
+    assert _eventually(lambda: _syn_sent(unanswered_port), within=120)  # in the TCP connect
     took, _, err = _stop(process)
 
     assert process.returncode == 143, err
@@ -134,8 +139,9 @@ def test_backing_off_after_a_drop_the_step_is_still_stopped(cli: Cli, proxy: Tcp
     proxy.turn_away = True
     before = proxy.accepted
     proxy.cut()
-    # Four attempts (after 0.5, 1, 2 and 4 s) turned away: the runner is now in an 8 s pause.
-    assert _eventually(lambda: proxy.accepted >= before + 4, within=60), "the runner did not reconnect"
+    # Five attempts (after 0.5, 1, 2, 4 and 8 s) turned away: the runner is now in a 10 s pause (its
+    # longest), longer than STOP_WITHIN even after the moment this test takes to see the fifth.
+    assert _eventually(lambda: proxy.accepted >= before + 5, within=120), "the runner did not reconnect"
     proxy.turn_away = False
     took, _, err = _stop(process)
 
@@ -162,7 +168,7 @@ def test_uploading_a_large_step_over_a_slow_link(cli: Cli, proxy: TcpProxy) -> N
     proxy.upload_rate = 1024 * 1024
     process = _start(cli, step, proxy.port)
     # Some bytes of the step arrived: the upload is under way.
-    assert _eventually(lambda: _part_bytes(cli.remote_dir) > 0, within=20), "the upload never began"
+    assert _eventually(lambda: _part_bytes(cli.remote_dir) > 0, within=120), "the upload never began"
 
     took, _, err = _stop(process)
 
@@ -199,7 +205,7 @@ def test_draining_output_still_in_flight_on_a_slow_link(cli: Cli, proxy: TcpProx
     process = _start(cli, step, proxy.port)
     assert process.stdout is not None
     assert process.stdout.readline() == b"running\n"
-    assert _eventually(lambda: pgid_file.exists() and bool(pgid_file.read_text()), within=10)
+    assert _eventually(lambda: pgid_file.exists() and bool(pgid_file.read_text()), within=120)
     pgid = int(pgid_file.read_text())
 
     took, _, err = _stop(process)
@@ -231,5 +237,5 @@ def test_a_step_that_ignores_term_is_left_to_the_master_to_kill(cli: Cli) -> Non
     assert process_group_alive(pgid, within=0), f"the runner waited for the KILL ({took:.1f} s)"
     assert out == b"got TERM\n"  # its last words still arrived
     # The master escalates to KILL after the grace period on its own.
-    assert not process_group_alive(pgid, within=8)
-    assert _nothing_left(cli, within=3)
+    assert not process_group_alive(pgid, within=60)
+    assert _nothing_left(cli)
