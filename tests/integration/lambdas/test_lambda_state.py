@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -112,7 +112,7 @@ Follower = Callable[[], dict[str, Any]]
 @pytest.fixture
 def followers(
     emr, sfn, s3, emr_backend, state_machine_arn, start_execution, create_payload, lambda_context
-) -> Iterator[dict[str, Follower]]:
+) -> dict[str, Follower]:
     """Each handler that logs, invoked so that it logs at least one record, in a scenario a night has."""
     cluster_id = create_cluster.handler(create_payload, lambda_context, emr=emr)["cluster_id"]
     context = replace(lambda_context, aws_request_id="6a2d3e4f-0000-4000-8000-000000000001")
@@ -160,7 +160,7 @@ def followers(
         create_cluster.handler(payload, context, emr=emr)
         return {"pipeline": "example", "run_id": payload["run_id"], "attempt": 1, "correlation_id": execution}
 
-    yield {
+    return {
         "terminate_cluster": terminate,
         "cluster_status": failed_cluster,
         "sweeper": sweep,
