@@ -24,6 +24,10 @@ MAX_SAMPLE_LINE_BYTES = 64 * 1024
 MAX_STDERR_BYTES = 64 * 1024
 #: A value wider than this is cut in the console's sample table (JSON lines keep it as parsed).
 MAX_CELL_CHARS = 40
+#: The sample's share of a check's JSON record: on Fargate the record is one CloudWatch Logs event
+#: (256 KiB at most; awslogs cuts a longer line into pieces that are not JSON, and the alert, the
+#: run record and --follow read it whole), so rows past this many bytes are left out, and counted.
+MAX_RECORD_SAMPLE_BYTES = 128 * 1024
 _TRAILING = re.compile(r"[\s;]+$")
 
 
@@ -171,17 +175,52 @@ class CheckReport:
         return f"{self.status}: {self.count:,} row{'' if self.count == 1 else 's'}"
 
     def record(self, sample_rows: int) -> dict[str, Any]:
-        """The check's JSON record (without pipeline and run, which the output adds)."""
+        """The check's JSON record (without pipeline and run, which the output adds).
+
+        Its sample is bounded in bytes (MAX_RECORD_SAMPLE_BYTES); `sample_cut` counts the rows left out.
+        """
+        sample, size = [], 0
+        for row in self.sample:
+            size += len(json.dumps(row, ensure_ascii=False).encode("utf-8", "backslashreplace")) + 2
+            if size > MAX_RECORD_SAMPLE_BYTES:
+                break
+            sample.append(row)
+        cut = len(self.sample) - len(sample)
         return {
             "check": self.check.label,
             "stage": self.check.stage,
             "severity": str(self.check.severity),
             "status": self.status,
             "count": self.count,
-            "sample": self.sample,
+            "sample": sample,
             "sample_rows": sample_rows,
+            **({"sample_cut": cut} if cut else {}),
             **({"exit_code": self.exit_code} if self.exit_code else {}),
         }
+
+
+def report_of(check: DataCheck, record: Mapping[str, Any]) -> CheckReport:
+    """A check's report from its JSON record (a deployed run's, read back from its task's log)."""
+    count = record.get("count")
+    sample = record.get("sample")
+    exit_code = record.get("exit_code")
+    return CheckReport(
+        check,
+        status=str(record.get("status", "not run")),
+        count=count if isinstance(count, int) and not isinstance(count, bool) else None,
+        sample=[row for row in sample if isinstance(row, dict)] if isinstance(sample, list) else [],
+        exit_code=exit_code if isinstance(exit_code, int) else 0,
+    )
+
+
+def result_lines(report: CheckReport) -> list[str]:
+    """What the console says of a check's result: its line, then the sample of its rows as a table."""
+    lines = [f"{report.check.label}: {report.line}"]
+    if report.count:
+        shown = len(report.sample)
+        lines[0] += f" (a sample of {shown})" if shown < report.count else ""
+        lines += sample_table(report.sample)
+    return lines
 
 
 def _cell(value: Any) -> str:
