@@ -243,8 +243,12 @@ class Alerts(Construct):
     def add_pipeline(
         self, state_machine_name: str, pipeline: str, log_group: logs.ILogGroup, container: str
     ) -> None:
-        """Tell the formatter where a pipeline's step logs are, to link the failing step's stream."""
+        """Tell the formatter where a pipeline's step logs are: the failing step's link, the failed checks.
+
+        A failed checks task's results are read from its stream (GetLogEvents on this log group only).
+        """
         self._pipelines[state_machine_name] = [pipeline, log_group.log_group_name, container]
+        log_group.grant(self.formatter, "logs:GetLogEvents")
         self.formatter.add_environment(PIPELINES_VARIABLE, Stack.of(self).to_json_string(self._pipelines))
 
     def _build_formatter(

@@ -8,6 +8,8 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from lambdas.shared.run_metrics import (
+    CHECK_DIMENSION,
+    CHECK_FAILING_ROWS,
     CLUSTER_READY_TIME,
     NAMESPACE,
     PIPELINE_DIMENSION,
@@ -47,8 +49,17 @@ class RunsDashboard(Construct):
             default_interval=Duration.days(30),
         )
 
-    def add_pipeline(self, pipeline: str, state_machine: sfn.IStateMachine, steps: list[str]) -> None:
-        """The pipeline's row of graphs; failures come from Step Functions itself, so every failure counts."""
+    def add_pipeline(
+        self,
+        pipeline: str,
+        state_machine: sfn.IStateMachine,
+        steps: list[str],
+        checks: tuple[str, ...] = (),
+    ) -> None:
+        """The pipeline's row of graphs; failures come from Step Functions itself, so every failure counts.
+
+        With data checks (their labels), a graph of each check's failing rows per night.
+        """
         failures = cloudwatch.MathExpression(
             expression="failed + timedout + aborted",
             using_metrics={
@@ -107,3 +118,23 @@ class RunsDashboard(Construct):
                 height=HEIGHT,
             ),
         )
+        if checks:
+            self.dashboard.add_widgets(
+                cloudwatch.GraphWidget(
+                    title=f"{pipeline}: failing rows of its data checks",
+                    left=[
+                        cloudwatch.Metric(
+                            namespace=NAMESPACE,
+                            metric_name=CHECK_FAILING_ROWS,
+                            dimensions_map={PIPELINE_DIMENSION: pipeline, CHECK_DIMENSION: check},
+                            # A rerun's count replaces nothing: the night's worst is what needs a look.
+                            statistic="Maximum",
+                            period=NIGHT,
+                            label=check,
+                        )
+                        for check in checks
+                    ],
+                    width=4 * WIDTH,
+                    height=HEIGHT,
+                ),
+            )

@@ -157,7 +157,10 @@ class NightshiftStack(Stack):
             if pipeline.config.notify == "always":
                 self.alerts.notify_successes(pipeline_id, workflow.state_machine)
             self.dashboard.add_pipeline(
-                pipeline.name, workflow.state_machine, [s.name for s in pipeline.steps]
+                pipeline.name,
+                workflow.state_machine,
+                [s.name for s in pipeline.steps],
+                checks=tuple(check.label for check in pipeline.checks),
             )
             schedule = pipeline.config.schedule
             if schedule is not None and schedule.enabled:

@@ -21,7 +21,7 @@ from infra.contract import check_create_cluster_payload
 from infra.inputs import check_inputs_payload, inputs_wait_minutes
 from infra.nag import arn_finding, checkov_skip, suppress
 from infra.network import Network
-from infra.runner_task import PipelineTask, RunnerTask
+from infra.runner_task import CONTAINER_NAME, PipelineTask, RunnerTask
 from lambdas.shared.clusters import TAG_PIPELINE, TAG_STACK
 from runner.config import ClusterProfile
 from runner.model import Pipeline, Stage, Step
@@ -114,10 +114,19 @@ def step_state_name(step: Step) -> str:
     return f"Run {step.name}"
 
 
+def checks_state_name(stage: Stage) -> str:
+    """The Fargate task that runs a stage's data checks, after its steps and before the next stage."""
+    return f"Check Stage {stage.number}"
+
+
 def step_command(pipeline: Pipeline, step: Step, pipelines_folder: str = "sql") -> list[str]:
     """The runner's arguments for one step (the image's entrypoint is `python -m runner`)."""
+    return [f"{pipelines_folder}/{pipeline.name}/{step.file_name}", *_run_arguments()]
+
+
+def _run_arguments() -> list[str]:
+    """Where and as which run a task runs: the run's cluster, date and id, JSON lines for CloudWatch."""
     return [
-        f"{pipelines_folder}/{pipeline.name}/{step.file_name}",
         "--cluster-id",
         sfn.JsonPath.string_at("$.cluster.cluster_id"),
         "--run-date",
@@ -126,6 +135,17 @@ def step_command(pipeline: Pipeline, step: Step, pipelines_folder: str = "sql") 
         sfn.JsonPath.execution_name,
         "--log-format",
         "json",
+    ]
+
+
+def checks_command(pipeline: Pipeline, stage: Stage, pipelines_folder: str = "sql") -> list[str]:
+    """The runner's arguments for one stage's data checks: one engine call on the run's cluster."""
+    return [
+        f"{pipelines_folder}/{pipeline.name}",
+        "--checks-only",
+        "--stage",
+        str(stage.number),
+        *_run_arguments(),
     ]
 
 
@@ -140,7 +160,9 @@ def execution_timeout_minutes(pipeline: Pipeline, start_timeout_minutes: int, qu
     # The last Preflight that finds no slot comes up to one poll after queue_minutes.
     queue = ceil(pipeline.config.queue_minutes + queue_poll_seconds / 60)
     waits = inputs_wait_minutes(pipeline) + queue
-    return waits + launches + len(pipeline.stages) * per_step + EXECUTION_SLACK_MINUTES
+    # A stage's checks are one task, bounded as a step's attempt is (the runner's timeout_minutes).
+    checks = sum(1 for stage in pipeline.stages if stage.checks) * step_minutes
+    return waits + launches + len(pipeline.stages) * per_step + checks + EXECUTION_SLACK_MINUTES
 
 
 class PipelineWorkflow(Construct):
@@ -505,7 +527,12 @@ class PipelineWorkflow(Construct):
         following: sfn.IChainable = self.terminate
         for stage in reversed(self._pipeline.stages):
             run = self._stage(stage)
-            run.next(following)
+            if stage.checks:
+                checks = self._run_checks(stage)
+                run.next(checks)
+                checks.next(following)
+            else:
+                run.next(following)
             if stage.number is None:  # a single step file: there is nothing before it to skip
                 following = run
                 continue
@@ -534,12 +561,39 @@ class PipelineWorkflow(Construct):
         parallel.add_catch(self.terminate, result_path="$.error")
         return parallel
 
+    def _run_checks(self, stage: Stage) -> tasks.EcsRunTask:
+        """One task for the stage's checks; a failing `error` check (exit 65) fails the run.
+
+        Not retried as a step is: the same tables give the same count, so a failed check would only
+        fail again (an engine failure in it is shown, and a rerun --from-stage runs the checks again).
+        """
+        run = self._runner_task(
+            checks_state_name(stage), checks_command(self._pipeline, stage, self._settings.pipelines_folder)
+        )
+        run.add_catch(self.terminate, result_path="$.error")
+        return run
+
     def _run_step(self, step: Step) -> tasks.EcsRunTask:
+        policy = self._pipeline.config.steps
+        run = self._runner_task(
+            step_state_name(step), step_command(self._pipeline, step, self._settings.pipelines_folder)
+        )
+        if policy.retries:
+            run.add_retry(
+                errors=["States.TaskFailed"],
+                max_attempts=policy.retries,
+                interval=Duration.seconds(policy.retry_interval_seconds),
+                backoff_rate=1,
+            )
+        return run
+
+    def _runner_task(self, name: str, command: list[str]) -> tasks.EcsRunTask:
+        """The runner image on Fargate with `command`, retried only when ECS itself failed to run it."""
         policy = self._pipeline.config.steps
         task = self._task
         run = tasks.EcsRunTask(
             self,
-            step_state_name(step),
+            name,
             integration_pattern=sfn.IntegrationPattern.RUN_JOB,
             cluster=self._runner.cluster,
             task_definition=task.task_definition,
@@ -550,11 +604,7 @@ class PipelineWorkflow(Construct):
             container_overrides=[
                 tasks.ContainerOverride(
                     container_definition=task.container,
-                    command=sfn.JsonPath.list_at(
-                        sfn.JsonPath.array(
-                            *step_command(self._pipeline, step, self._settings.pipelines_folder)
-                        )
-                    ),
+                    command=sfn.JsonPath.list_at(sfn.JsonPath.array(*command)),
                 )
             ],
             task_timeout=sfn.Timeout.duration(
@@ -566,13 +616,6 @@ class PipelineWorkflow(Construct):
             errors=ECS_TRANSIENT_ERRORS, max_attempts=4, interval=Duration.seconds(10), backoff_rate=2,
             jitter_strategy=sfn.JitterType.FULL,
         )  # fmt: skip
-        if policy.retries:
-            run.add_retry(
-                errors=["States.TaskFailed"],
-                max_attempts=policy.retries,
-                interval=Duration.seconds(policy.retry_interval_seconds),
-                backoff_rate=1,
-            )
         return run
 
     def _lambda_state(
@@ -628,6 +671,11 @@ class PipelineWorkflow(Construct):
                     "execution_arn": sfn.JsonPath.execution_id,
                     "run": sfn.JsonPath.object_at("$"),
                     "runner_task": {"cpu": self._runner.CPU, "memory_mib": self._runner.MEMORY_MIB},
+                    # The data checks' results are in their tasks' streams of this log group.
+                    "runner_log": {
+                        "log_group": self._task.log_group.log_group_name,
+                        "container": CONTAINER_NAME,
+                    },
                 }
             ),
             payload_response_only=True,
@@ -635,6 +683,7 @@ class PipelineWorkflow(Construct):
             retry_on_service_exceptions=False,
             task_timeout=sfn.Timeout.duration(Duration.minutes(2)),
         )
+        self._task.log_group.grant(self._lifecycle.record_run, "logs:GetLogEvents")
         record.add_retry(errors=LAMBDA_TRANSIENT_ERRORS, max_attempts=2, interval=Duration.seconds(2))
         record.add_catch(then, errors=["States.ALL"], result_path="$.run_record_error")
         return record.next(then)

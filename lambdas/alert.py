@@ -25,6 +25,7 @@ def handler(
     *,
     sfn: SFNClient | None = None,
     sns: Any = None,
+    logs: Any = None,
 ) -> dict[str, Any]:
     """EventBridge execution status change -> one SNS message; returns ``{subject}``."""
     request = parse(event=event, model=AlertRequest)
@@ -34,5 +35,6 @@ def handler(
         topic_arn=alert_topic_arn(),
         sfn=sfn or clients.sfn(),
         sns=sns or clients.sns(),
+        logs=logs or clients.logs(),
     )
     return {"subject": subject}

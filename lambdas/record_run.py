@@ -31,6 +31,7 @@ def handler(
     emr: EMRClient | None = None,
     sfn: SFNClient | None = None,
     now: datetime | None = None,
+    logs: Any = None,
 ) -> dict[str, Any]:
     """``{pipeline, execution_arn, run: <the execution's state>}`` -> the run record."""
     request = parse(event=event, model=RecordRunRequest)
@@ -47,6 +48,10 @@ def handler(
         prices=region_prices(region, json.loads(os.environ.get(PRICES_VARIABLE) or "{}")),
         now=now or datetime.now(UTC),
         task_size=(request.runner_task.cpu, request.runner_task.memory_mib) if request.runner_task else None,
+        logs=logs or clients.logs(),
+        runner_log=(request.runner_log.log_group, request.runner_log.container)
+        if request.runner_log
+        else None,
     )
     publish(record)
     output = record.as_output()

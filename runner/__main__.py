@@ -677,8 +677,8 @@ def _run(args: argparse.Namespace, output: Output) -> int:
         return _list_pipelines(args, folders, output)
     if args.deployed and (args.checks_only or args.stage is not None):
         raise UsageError(
-            "--checks-only: not with --deployed yet (nightly runs do not run data checks);"
-            " run them on the run's cluster with --cluster-id"
+            "--checks-only: not with --deployed yet (a nightly run runs each stage's checks after its"
+            " steps); run them on a cluster with --cluster-id"
         )
     if args.deployed:
         return _run_deployed(args, output)

@@ -7,6 +7,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+from lambdas.shared.check_results import is_failed, log_stream, read_checks
 from lambdas.shared.executions import execution_history
 
 if TYPE_CHECKING:
@@ -31,6 +34,12 @@ SUBJECT_LIMIT = 100  # SNS refuses longer e-mail subjects
 # The state lambdas/record_run.py runs in (infra.workflow.RECORD_RUN_STATE) and where it puts the record.
 RECORD_RUN_STATE = "RecordRun"
 RECORD_KEY = "run_record"
+# The state of a stage's data checks task (infra.workflow.checks_state_name): "Check Stage 30".
+CHECKS_STATE_PREFIX = "Check Stage "
+# What the alert shows of the failed checks: SNS takes 256 KiB per message, a person reads a screen.
+CHECKS_SHOWN = 10
+SAMPLE_ROWS_SHOWN = 10
+SAMPLE_ROW_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,46 @@ def find_failure(events: Iterable[dict[str, Any]]) -> Failure | None:
         if not kind.startswith("Execution") and failure.error == ending.error
     ]
     return matching[-1] if matching else ending
+
+
+def is_checks_failure(failure: Failure | None) -> bool:
+    """The run failed in a stage's data checks task (a failing `error` check, or its engine)."""
+    return bool(failure and failure.ecs_task_arn and failure.state.startswith(CHECKS_STATE_PREFIX))
+
+
+def _count_text(count: Any) -> str:
+    return f"{count:,} row{'' if count == 1 else 's'}" if isinstance(count, int) else "no count"
+
+
+def check_lines(records: list[dict[str, Any]]) -> list[str]:
+    """The failed checks first, each with its count and a capped sample; then the others in a line each."""
+    failed = [r for r in records if is_failed(r)]
+    others = [r for r in records if r not in failed]
+    lines = ["Failed checks:" if failed else "Checks:"]
+    for record in failed[:CHECKS_SHOWN]:
+        count = record.get("count")
+        sample = record.get("sample") or []
+        lines.append(
+            f"  {record.get('check', '?')} ({record.get('severity', 'error')}): {record.get('status')}"
+            + (f", {_count_text(count)}" if count is not None else "")
+            + (f"; a sample of {len(sample)}:" if sample else "")
+        )
+        for row in sample[:SAMPLE_ROWS_SHOWN]:
+            text = json.dumps(row, ensure_ascii=False, default=str)
+            lines.append(
+                "    " + (text if len(text) <= SAMPLE_ROW_CHARS else text[: SAMPLE_ROW_CHARS - 3] + "...")
+            )
+        if len(sample) > SAMPLE_ROWS_SHOWN:
+            lines.append(f"    ... and {len(sample) - SAMPLE_ROWS_SHOWN} more sample rows in the step log")
+    if len(failed) > CHECKS_SHOWN:
+        lines.append(f"  ... and {len(failed) - CHECKS_SHOWN} more failed checks in the step log")
+    for record in others[:CHECKS_SHOWN]:
+        count = record.get("count")
+        said = f": {_count_text(count)}" if count else ""
+        lines.append(
+            f"  {record.get('check', '?')} ({record.get('severity', 'error')}): {record.get('status')}{said}"
+        )
+    return lines
 
 
 def find_record(events: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
@@ -174,8 +223,11 @@ def render(
     pipelines: dict[str, Any],
     region: str,
     record: dict[str, Any] | None = None,
+    *,
+    checks: list[str] | None = None,
+    failed_check: str = "",
 ) -> tuple[str, str]:
-    """Subject and body of the alert."""
+    """Subject and body of the alert; `checks`: the failed checks task's results, as check_lines."""
     machine = detail["stateMachineArn"].rsplit(":", 1)[-1]
     pipeline, log_group, container = pipelines.get(machine, (machine, "", ""))
     status, run = detail["status"], detail["name"]
@@ -185,8 +237,10 @@ def render(
     if failure and failure.state:
         lines.append(f"Failing state: {failure.state}")
     lines += [f"Error: {error}", f"Cause: {cause[:CAUSE_LIMIT]}", ""]
+    if checks:
+        lines += [*checks, ""]
     if failure and failure.ecs_task_arn and log_group:
-        stream = f"{pipeline}/{container}/{failure.ecs_task_arn.rsplit('/', 1)[-1]}"
+        stream = log_stream(pipeline, container, failure.ecs_task_arn)
         lines.append(f"Step log: {log_stream_link(region, log_group, stream)}")
     lines.append(
         "Execution: "
@@ -196,12 +250,44 @@ def render(
     if record:
         lines += ["", *record_lines(record)]
     where = f" at {failure.state}" if failure and failure.state else ""
+    where = f": check {failed_check} failed" if failed_check else where
     subject = f"Nightshift: {run} {status}{where}"[:SUBJECT_LIMIT]
     return subject, "\n".join(lines)
 
 
+def failed_checks(
+    detail: dict[str, Any], failure: Failure | None, pipelines: dict[str, Any], logs: Any
+) -> tuple[list[str] | None, str]:
+    """The failed checks task's results as lines, and the first failed check's name ("" if none).
+
+    Read from the task's own log stream, where the runner wrote a JSON record per check; the alert
+    still goes out, saying why, when the stream cannot be read.
+    """
+    if not is_checks_failure(failure):
+        return None, ""
+    assert failure is not None and failure.ecs_task_arn is not None
+    machine = detail["stateMachineArn"].rsplit(":", 1)[-1]
+    pipeline, log_group, container = pipelines.get(machine, (machine, "", ""))
+    if not log_group:
+        return None, ""
+    try:
+        records = read_checks(logs, log_group, log_stream(pipeline, container, failure.ecs_task_arn))
+    except (ClientError, BotoCoreError) as error:
+        return [f"(the checks' results could not be read from the step log: {error})"], ""
+    if not records:
+        return ["(no check results at the end of the step log: see it for how the checks task ended)"], ""
+    failed = [r for r in records if is_failed(r)]
+    return check_lines(records), str(failed[0].get("check", "")) if failed else ""
+
+
 def send_alert(
-    detail: dict[str, Any], *, pipelines: dict[str, Any], topic_arn: str, sfn: SFNClient, sns: Any
+    detail: dict[str, Any],
+    *,
+    pipelines: dict[str, Any],
+    topic_arn: str,
+    sfn: SFNClient,
+    sns: Any,
+    logs: Any = None,
 ) -> str:
     """An execution's status change -> one SNS message (failure or success); returns its subject."""
     region = detail["executionArn"].split(":")[3]
@@ -209,6 +295,10 @@ def send_alert(
     if detail["status"] == "SUCCEEDED":
         subject, body = render_success(detail, find_record(events), pipelines)
     else:
-        subject, body = render(detail, find_failure(events), pipelines, region, find_record(events))
+        failure = find_failure(events)
+        checks, failed_check = failed_checks(detail, failure, pipelines, logs)
+        subject, body = render(
+            detail, failure, pipelines, region, find_record(events), checks=checks, failed_check=failed_check
+        )
     sns.publish(TopicArn=topic_arn, Subject=subject, Message=body)
     return subject

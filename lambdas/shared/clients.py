@@ -48,5 +48,10 @@ def s3() -> S3Client:
 
 
 @functools.cache
+def logs() -> Any:  # the alert reads a failed check task's records; no CloudWatch Logs stubs either
+    return boto3.client("logs", config=_CONFIG)
+
+
+@functools.cache
 def sns() -> Any:  # no SNS stubs in the dev dependencies
     return boto3.client("sns", config=_CONFIG)

@@ -35,6 +35,9 @@ RUN_METRICS: dict[str, MetricUnit] = {
 STEP_DURATION = "StepDuration"
 STEP_ATTEMPTS = "StepAttempts"
 STEP_METRICS: dict[str, MetricUnit] = {STEP_DURATION: MetricUnit.Seconds, STEP_ATTEMPTS: MetricUnit.Count}
+# Per data check that counted, dimensions pipeline and check (its label): its failing rows (0 passed).
+CHECK_DIMENSION = "check"
+CHECK_FAILING_ROWS = "CheckFailingRows"
 
 
 def _metrics() -> Metrics:
@@ -71,6 +74,15 @@ def publish(record: RunRecord) -> list[dict[str, Any]]:
         metrics.add_dimension(STEP_DIMENSION, step)
         metrics.add_metric(name=STEP_DURATION, unit=STEP_METRICS[STEP_DURATION], value=step_record.seconds)
         metrics.add_metric(name=STEP_ATTEMPTS, unit=STEP_METRICS[STEP_ATTEMPTS], value=step_record.attempts)
+        blobs.append(dict(metrics.serialize_metric_set()))
+        metrics.flush_metrics()
+    for label, check in record.checks.items():
+        if check.count is None:
+            continue  # its engine failed: no count to graph (the run's failure says so)
+        metrics = _metrics()
+        metrics.add_dimension(PIPELINE_DIMENSION, record.pipeline)
+        metrics.add_dimension(CHECK_DIMENSION, label)
+        metrics.add_metric(name=CHECK_FAILING_ROWS, unit=MetricUnit.Count, value=check.count)
         blobs.append(dict(metrics.serialize_metric_set()))
         metrics.flush_metrics()
     return blobs

@@ -41,8 +41,17 @@ class RunnerTaskSize(Payload):
     memory_mib: Annotated[int, Field(ge=512, le=122880)]
 
 
+class RunnerLog(Payload):
+    """Where the runner's tasks log (their streams are `<pipeline>/<container>/<task id>`)."""
+
+    log_group: Annotated[str, Field(min_length=1, max_length=512)]
+    container: Annotated[str, Field(min_length=1, max_length=255)]
+
+
 class RecordRunRequest(Payload):
     pipeline: PipelineName
     execution_arn: ExecutionArn
     run: RunState
     runner_task: RunnerTaskSize | None = None
+    #: the data checks' results are read from their tasks' streams (none without it)
+    runner_log: RunnerLog | None = None

@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+from lambdas.shared.check_results import log_stream, read_checks
 from lambdas.shared.clusters import (
     GONE_STATES,
     NOT_TERMINATED_STATES,
@@ -26,6 +29,8 @@ if TYPE_CHECKING:
 # infra/workflow.py names the states so; tests/infra holds these equal to its functions.
 STEP_STATE_PREFIX = "Run "
 STAGE_STATE_PREFIX = "Stage "
+# A stage's data checks task, after its steps: "Check Stage 30" (infra.workflow.checks_state_name).
+CHECKS_STATE_PREFIX = "Check Stage "
 _STAGE_STATE = re.compile(r"^Stage \d+$")
 _TASK_END = frozenset({"TaskSucceeded", "TaskFailed", "TaskTimedOut"})
 
@@ -44,6 +49,22 @@ class Timeline:
     stages: dict[str, float] = field(default_factory=dict)
     steps: dict[str, StepRecord] = field(default_factory=dict)
     tasks: tuple[TaskUsage, ...] = ()
+    #: the ECS task of each stage's checks (its last attempt), in the order they ran
+    check_tasks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One data check of the run, as its checks task's record says: what the history and metrics keep."""
+
+    stage: int | None
+    severity: str
+    status: str
+    #: failing rows (None: the check's engine failed before it counted)
+    count: int | None
+
+    def as_output(self) -> dict[str, Any]:
+        return {"stage": self.stage, "severity": self.severity, "status": self.status, "count": self.count}
 
 
 def _details(event: Mapping[str, Any]) -> dict[str, Any]:
@@ -94,6 +115,7 @@ def read_timeline(
     attempts: dict[str, int] = {}
     submitted: dict[str, tuple[datetime, dict[str, Any]]] = {}
     tasks: list[TaskUsage] = []
+    check_tasks: dict[str, str] = {}
     started = now
     stage = ""
     for event in events:
@@ -122,15 +144,23 @@ def read_timeline(
         elif stage and name.startswith(STEP_STATE_PREFIX):
             # A failing step ends its stage without a ParallelStateExited.
             last_seen[stage] = when
-        if not name.startswith(STEP_STATE_PREFIX):
+        elif name.startswith(CHECKS_STATE_PREFIX):
+            # A stage's checks are part of it: the next stage starts after them.
+            last_seen[STAGE_STATE_PREFIX + name.removeprefix(CHECKS_STATE_PREFIX)] = when
+        if name.startswith(CHECKS_STATE_PREFIX):
+            step = f"{name.removeprefix(CHECKS_STATE_PREFIX)}_checks"
+        elif name.startswith(STEP_STATE_PREFIX):
+            step = name.removeprefix(STEP_STATE_PREFIX)
+        else:
             continue
-        step = name.removeprefix(STEP_STATE_PREFIX)
         if kind == "TaskScheduled":
             attempts[step] = attempts.get(step, 0) + 1
         elif kind == "TaskSubmitted":
             answer = _json(_details(event).get("output"))
             task = (answer.get("Tasks") or answer.get("tasks") or [{}])[0]
             submitted[step] = (when, task)
+            if name.startswith(CHECKS_STATE_PREFIX) and (task.get("TaskArn") or task.get("taskArn")):
+                check_tasks[name] = str(task.get("TaskArn") or task.get("taskArn"))
         elif kind in _TASK_END and step in submitted:
             details = _details(event)
             task = _json(details.get("output") or details.get("cause")) or submitted[step][1]
@@ -153,7 +183,32 @@ def read_timeline(
             if name.startswith(STEP_STATE_PREFIX)
         },
         tasks=tuple(tasks),
+        check_tasks=tuple(check_tasks.values()),
     )
+
+
+def run_checks(
+    logs: Any, log_group: str, pipeline: str, container: str, check_tasks: Iterable[str]
+) -> dict[str, CheckResult]:
+    """Each check's result, by its label, from the records its checks task wrote to its stream.
+
+    A stream that cannot be read leaves its checks out: the record is still worth having.
+    """
+    results: dict[str, CheckResult] = {}
+    for task_arn in check_tasks:
+        try:
+            records = read_checks(logs, log_group, log_stream(pipeline, container, task_arn))
+        except (ClientError, BotoCoreError):
+            continue
+        for record in records:
+            count = record.get("count")
+            results[str(record.get("check", "?"))] = CheckResult(
+                stage=record.get("stage"),
+                severity=str(record.get("severity", "error")),
+                status=str(record.get("status", "")),
+                count=count if isinstance(count, int) and not isinstance(count, bool) else None,
+            )
+    return results
 
 
 def run_clusters(
@@ -190,6 +245,7 @@ class RunRecord:
     clusters: tuple[str, ...]
     cost: RunCost
     timeline: Timeline
+    checks: dict[str, CheckResult] = field(default_factory=dict)
 
     def as_output(self) -> dict[str, Any]:
         return {
@@ -208,6 +264,7 @@ class RunRecord:
                 name: {"seconds": round(step.seconds, 1), "attempts": step.attempts}
                 for name, step in self.timeline.steps.items()
             },
+            "checks": {label: check.as_output() for label, check in self.checks.items()},
         }
 
 
@@ -223,9 +280,18 @@ def record_run(
     prices: RegionPrices,
     now: datetime,
     task_size: tuple[int, int] | None = None,
+    logs: Any = None,
+    runner_log: tuple[str, str] | None = None,
 ) -> RunRecord:
-    """Read the execution's history and its clusters, and price them."""
+    """Read the execution's history and its clusters, and price them.
+
+    With ``runner_log`` (the runner's log group and container), also the data checks' results, from
+    their tasks' streams.
+    """
     timeline = read_timeline(execution_history(sfn, execution_arn), now, task_size)
+    checks: dict[str, CheckResult] = {}
+    if logs is not None and runner_log is not None and timeline.check_tasks:
+        checks = run_checks(logs, runner_log[0], pipeline, runner_log[1], timeline.check_tasks)
     clusters = run_clusters(emr, execution_arn, cluster_id, timeline.started, now)
     # The cluster the stages ran on (the last launch): its time to ready is what the run waited.
     ready = [cluster.ready_seconds for cluster in clusters if cluster.ready_seconds is not None]
@@ -240,4 +306,5 @@ def record_run(
         clusters=tuple(cluster.cluster_id for cluster in clusters),
         cost=run_cost(clusters, timeline.tasks, prices),
         timeline=timeline,
+        checks=checks,
     )

@@ -9,13 +9,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from runner.execution import EXIT_TIMEOUT, RunReport, StepReport
-from runner.model import Pipeline, Step
+from runner.checks.run import CheckReport, report_of
+from runner.execution import EXIT_TIMEOUT, SKIPPED, RunReport, StepReport
+from runner.model import Engine, Pipeline, Stage, Step
 
 RUN_STEP_PREFIX = "Run "
 # The stage's Parallel, and the Pass state a stage before --from-stage enters instead (infra/workflow.py).
 STAGE = re.compile(r"Stage (\d+)")
 SKIP_STAGE = re.compile(r"Skip Stage (\d+)")
+#: the Fargate task of a stage's data checks, after its steps (infra/workflow.py checks_state_name)
+CHECKS_STATE_PREFIX = "Check Stage "
 #: a run that failed outside any step: the cluster never started, preflight refused, inputs late
 EXIT_RUN_FAILED = 69  # EX_UNAVAILABLE: the service the steps need was not there
 #: the execution was stopped (--stop, the console): as a run stopped by SIGTERM
@@ -96,6 +99,11 @@ def _details(event: Mapping[str, Any]) -> Mapping[str, Any]:
     return found if isinstance(found, Mapping) else {}
 
 
+def checks_step(pipeline: Pipeline, stage: Stage) -> Step:
+    """A stage's checks task as the step it is to the tracker: named `NN_checks`, as the runner names it."""
+    return Step(pipeline.folder / f"{stage.number}_checks", stage.number, Engine.SPARK_SQL)
+
+
 def _exit_code(task: Any) -> int | None:
     """The runner container's exit code in an ECS task (PascalCase, as Step Functions gives it)."""
     if not isinstance(task, Mapping):
@@ -112,6 +120,16 @@ class RunTracker:
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
         self.steps = {f"{RUN_STEP_PREFIX}{step.name}": StepRun(step) for step in pipeline.steps}
+        #: each stage's checks task, by its state's name
+        self.checks = {
+            f"{CHECKS_STATE_PREFIX}{stage.number}": StepRun(checks_step(pipeline, stage))
+            for stage in pipeline.stages
+            if stage.checks
+        }
+        #: each check's result as its task's log said it (`take_check`), by its label
+        self.check_results: dict[str, CheckReport] = {}
+        #: each check's status and count as RecordRun recorded them, by its label
+        self.recorded_checks: dict[str, Mapping[str, Any]] = {}
         self._state_of: dict[int, str] = {}
         self._failed_in: dict[str, str] = {}  # state -> error of its last failed task, for retry lines
         self.status = "RUNNING"
@@ -196,14 +214,14 @@ class RunTracker:
     def _entered(self, state: str, details: Mapping[str, Any], when: datetime) -> list[Notice]:
         if state != "CreateCluster":
             self.creating = False
-        if state in self.steps:
-            run = self.steps[state]
+        run = self._task_run(state)
+        if run is not None:
             run.entered = run.entered or when
-            return []
+            return [Notice(f"stage {run.step.stage}'s checks started")] if state in self.checks else []
         skip = SKIP_STAGE.fullmatch(state)
         if skip is not None:
             number = skip[1]
-            for run in self.steps.values():
+            for run in [*self.steps.values(), *self.checks.values()]:
                 if str(run.step.stage) == number:
                     run.skipped = True
             return [Notice(f"stage {number} skipped")]
@@ -244,6 +262,9 @@ class RunTracker:
             self.cluster_id = str((output.get("cluster") or {}).get("cluster_id") or "")
             return [Notice(f"cluster {self.cluster_id} requested")]
         if state == RECORD_RUN_STATE:
+            checks = (output.get("run_record") or {}).get("checks")
+            if isinstance(checks, Mapping):
+                self.recorded_checks = {str(k): v for k, v in checks.items() if isinstance(v, Mapping)}
             cost = ((output.get("run_record") or {}).get("cost") or {}).get("total_usd")
             if isinstance(cost, int | float):
                 self.cost_usd = float(cost)
@@ -263,15 +284,22 @@ class RunTracker:
 
     _last_time: datetime | None = None
 
+    def _task_run(self, state: str) -> StepRun | None:
+        """The step, or the stage's checks, that a task state runs."""
+        return self.steps.get(state) or self.checks.get(state)
+
     def _task(self, kind: str, state: str, event: Mapping[str, Any], when: datetime) -> list[Notice]:
         self._last_time = when
-        run = self.steps.get(state)
+        run = self._task_run(state)
         if run is None:
             return self._lambda_task(kind, state, event)
         name = run.step.file_name
         if kind == "TaskScheduled":
             previous = run.attempts[-1] if run.attempts else None
             run.attempts.append(Attempt(len(run.attempts) + 1, when))
+            if previous is not None and state in self.checks:
+                # A checks task is retried only when ECS failed to run it.
+                return [Notice(f"{name}: retrying (attempt {len(run.attempts)})")]
             if previous is not None:
                 tries = self.pipeline.config.steps.retries + 1
                 return [Notice(f"{name}: retrying (attempt {len(run.attempts)} of {tries})")]
@@ -317,9 +345,42 @@ class RunTracker:
 
     # --- the outcome -------------------------------------------------------------------------
 
+    def take_check(self, record: Mapping[str, Any]) -> CheckReport | None:
+        """A check's result record from its task's log: kept for the summary (None: not this pipeline's)."""
+        check = next((c for c in self.pipeline.checks if c.label == record.get("check")), None)
+        if check is None:
+            return None
+        report = report_of(check, record)
+        self.check_results[check.label] = report
+        return report
+
+    def check_reports(self, now: datetime) -> list[CheckReport]:
+        """Every check of the pipeline as this run has it: its result, or how its stage's task ended."""
+        reports = []
+        for check in self.pipeline.checks:
+            run = self.checks.get(f"{CHECKS_STATE_PREFIX}{check.stage}")
+            report = self.check_results.get(check.label)
+            if report is None:
+                report = CheckReport(check)
+                recorded = self.recorded_checks.get(check.label)
+                if recorded is not None:
+                    report = report_of(check, recorded)
+                elif run is not None and run.skipped:
+                    report.status = SKIPPED
+                elif run is not None and run.done and run.exit_code:
+                    # No result came: the checks' engine (or the task) failed before it counted.
+                    report.exit_code = run.exit_code
+                    report.status = f"failed (exit {run.exit_code})"
+            if run is not None and run.entered is not None and run.done:
+                stage_checks = sum(1 for c in self.pipeline.checks if c.stage == check.stage)
+                report.seconds = run.report(now).seconds / stage_checks
+            reports.append(report)
+        return reports
+
     def failing_step(self) -> StepRun | None:
-        """The step whose failure failed the run (the earliest to end with a non-zero code)."""
-        failed = [r for r in self.steps.values() if r.done and r.exit_code not in (0, None)]
+        """The step (or stage's checks) whose failure failed the run: the earliest to end non-zero."""
+        runs = [*self.steps.values(), *self.checks.values()]
+        failed = [r for r in runs if r.done and r.exit_code not in (0, None)]
         return min(failed, key=lambda r: r.attempts[-1].ended or r.attempts[-1].started, default=None)
 
     @property
@@ -346,4 +407,5 @@ class RunTracker:
 
     def report(self, now: datetime) -> RunReport:
         code = self.exit_code() if self.ended else 0
-        return RunReport([run.report(now) for run in self.steps.values()], code)
+        steps = [run.report(now) for run in self.steps.values()]
+        return RunReport(steps, code, self.check_reports(now))

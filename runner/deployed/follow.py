@@ -18,6 +18,7 @@ from typing import Any
 
 import botocore.exceptions
 
+from runner.checks.run import result_lines
 from runner.deployed.discovery import Deployment
 from runner.deployed.events import Attempt, Notice, RunTracker, StepRun
 from runner.model import Pipeline
@@ -241,6 +242,13 @@ class Follower:
         stream = record["stream"]
         if stream == "nightshift":
             self.output.notice(str(record.get("line", "")))
+            return
+        if stream == "check":
+            # A data check's result: said as a local run says it, and kept for the summary table.
+            report = self.tracker.take_check(record)
+            if report is not None:
+                fields = ("pipeline", "run_id", "run_date", "time", "stream")
+                self.output.result({k: v for k, v in record.items() if k not in fields}, result_lines(report))
             return
         try:
             taken = reader.reassembler.take(record)

@@ -6,7 +6,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -272,11 +272,33 @@ def console_execution_url(region: str, arn: str) -> str:
     return f"https://{region}.console.aws.amazon.com/states/home?region={region}#/v2/executions/details/{arn}"
 
 
+def checks_cell(recorded: Mapping[str, Mapping[str, Any]]) -> str:
+    """A run's data checks in a few words: "7 passed, 1 failed (users.unique: 1,204 rows)"; "-" if none."""
+    if not recorded:
+        return "-"
+    statuses = [str(check.get("status", "")) for check in recorded.values()]
+    failed = [
+        (label, check)
+        for label, check in recorded.items()
+        if str(check.get("status", "")).startswith("failed")
+    ]
+    parts = [f"{statuses.count(status)} {status}" for status in ("passed", "warned") if status in statuses]
+    if failed:
+        label, check = failed[0]
+        count = check.get("count")
+        rows = f"{count:,} row{'' if count == 1 else 's'}" if isinstance(count, int) else "no count"
+        parts.append(f"{len(failed)} failed ({label}: {rows})")
+    return ", ".join(parts)
+
+
 def history_lines(deployment: Deployment, pipeline: Pipeline, execution: list[Execution]) -> list[str]:
-    """One line per run, newest first: date, name, status, start, duration, cost, failing step, link."""
+    """A line per run, newest first: date, name, status, start, duration, cost, failing step, checks, link."""
     schedule = pipeline.config.schedule
     zone = ZoneInfo(schedule.timezone) if schedule else ZoneInfo("UTC")
-    rows = [("date", "run", "status", f"started ({zone.key})", "duration", "cost", "failed step", "log")]
+    header = ("date", "run", "status", f"started ({zone.key})", "duration", "cost", "failed step")
+    # The checks column only for a pipeline with checks: RecordRun recorded their results.
+    has_checks = bool(pipeline.checks)
+    rows = [(*header, *(("checks",) if has_checks else ()), "log")]
     for run in execution:
         tracker = RunTracker(pipeline)
         for event in HistoryReader(deployment.clients.sfn, run.arn, lambda _api: None).new_events():
@@ -302,6 +324,7 @@ def history_lines(deployment: Deployment, pipeline: Pipeline, execution: list[Ex
                 format_duration(run.seconds()),
                 "-" if tracker.cost_usd is None else f"${tracker.cost_usd:.2f}",
                 failed,
+                *((checks_cell(tracker.recorded_checks),) if has_checks else ()),
                 link,
             )
         )

@@ -29,6 +29,8 @@ Work-arounds for moto, all here and nowhere else:
   moto's CloudWatch Logs, one event per line as awslogs sends them, in the stream a real task
   would use (`<pipeline>/runner/<task id>`, in the log group the state machine's tag names); it may
   hold its task running until a gate opens, as a long step would.
+- A stage's checks task (`--checks-only --stage N`) is the step `N_checks`, as the runner names it; its
+  StepScript's `results` are the check records it writes (JsonOutput.result) after its chunks.
 - A step given a `step_actions` entry does in moto's AWS what its SQL would do on the cluster (the
   Glue calls of its CREATE TABLE and SELECT, tests/infra/test_catalog.py), and fails as the step
   would (exit code 1) when one is refused.
@@ -141,6 +143,8 @@ class StepScript:
     hold_seconds: float = 0.0
     #: a gate that does not open by then fails the task with exit code GATE_TIMEOUT_EXIT
     gate_timeout: float = 30.0
+    #: check results the task writes after its chunks, as the runner's JsonOutput.result does
+    results: list[dict[str, Any]] = field(default_factory=list)
 
 
 GATE_TIMEOUT_EXIT = 99
@@ -452,6 +456,8 @@ class Harness:
             submitted = env.stack.pop()["Tasks"][0]
             command = harness.command_of(submitted["TaskArn"])
             step = command[0].rsplit("/", 1)[-1]
+            if "--checks-only" in command:  # a stage's checks task: named as the runner names it, NN_checks
+                step = f"{command[command.index('--stage') + 1]}_checks"
             faults.steps_run.append(step)
             faults.running_at_steps.append(harness.running_executions())
             exit_code = faults.exit_codes.get(step, 1 if step in faults.failing_steps else 0)
@@ -618,6 +624,7 @@ class TaskLog:
         json_output = JsonOutput(self.buffer)
         run_id = command[command.index("--run-id") + 1] if "--run-id" in command else ""
         json_output.begin(harness.pipeline, run_id, step.rsplit(".", 1)[0])
+        self.json_output = json_output
         self.output = json_output.for_step(harness.pipeline, step.rsplit(".", 1)[0], run_id, step)
         self.output.notice("started (spark-sql)")
         self.written = 0
@@ -641,6 +648,8 @@ class TaskLog:
         if time.monotonic() - self.started < script.hold_seconds:
             return False
         self.output.close()
+        for record in script.results:
+            self.json_output.result(record, [])
         self.exit_code = exit_code
         status = "succeeded" if exit_code == 0 else f"failed (exit {exit_code})"
         self.output.notice(f"{status} in {time.monotonic() - self.started:.1f} s")

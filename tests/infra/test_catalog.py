@@ -477,7 +477,8 @@ def test_sql_example_runs_in_the_catalog_and_a_rerun_from_stage_30_reads_it(
     log.clear()
     rerun = _start(example, "example-2025-06-01-r2", {"run_date": "2025-06-01", "from_stage": 30})
     assert rerun["status"] == "SUCCEEDED", (rerun, example.faults.step_errors)
-    assert sorted(example.faults.steps_run) == ["30_funnel.sql", "30_segments.sql"]
+    # Stage 30's steps and its data checks' task: a rerun runs the checks of the stages it runs.
+    assert sorted(example.faults.steps_run) == ["30_checks", "30_funnel.sql", "30_segments.sql"]
     second_clusters = {line.split(" on ")[1] for line in log}
     assert len(first_clusters) == len(second_clusters) == 1 and second_clusters.isdisjoint(first_clusters)
     assert {c["Status"]["State"] for c in example.clusters()} == {"TERMINATED"}
