@@ -134,6 +134,7 @@ def _lifecycle() -> tuple[Call, ...]:
         Call(PREFLIGHT, "states:DescribeExecution", "{execution}", why="a running execution's run date"),
         Call(SWEEPER, "states:DescribeExecution", "{execution}", why="is the cluster's execution over?"),
         Call(RECORD_RUN, "states:GetExecutionHistory", "{execution}", why="the run's durations"),
+        Call(RECORD_RUN, "logs:GetLogEvents", "{runner_log_group}", why="the data checks' failing rows"),
         *_each(
             RECORD_RUN,
             (
@@ -466,6 +467,7 @@ def _schedules_and_alerts() -> tuple[Call, ...]:
         *_to_queue(LATE_CHECK_SCHEDULE, "the late check schedule's dead-letter queue"),
         # The alert formatter: the failed execution's history (the failing step, the run record).
         Call(ALERT_FORMATTER, "states:GetExecutionHistory", execution, why="which step failed, the record"),
+        Call(ALERT_FORMATTER, "logs:GetLogEvents", "{runner_log_group}", why="the failed checks' results"),
         *_to_topic(ALERT_FORMATTER),
         *_lambda_logs(ALERT_FORMATTER),
         # The late check: the date's runs, and where the newest one is.
