@@ -22,6 +22,7 @@ from typing import Literal
 #   start_run_function, late_check_function            the functions the schedules invoke
 #   preflight_function, create_cluster_function, cluster_status_function,
 #   terminate_cluster_function, record_run_function    the functions a state machine invokes
+#   check_inputs_function                              the input gate's function (a pipeline with [inputs])
 #   failed_starts, alert_key, alert_topic              the failed-starts queue, the alert key, the topic
 #   ecs_cluster, task_definition                       the runner's ECS cluster, its task definition
 #   task_role, task_execution_role                     the runner task's two roles
@@ -100,6 +101,8 @@ class Call:
     cluster_tags: Tags | None = None
     #: the resource is one the deployment names (subnet, security_group): its own tags apply
     tagged: str | None = None
+    #: only a pipeline with [inputs] makes it: the input gate (CheckInputs, and the state machine invoking it)
+    gated: bool = False
     why: str = ""
 
 
@@ -181,6 +184,7 @@ def _lifecycle() -> tuple[Call, ...]:
             "s3:ListBucket",
             S3 + "{read_bucket}",
             (("s3:prefix", "{read_prefix}_SUCCESS"),),
+            gated=True,
             why="is the input there?",
         ),
     ]
@@ -495,6 +499,13 @@ def _state_machine() -> tuple[Call, ...]:
         ),
         Call(
             STATE_MACHINE,
+            "lambda:InvokeFunction",
+            LAMBDA + "{check_inputs_function}",
+            gated=True,
+            why="the input gate's CheckInputs state",
+        ),
+        Call(
+            STATE_MACHINE,
             "ecs:RunTask",
             "{task_definition}",
             (("ecs:cluster", ECS + ":cluster/{ecs_cluster}"),),
@@ -581,8 +592,21 @@ def _lifecycle_runtime() -> tuple[Call, ...]:
     roles = (PREFLIGHT, CREATE_CLUSTER, CLUSTER_STATUS, TERMINATE_CLUSTER, SWEEPER, RECORD_RUN, CHECK_INPUTS)
     calls: list[Call] = []
     for role in roles:
-        calls += _lambda_logs(role)
-        calls += _each(role, ("xray:PutTraceSegments", "xray:PutTelemetryRecords"), "*", why="active tracing")
+        gated = role == CHECK_INPUTS
+        calls += _each(
+            role,
+            ("logs:CreateLogStream", "logs:PutLogEvents"),
+            STREAM,
+            gated=gated,
+            why="the function's own log",
+        )
+        calls += _each(
+            role,
+            ("xray:PutTraceSegments", "xray:PutTelemetryRecords"),
+            "*",
+            gated=gated,
+            why="active tracing",
+        )
     return tuple(calls)
 
 
@@ -659,14 +683,16 @@ def _operators_check() -> tuple[Call, ...]:
     )
 
 
-#: The calls of the lifecycle, runner, cluster and EMR service roles with the values a deployment
-#: check can fill in from the deployed stack and the pipeline (runner/deployed/check.py simulates these).
+#: The calls of the lifecycle, runner, cluster, EMR service and state machine roles with the values a
+#: deployment check can fill in from the deployed stack and the pipeline (runner/deployed/check.py
+#: simulates these; a gated call only for a pipeline with [inputs]).
 CALLS: tuple[Call, ...] = (
     *_lifecycle(),
     *_runner(),
     *_instance_role(),
     *_catalog(),
     *_emr_service_role(),
+    *_state_machine(),
 )
 #: Every call of every deployed role: CALLS, what the Lambda service and ECS do with those roles (logs,
 #: traces, the image pull), the schedules' and alerts' roles, the state machine's, and the operators'
@@ -676,7 +702,6 @@ ALL_CALLS: tuple[Call, ...] = (
     *_lifecycle_runtime(),
     *_runner_image(),
     *_schedules_and_alerts(),
-    *_state_machine(),
     *_operators(),
     *_operators_check(),
 )

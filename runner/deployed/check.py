@@ -59,6 +59,19 @@ def role_logical_prefixes(pipeline: str) -> dict[str, str]:
         manifest.RUNNER_TASK_EXECUTION: f"Runner{cid}TaskExecutionRole",
         manifest.INSTANCE_ROLE: f"ClusterLifecycle{cid}InstanceRole",
         manifest.EMR_SERVICE_ROLE: "ClusterLifecycleEmrServiceRole",
+        manifest.STATE_MACHINE: f"{cid}WorkflowStateMachineRole",
+    }
+
+
+def function_logical_prefixes(pipeline: str) -> dict[str, str]:
+    """The manifest's function fields: the logical id of each function the state machine invokes."""
+    return {
+        "preflight_function": "ClusterLifecyclePreflight",
+        "create_cluster_function": "ClusterLifecycleCreateCluster",
+        "cluster_status_function": "ClusterLifecycleClusterStatus",
+        "terminate_cluster_function": "ClusterLifecycleTerminateCluster",
+        "record_run_function": "ClusterLifecycleRecordRun",
+        "check_inputs_function": f"ClusterLifecycle{_cid(pipeline)}CheckInputs",
     }
 
 
@@ -295,9 +308,24 @@ class Check:
         for field_name, role in (
             ("instance_role", manifest.INSTANCE_ROLE),
             ("service_role", manifest.EMR_SERVICE_ROLE),
+            ("task_role", manifest.RUNNER_TASK),
+            ("task_execution_role", manifest.RUNNER_TASK_EXECUTION),
         ):
             if role in roles:
                 values[field_name] = roles[role]
+        # A function's physical id is its name; an ECS cluster's its name; a task definition's its ARN.
+        for field_name, prefix in function_logical_prefixes(self.pipeline.name).items():
+            function = _logical(f.resources, prefix, "AWS::Lambda::Function")
+            if function:
+                values[field_name] = function
+        ecs_cluster = _logical(f.resources, "RunnerCluster", "AWS::ECS::Cluster")
+        if ecs_cluster:
+            values["ecs_cluster"] = ecs_cluster.rsplit("/", 1)[-1]
+        task_definition = _logical(
+            f.resources, f"Runner{_cid(self.pipeline.name)}Task", "AWS::ECS::TaskDefinition"
+        )
+        if task_definition:
+            values["task_definition"] = task_definition
         # The log bucket's logical id is fixed (no hash): infra/storage.py overrides it.
         log_bucket = next(
             (
@@ -396,8 +424,9 @@ class Check:
         groups: dict[tuple[str, str, tuple[tuple[str, tuple[str, ...], str], ...]], list[str]] = {}
         skipped = 0
         resource_tags: dict[str, dict[str, str]] = {}
+        gated = self.pipeline.config.inputs is not None
         for call in CALLS:
-            if call.role not in roles:
+            if call.role not in roles or (call.gated and not gated):
                 continue
             try:
                 resource = call.resource.format(**values)
@@ -426,9 +455,9 @@ class Check:
 
     def iam(self) -> Iterator[Finding]:
         roles = self.role_arns()
-        expected = {call.role for call in CALLS}
-        if manifest.CHECK_INPUTS in expected and self.pipeline.config.inputs is None:
-            expected.discard(manifest.CHECK_INPUTS)  # only a pipeline with [inputs] has one
+        gated = self.pipeline.config.inputs is not None
+        # A role whose every call is the input gate's is only in the stack of a pipeline with [inputs].
+        expected = {call.role for call in CALLS if gated or not call.gated}
         for role in sorted(expected - roles.keys()):
             yield Finding(f"IAM {role}", "its role is not in the stack", "cdk deploy")
         requests, skipped = self.simulations()

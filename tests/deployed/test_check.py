@@ -35,12 +35,14 @@ from runner.deployed.check import (
     SimulationRequest,
 )
 from runner.deployed.check import Check as CheckRun
-from runner.deployed.discovery import Clients, find_deployment
+from runner.deployed.discovery import Clients, Deployment, find_deployment
 from runner.digests import encode, folder_digests
+from runner.model import load_pipeline
 from runner.output import TextOutput
 from tests.deployed.support import pipeline_of
 from tests.infra.iam_eval import Request, Template, evaluate
 from tests.infra.moto_harness import Harness
+from tests.infra.test_inputs_gate import gated_synth  # noqa: F401 - the shared gated synth fixture
 from tests.support.aws import ACCOUNT, REGION, SECRET_ARN
 
 IAM_PREFIX = {"stepfunctions": "states", "emr": "elasticmapreduce"}
@@ -372,6 +374,7 @@ def correct(deployed_once: Harness) -> Correct:
     log_group = template.arn(template.logical_id("AWS::Logs::LogGroup", "RunnerLogsNightly"))
     renamed = {
         secret: SECRET_ARN,
+        task: template.ref(template.logical_id("AWS::ECS::TaskDefinition", "RunnerNightlyTask")),
         f":log-group:{h.runner_log_group}:": ":log-group:"
         + log_group.split(":log-group:")[1].removesuffix("*"),
     }
@@ -395,7 +398,7 @@ def test_a_correct_deployment_passes_every_check(account: Account) -> None:
     names = [line.split(":")[1].strip() for line in lines[:-1]]
     for expected in ("stack Nightshift", "deployed pipeline", "IAM CreateCluster", "IAM EmrServiceRole",
                      "IAM InstanceRole", "service-linked role", "EMR emr-7.13.0", "key pair nightshift",
-                     "catalog database nightly", "alerts", "schedule"):  # fmt: skip
+                     "catalog database nightly", "alerts", "schedule", "IAM StateMachine"):  # fmt: skip
         assert expected in names, (expected, names)
 
 
@@ -572,6 +575,51 @@ def test_a_stack_that_rolled_back_and_missing_catalog_databases(account: Account
         "problem: catalog database nightly_staging: does not exist; fix: cdk deploy (the stack creates it)"
         in problems
     )
+
+
+def test_a_gated_pipelines_check_asks_iam_about_the_state_machine_invoking_check_inputs(
+    gated_synth: Any,  # noqa: F811 - the fixture imported above
+) -> None:
+    """The manifest's gated calls (runner/deployed/calls.py) are simulated for a pipeline with [inputs]:
+    the state machine's role invoking CheckInputs among them, on the function the stack deployed, and
+    the template's role allows exactly that request. The task definition is read with ECS's
+    DescribeTaskDefinition (a Stubber answering as the ECS API Reference documents:
+    https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_DescribeTaskDefinition.html).
+    """
+    template = Template(gated_synth.template)
+    pipeline = load_pipeline(gated_synth.pipelines_dir / "gated")
+    machine = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:Nightshift-gated"
+    ecs = boto3.client("ecs", region_name=REGION)
+    task = template.logical_id("AWS::ECS::TaskDefinition", "RunnerGatedTask")
+    with Stubber(ecs) as stub:
+        for _ in range(2):
+            stub.add_response(
+                "describe_task_definition",
+                {"taskDefinition": {"containerDefinitions": [{"name": "runner", "secrets": []}]}},
+                {"taskDefinition": task},
+            )
+        clients = CheckClients(
+            *(ecs if name == "ecs" else None for name in CheckClients.__dataclass_fields__)
+        )
+        deployment = Deployment(
+            "gated", "Nightshift", machine, "/nightshift/gated", Clients(REGION, None, None, None)
+        )
+        check = CheckRun(pipeline, deployment, clients)
+        check.facts.resources = {
+            logical: (resource["Type"], logical)
+            for logical, resource in gated_synth.template["Resources"].items()
+        }
+        requests, _ = check.simulations()
+    role = template.logical_id("AWS::IAM::Role", "GatedWorkflowStateMachineRole")
+    function = template.logical_id("AWS::Lambda::Function", "GatedCheckInputs")
+    (invoke,) = [
+        r for r in requests if r.role == "StateMachine" and r.resource.endswith(f":function:{function}")
+    ]
+    assert invoke.role_arn == f"arn:aws:iam::{ACCOUNT}:role/{role}"
+    assert invoke.actions == ("lambda:InvokeFunction",)
+    assert evaluate(template.role_statements(role), Request("lambda:InvokeFunction", invoke.resource)).allowed
+    # The gate's own role is simulated too: CheckInputs lists the input's marker.
+    assert any(r.role == "CheckInputs" and "s3:ListBucket" in r.actions for r in requests)
 
 
 def test_the_stack_records_the_digests_the_check_compares(test_synth: Any) -> None:

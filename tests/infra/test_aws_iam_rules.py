@@ -101,6 +101,13 @@ class Deployment:
             k for k, v in t.of_type("AWS::Lambda::Function").items()
             if v["Properties"].get("Handler") == "lambdas.late_check.handler"
         ]  # fmt: skip
+        check_inputs = [
+            k for k, v in t.of_type("AWS::Lambda::Function").items()
+            if v["Properties"].get("Handler") == "lambdas.check_inputs.handler"
+        ]  # fmt: skip
+        self.pipeline = pipeline
+        #: whether the pipeline has an input gate: only then are the manifest's gated calls made
+        self.gated = bool(check_inputs)
         self.values = {
             "partition": "aws",
             "region": REGION,
@@ -137,6 +144,7 @@ class Deployment:
             "cluster_status_function": function("cluster_status"),
             "terminate_cluster_function": function("terminate_cluster"),
             "record_run_function": function("record_run"),
+            **({"check_inputs_function": check_inputs[0]} if check_inputs else {}),
             "failed_starts": t.arn(t.logical_id("AWS::SQS::Queue", "FailedStarts")),
             "alert_key": t.arn(t.logical_id("AWS::KMS::Key", "AlertKey")),
             "alert_topic": t.ref(t.logical_id("AWS::SNS::Topic", "AlertsTopic")),
@@ -151,7 +159,12 @@ class Deployment:
 
     def holder(self, role: str) -> str:
         """The logical id of the role (or, for the operators, the managed policy) that holds its statements."""
-        part = ROLES[role][1]
+        # The state machine's role is its pipeline's own; every other role here is the synth's one.
+        part = (
+            f"{self.pipeline.capitalize()}WorkflowStateMachineRole"
+            if role == manifest.STATE_MACHINE
+            else ROLES[role][1]
+        )
         kind = "AWS::IAM::ManagedPolicy" if role in OPERATOR_ROLES else "AWS::IAM::Role"
         return self.template.logical_id(kind, part)
 
@@ -210,9 +223,10 @@ class Deployment:
 _DEPLOYMENTS: dict[str, Deployment] = {}
 
 
-def deployment_of(request: pytest.FixtureRequest, role: str) -> Deployment:
-    """The deployment (one per session synth) that holds ``role``."""
-    synth_name = ROLES[role][0]
+def deployment_of(request: pytest.FixtureRequest, role: str, gated: bool = False) -> Deployment:
+    """The deployment (one per session synth) that holds ``role``; with `gated`, that of a pipeline with
+    [inputs] (the calls of the input gate)."""
+    synth_name = "gated_synth" if gated else ROLES[role][0]
     synth: Synthesis = request.getfixturevalue(synth_name)
     key = str(synth.outdir)
     if key not in _DEPLOYMENTS:
@@ -242,21 +256,28 @@ def test_every_call_each_role_makes_is_allowed(request: pytest.FixtureRequest, c
     Policy evaluation logic (IAM User Guide):
     https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html
     """
-    deployment = deployment_of(request, call.role)
+    deployment = deployment_of(request, call.role, call.gated)
     decision = deployment.decide(call)
     assert decision.allowed, (call, deployment.request(call), decision)
 
 
-@pytest.mark.parametrize("role", list(ROLES))
-def test_every_grant_the_stack_writes_is_needed_by_a_call(request: pytest.FixtureRequest, role: str) -> None:
+@pytest.mark.parametrize(
+    ("role", "gated"),
+    [*((role, False) for role in ROLES), (manifest.STATE_MACHINE, True)],
+    ids=[*ROLES, f"{manifest.STATE_MACHINE}-gated"],
+)
+def test_every_grant_the_stack_writes_is_needed_by_a_call(
+    request: pytest.FixtureRequest, role: str, gated: bool
+) -> None:
     """Each statement of a role's own policies is what some call of the manifest needs: without it,
     a call is denied. So a grant missing from the stack fails test_every_call_each_role_makes_is_allowed,
-    and a grant no call needs (or a call missing from the manifest) fails here.
+    and a grant no call needs (or a call missing from the manifest) fails here. The state machine of a
+    pipeline with [inputs] is held to it too: it also invokes CheckInputs.
     """
-    deployment = deployment_of(request, role)
+    deployment = deployment_of(request, role, gated)
     # Roles that share one policy (the operators' CLI and its --check) need its grants together.
     sharing = {r for r, where in ROLES.items() if where == ROLES[role]}
-    calls = [c for c in ALL_CALLS if c.role in sharing]
+    calls = [c for c in ALL_CALLS if c.role in sharing and (deployment.gated or not c.gated)]
     everything = deployment.statements(role)
     unneeded = []
     for statement in deployment.inline_statements(role):
@@ -599,6 +620,39 @@ def test_check_inputs_may_list_its_declared_inputs_and_nothing_else(gated_synth:
     assert not decide("raw/private/")
     read = Request("s3:GetObject", "arn:aws:s3:::lake/raw/events/dt=2025-06-01/_SUCCESS")
     assert not evaluate(statements, read).allowed
+
+
+@pytest.mark.parametrize("gated", [False, True], ids=["nightly", "gated"])
+def test_the_state_machine_invokes_exactly_the_manifests_functions(
+    request: pytest.FixtureRequest, gated: bool
+) -> None:
+    """Each function the state machine's role may invoke is one the manifest says it invokes, and each
+    of those it may invoke: a gated pipeline's CheckInputs too (one statement grants every invoke, so
+    the per-statement test cannot tell a missing call). A Lambda state's Resource is the function, and
+    Step Functions calls lambda:InvokeFunction on it with the state machine's role ("Invoke an AWS
+    Lambda function with Step Functions", AWS Step Functions Developer Guide:
+    https://docs.aws.amazon.com/step-functions/latest/dg/connect-lambda.html).
+    """
+    deployment = deployment_of(request, manifest.STATE_MACHINE, gated)
+    granted = {
+        resource.removesuffix(":*")
+        for statement in deployment.statements(manifest.STATE_MACHINE)
+        if statement["Effect"] == "Allow"
+        and "lambda:InvokeFunction"
+        in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
+        for resource in (
+            [statement["Resource"]] if isinstance(statement["Resource"], str) else statement["Resource"]
+        )
+    }
+    invoked = {
+        deployment.request(call).resource
+        for call in ALL_CALLS
+        if call.role == manifest.STATE_MACHINE
+        and call.action == "lambda:InvokeFunction"
+        and (deployment.gated or not call.gated)
+    }
+    assert granted == invoked
+    assert any("CheckInputs" in function for function in invoked) == gated
 
 
 def test_the_state_machine_waits_for_ecs_tasks_through_the_managed_rule(
