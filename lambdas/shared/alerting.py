@@ -180,6 +180,16 @@ def record_lines(record: dict[str, Any]) -> list[str]:
         attempts = step.get("attempts", 1)
         again = f" ({attempts} attempts)" if attempts > 1 else ""
         lines.append(f"  {name}: {duration_text(step.get('seconds'))}{again}")
+    checks = record.get("checks") or {}
+    if checks:
+        # A warned check does not fail the run: a success's message is where it is seen.
+        said = [
+            f"{label} {check.get('status')}"
+            + (f" ({_count_text(check.get('count'))})" if check.get("count") else "")
+            for label, check in list(checks.items())[:CHECKS_SHOWN]
+        ]
+        more = f", and {len(checks) - CHECKS_SHOWN} more" if len(checks) > CHECKS_SHOWN else ""
+        lines.append("Checks: " + ", ".join(said) + more)
     return lines
 
 

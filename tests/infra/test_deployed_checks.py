@@ -293,3 +293,24 @@ def test_the_alert_stays_within_snss_message_size_however_large_the_samples() ->
     subject, body = alerting.render(detail, failure, {}, REGION, None, checks=lines, failed_check="t0.unique")
     assert len(body.encode()) < 64 * 1024 and len(subject) <= alerting.SUBJECT_LIMIT
     assert "  ... and 30 more failed checks in the step log" in body.splitlines()
+
+
+def test_a_success_message_names_the_checks_that_warned() -> None:
+    """A `warn` check does not fail the run; with notify = "always" the success e-mail says it warned."""
+    record = {
+        "run_date": "2025-06-01",
+        "run_seconds": 600.0,
+        "cost": {"total_usd": 0.1},
+        "checks": {
+            "users.unique": {"stage": 10, "severity": "error", "status": "passed", "count": 0},
+            "20_sessions_valid.check.sql": {"stage": 20, "severity": "warn", "status": "warned", "count": 3},
+        },
+    }
+    detail = {
+        "executionArn": "arn",
+        "stateMachineArn": "arn:m:Nightshift-example",
+        "name": "r",
+        "status": "SUCCEEDED",
+    }
+    _subject, body = alerting.render_success(detail, record, {})
+    assert "Checks: users.unique passed, 20_sessions_valid.check.sql warned (3 rows)" in body.splitlines()
