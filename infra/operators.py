@@ -183,6 +183,11 @@ class OperatorsPolicy(Construct):
                 resources=[alert_topic.topic_arn],
             ),
             iam.PolicyStatement(
+                sid="CheckFailedStarts",
+                actions=["lambda:GetFunctionEventInvokeConfig"],
+                resources=[regional("lambda") + f":function:{stack}-*"],
+            ),
+            iam.PolicyStatement(
                 sid="CheckSchedules",
                 actions=["scheduler:GetSchedule"],
                 resources=[regional("scheduler") + ":schedule/default/*"],
@@ -200,12 +205,14 @@ class OperatorsPolicy(Construct):
             applies_to=[
                 "Resource::*",
                 # The deployment check's reads: its stack's roles and parameters, the catalog's
-                # databases (GetDatabase only), the default schedule group (GetSchedule only).
+                # databases (GetDatabase only), the default schedule group (GetSchedule only), its
+                # functions' invoke configuration (GetFunctionEventInvokeConfig only).
                 f"Resource::arn:<AWS::Partition>:cloudformation:<AWS::Region>:<AWS::AccountId>:stack/{Stack.of(self).stack_name}/*",
                 f"Resource::arn:<AWS::Partition>:iam::<AWS::AccountId>:role/{Stack.of(self).stack_name}-*",
                 f"Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/nightshift/{Stack.of(self).stack_name}/*",
                 "Resource::arn:<AWS::Partition>:glue:<AWS::Region>:<AWS::AccountId>:database/*",
                 "Resource::arn:<AWS::Partition>:scheduler:<AWS::Region>:<AWS::AccountId>:schedule/default/*",
+                f"Resource::arn:<AWS::Partition>:lambda:<AWS::Region>:<AWS::AccountId>:function:{Stack.of(self).stack_name}-*",
                 states_finding("stateMachine", "*"),
                 EMR_CLUSTERS_FINDING,
                 *(states_finding("execution", f"{pipeline.state_machine_name}:*") for pipeline in pipelines),

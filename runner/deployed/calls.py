@@ -676,6 +676,12 @@ def _operators_check() -> tuple[Call, ...]:
         ),
         Call(
             OPERATORS_CHECK,
+            "lambda:GetFunctionEventInvokeConfig",
+            arn("lambda", ":function:{stack}-SchedulesStartRunF1B9F41-0A1B2C3D4E5F"),
+            why="StartRun's on-failure destination",
+        ),
+        Call(
+            OPERATORS_CHECK,
             "scheduler:GetSchedule",
             arn("scheduler", ":schedule/default/{stack}-SchedulesNightlySchedule-0A1B2C3D"),
             why="the pipeline's schedule",

@@ -119,6 +119,7 @@ class CheckClients:
     sns: Any
     scheduler: Any
     secretsmanager: Any
+    lambda_: Any = None
 
     @classmethod
     def make(cls, region: str) -> CheckClients:
@@ -142,6 +143,7 @@ class CheckClients:
                     "sns",
                     "scheduler",
                     "secretsmanager",
+                    "lambda",
                 )
             )
         )
@@ -194,6 +196,7 @@ class Check:
             self.inputs,
             self.catalog,
             self.alerts,
+            self.failed_starts,
             self.schedule,
         ):
             try:
@@ -762,10 +765,48 @@ class Check:
             yield Finding(
                 "alerts",
                 f"the e-mail subscription of {', '.join(pending)} is not confirmed: nobody hears of failures",
-                "click the link in AWS's confirmation e-mail (or redeploy to get a new one)",
+                f"confirm the e-mail sent to {', '.join(pending)} (its link; cdk deploy sends a new one)",
             )
         else:
             yield Finding("alerts", f"e-mail to {', '.join(s['Endpoint'] for s in emails)} confirmed")
+
+    def failed_starts_queue(self) -> str | None:
+        """The ARN of the stack's failed-starts queue (CloudFormation names a queue by its URL)."""
+        url = _logical(self.facts.resources, "SchedulesFailedStarts", "AWS::SQS::Queue")
+        if url is None:
+            return None
+        # https://sqs.<region>.amazonaws.com/<account>/<name>
+        account, name = url.rstrip("/").split("/")[-2:]
+        return f"arn:{self.facts.partition}:sqs:{self.facts.region}:{account}:{name}"
+
+    def failed_starts(self) -> Iterator[Finding]:
+        """StartRun's on-failure destination: a start that fails after Lambda's retries lands in the queue."""
+        function = _logical(self.facts.resources, "SchedulesStartRun", "AWS::Lambda::Function")
+        queue = self.failed_starts_queue()
+        if function is None or queue is None or self.clients.lambda_ is None:
+            return
+        name = "failed starts"
+        try:
+            config = self.clients.lambda_.get_function_event_invoke_config(FunctionName=function)
+        except botocore.exceptions.ClientError as error:
+            if _code(error) != "ResourceNotFoundException":
+                raise
+            config = {}
+        destination = config.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+        if not destination:
+            yield Finding(
+                name,
+                f"StartRun ({function}) has no on-failure destination: a start that fails is silent",
+                "cdk deploy (the stack sends them to its failed-starts queue)",
+            )
+        elif destination != queue:
+            yield Finding(
+                name,
+                f"StartRun ({function}) sends them to {destination}, not to the stack's queue {queue}",
+                "cdk deploy (the stack's alarm watches only its own queue)",
+            )
+        else:
+            yield Finding(name, f"StartRun sends them to {queue.rsplit(':', 1)[-1]}")
 
     def schedule(self) -> Iterator[Finding]:
         schedule = self.pipeline.config.schedule
@@ -779,11 +820,19 @@ class Check:
             yield Finding("schedule", "enabled in pipeline.toml but not deployed", "cdk deploy")
             return
         answer = self.clients.scheduler.get_schedule(Name=name.rsplit("|", 1)[-1])
-        if not answer.get("Target", {}).get("DeadLetterConfig", {}).get("Arn"):
+        dead_letters = answer.get("Target", {}).get("DeadLetterConfig", {}).get("Arn")
+        queue = self.failed_starts_queue()
+        if not dead_letters:
             yield Finding(
                 "schedule",
                 f"{name} has no dead-letter queue: a start that fails is silent",
                 "cdk deploy (the stack gives it one)",
+            )
+        elif queue is not None and dead_letters != queue:
+            yield Finding(
+                "schedule",
+                f"{name} dead-letters to {dead_letters}, not to the stack's queue {queue}",
+                "cdk deploy (the stack's alarm watches only its own queue)",
             )
         else:
             yield Finding("schedule", f"{answer.get('ScheduleExpression', name)}, failed starts alarmed")

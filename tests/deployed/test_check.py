@@ -68,6 +68,31 @@ class Account:
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     #: names moto chose -> the names the template's policies use for the same things
     renamed: dict[str, str] = field(default_factory=dict)
+    #: the alert topic's subscriptions as SNS lists them, when a test needs what moto cannot make (a
+    #: pending e-mail subscription); None: moto's own
+    subscriptions: list[dict[str, str]] | None = None
+
+    def _stub_alerts(self, sns: Any) -> None:
+        """The alert topic's attributes and subscriptions as the SNS API Reference documents them."""
+        ((_, topic),) = [r for r in self.resources.values() if r[0] == "AWS::SNS::Topic"]
+        key = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{self.template.logical_id('AWS::KMS::Key', 'AlertKey')}"
+        stub = Stubber(sns)
+        stub.add_response(
+            "get_topic_attributes",
+            {"Attributes": {"TopicArn": topic, "KmsMasterKeyId": key}},
+            {"TopicArn": topic},
+        )
+        stub.add_response(
+            "list_subscriptions_by_topic",
+            {
+                "Subscriptions": [
+                    {"Owner": ACCOUNT, "TopicArn": topic, **subscription}
+                    for subscription in self.subscriptions or []
+                ]
+            },
+            {"TopicArn": topic},
+        )
+        stub.activate()
 
     def clients(self) -> CheckClients:
         def moto(name: str) -> Any:
@@ -86,7 +111,10 @@ class Account:
             sns=moto("sns"),
             scheduler=moto("scheduler"),
             secretsmanager=moto("secretsmanager"),
+            lambda_=moto("lambda"),
         )
+        if self.subscriptions is not None:
+            self._stub_alerts(made.sns)
         self._stub(made)
         for client in vars(made).values():
             prefix = IAM_PREFIX.get(
@@ -250,6 +278,9 @@ class Correct:
     topic: str
     alert_key: str
     schedule: dict[str, Any]
+    #: StartRun's name in moto and its event invoke configuration (the on-failure destination)
+    start_run: str
+    invoke_config: dict[str, Any]
     main_route_table: str
     nat: str
 
@@ -279,6 +310,11 @@ class Correct:
                     sns.unsubscribe(SubscriptionArn=subscription["SubscriptionArn"])
             sns.subscribe(TopicArn=self.topic, Protocol="email", Endpoint=ALERT_EMAIL)
         boto3.client("scheduler", region_name=REGION).update_schedule(**self.schedule)
+        lam = boto3.client("lambda", region_name=REGION)
+        # moto's put adds a configuration rather than replacing it: the old one goes first.
+        if lam.list_function_event_invoke_configs(FunctionName=self.start_run)["FunctionEventInvokeConfigs"]:
+            lam.delete_function_event_invoke_config(FunctionName=self.start_run)
+        lam.put_function_event_invoke_config(FunctionName=self.start_run, **self.invoke_config)
         boto3.client("ssm", region_name=REGION).put_parameter(
             Name=DEPLOYED_FILES_PARAMETER.format(stack=h.synth.stack.stack_name, pipeline=h.pipeline),
             Type="String",
@@ -346,7 +382,13 @@ def correct(deployed_once: Harness) -> Correct:
     sns = boto3.client("sns", region_name=REGION)
     alert_key = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{template.logical_id('AWS::KMS::Key', 'AlertKey')}"
     topic = sns.create_topic(Name="alerts", Attributes={"KmsMasterKeyId": alert_key})["TopicArn"]
-    boto3.client("sqs", region_name=REGION).create_queue(QueueName="failed-starts")
+    queue = boto3.client("sqs", region_name=REGION).create_queue(QueueName="failed-starts")["QueueUrl"]
+    failed_starts = f"arn:aws:sqs:{REGION}:{ACCOUNT}:failed-starts"
+    start_run = template.logical_id("AWS::Lambda::Function", "SchedulesStartRun")
+    invoke_config = {
+        "MaximumRetryAttempts": 2,
+        "DestinationConfig": {"OnFailure": {"Destination": failed_starts}},
+    }
     schedule: dict[str, Any] = {
         "Name": template.logical_id("AWS::Scheduler::Schedule", "NightlySchedule"),
         "ScheduleExpression": "cron(0 3 * * ? *)",
@@ -354,7 +396,7 @@ def correct(deployed_once: Harness) -> Correct:
         "Target": {
             "Arn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:StartRun",
             "RoleArn": f"arn:aws:iam::{ACCOUNT}:role/scheduler",
-            "DeadLetterConfig": {"Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:failed-starts"},
+            "DeadLetterConfig": {"Arn": failed_starts},
         },
     }
     boto3.client("scheduler", region_name=REGION).create_schedule(**schedule)
@@ -368,6 +410,8 @@ def correct(deployed_once: Harness) -> Correct:
             "AWS::SNS::Topic": topic,
             "AWS::ECS::TaskDefinition": task if "Nightly" in logical else logical,
             "AWS::Scheduler::Schedule": logical,
+            # CloudFormation's physical id of a queue is its URL
+            "AWS::SQS::Queue": queue if logical.startswith("SchedulesFailedStarts") else logical,
         }.get(kind, logical)
         resources[logical] = (kind, physical)
     statements = {role: template.role_statements(role) for role in template.of_type("AWS::IAM::Role")}
@@ -379,7 +423,18 @@ def correct(deployed_once: Harness) -> Correct:
         + log_group.split(":log-group:")[1].removesuffix("*"),
     }
     return Correct(
-        h, template, resources, statements, renamed, topic, alert_key, schedule, main["RouteTableId"], nat
+        h,
+        template,
+        resources,
+        statements,
+        renamed,
+        topic,
+        alert_key,
+        schedule,
+        start_run,
+        invoke_config,
+        main["RouteTableId"],
+        nat,
     )
 
 
@@ -398,7 +453,7 @@ def test_a_correct_deployment_passes_every_check(account: Account) -> None:
     names = [line.split(":")[1].strip() for line in lines[:-1]]
     for expected in ("stack Nightshift", "deployed pipeline", "IAM CreateCluster", "IAM EmrServiceRole",
                      "IAM InstanceRole", "service-linked role", "EMR emr-7.13.0", "key pair nightshift",
-                     "catalog database nightly", "alerts", "schedule", "IAM StateMachine"):  # fmt: skip
+                     "catalog database nightly", "alerts", "schedule", "IAM StateMachine", "failed starts"):  # fmt: skip
         assert expected in names, (expected, names)
 
 
@@ -540,6 +595,85 @@ def test_an_alert_topic_with_the_aws_managed_key_and_a_schedule_without_dead_let
         " fix: cdk deploy (the stack's own alert key lets cloudwatch.amazonaws.com use it)",
         f"problem: schedule: {name} has no dead-letter queue: a start that fails is silent;"
         " fix: cdk deploy (the stack gives it one)",
+    ]
+
+
+def test_a_start_run_whose_failed_starts_go_nowhere_or_elsewhere(account: Account) -> None:
+    """StartRun is invoked asynchronously by the schedule; a start that still fails after Lambda's
+    retries is kept only if the function's on-failure destination takes it, and the stack's alarm
+    watches its own queue. Lambda answers GetFunctionEventInvokeConfig with DestinationConfig.OnFailure.
+    Destination, or ResourceNotFoundException when the function has no such configuration
+    ("GetFunctionEventInvokeConfig", AWS Lambda API Reference:
+    https://docs.aws.amazon.com/lambda/latest/api/API_GetFunctionEventInvokeConfig.html; "Capturing
+    records of Lambda asynchronous invocations", AWS Lambda Developer Guide:
+    https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html). A queue's
+    physical id in CloudFormation is its URL ("AWS::SQS::Queue", return values:
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-sqs-queue.html).
+    """
+    lam = boto3.client("lambda", region_name=REGION)
+    function = account.template.logical_id("AWS::Lambda::Function", "SchedulesStartRun")
+    lam.delete_function_event_invoke_config(FunctionName=function)
+    code, lines = account.run()
+    assert code == 1
+    assert [line for line in lines if line.startswith("problem")] == [
+        f"problem: failed starts: StartRun ({function}) has no on-failure destination: a start that fails is"
+        " silent; fix: cdk deploy (the stack sends them to its failed-starts queue)"
+    ]
+    other = f"arn:aws:sqs:{REGION}:{ACCOUNT}:someone-elses"
+    lam.put_function_event_invoke_config(
+        FunctionName=function, DestinationConfig={"OnFailure": {"Destination": other}}
+    )
+    code, lines = account.run()
+    assert code == 1
+    assert [line for line in lines if line.startswith("problem")] == [
+        f"problem: failed starts: StartRun ({function}) sends them to {other}, not to the stack's queue"
+        f" arn:aws:sqs:{REGION}:{ACCOUNT}:failed-starts; fix: cdk deploy (the stack's alarm watches only its"
+        " own queue)"
+    ]
+
+
+def test_a_schedule_that_dead_letters_to_another_queue(account: Account) -> None:
+    """EventBridge Scheduler delivers what it could not hand to the target to Target.DeadLetterConfig.Arn
+    ("Target", EventBridge Scheduler API Reference:
+    https://docs.aws.amazon.com/scheduler/latest/APIReference/API_Target.html): the stack's queue, or
+    nobody is told.
+    """
+    other = f"arn:aws:sqs:{REGION}:{ACCOUNT}:someone-elses"
+    name = account.template.logical_id("AWS::Scheduler::Schedule", "NightlySchedule")
+    boto3.client("scheduler", region_name=REGION).update_schedule(
+        Name=name,
+        ScheduleExpression="cron(0 3 * * ? *)",
+        FlexibleTimeWindow={"Mode": "OFF"},
+        Target={
+            "Arn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:StartRun",
+            "RoleArn": f"arn:aws:iam::{ACCOUNT}:role/scheduler",
+            "DeadLetterConfig": {"Arn": other},
+        },
+    )
+    code, lines = account.run()
+    assert code == 1
+    assert [line for line in lines if line.startswith("problem")] == [
+        f"problem: schedule: {name} dead-letters to {other}, not to the stack's queue"
+        f" arn:aws:sqs:{REGION}:{ACCOUNT}:failed-starts; fix: cdk deploy (the stack's alarm watches only its"
+        " own queue)"
+    ]
+
+
+def test_an_alert_e_mail_not_yet_confirmed(account: Account) -> None:
+    """An e-mail subscription delivers nothing until its owner follows the link SNS e-mails; until then
+    ListSubscriptionsByTopic lists its SubscriptionArn as "PendingConfirmation" ("Subscribe", Amazon SNS
+    API Reference: https://docs.aws.amazon.com/sns/latest/api/API_Subscribe.html; "ListSubscriptionsByTopic":
+    https://docs.aws.amazon.com/sns/latest/api/API_ListSubscriptionsByTopic.html). moto confirms every
+    subscription at once, so SNS is a Stubber here.
+    """
+    account.subscriptions = [
+        {"SubscriptionArn": "PendingConfirmation", "Protocol": "email", "Endpoint": "data-team@example.com"}
+    ]
+    code, lines = account.run()
+    assert code == 1
+    assert [line for line in lines if line.startswith("problem")] == [
+        "problem: alerts: the e-mail subscription of data-team@example.com is not confirmed: nobody hears of"
+        " failures; fix: confirm the e-mail sent to data-team@example.com (its link; cdk deploy sends a new one)"
     ]
 
 
@@ -688,6 +822,9 @@ def test_every_call_of_the_check_is_allowed_by_the_operators_policy(account: Acc
             ]
         if action.startswith("sns:"):
             return [Request(action, p["TopicArn"].replace(topic, template_topic))]
+        if action == "lambda:GetFunctionEventInvokeConfig":
+            # CloudFormation names a function "<stack>-<logical id, cut>-<suffix>".
+            return [Request(action, f"arn:aws:lambda:{arn}:function:Nightshift-{p['FunctionName']}-SUFFIX")]
         if action == "scheduler:GetSchedule":
             return [Request(action, f"arn:aws:scheduler:{arn}:schedule/default/{p['Name']}")]
         if action == "s3:ListObjectsV2":
