@@ -284,6 +284,10 @@ def _add_deployed_options(parser: argparse.ArgumentParser) -> None:
         help="start even though the local folder differs from the deployed one (the deployed files run)",
     )  # fmt: skip
     deployed.add_argument(
+        "--yes", action="store_true",
+        help="start a date after the next scheduled run without asking (needed when not on a terminal)",
+    )  # fmt: skip
+    deployed.add_argument(
         "--concurrency", type=int, metavar="N",
         help="runs of a range at once (default: max_concurrent_runs of pipeline.toml, else 1)",
     )  # fmt: skip
@@ -430,6 +434,7 @@ def _check_deployed_options(args: argparse.Namespace) -> None:
         "--history": args.history is not None,
         "--rerun": args.rerun,
         "--as-deployed": args.as_deployed,
+        "--yes": args.yes,
         "--concurrency": args.concurrency is not None,
         "--stack": args.stack is not None,
     }
@@ -472,6 +477,7 @@ def _check_deployed_options(args: argparse.Namespace) -> None:
     start_only = {"--rerun": args.rerun, "--from-stage": args.from_stage is not None}
     start_only["--concurrency"] = args.concurrency is not None
     start_only["--as-deployed"] = args.as_deployed
+    start_only["--yes"] = args.yes
     given = [flag for flag, used in start_only.items() if used]
     if given and not starting:
         raise UsageError(f"{', '.join(given)}: only when starting runs (add --start)")
@@ -528,6 +534,7 @@ def deployed_request(args: argparse.Namespace, pipeline: Pipeline) -> DeployedRe
         stack=args.stack,
         region=args.region,  # None: runner.deployed takes AWS_REGION or the usual AWS settings
         as_deployed=args.as_deployed,
+        yes=args.yes,
     )
 
 
@@ -541,7 +548,15 @@ def _run_deployed(args: argparse.Namespace, output: Output) -> int:
     from runner.deployed import run_deployed  # noqa: PLC0415 - boto3 only here
 
     # No signal handlers: Ctrl-C detaches from a deployed run (run_deployed says how to come back).
-    return run_deployed(pipeline, request, output)
+    on_terminal = sys.stdin.isatty() and sys.stderr.isatty()
+    return run_deployed(pipeline, request, output, confirm=_ask if on_terminal else None)
+
+
+def _ask(question: str) -> bool:
+    """A yes/no question on the terminal; anything but y or yes is no."""
+    sys.stderr.write(f"nightshift: {question} [y/N] ")
+    sys.stderr.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
 
 
 def _run_date(

@@ -8,8 +8,10 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 import botocore.exceptions
 
@@ -41,6 +43,7 @@ from runner.errors import NightshiftError, UsageError
 from runner.execution import summary_lines
 from runner.model import Pipeline
 from runner.output import Output
+from runner.schedule import _FIELDS, _expand, validate_cron
 
 __all__ = [
     "EXIT_DETACHED",
@@ -50,6 +53,7 @@ __all__ = [
     "EXIT_RUN_STOPPED",
     "DeployedRequest",
     "Polling",
+    "next_scheduled",
     "run_deployed",
 ]
 
@@ -75,6 +79,8 @@ class DeployedRequest:
     region: str | None = None
     #: start even when the local folder differs from the deployed one (the deployed steps run)
     as_deployed: bool = False
+    #: start a date after the next scheduled run without asking
+    yes: bool = False
 
 
 def run_deployed(
@@ -86,10 +92,15 @@ def run_deployed(
     clients: Clients | None = None,
     count: Callable[[str], None] | None = None,
     check_clients: CheckClients | None = None,
+    confirm: Callable[[str], bool] | None = None,
 ) -> int:
-    """Do what `request` asks of the deployed pipeline; its exit code (README: "Production")."""
+    """Do what `request` asks of the deployed pipeline; its exit code (README: "Production").
+
+    `confirm` asks the user a yes/no question on a terminal; None: there is no terminal to ask on.
+    """
     command = _Command(pipeline, request, output, polling or Polling(), count or (lambda _api: None))
     command.check_clients = check_clients
+    command.confirm = confirm
     try:
         with _ctrl_c(command.interrupted):
             deployment = find_deployment(
@@ -145,6 +156,7 @@ class _Command:
         #: why a backfill stopped starting dates (it then ends as a detach does)
         self.start_failure: Exception | None = None
         self.check_clients: CheckClients | None = None
+        self.confirm: Callable[[str], bool] | None = None
 
     def say(self, message: str) -> None:
         self.output.notice(message)
@@ -238,6 +250,7 @@ class _Command:
                     " the deployed files; deploy with `cdk deploy`, or add --as-deployed to run them anyway"
                 )
             self.say(f"running the deployed files; the local folder differs: {', '.join(changed)}")
+        self._confirm_unscheduled(dates)
         # Every date is checked before any starts: a backfill does not stop half-way on a refusal.
         names = {run_date: check_startable(deployment, run_date, request.rerun) for run_date in dates}
         if len(dates) == 1:
@@ -272,6 +285,39 @@ class _Command:
             return started
 
         return self._range(deployment, [], start_next, planned=dates)
+
+    def _confirm_unscheduled(self, dates: list[str]) -> None:
+        """A date after the next scheduled run: asked on a terminal, refused elsewhere without --yes.
+
+        Its inputs are likely not there yet, and the schedule refuses a date that already ran when its
+        night comes; a typo in the year is the usual cause.
+        """
+        if self.request.yes:
+            return
+        schedule = self.pipeline.config.schedule
+        now = datetime.now(UTC)
+        if schedule is not None and schedule.enabled:
+            upcoming = next_scheduled(schedule.cron, schedule.timezone, now)
+            limit = upcoming.date() if upcoming else None
+            when = (
+                f"the next scheduled run is {limit.isoformat()}'s, at {upcoming:%H:%M} {schedule.timezone}"
+                if upcoming and limit
+                else "the schedule names no date ahead"
+            )
+        else:
+            limit = date.fromisoformat(today(self.pipeline))
+            when = f"today is {limit.isoformat()} ({schedule.timezone if schedule else 'UTC'}; no schedule)"
+        later = [d for d in dates if limit is None or date.fromisoformat(d) > limit]
+        if not later:
+            return
+        shown = later[0] + (f"..{later[-1]}" if len(later) > 1 else "")
+        question = f"{shown} is not scheduled yet ({when}); start it now?"
+        if self.confirm is None:
+            raise UsageError(
+                f"{question.removesuffix('; start it now?')}: not started; add --yes to start it now"
+            )
+        if not self.confirm(question):
+            raise UsageError(f"{shown}: not started")
 
     def _check_from_stage(self) -> None:
         stage = self.request.from_stage
@@ -400,3 +446,34 @@ def _shown_path(folder: Path) -> str:
     except ValueError:
         return str(folder)
     return str(folder) if relative.startswith("..") else relative.rstrip("/") + "/"
+
+
+def next_scheduled(expression: str, timezone: str, now: datetime) -> datetime | None:
+    """The first time after `now` that the five-field cron names in `timezone` (within a year and a day).
+
+    A time the clocks skip does not count (EventBridge Scheduler skips it too). Day of month and day of
+    week both restricted: either matches, as crontab has it.
+    """
+    zone = ZoneInfo(timezone)
+    fields = validate_cron(expression).split()
+    minutes, hours, days, months, weekdays = (
+        _expand(text, field) for text, field in zip(fields, _FIELDS, strict=True)
+    )
+    by_day, by_weekday = fields[2] != "*", fields[4] != "*"
+    local = now.astimezone(zone)
+    for offset in range(367):
+        day = local.date() + timedelta(days=offset)
+        day_ok, weekday_ok = day.day in days, (day.weekday() + 1) % 7 in weekdays
+        if day.month not in months or not (
+            (day_ok or weekday_ok) if by_day and by_weekday else (day_ok and weekday_ok)
+        ):
+            continue
+        for hour in sorted(hours):
+            for minute in sorted(minutes):
+                moment = datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone)
+                exists = moment.astimezone(UTC).astimezone(zone).replace(tzinfo=None) == moment.replace(
+                    tzinfo=None
+                )
+                if exists and moment > local:
+                    return moment
+    return None
