@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, Stack, TimeZone
+from aws_cdk import ArnFormat, Duration, Stack, TimeZone
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -20,16 +20,35 @@ from runner.config import Schedule
 from runner.schedule import to_eventbridge
 
 SCHEDULER_SERVICE = "scheduler.amazonaws.com"
+# The group a schedule is in when it names none (CreateSchedule, EventBridge Scheduler API Reference).
+SCHEDULE_GROUP = "default"
 
 
 def scheduler_principal(scope: Construct) -> iam.ServicePrincipal:
-    """EventBridge Scheduler on behalf of this account's schedules only: every schedule role's trust.
+    """EventBridge Scheduler on behalf of this stack's schedule group only: every schedule role's trust.
 
-    The source condition keeps the service from acting with the role for another account's schedule
-    (the confused deputy; "Confused deputy prevention", EventBridge Scheduler User Guide).
+    The source conditions keep the service from acting with the role for a schedule of another account
+    or of another group (the confused deputy). Scheduler sends the schedule group's ARN as
+    aws:SourceArn, never the schedule's ("Confused deputy prevention in EventBridge Scheduler",
+    EventBridge Scheduler User Guide).
     """
+    stack = Stack.of(scope)
     return iam.ServicePrincipal(
-        SCHEDULER_SERVICE, conditions={"StringEquals": {"aws:SourceAccount": Stack.of(scope).account}}
+        SCHEDULER_SERVICE,
+        conditions={
+            "StringEquals": {"aws:SourceAccount": stack.account},
+            "ArnEquals": {"aws:SourceArn": schedule_group_arn(stack)},
+        },
+    )
+
+
+def schedule_group_arn(stack: Stack) -> str:
+    """The group every schedule of the stack is in: Scheduler's default, as none names another."""
+    return stack.format_arn(
+        service="scheduler",
+        resource="schedule-group",
+        resource_name=SCHEDULE_GROUP,
+        arn_format=ArnFormat.SLASH_RESOURCE_NAME,
     )
 
 

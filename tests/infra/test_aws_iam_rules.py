@@ -780,10 +780,40 @@ TRUSTED = {
 }
 
 
+# The source each service names when it assumes a role, as its documentation gives it (None: its
+# documentation names no source for it, so the role must be assumable without one):
+# - Lambda: "The aws:SourceArn condition key applies only to policies where your Lambda function is the
+#   target resource" ("Defining Lambda function permissions with an execution role", AWS Lambda
+#   Developer Guide, https://docs.aws.amazon.com/lambda/latest/dg/lambda-intro-execution-role.html);
+# - ECS tasks: the task ("Amazon ECS task IAM role", Amazon ECS Developer Guide,
+#   https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task-iam-roles.html, ArnLike
+#   arn:aws:ecs:region:account:*);
+# - EC2: an instance profile's role, no source (IAM User Guide, "Use an IAM role to grant permissions
+#   to applications running on Amazon EC2 instances");
+# - EMR: the cluster ("Service role for Amazon EMR", Amazon EMR Management Guide,
+#   https://docs.aws.amazon.com/emr/latest/ManagementGuide/emr-iam-role.html, ArnLike
+#   arn:aws:elasticmapreduce:region:account:*);
+# - Scheduler: the schedule's group, never the schedule ("Confused deputy prevention in EventBridge
+#   Scheduler", https://docs.aws.amazon.com/scheduler/latest/UserGuide/cross-service-confused-deputy-prevention.html);
+# - Step Functions: the state machine ("The confused deputy problem", IAM User Guide,
+#   https://docs.aws.amazon.com/IAM/latest/UserGuide/confused-deputy.html).
+SOURCE_ARN = {
+    LAMBDA_SERVICE: None,
+    "ecs-tasks.amazonaws.com": f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/NightshiftRunners/0123456789abcdef",
+    "ec2.amazonaws.com": None,
+    manifest.EMR_SERVICE: f"arn:aws:elasticmapreduce:{REGION}:{ACCOUNT}:cluster/{CLUSTER_ID}",
+    "scheduler.amazonaws.com": f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule-group/default",
+    "states.amazonaws.com": "{state_machine}",
+}
+# The roles whose trust names its source (confused-deputy prevention): another account's is refused.
+SOURCE_GUARDED = {manifest.STATE_MACHINE, manifest.START_RUN_SCHEDULE, manifest.LATE_CHECK_SCHEDULE}
+
+
 @pytest.mark.parametrize("role", list(TRUSTED))
 def test_each_role_may_be_assumed_by_its_service_only(request: pytest.FixtureRequest, role: str) -> None:
     """A service acts with a role only if the role's trust policy lets its service principal call
-    sts:AssumeRole; any other service is refused.
+    sts:AssumeRole with the source the service really sends (SOURCE_ARN, each service's document);
+    any other service is refused, and so is another account's source where the trust names one.
 
     "Create a role to give permissions to an AWS service", IAM User Guide:
     https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_create_for-service.html
@@ -793,18 +823,21 @@ def test_each_role_may_be_assumed_by_its_service_only(request: pytest.FixtureReq
     template = deployment.template
     logical = deployment.holder(role)
     trust = template.resolve(template.resources[logical]["Properties"]["AssumeRolePolicyDocument"])
-    # Step Functions assumes its role for one state machine: the confused-deputy keys of that one
-    # ("The confused deputy problem", IAM User Guide, https://docs.aws.amazon.com/IAM/latest/UserGuide/confused-deputy.html).
-    source = {"aws:SourceAccount": ACCOUNT, "aws:SourceArn": deployment.values["state_machine"]}
-    assume = Request("sts:AssumeRole", template.arn(logical), source)
     service = TRUSTED[role]
+    sent = SOURCE_ARN[service]
+    source = (
+        {}
+        if sent is None
+        else {"aws:SourceAccount": ACCOUNT, "aws:SourceArn": sent.format(**deployment.values)}
+    )
+    assume = Request("sts:AssumeRole", template.arn(logical), source)
     assert evaluate_resource_policy(trust["Statement"], Principal("Service", service), assume).allowed
     stranger = Request(
         "sts:AssumeRole",
         template.arn(logical),
         {k: v.replace(ACCOUNT, "210987654321") for k, v in source.items()},
     )
-    if role == manifest.STATE_MACHINE:
+    if role in SOURCE_GUARDED:
         assert not evaluate_resource_policy(
             trust["Statement"], Principal("Service", service), stranger
         ).allowed
