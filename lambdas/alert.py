@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
 
 
-@logger.inject_lambda_context(correlation_id_path="detail.executionArn")
+@logger.inject_lambda_context(correlation_id_path="detail.executionArn", clear_state=True)
 @tracer.capture_lambda_handler
 def handler(
     event: dict[str, Any],

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
 
 
-@logger.inject_lambda_context(correlation_id_path="execution_arn")
+@logger.inject_lambda_context(correlation_id_path="execution_arn", clear_state=True)
 @tracer.capture_lambda_handler
 def handler(
     event: dict[str, Any],

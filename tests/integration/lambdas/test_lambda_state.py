@@ -13,15 +13,18 @@ execution environment.
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
+import lambdas
 from lambdas import (
     check_inputs,
     cluster_status,
@@ -212,3 +215,21 @@ def test_a_warm_create_cluster_logs_only_its_own_run(emr, create_payload, lambda
             2,
         ), record
         assert record["correlation_id"] == create_payload["execution_arn"]
+
+
+def test_every_handler_clears_the_loggers_state() -> None:
+    """The handlers not run above (the alert formatter, RecordRun) and any new one: the same decorator.
+
+    They append no key today; one added later would leak into the next invocation without this.
+    """
+    unclear = []
+    for module in sorted(Path(lambdas.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "inject_lambda_context":
+                keywords = {k.arg: k.value for k in node.keywords}
+                clear = keywords.get("clear_state")
+                if not (isinstance(clear, ast.Constant) and clear.value is True):
+                    unclear.append(f"{module.name}:{node.lineno}")
+    assert unclear == []
+    handlers = [m for m in Path(lambdas.__file__).parent.glob("*.py") if "def handler(" in m.read_text()]
+    assert len(handlers) >= 10  # the scan saw the handlers, not an empty folder
