@@ -10,7 +10,8 @@ import shlex
 import signal
 import sys
 import time
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NoReturn
@@ -395,29 +396,100 @@ def _local_executor(args: argparse.Namespace, spark: LocalSpark) -> LocalExecuto
     return LocalExecutor(spark, warm=WarmSteps(spark, cold=args.cold, idle_minutes=minutes))
 
 
-def _check_target_options(args: argparse.Namespace) -> None:
-    remote = bool(args.host or args.cluster_id)
-    local_only = args.reset or args.state_dir != DEFAULT_STATE_DIR or args.cold or args.stop_engine
-    if remote and (local_only or args.engine_idle_minutes is not None):
-        raise UsageError(
-            "--reset and --state-dir apply to the local engine only (not with a cluster),"
-            " as do --cold, --stop-engine and --engine-idle-minutes"
-        )
-    cluster_only = {
-        "--region": args.region is not None,
-        "--user": args.user is not None,
-        "--port": args.port is not None,
-        "--key": args.key is not None,
-        "--known-hosts": args.known_hosts is not None,
-        "--accept-new-host-key": args.accept_new_host_key,
-        "--keep-remote": args.keep_remote,
-    }
-    if args.deployed:
-        cluster_only.pop("--region")  # the deployed runs' region
-    given = [flag for flag, used in cluster_only.items() if used]
-    if given and not remote:
+#: Where a flag applies: here (the local engine), on a cluster (--host, --cluster-id), deployed
+#: (--deployed), or only when starting deployed runs (--deployed --start). The one table every
+#: refusal of a flag given in the wrong place is read from; a flag not in it applies everywhere.
+HERE, CLUSTER, DEPLOYED, STARTING = "here", "cluster", "deployed", "starting"
+
+
+@dataclass(frozen=True)
+class FlagModes:
+    """A flag, whether the command line gave it, and the modes it applies in."""
+
+    name: str
+    given: Callable[[argparse.Namespace], bool]
+    modes: frozenset[str]
+
+
+def _flag(name: str, given: Callable[[argparse.Namespace], bool], *modes: str) -> FlagModes:
+    return FlagModes(name, given, frozenset(modes))
+
+
+FLAG_MODES = (
+    _flag("--host", lambda a: a.host is not None, CLUSTER),
+    _flag("--cluster-id", lambda a: a.cluster_id is not None, CLUSTER),
+    _flag("--region", lambda a: a.region is not None, CLUSTER, DEPLOYED, STARTING),
+    _flag("--user", lambda a: a.user is not None, CLUSTER),
+    _flag("--port", lambda a: a.port is not None, CLUSTER),
+    _flag("--key", lambda a: a.key is not None, CLUSTER),
+    _flag("--known-hosts", lambda a: a.known_hosts is not None, CLUSTER),
+    _flag("--accept-new-host-key", lambda a: a.accept_new_host_key, CLUSTER),
+    _flag("--remote-dir", lambda a: a.remote_dir != DEFAULT_REMOTE_DIR, HERE, CLUSTER),
+    _flag("--keep-remote", lambda a: a.keep_remote, CLUSTER),
+    _flag("--connect-timeout", lambda a: a.connect_timeout != DEFAULT_CONNECT_TIMEOUT, HERE, CLUSTER),
+    _flag("--reconnect-timeout", lambda a: a.reconnect_timeout != DEFAULT_RECONNECT_TIMEOUT, HERE, CLUSTER),
+    _flag("--state-dir", lambda a: a.state_dir != DEFAULT_STATE_DIR, HERE),
+    _flag("--reset", lambda a: a.reset, HERE),
+    _flag("--cold", lambda a: a.cold, HERE),
+    _flag("--stop-engine", lambda a: a.stop_engine, HERE),
+    _flag("--engine-idle-minutes", lambda a: a.engine_idle_minutes is not None, HERE),
+    _flag("--var", lambda a: bool(a.var), HERE, CLUSTER),
+    _flag("--engine", lambda a: a.engine is not None, HERE, CLUSTER),
+    _flag("--dry-run", lambda a: a.dry_run, HERE, CLUSTER),
+    _flag("--wait", lambda a: a.wait, HERE, CLUSTER),
+    _flag("--no-wait", lambda a: a.no_wait, HERE, CLUSTER),
+    _flag("--run-id", lambda a: a.run_id is not None, HERE, CLUSTER),
+    _flag("--start", lambda a: a.start, DEPLOYED, STARTING),
+    _flag("--follow", lambda a: a.follow, DEPLOYED),
+    _flag("--stop", lambda a: a.stop, DEPLOYED),
+    _flag("--check", lambda a: a.check, DEPLOYED),
+    _flag("--history", lambda a: a.history is not None, DEPLOYED),
+    _flag("--rerun", lambda a: a.rerun, STARTING),
+    _flag("--from-stage", lambda a: a.from_stage is not None, HERE, CLUSTER, STARTING),
+    _flag("--concurrency", lambda a: a.concurrency is not None, STARTING),
+    _flag("--as-deployed", lambda a: a.as_deployed, STARTING),
+    _flag("--yes", lambda a: a.yes, STARTING),
+    _flag("--stack", lambda a: a.stack is not None, DEPLOYED, STARTING),
+)
+
+
+def _given(args: argparse.Namespace, applies: Callable[[frozenset[str]], bool]) -> list[str]:
+    """The flags given whose modes `applies` picks, in FLAG_MODES' order."""
+    return [flag.name for flag in FLAG_MODES if applies(flag.modes) and flag.given(args)]
+
+
+def _check_flag_modes(args: argparse.Namespace) -> None:
+    """Every flag given where it applies (FLAG_MODES); a refusal names the flags and where they go."""
+    deployed = {DEPLOYED, STARTING}
+    if not args.deployed:
+        given = _given(args, lambda modes: modes <= deployed)
+        if given:
+            raise UsageError(f"{', '.join(given)}: only with --deployed")
+    else:
+        given = _given(args, lambda modes: not modes & deployed)
+        if given:
+            raise UsageError(
+                f"{', '.join(given)}: not with --deployed (a deployed run has the variables, engine and"
+                " cluster it was deployed with, and its execution name as run id)"
+            )
+        given = [] if args.start else _given(args, lambda modes: DEPLOYED not in modes and STARTING in modes)
+        if given:
+            raise UsageError(f"{', '.join(given)}: only when starting runs (add --start)")
+        return
+    if args.host or args.cluster_id:
+        if _given(args, lambda modes: modes == {HERE}):
+            raise UsageError(
+                "--reset and --state-dir apply to the local engine only (not with a cluster),"
+                " as do --cold, --stop-engine and --engine-idle-minutes"
+            )
+        return
+    given = _given(args, lambda modes: CLUSTER in modes and HERE not in modes)
+    if given:
         also = " (--region also with --deployed)" if "--region" in given else ""
         raise UsageError(f"{', '.join(given)}: only with --host or --cluster-id{also}")
+
+
+def _check_target_options(args: argparse.Namespace) -> None:
     if args.port is not None and not 0 < args.port < 65536:
         raise UsageError(f"--port {args.port}: expected 1 to 65535")
     if args.connect_timeout <= 0 or args.reconnect_timeout < 0:
@@ -425,62 +497,9 @@ def _check_target_options(args: argparse.Namespace) -> None:
 
 
 def _check_deployed_options(args: argparse.Namespace) -> None:
-    """Which flags go with --deployed, and which only with it; every refusal is one line."""
-    deployed_only = {
-        "--start": args.start,
-        "--follow": args.follow,
-        "--stop": args.stop,
-        "--check": args.check,
-        "--history": args.history is not None,
-        "--rerun": args.rerun,
-        "--as-deployed": args.as_deployed,
-        "--yes": args.yes,
-        "--concurrency": args.concurrency is not None,
-        "--stack": args.stack is not None,
-    }
+    """The values of the deployed flags argparse cannot check; every refusal is one line."""
     if not args.deployed:
-        given = [flag for flag, used in deployed_only.items() if used]
-        if given:
-            raise UsageError(f"{', '.join(given)}: only with --deployed")
         return
-    elsewhere = {
-        "--host": args.host is not None,
-        "--cluster-id": args.cluster_id is not None,
-        "--user": args.user is not None,
-        "--port": args.port is not None,
-        "--key": args.key is not None,
-        "--known-hosts": args.known_hosts is not None,
-        "--accept-new-host-key": args.accept_new_host_key,
-        "--remote-dir": args.remote_dir != DEFAULT_REMOTE_DIR,
-        "--keep-remote": args.keep_remote,
-        "--connect-timeout": args.connect_timeout != DEFAULT_CONNECT_TIMEOUT,
-        "--reconnect-timeout": args.reconnect_timeout != DEFAULT_RECONNECT_TIMEOUT,
-        "--state-dir": args.state_dir != DEFAULT_STATE_DIR,
-        "--reset": args.reset,
-        "--cold": args.cold,
-        "--stop-engine": args.stop_engine,
-        "--engine-idle-minutes": args.engine_idle_minutes is not None,
-        "--var": bool(args.var),
-        "--engine": args.engine is not None,
-        "--dry-run": args.dry_run,
-        "--wait": args.wait,
-        "--no-wait": args.no_wait,
-        "--run-id": args.run_id is not None,
-    }
-    given = [flag for flag, used in elsewhere.items() if used]
-    if given:
-        raise UsageError(
-            f"{', '.join(given)}: not with --deployed (a deployed run has the variables, engine and cluster"
-            " it was deployed with, and its execution name as run id)"
-        )
-    starting = args.start
-    start_only = {"--rerun": args.rerun, "--from-stage": args.from_stage is not None}
-    start_only["--concurrency"] = args.concurrency is not None
-    start_only["--as-deployed"] = args.as_deployed
-    start_only["--yes"] = args.yes
-    given = [flag for flag, used in start_only.items() if used]
-    if given and not starting:
-        raise UsageError(f"{', '.join(given)}: only when starting runs (add --start)")
     if args.check and (args.run_date is not None or args.rerun):
         raise UsageError("--check looks at the deployment, not at a date: leave out --run-date and --rerun")
     if args.history is not None and args.history < 1:
@@ -685,6 +704,7 @@ def _list_pipelines(args: argparse.Namespace, folders: list[Path], output: Outpu
 
 
 def _run(args: argparse.Namespace, output: Output) -> int:
+    _check_flag_modes(args)
     _check_deployed_options(args)
     _check_target_options(args)
     folders = pipeline_folders(args.path) if args.path is not None else []
