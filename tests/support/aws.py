@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,6 +215,24 @@ def pipeline_in_moto(
     for harness in moto_harness(synth, pipeline, monkeypatch):
         yield harness
         stop_leftovers(harness)
+        # Still inside this test's moto: a stopped execution's thread ends its current state first (a
+        # Lambda handler, a task's last poll); let it, rather than have it call the next test's moto.
+        _join_interpreter_threads(INTERPRETER_END_SECONDS)
+
+
+#: How long the end of a test waits for moto's interpreter threads of its stopped executions.
+INTERPRETER_END_SECONDS = 60.0
+
+
+def _join_interpreter_threads(seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    for thread in threading.enumerate():
+        # A live thread still holds its target; moto's interpreter runs in moto.stepfunctions' own.
+        target = getattr(thread, "_target", None)
+        if thread is not threading.current_thread() and "moto.stepfunctions" in getattr(
+            target, "__module__", ""
+        ):
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 @pytest.fixture
