@@ -125,7 +125,7 @@ def test_wait_runs_once_late_inputs_arrive(tmp_path: Path) -> None:
     wait_until_listed(users, 2)  # two more polls find nothing (the first printed the line above)
     assert process.poll() is None and ran(tmp_path) == []
     arrive(tmp_path, "2025-06-01")
-    assert process.wait(30) == 0
+    assert process.wait(120) == 0
     there = process.stderr.readline().decode()
     assert re.fullmatch(
         r"nightshift: inputs: all 2 there for 2025-06-01 after \d+ s \((\d+) checks\)\n", there
@@ -147,7 +147,7 @@ def test_wait_gives_up_at_the_deadline(tmp_path: Path) -> None:
         r" data/users/dt=2025-06-01/ \(no file in it\)",
         last,
     ), last
-    assert 3 <= took < 20
+    assert 3 <= took < 60  # its 3 s and the CLI's start-up (seconds at load 20)
     assert ran(tmp_path) == []
 
 

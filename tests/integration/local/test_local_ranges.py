@@ -145,7 +145,7 @@ def test_a_signal_stops_the_current_date_and_starts_no_more(tmp_path: Path) -> N
     assert process.stdout.readline() == b"start 2025-06-01\n"
     assert process.stdout.readline() == b"start 2025-06-02\n"
     process.send_signal(signal.SIGTERM)
-    assert process.wait(30) == 143
+    assert process.wait(120) == 143
     assert process.stdout.read() == b""
     assert sorted(path.name for path in tmp_path.glob("ran-*")) == ["ran-2025-06-01"]
     lines = normalized(process.stderr.read())
