@@ -32,7 +32,7 @@ from tests.support.aws import REGION, Synthesis
 DATE = "2025-06-01"
 
 
-def status_after(harness: Harness, arn: str, wanted: str, timeout: float = 10.0) -> str:
+def status_after(harness: Harness, arn: str, wanted: str, timeout: float = 120.0) -> str:
     """The execution's status once it is `wanted`, or after `timeout` (moto has no event to wait on)."""
     deadline = time.monotonic() + timeout
     while (status := harness.sfn.describe_execution(executionArn=arn)["status"]) != wanted:
