@@ -196,6 +196,10 @@ class WarmEngine:
                 raise StepNeedsOwnJvm(source.runs_cold)
             if source.unavailable is not None:
                 raise EngineUnavailable(source.unavailable)
+            if source.error is not None:
+                # The engine's own failure, after all the step wrote, on a line of its own: stderr only.
+                opened = source.stderr_line_open
+                output.feed("stderr", (b"\n" if opened else b"") + source.error.encode() + b"\n")
         code = source.code if source.code is not None else 1
         if stopper.reason is not None:
             return StepResult(stopper.exit_code(code), stopper.reason)
@@ -320,13 +324,20 @@ class WarmSource:
         self.code: int | None = None
         self.unavailable: str | None = None
         self.runs_cold: str | None = None
+        #: the engine's line for a failure of its own (not Spark's): the JVM died, py4j failed
+        self.error: str | None = None
+        #: the step's stderr so far ends inside a line (a progress bar's carriage returns)
+        self.stderr_line_open = False
         self._over = False
 
     def read_stdout(self) -> bytes:
         return self._pipes.read("stdout")
 
     def read_stderr(self) -> bytes:
-        return self._pipes.read("stderr")
+        chunk = self._pipes.read("stderr")
+        if chunk:
+            self.stderr_line_open = not chunk.endswith(b"\n")
+        return chunk
 
     def _poll(self) -> None:
         conn = self._conn
@@ -352,7 +363,9 @@ class WarmSource:
                 f"waiting for the warm engine: it is running a step of another run (pid {message['holder']})"
             )
         elif event == "exit":
-            self.code = int(message["code"])
+            # None: the engine did not run the step (it failed before it started, or was cancelled).
+            self.code = None if message.get("code") is None else int(message["code"])
+            self.error = None if message.get("error") is None else str(message["error"])
             self._end()
         elif event == "cold":
             self.runs_cold = str(message["reason"])

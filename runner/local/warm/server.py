@@ -22,6 +22,8 @@ from runner.local.warm.jvm import CliEngine, RunCold, launch
 CANCEL_EVERY_SECONDS = 0.25
 ACCEPT_POLL_SECONDS = 0.2
 JVM_STOP_SECONDS = 30.0
+#: an engine failure's text on the step's stderr is cut here: one line, not a py4j dump
+ERROR_CHARS = 300
 
 
 def log(message: str) -> None:
@@ -48,13 +50,16 @@ class Job:
         self.abandoned = False
         self.code: int | None = None
         self.unavailable: str | None = None
+        #: why the step failed in the engine, not in Spark (a JVM that died, a py4j or Python error):
+        #: one line for the step's stderr, which would otherwise say nothing
+        self.error: str | None = None
         #: why the step needs a JVM of its own (`quit`, `ADD JAR`, `!cmd`): the runner runs it cold
         self.runs_cold: str | None = None
         self._lock = threading.Lock()
         self._readers: list[int] = []
 
-    def finish(self, code: int | None, unavailable: str | None = None) -> None:
-        self.code, self.unavailable = code, unavailable
+    def finish(self, code: int | None, unavailable: str | None = None, error: str | None = None) -> None:
+        self.code, self.unavailable, self.error = code, unavailable, error
         self.done.set()
 
     def hold_outputs(self) -> None:
@@ -157,11 +162,12 @@ class Server:
         with self.lock:
             busy = bool(self.pending)
             idle_for = time.monotonic() - self.last_active
+        if busy:
+            # Even with its JVM gone: each step still waiting is answered first (failed or run cold).
+            return False
         if self.process is not None and self.process.poll() is not None:
             log(f"the JVM ended (exit {self.process.returncode})")
             return True
-        if busy:
-            return False
         if self.stopping.is_set():
             log("stopping, as asked")
             return True
@@ -213,14 +219,28 @@ class Server:
             if job.cancelled:
                 job.finish(None)
                 continue
+            if self.process.poll() is not None:
+                # The runner runs the step in a JVM of its own, as when no engine could start.
+                job.finish(
+                    None, unavailable=f"the warm engine's JVM ended ({_ended(self.process.returncode)})"
+                )
+                continue
             try:
                 job.hold_outputs()
             except OSError as error:
                 job.release_outputs()
                 log(f"step {job.script} not run: its runner is gone ({error.strerror})")
-                job.finish(None)
+                # Said to a runner that is still there (its step's folder removed under it).
+                job.finish(
+                    None,
+                    error=(
+                        f"nightshift: the warm engine could not run the step: its output pipe "
+                        f"{error.filename} is gone ({error.strerror}); see the engine's log {self._log}"
+                    ),
+                )
                 continue
             job.started.set()
+            failure: str | None = None
             try:
                 code = engine.run_file(job.script, job.variables, job.stdout, job.stderr, job.environment)
             except RunCold as error:
@@ -230,17 +250,37 @@ class Server:
             except Exception as error:
                 code = self._lost_code()
                 log(f"step {job.script} failed in the engine: {error!r}")
+                failure = self._failure(error)
             finally:
                 job.release_outputs()
-            job.finish(code)
+            job.finish(code, error=failure)
+
+    def _failure(self, error: Exception) -> str:
+        """The step's stderr line for a failure inside the engine: the error, the JVM's state, the log."""
+        text = " ".join(str(error).split())[:ERROR_CHARS] or "no message"
+        process = self.process
+        jvm = (
+            f"its JVM ended ({_ended(process.returncode)})"
+            if process is not None and process.poll() is not None
+            else "its JVM still runs"
+        )
+        return (
+            f"nightshift: the warm engine failed the step: {type(error).__name__}: {text}; {jvm}; "
+            f"see the engine's log {self._log}"
+        )
+
+    @property
+    def _log(self) -> Path:
+        return self.folder / protocol.LOG_NAME
 
     def _lost_code(self) -> int:
         """A step whose JVM died reports what a cold spark-sql killed the same way would: 128+signal."""
         process = self.process
         if process is not None and not _is_connected(self.engine):
             with contextlib.suppress(Exception):
-                # A JVM that dropped the gateway is on its way out: give it a moment to be reaped.
-                returncode = process.wait(5)
+                # A JVM that dropped the gateway is on its way out: give it time to be reaped (at load 20
+                # too), so that the step's code and line say how it ended.
+                returncode = process.wait(JVM_STOP_SECONDS)
                 return 128 - returncode if returncode < 0 else returncode or 1
         return 1
 
@@ -298,6 +338,8 @@ class Server:
                 protocol.send(conn, {"event": "cold", "reason": job.runs_cold})
             elif job.unavailable is not None:
                 protocol.send(conn, {"event": "unavailable", "reason": job.unavailable})
+            elif job.error is not None:
+                protocol.send(conn, {"event": "exit", "code": job.code, "error": job.error})
             else:
                 protocol.send(conn, {"event": "exit", "code": job.code})
         except OSError:
@@ -337,6 +379,14 @@ class Server:
             if job.started.is_set() and self.engine is not None:
                 with contextlib.suppress(Exception):
                     self.engine.cancel()
+
+
+def _ended(returncode: int) -> str:
+    if returncode < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-returncode).name}"
+        return f"killed by signal {-returncode}"
+    return f"exit {returncode}"
 
 
 def _is_connected(engine: CliEngine | None) -> bool:
