@@ -15,7 +15,12 @@ from tests.integration.ssh.conftest import Cli
 pytestmark = pytest.mark.sshd
 
 # The step reports which client port the server saw, then waits while the test looks at the runner.
-REPORT = 'set -- $SSH_CONNECTION; echo "client-port $2"; sleep 1\n'
+# The step holds its connection until the test has read the runner's sockets (a gate, up to 300 s),
+# instead of a 1 s sleep that load 20 could outlast before the test looked.
+REPORT = (
+    'set -- $SSH_CONNECTION; echo "client-port $2"\n'
+    "for _ in $(seq 6000); do [ -e {gate} ] && break; sleep 0.05; done\n"
+)
 
 
 def _local_ports(pid: int) -> set[int]:
@@ -38,12 +43,17 @@ def _local_ports(pid: int) -> set[int]:
 
 
 def _client_port_and_runner_ports(cli: Cli, *args: str) -> tuple[int, set[int], bytes]:
-    step = cli.step("10_where.sh", REPORT)
+    gate = cli.root / "gate"
+    gate.unlink(missing_ok=True)
+    step = cli.step("10_where.sh", REPORT.format(gate=gate))
     process = cli.start(step, *args, target=False)
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    ports = _local_ports(process.pid)
-    _, stderr = process.communicate(timeout=60)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        ports = _local_ports(process.pid)
+    finally:
+        gate.touch()
+    _, stderr = process.communicate(timeout=300)
     assert process.returncode == 0, stderr
     assert line.startswith(b"client-port "), stderr
     return int(line.split()[1]), ports, stderr
