@@ -9,6 +9,7 @@ import secrets
 import shlex
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -31,6 +32,7 @@ from runner.dates import (
 from runner.errors import NightshiftError, UsageError
 from runner.execution import (
     Executor,
+    Outcome,
     RunPlan,
     RunReport,
     StepReport,
@@ -43,7 +45,15 @@ from runner.execution import (
 from runner.inputs import GateMode, LocalInputs, gate_inputs, gate_mode, input_paths
 from runner.listing import listing_lines, pipeline_folders
 from runner.local.executor import LocalExecutor, LocalSpark
-from runner.model import Engine, Pipeline, load_pipeline, project_root, undefined_variables
+from runner.model import (
+    Engine,
+    Pipeline,
+    Step,
+    UndefinedVariable,
+    load_pipeline,
+    project_root,
+    undefined_variables,
+)
 from runner.output import JsonOutput, Output, TextOutput
 
 if TYPE_CHECKING:
@@ -59,6 +69,8 @@ DEFAULT_HISTORY = 10
 DEFAULT_REMOTE_DIR = "~/.nightshift/runs"
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_RECONNECT_TIMEOUT = 300.0
+#: the file -e's statements are written to, for the engine to read as it reads a step's
+STATEMENT_FILE = "statement.sql"
 
 DESCRIPTION = """\
 Run a Nightshift step or pipeline.
@@ -148,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--engine", choices=[e.value for e in Engine],
         help="run on this engine instead of the one the extension picks"
         " (for a folder: SQL engines only, applied to .sql and .hql steps)",
+    )  # fmt: skip
+    parser.add_argument(
+        "-e", "--execute", metavar="STATEMENTS",
+        help="run these statements (as spark-sql -e) with the pipeline's variables, on the engine a step"
+        " of PATH (a pipeline folder) would use: here warm or --cold, or --host/--cluster-id; stdout and"
+        " exit code are the engine's",
     )  # fmt: skip
     parser.add_argument(
         "--dry-run", action="store_true",
@@ -435,6 +453,7 @@ FLAG_MODES = (
     _flag("--engine-idle-minutes", lambda a: a.engine_idle_minutes is not None, HERE),
     _flag("--var", lambda a: bool(a.var), HERE, CLUSTER),
     _flag("--engine", lambda a: a.engine is not None, HERE, CLUSTER),
+    _flag("--execute", lambda a: a.execute is not None, HERE, CLUSTER),
     _flag("--dry-run", lambda a: a.dry_run, HERE, CLUSTER),
     _flag("--wait", lambda a: a.wait, HERE, CLUSTER),
     _flag("--no-wait", lambda a: a.no_wait, HERE, CLUSTER),
@@ -732,6 +751,8 @@ def _run(args: argparse.Namespace, output: Output) -> int:
         output.notice(f"local warehouse and metastore in {spark.state_dir} deleted")
         if args.path is None:
             return 0
+    if args.execute is not None:
+        _check_statement_options(args)
     if args.path is None:
         raise UsageError("PATH is required: a step file or a pipeline folder")
     overrides = parse_variables(args.var)
@@ -761,6 +782,8 @@ def _run(args: argparse.Namespace, output: Output) -> int:
         plans = [replace(plan, checks_only=True, checks_stage=args.stage) for plan in plans]
     one_step = pipeline.steps[0].name if len(pipeline.steps) == 1 else ""
     running = [step for stage in pipeline.stages if not plans[0].skips(stage) for step in stage.steps]
+    if args.execute is not None:
+        return _run_statement(args, pipeline, spark, output)
     undefined = undefined_variables(running, plans[0].variables)
     if undefined and (args.strict or pipeline.config.strict_variables):
         more = f" (and {len(undefined) - 1} more)" if len(undefined) > 1 else ""
@@ -866,3 +889,94 @@ def _engine_stays_up(executor: LocalExecutor, args: argparse.Namespace, output: 
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+#: Flags of a pipeline run that a statement has no use for: -e refuses them rather than ignore them.
+_NOT_WITH_STATEMENT = (
+    ("--deployed", lambda a: a.deployed),
+    ("--from-stage", lambda a: a.from_stage is not None),
+    ("--checks-only", lambda a: a.checks_only),
+    ("--stage", lambda a: a.stage is not None),
+    ("--dry-run", lambda a: a.dry_run),
+    ("--wait", lambda a: a.wait),
+    ("--no-wait", lambda a: a.no_wait),
+)
+
+
+def _check_statement_options(args: argparse.Namespace) -> None:
+    """-e runs statements in one pipeline's state: one date, a folder, no flag of a whole run."""
+    given = [name for name, is_given in _NOT_WITH_STATEMENT if is_given(args)]
+    if given:
+        cluster = " (on a deployed run's cluster: --cluster-id j-...)" if args.deployed else ""
+        raise UsageError(f"-e: not with {', '.join(given)}: it runs the statements and nothing else{cluster}")
+    if args.run_date is not None and ".." in args.run_date:
+        raise UsageError(f"-e: one run date, not a range ({args.run_date})")
+    if not args.execute.strip():
+        raise UsageError("-e: no statement given")
+    if args.path is None:
+        raise UsageError("-e: PATH is required: the pipeline folder whose variables and tables it uses")
+    if args.path.is_file():
+        raise UsageError(f"-e: {args.path} is a step file; give its pipeline folder")
+
+
+def _run_statement(args: argparse.Namespace, pipeline: Pipeline, spark: LocalSpark, output: Output) -> int:
+    """-e: the statements as a step of their own, in the pipeline's variables, state and engine.
+
+    They reach the engine as a file it reads, as a step's do (no shell, no quoting); its stdout
+    passes through byte for byte and its exit code is the run's.
+    """
+    is_local = not (args.host or args.cluster_id)
+    engine = Engine(args.engine) if args.engine else Engine(pipeline.config.default_engine)
+    if not engine.is_sql:
+        raise UsageError(f"-e: --engine {args.engine}: only spark-sql or hive run statements")
+    [run_date] = parse_run_dates(args.run_date, pipeline)
+    plan = RunPlan.make(
+        pipeline,
+        run_date=run_date,
+        run_id=_run_id(args.run_id, run_date, in_range=False),
+        local=is_local,
+        overrides=parse_variables(args.var),
+    )
+    with tempfile.TemporaryDirectory(prefix="nightshift-e-") as folder:
+        path = Path(folder) / STATEMENT_FILE
+        # The bytes as typed: argv's undecodable bytes come back through surrogateescape.
+        path.write_bytes(args.execute.encode("utf-8", "surrogateescape"))
+        # There is no hive here: Spark SQL's HiveQL support, as for a .hql step.
+        step = Step(path, None, Engine.SPARK_SQL if is_local else engine)
+        undefined = undefined_variables([step], plan.variables)
+        if undefined and (args.strict or pipeline.config.strict_variables):
+            raise UsageError(_statement_problem(undefined[0]))
+        executor = _local_executor(args, spark) if is_local else _remote_executor(args, output)
+        if isinstance(executor, LocalExecutor):
+            executor.check({step.engine})
+        output.begin(pipeline.name, plan.run_id, step.name, run_date=run_date)
+        for line in pipeline.config.notices:
+            output.notice(line)
+        output.notice(
+            run_header(pipeline, [run_date], given=args.run_date is not None, variables=plan.variables)
+        )
+        instead = (
+            " (the pipeline's hive: there is no hive here)" if is_local and engine is Engine.HIVE else ""
+        )
+        output.notice(f"-e on {_where(args, step.engine)}{instead}")
+        for problem in undefined:
+            output.notice(f"warning: {_statement_problem(problem)}")
+        stop = StopRequest()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda number, _frame: stop.trigger(number))
+        invocation = plan.invocation(step)
+        step_output = output.for_step(pipeline.name, step.name, plan.run_id, "-e")
+        try:
+            result = executor.run(invocation, step_output, stop)
+        finally:
+            step_output.close()
+    if stop.is_set():
+        output.notice(f"stopped by signal {stop.signum}")
+    elif result.outcome is not Outcome.FINISHED:
+        output.notice(f"-e: {result.outcome} (exit {result.exit_code})")
+    return result.exit_code
+
+
+def _statement_problem(problem: UndefinedVariable) -> str:
+    """An undefined variable's line, about -e rather than the file its statements were written to."""
+    return "-e" + str(problem).removeprefix(STATEMENT_FILE)
