@@ -58,6 +58,11 @@ TAG_RUNNER_LOG_GROUP = "nightshift:runner-log-group"
 # The execution input's optional first stage to run (`{"run_date": ..., "from_stage": 30}`), as
 # PrepareRun keeps it.
 FROM_STAGE = "$.request.from_stage"
+# A checks-only run (`{"run_date": ..., "checks_only": true}`, the CLI's `--deployed --checks-only`):
+# the cluster as usual, no step, the checks of every stage, or with `checks_stage` of that one stage
+# only (as `--checks-only --stage N` runs locally), then the cluster terminated.
+CHECKS_ONLY = "$.request.checks_only"
+CHECKS_STAGE = "$.request.checks_stage"
 
 
 @dataclass(frozen=True)
@@ -331,6 +336,13 @@ class PipelineWorkflow(Construct):
             error="InvalidInput",
             cause="from_stage must be a number, the first stage to run (absent: every stage)",
         )
+        bad_checks_only = sfn.Fail(
+            self,
+            "InvalidChecksOnly",
+            error="InvalidInput",
+            cause="checks_only must be true or false, and checks_stage a stage's number"
+            " (absent: every stage's checks)",
+        )
         proceed = (
             sfn.Choice(self, "Proceed?")
             .when(
@@ -339,6 +351,19 @@ class PipelineWorkflow(Construct):
                     sfn.Condition.not_(sfn.Condition.is_numeric(FROM_STAGE)),
                 ),
                 bad_from_stage,
+            )
+            .when(
+                sfn.Condition.or_(
+                    sfn.Condition.and_(
+                        sfn.Condition.is_present(CHECKS_ONLY),
+                        sfn.Condition.not_(sfn.Condition.is_boolean(CHECKS_ONLY)),
+                    ),
+                    sfn.Condition.and_(
+                        sfn.Condition.is_present(CHECKS_STAGE),
+                        sfn.Condition.not_(sfn.Condition.is_numeric(CHECKS_STAGE)),
+                    ),
+                ),
+                bad_checks_only,
             )
             .when(sfn.Condition.boolean_equals("$.preflight.proceed", True), self._create_cluster())
         )
@@ -523,10 +548,18 @@ class PipelineWorkflow(Construct):
         return wait
 
     def _stages(self) -> sfn.IChainable:
-        """Each stage behind a Choice: run it, or skip it when the input's from_stage is later."""
+        """Each stage behind a Choice: run it, skip it (before from_stage), or run only its checks.
+
+        In a checks-only run a stage's Choice goes straight to its checks task (when it has checks
+        and is the run's checks_stage, or none is given), else to its skip state: no step runs.
+        """
         following: sfn.IChainable = self.terminate
+        checks_only = sfn.Condition.and_(
+            sfn.Condition.is_present(CHECKS_ONLY), sfn.Condition.boolean_equals(CHECKS_ONLY, True)
+        )
         for stage in reversed(self._pipeline.stages):
             run = self._stage(stage)
+            checks: tasks.EcsRunTask | None = None
             if stage.checks:
                 checks = self._run_checks(stage)
                 run.next(checks)
@@ -537,11 +570,28 @@ class PipelineWorkflow(Construct):
                 following = run
                 continue
             skip = sfn.Pass(
-                self, skip_state_name(stage), comment=f"before from_stage: stage {stage.number} not run"
+                self,
+                skip_state_name(stage),
+                comment=f"before from_stage, or a checks-only run: stage {stage.number}'s steps not run",
             )
             skip.next(following)
+            choice = sfn.Choice(self, f"{stage_state_name(stage)}?")
+            if checks is not None:
+                choice.when(
+                    sfn.Condition.and_(
+                        checks_only,
+                        sfn.Condition.or_(
+                            sfn.Condition.not_(sfn.Condition.is_present(CHECKS_STAGE)),
+                            sfn.Condition.and_(
+                                sfn.Condition.is_numeric(CHECKS_STAGE),
+                                sfn.Condition.number_equals(CHECKS_STAGE, stage.number),
+                            ),
+                        ),
+                    ),
+                    checks,
+                )
             following = (
-                sfn.Choice(self, f"{stage_state_name(stage)}?")
+                choice.when(checks_only, skip)
                 .when(
                     sfn.Condition.and_(
                         sfn.Condition.is_present(FROM_STAGE),

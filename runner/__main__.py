@@ -491,7 +491,12 @@ def _check_flag_modes(args: argparse.Namespace) -> None:
                 f"{', '.join(given)}: not with --deployed (a deployed run has the variables, engine and"
                 " cluster it was deployed with, and its execution name as run id)"
             )
-        given = [] if args.start else _given(args, lambda modes: DEPLOYED not in modes and STARTING in modes)
+        # --checks-only starts a checks-only run.
+        given = (
+            []
+            if args.start or args.checks_only
+            else _given(args, lambda modes: DEPLOYED not in modes and STARTING in modes)
+        )
         if given:
             raise UsageError(f"{', '.join(given)}: only when starting runs (add --start)")
         return
@@ -530,7 +535,7 @@ def _check_deployed_options(args: argparse.Namespace) -> None:
 def _deployed_action(
     args: argparse.Namespace,
 ) -> Literal["start", "follow", "stop", "history", "check", "status"]:
-    if args.start:
+    if args.start or args.checks_only:
         return "start"
     if args.check:
         return "check"
@@ -573,6 +578,8 @@ def deployed_request(args: argparse.Namespace, pipeline: Pipeline) -> DeployedRe
         region=args.region,  # None: runner.deployed takes AWS_REGION or the usual AWS settings
         as_deployed=args.as_deployed,
         yes=args.yes,
+        checks_only=args.checks_only,
+        checks_stage=args.stage,
     )
 
 
@@ -580,6 +587,7 @@ def _run_deployed(args: argparse.Namespace, output: Output) -> int:
     if args.path is None:
         raise UsageError("PATH is required: the pipeline folder of the deployed runs")
     pipeline = load_pipeline(args.path)
+    _check_checks_options(args, pipeline, whole=args.path.is_dir())
     request = deployed_request(args, pipeline)
     for line in pipeline.config.notices:
         output.notice(line)
@@ -658,6 +666,26 @@ def _run_range(
     return range_exit_code(results)
 
 
+def _check_deployed_checks(args: argparse.Namespace) -> None:
+    """--deployed --checks-only starts checks-only runs: the flags that look at runs are refused."""
+    looks = [
+        flag
+        for flag, given in (
+            ("--follow", args.follow),
+            ("--stop", args.stop),
+            ("--check", args.check),
+            ("--history", args.history is not None),
+            ("--rerun", args.rerun),
+        )
+        if given
+    ]
+    if looks:
+        raise UsageError(
+            f"--checks-only --deployed starts a checks-only run (a name of its own each time):"
+            f" not with {', '.join(looks)}"
+        )
+
+
 def _check_checks_options(args: argparse.Namespace, pipeline: Pipeline, *, whole: bool) -> None:
     """--checks-only needs a folder with checks; --stage N goes with it and names a stage with checks."""
     if args.stage is not None and not args.checks_only:
@@ -723,17 +751,16 @@ def _list_pipelines(args: argparse.Namespace, folders: list[Path], output: Outpu
 
 
 def _run(args: argparse.Namespace, output: Output) -> int:
+    if args.execute is not None:
+        _check_statement_options(args)
     _check_flag_modes(args)
     _check_deployed_options(args)
     _check_target_options(args)
     folders = pipeline_folders(args.path) if args.path is not None else []
     if folders:
         return _list_pipelines(args, folders, output)
-    if args.deployed and (args.checks_only or args.stage is not None):
-        raise UsageError(
-            "--checks-only: not with --deployed yet (a nightly run runs each stage's checks after its"
-            " steps); run them on a cluster with --cluster-id"
-        )
+    if args.deployed and args.checks_only:
+        _check_deployed_checks(args)
     if args.deployed:
         return _run_deployed(args, output)
     if not (args.host or args.cluster_id):
@@ -751,12 +778,12 @@ def _run(args: argparse.Namespace, output: Output) -> int:
         output.notice(f"local warehouse and metastore in {spark.state_dir} deleted")
         if args.path is None:
             return 0
-    if args.execute is not None:
-        _check_statement_options(args)
     if args.path is None:
         raise UsageError("PATH is required: a step file or a pipeline folder")
     overrides = parse_variables(args.var)
     pipeline = load_pipeline(args.path)
+    if args.execute is not None:
+        return _run_statement(args, pipeline, spark, output)
     whole = args.path.is_dir()
     if whole and args.engine and not Engine(args.engine).is_sql:
         raise UsageError(f"--engine {args.engine}: only spark-sql or hive apply to a whole folder")
@@ -782,8 +809,6 @@ def _run(args: argparse.Namespace, output: Output) -> int:
         plans = [replace(plan, checks_only=True, checks_stage=args.stage) for plan in plans]
     one_step = pipeline.steps[0].name if len(pipeline.steps) == 1 else ""
     running = [step for stage in pipeline.stages if not plans[0].skips(stage) for step in stage.steps]
-    if args.execute is not None:
-        return _run_statement(args, pipeline, spark, output)
     undefined = undefined_variables(running, plans[0].variables)
     if undefined and (args.strict or pipeline.config.strict_variables):
         more = f" (and {len(undefined) - 1} more)" if len(undefined) > 1 else ""
@@ -887,10 +912,6 @@ def _engine_stays_up(executor: LocalExecutor, args: argparse.Namespace, output: 
     )
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 #: Flags of a pipeline run that a statement has no use for: -e refuses them rather than ignore them.
 _NOT_WITH_STATEMENT = (
     ("--deployed", lambda a: a.deployed),
@@ -980,3 +1001,7 @@ def _run_statement(args: argparse.Namespace, pipeline: Pipeline, spark: LocalSpa
 def _statement_problem(problem: UndefinedVariable) -> str:
     """An undefined variable's line, about -e rather than the file its statements were written to."""
     return "-e" + str(problem).removeprefix(STATEMENT_FILE)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -193,14 +193,35 @@ def record_lines(record: dict[str, Any]) -> list[str]:
     return lines
 
 
+#: what the first line of a checks-only run's message adds (its input's checks_only)
+CHECKS_ONLY_NOTE = " (a checks-only run: only the data checks ran, no step)"
+
+
+def is_checks_only_run(events: Iterable[dict[str, Any]]) -> bool:
+    """Whether the execution was started with `checks_only: true` (`--deployed --checks-only`)."""
+    for event in events:
+        if event.get("type") == "ExecutionStarted":
+            try:
+                given = json.loads(event.get("executionStartedEventDetails", {}).get("input") or "{}")
+            except ValueError:
+                return False
+            return isinstance(given, dict) and given.get("checks_only") is True
+    return False
+
+
 def render_success(
-    detail: dict[str, Any], record: dict[str, Any] | None, pipelines: dict[str, Any]
+    detail: dict[str, Any],
+    record: dict[str, Any] | None,
+    pipelines: dict[str, Any],
+    *,
+    checks_only: bool = False,
 ) -> tuple[str, str]:
     """The short message of a successful run (pipeline.toml notify = "always"): what it took and cost."""
     machine = detail["stateMachineArn"].rsplit(":", 1)[-1]
     pipeline = pipelines.get(machine, (machine, "", ""))[0]
     run = detail["name"]
-    lines = [f"Nightshift pipeline {pipeline}: run {run} SUCCEEDED.", ""]
+    note = CHECKS_ONLY_NOTE if checks_only else ""
+    lines = [f"Nightshift pipeline {pipeline}: run {run} SUCCEEDED{note}.", ""]
     summary = ""
     if record:
         lines += record_lines(record)
@@ -208,7 +229,8 @@ def render_success(
         summary = f" in {duration_text(record.get('run_seconds'))}, ${cost:.2f}"
     else:
         lines.append("(no run record: see the execution's RecordRun state)")
-    return f"Nightshift: {run} SUCCEEDED{summary}"[:SUBJECT_LIMIT], "\n".join(lines)
+    kind = " (checks only)" if checks_only else ""
+    return f"Nightshift: {run} SUCCEEDED{kind}{summary}"[:SUBJECT_LIMIT], "\n".join(lines)
 
 
 def console_link(region: str, fragment: str) -> str:
@@ -236,6 +258,7 @@ def render(
     *,
     checks: list[str] | None = None,
     failed_check: str = "",
+    checks_only: bool = False,
 ) -> tuple[str, str]:
     """Subject and body of the alert; `checks`: the failed checks task's results, as check_lines."""
     machine = detail["stateMachineArn"].rsplit(":", 1)[-1]
@@ -243,7 +266,8 @@ def render(
     status, run = detail["status"], detail["name"]
     error = (failure.error if failure else "") or detail.get("error") or status
     cause = (failure.cause if failure else "") or detail.get("cause") or "(no cause reported)"
-    lines = [f"Nightshift pipeline {pipeline}: run {run} {status}.", ""]
+    note = CHECKS_ONLY_NOTE if checks_only else ""
+    lines = [f"Nightshift pipeline {pipeline}: run {run} {status}{note}.", ""]
     if failure and failure.state:
         lines.append(f"Failing state: {failure.state}")
     lines += [f"Error: {error}", f"Cause: {cause[:CAUSE_LIMIT]}", ""]
@@ -261,7 +285,8 @@ def render(
         lines += ["", *record_lines(record)]
     where = f" at {failure.state}" if failure and failure.state else ""
     where = f": check {failed_check} failed" if failed_check else where
-    subject = f"Nightshift: {run} {status}{where}"[:SUBJECT_LIMIT]
+    kind = " (checks only)" if checks_only else ""
+    subject = f"Nightshift: {run} {status}{kind}{where}"[:SUBJECT_LIMIT]
     return subject, "\n".join(lines)
 
 
@@ -302,13 +327,21 @@ def send_alert(
     """An execution's status change -> one SNS message (failure or success); returns its subject."""
     region = detail["executionArn"].split(":")[3]
     events = execution_history(sfn, detail["executionArn"])
+    checks_only = is_checks_only_run(events)
     if detail["status"] == "SUCCEEDED":
-        subject, body = render_success(detail, find_record(events), pipelines)
+        subject, body = render_success(detail, find_record(events), pipelines, checks_only=checks_only)
     else:
         failure = find_failure(events)
         checks, failed_check = failed_checks(detail, failure, pipelines, logs)
         subject, body = render(
-            detail, failure, pipelines, region, find_record(events), checks=checks, failed_check=failed_check
+            detail,
+            failure,
+            pipelines,
+            region,
+            find_record(events),
+            checks=checks,
+            failed_check=failed_check,
+            checks_only=checks_only,
         )
     sns.publish(TopicArn=topic_arn, Subject=subject, Message=body)
     return subject

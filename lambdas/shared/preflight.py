@@ -17,8 +17,10 @@ if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
     from mypy_boto3_stepfunctions.type_defs import ExecutionListItemTypeDef
 
-# Execution names: `<pipeline>-<date>` (the schedule's and the CLI's), reruns `<pipeline>-<date>-r2`, ...
-RERUN_SUFFIX = re.compile(r"-r\d+")
+# Execution names: `<pipeline>-<date>` (the schedule's and the CLI's), reruns `<pipeline>-<date>-r2`, ...,
+# checks-only runs `<pipeline>-<date>-checks`, `-checks-r2`, ...: each a run of its date, so a
+# checks-only run never reads tables a run of its date is still writing (nor the reverse).
+RERUN_SUFFIX = re.compile(r"(?:-checks)?(?:-r\d+)?")
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from runner.deployed.events import EXIT_RUN_FAILED, EXIT_RUN_STOPPED, RunTracker
 from runner.deployed.follow import Detached, Follower, HistoryReader, Polling
 from runner.deployed.runs import (
     Execution,
+    check_checks_startable,
     check_startable,
     date_of,
     describe,
@@ -81,6 +82,9 @@ class DeployedRequest:
     as_deployed: bool = False
     #: start a date after the next scheduled run without asking
     yes: bool = False
+    #: start checks-only runs (`--checks-only`): no step, the checks of every stage or of checks_stage
+    checks_only: bool = False
+    checks_stage: int | None = None
 
 
 def run_deployed(
@@ -252,10 +256,16 @@ class _Command:
             self.say(f"running the deployed files; the local folder differs: {', '.join(changed)}")
         self._confirm_unscheduled(dates)
         # Every date is checked before any starts: a backfill does not stop half-way on a refusal.
-        names = {run_date: check_startable(deployment, run_date, request.rerun) for run_date in dates}
+        names = {
+            run_date: check_checks_startable(deployment, run_date)
+            if request.checks_only
+            else check_startable(deployment, run_date, request.rerun)
+            for run_date in dates
+        }
         if len(dates) == 1:
-            execution = start(deployment, names[dates[0]], dates[0], request.from_stage)
-            self.say(f"run {execution.name} started")
+            execution = self._start_one(deployment, names[dates[0]], dates[0])
+            only = " (checks only: the stages' data checks on a new cluster, no step)"
+            self.say(f"run {execution.name} started{only if request.checks_only else ''}")
             return self._follow(deployment, execution)
         limit: int = request.concurrency or self.pipeline.config.max_concurrent_runs
         if limit < 1:
@@ -268,7 +278,7 @@ class _Command:
             while queue and running + len(started) < limit and self.start_failure is None:
                 run_date = queue[0]
                 try:
-                    started.append(start(deployment, names[run_date], run_date, request.from_stage))
+                    started.append(self._start_one(deployment, names[run_date], run_date))
                 except (
                     NightshiftError,
                     botocore.exceptions.ClientError,
@@ -285,6 +295,17 @@ class _Command:
             return started
 
         return self._range(deployment, [], start_next, planned=dates)
+
+    def _start_one(self, deployment: Deployment, name: str, run_date: str) -> Execution:
+        request = self.request
+        return start(
+            deployment,
+            name,
+            run_date,
+            request.from_stage,
+            checks_only=request.checks_only,
+            checks_stage=request.checks_stage,
+        )
 
     def _confirm_unscheduled(self, dates: list[str]) -> None:
         """A date after the next scheduled run: asked on a terminal, refused elsewhere without --yes.

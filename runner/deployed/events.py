@@ -139,6 +139,8 @@ class RunTracker:
         self.stopped: datetime | None = None
         self.run_date = ""
         self.from_stage: int | None = None
+        #: the run only runs data checks (`checks_only` in its input): its steps are skipped
+        self.checks_only = False
         self.cluster_id = ""
         self._cluster_requested: datetime | None = None
         #: CreateCluster was entered and has not answered yet: a cluster may appear any moment
@@ -188,6 +190,11 @@ class RunTracker:
                 self.run_date = str(given.get("run_date", ""))
                 if isinstance(given.get("from_stage"), int):
                     self.from_stage = given["from_stage"]
+                if given.get("checks_only") is True:
+                    # A checks-only run: no step runs, whatever stage its checks are in.
+                    self.checks_only = True
+                    for run in self.steps.values():
+                        run.skipped = True
             return []
         self.stopped = when
         details: Mapping[str, Any] = _details(event)

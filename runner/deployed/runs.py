@@ -66,8 +66,14 @@ def run_name(pipeline: str, run_date: str, attempt: int = 1) -> str:
     return base if attempt == 1 else f"{base}-r{attempt}"
 
 
+def checks_run_name(pipeline: str, run_date: str, attempt: int = 1) -> str:
+    """A checks-only run: `<pipeline>-<date>-checks`, then `-checks-r2`, ... (never the nightly's name)."""
+    base = f"{pipeline}-{run_date}-checks"
+    return base if attempt == 1 else f"{base}-r{attempt}"
+
+
 def date_of(pipeline: str, name: str) -> str | None:
-    match = re.fullmatch(re.escape(pipeline) + r"-(\d{4}-\d{2}-\d{2})(?:-r\d+)?", name)
+    match = re.fullmatch(re.escape(pipeline) + r"-(\d{4}-\d{2}-\d{2})(?:-checks)?(?:-r\d+)?", name)
     return match[1] if match else None
 
 
@@ -81,11 +87,15 @@ def describe(deployment: Deployment, name: str) -> Execution | None:
     return Execution.of(answer)
 
 
-def runs_of_date(deployment: Deployment, run_date: str) -> list[Execution]:
-    """Every run of the date, first to last: `<pipeline>-<date>`, then its reruns until a name is free."""
+def runs_of_date(deployment: Deployment, run_date: str, *, checks_only: bool = False) -> list[Execution]:
+    """Every run of the date, first to last: `<pipeline>-<date>`, then its reruns until a name is free.
+
+    `checks_only`: its checks-only runs instead, `<pipeline>-<date>-checks`, then `-checks-r2`, ...
+    """
+    name = checks_run_name if checks_only else run_name
     found: list[Execution] = []
     for attempt in range(1, MAX_RERUNS + 1):
-        execution = describe(deployment, run_name(deployment.pipeline, run_date, attempt))
+        execution = describe(deployment, name(deployment.pipeline, run_date, attempt))
         if execution is None:
             break
         found.append(execution)
@@ -111,10 +121,40 @@ def check_startable(deployment: Deployment, run_date: str, rerun: bool) -> str:
     return name
 
 
-def start(deployment: Deployment, name: str, run_date: str, from_stage: int | None) -> Execution:
+def check_checks_startable(deployment: Deployment, run_date: str) -> str:
+    """The name of the date's next checks-only run; Refused while a run of the date runs.
+
+    Checks only read, so a date that already ran needs no --rerun; but a run of the date still
+    writing its tables would give them half-written (and Preflight refuses two runs of a date at once).
+    """
+    runs = runs_of_date(deployment, run_date)
+    checks = runs_of_date(deployment, run_date, checks_only=True)
+    running = [e for e in [*runs, *checks] if e.status == "RUNNING"]
+    if running:
+        raise Refused(
+            f"{running[-1].name} is running (a date never runs twice at once): follow it with "
+            f"--follow --run-date {run_date}, or run the checks when it has ended"
+        )
+    return checks_run_name(deployment.pipeline, run_date, len(checks) + 1)
+
+
+def start(
+    deployment: Deployment,
+    name: str,
+    run_date: str,
+    from_stage: int | None,
+    *,
+    checks_only: bool = False,
+    checks_stage: int | None = None,
+) -> Execution:
+    """StartExecution with the run's input: its date, and from_stage or checks_only (and checks_stage)."""
     given: dict[str, Any] = {"run_date": run_date}
     if from_stage is not None:
         given["from_stage"] = from_stage
+    if checks_only:
+        given["checks_only"] = True
+        if checks_stage is not None:
+            given["checks_stage"] = checks_stage
     try:
         arn = deployment.clients.sfn.start_execution(
             stateMachineArn=deployment.state_machine_arn, name=name, input=json.dumps(given)
@@ -132,7 +172,11 @@ def start(deployment: Deployment, name: str, run_date: str, from_stage: int | No
 def latest(deployment: Deployment, run_date: str | None) -> Execution:
     """The date's last run; without a date the running run (the newest if several), else the newest."""
     if run_date is not None:
-        runs = runs_of_date(deployment, run_date)
+        # Its checks-only runs too: the newest of either is the one to follow or stop.
+        runs = sorted(
+            [*runs_of_date(deployment, run_date), *runs_of_date(deployment, run_date, checks_only=True)],
+            key=lambda e: e.started,
+        )
         if not runs:
             raise NotFound(f"no run of {deployment.pipeline} for {run_date} in {deployment.region}")
         return runs[-1]

@@ -237,7 +237,13 @@ def test_the_console_line_and_sample_table() -> None:
             "--stage 20: pipe has no checks in stage 20 (stages with checks: 10)",
         ),
         (["--checks-only", "--from-stage", "10"], "--checks-only: not with --from-stage or --dry-run"),
-        (["--checks-only", "--deployed"], "--checks-only: not with --deployed yet"),
+        (
+            ["--checks-only", "--deployed", "--follow"],
+            "starts a checks-only run (a name of its own each time): not with --follow",
+        ),
+        (["--checks-only", "--deployed", "--rerun"], "not with --rerun"),
+        (["--deployed", "--stage", "10"], "--stage 10: only with --checks-only"),
+        (["--deployed", "--checks-only", "--stage", "20"], "--stage 20: pipe has no checks in stage 20"),
     ],
 )
 def test_checks_only_flags_that_do_not_fit_are_one_line(
