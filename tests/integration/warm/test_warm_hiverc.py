@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from runner.local.warm.client import engine_alive, stop_engine
-from tests.conftest import run_cli
+from tests.conftest import HOLD_ENGINE, run_cli
 
 pytestmark = pytest.mark.spark
 
@@ -22,6 +22,9 @@ STEP = "SELECT 'step';\n"
 
 @pytest.fixture(scope="module")
 def warm_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The module's engine and, beside it, its Hive conf folder: one HIVE_CONF_DIR for every test, so
+    they share one engine (another folder is another environment, so another engine: a JVM start
+    each); each test writes its own .hiverc there, which the engine reads before every step."""
     state = tmp_path_factory.mktemp("hiverc") / "state"
     yield state
     stop_engine(state)
@@ -29,12 +32,12 @@ def warm_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def _run(tmp_path: Path, state: Path, hiverc: str) -> tuple[int, bytes, bytes]:
-    conf = tmp_path / "hive conf, ü"
-    conf.mkdir()
+    conf = state.parent / "hive conf, ü"
+    conf.mkdir(exist_ok=True)
     (conf / ".hiverc").write_text(hiverc, encoding="utf-8")
     step = tmp_path / "10_step.sql"
     step.write_text(STEP, encoding="utf-8")
-    done = run_cli(step, "--state-dir", state, env={"HIVE_CONF_DIR": str(conf)})
+    done = run_cli(step, "--state-dir", state, env={**HOLD_ENGINE, "HIVE_CONF_DIR": str(conf)})
     return done.returncode, done.stdout, done.stderr
 
 
