@@ -17,10 +17,12 @@ from runner.checks.run import (
     CaptureOutput,
     CheckCount,
     CheckReport,
+    FailuresTable,
     check_file,
+    failures_table,
     new_marker,
     parse_check_output,
-    sample_table,
+    result_lines,
 )
 from runner.checks.spec import CheckStatus, DataCheck
 from runner.dates import date_variables
@@ -254,10 +256,11 @@ def _run_checks_file(
     fails, each check runs alone, so the failure is the failing check's and the others still count.
     """
     sample_rows = plan.pipeline.config.checks.sample_rows
+    store = failures_table(plan.pipeline.config.checks, plan.run_id, plan.pipeline.name, plan.variables)
     marker = new_marker()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="nightshift-checks-") as folder:
-        path = check_file(Path(folder), name, checks, sample_rows, marker)
+        path = check_file(Path(folder), name, checks, sample_rows, marker, store=store)
         # spark-sql always: the sample is read back as to_json's text, which Hive has no function for.
         step = Step(path, checks[0].stage, Engine.SPARK_SQL)
         invocation = Invocation(
@@ -286,13 +289,19 @@ def _run_checks_file(
         ]
     share = (time.monotonic() - started) / len(checks)
     return [
-        _judge(CheckReport(check, seconds=share), counted, result, output, sample_rows)
+        _judge(CheckReport(check, seconds=share), counted, result, output, sample_rows, store=store)
         for check, counted in zip(checks, counts, strict=True)
     ]
 
 
 def _judge(
-    report: CheckReport, counted: CheckCount, result: StepResult, output: Output, sample_rows: int
+    report: CheckReport,
+    counted: CheckCount,
+    result: StepResult,
+    output: Output,
+    sample_rows: int,
+    *,
+    store: FailuresTable | None = None,
 ) -> CheckReport:
     """The check's status from its count (or how the engine ended), said as a line and a record."""
     check = report.check
@@ -307,12 +316,8 @@ def _judge(
         report.status = str(check.thresholds.status(counted.count))
         if report.status == CheckStatus.FAILED:
             report.exit_code = EXIT_DATA
-    lines = [f"{check.label}: {report.line}"]
-    if report.count:
-        shown = len(report.sample)
-        lines[0] += f" (a sample of {shown})" if shown < report.count else ""
-        lines += sample_table(report.sample)
-    output.result(report.record(sample_rows), lines)
+        report.stored_in(store)
+    output.result(report.record(sample_rows), result_lines(report))
     return report
 
 

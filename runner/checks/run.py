@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.checks.spec import CheckStatus, DataCheck
+from runner.checks.spec import ChecksConfig, CheckStatus, DataCheck, sql_literal
 from runner.output import LineBuffer, StepOutput, Stream
 
 #: EX_DATAERR of sysexits.h: the data is wrong, the engine did not fail.
@@ -29,18 +29,78 @@ MAX_CELL_CHARS = 40
 #: run record and --follow read it whole), so rows past this many bytes are left out, and counted.
 MAX_RECORD_SAMPLE_BYTES = 128 * 1024
 _TRAILING = re.compile(r"[\s;]+$")
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def check_sql(check: DataCheck, sample_rows: int, marker: str) -> str:
+@dataclass(frozen=True)
+class FailuresTable:
+    """[checks] failures_table of a run: where a failing check's rows are appended, and how many at most."""
+
+    #: as pipeline.toml names it, ${variables} and all: the engine puts their values in
+    table: str
+    max_rows: int
+    run_id: str
+    pipeline: str
+    #: the table's name with the run's variables in it, as the console says it
+    name: str
+
+
+def failures_table(
+    config: ChecksConfig, run_id: str, pipeline: str, variables: Mapping[str, str]
+) -> FailuresTable | None:
+    """The run's failures table, or None when [checks] has no failures_table (off by default)."""
+    if config.failures_table is None:
+        return None
+    name = _VARIABLE.sub(lambda match: variables.get(match[1], match[0]), config.failures_table)
+    return FailuresTable(config.failures_table, config.failures_max_rows, run_id, pipeline, name)
+
+
+def failures_table_sql(store: FailuresTable) -> str:
+    """The statement that makes the failures table when it is missing.
+
+    Parquet (USING parquet): Spark writes it to its local metastore and to the Glue catalog alike.
+    """
+    return (
+        f"-- nightshift data checks: the table of failing rows (generated)\n"
+        f"CREATE TABLE IF NOT EXISTS {store.table} (\n"
+        "  run_id STRING, run_date DATE, pipeline STRING, `check` STRING, stage INT, severity STRING,\n"
+        "  `row` STRING, recorded_at TIMESTAMP\n"
+        ") USING parquet;\n"
+    )
+
+
+def _store_sql(check: DataCheck, query: str, store: FailuresTable) -> str:
+    # Only a check that does not pass stores rows: with warn_above N, up to N rows are a pass.
+    above = check.thresholds.warn_above
+    when = f"\n  WHERE (SELECT count(*) FROM {FAILURES_VIEW}) > {above}" if above else ""
+    return (
+        f"-- nightshift data check {check.label}: at most {store.max_rows} of its rows stored (generated)\n"
+        f"WITH {FAILURES_VIEW} AS ({query}\n)\n"
+        f"INSERT INTO {store.table}\n"
+        f"SELECT {sql_literal(store.run_id)}, to_date('${{run_date}}'), {sql_literal(store.pipeline)},"
+        f" {sql_literal(check.label)}, {check.stage}, {sql_literal(str(check.severity))}, failure,"
+        " current_timestamp()\n"
+        "FROM (\n"
+        "  SELECT to_json(struct(*), map('ignoreNullFields', 'false')) AS failure"
+        f" FROM {FAILURES_VIEW}{when}\n"
+        # The same order as the sample's: the same rows are stored wherever the check runs.
+        f"  ORDER BY failure LIMIT {store.max_rows}\n"
+        ") nightshift_stored;\n"
+    )
+
+
+def check_sql(check: DataCheck, sample_rows: int, marker: str, store: FailuresTable | None = None) -> str:
     """The file the engine runs for `check`: its failing-row count and a sorted sample, one row each.
 
     The query goes in as it is, inside a CTE, so it is read once by the engine's own parser. Each
     output row starts with `marker` (unique to this run), and a sample row is one JSON object, so a
     NULL, a tab or a newline in a value cannot be mistaken for the layout of spark-sql's output.
+    With `store`, the check's rows (at most store.max_rows, the sample's order) are appended to the
+    failures table first; the table itself is made by failures_table_sql.
     """
     query = _TRAILING.sub("", check.query)
     # The newline before ')' ends a trailing '--' comment of the query.
-    return (
+    return (_store_sql(check, query, store) if store else "") + (
         f"-- nightshift data check {check.label}: the count and a sample of its rows (generated)\n"
         # The query starts on the first line the engine counts, so its errors name the check file's lines.
         f"WITH {FAILURES_VIEW} AS ({query}\n)\n"
@@ -145,11 +205,23 @@ def new_marker() -> str:
     return f"nightshift-check-{secrets.token_hex(6)}"
 
 
-def check_file(folder: Path, name: str, checks: Sequence[DataCheck], sample_rows: int, marker: str) -> Path:
-    """Write the generated file of `checks` into `folder`: a statement each, marked `marker`-N (N from 0)."""
+def check_file(
+    folder: Path,
+    name: str,
+    checks: Sequence[DataCheck],
+    sample_rows: int,
+    marker: str,
+    *,
+    store: FailuresTable | None = None,
+) -> Path:
+    """Write the generated file of `checks` into `folder`: a statement each, marked `marker`-N (N from 0).
+
+    With `store`, the file first makes the failures table if it is missing.
+    """
     safe = re.sub(r"[^A-Za-z0-9_-]", "_", name)
     path = folder / f"{safe}.check.sql"
-    text = "".join(check_sql(check, sample_rows, f"{marker}-{n}") for n, check in enumerate(checks))
+    text = failures_table_sql(store) if store else ""
+    text += "".join(check_sql(check, sample_rows, f"{marker}-{n}", store) for n, check in enumerate(checks))
     path.write_text(text, encoding="utf-8")
     return path
 
@@ -166,6 +238,18 @@ class CheckReport:
     exit_code: int = 0
     seconds: float = 0.0
     started: float = field(default_factory=time.monotonic)
+    #: the failures table's name when [checks] failures_table is set
+    failures_table: str | None = None
+    #: the rows appended to it: a check that did not pass stores its rows, at most failures_max_rows
+    stored: int = 0
+
+    def stored_in(self, store: FailuresTable | None) -> None:
+        """Note what the generated file appended to `store` for this check (judged from its count)."""
+        if store is None:
+            return
+        self.failures_table = store.name
+        failed = self.count is not None and self.status in (CheckStatus.WARNED, CheckStatus.FAILED)
+        self.stored = min(self.count or 0, store.max_rows) if failed else 0
 
     @property
     def line(self) -> str:
@@ -195,6 +279,7 @@ class CheckReport:
             "sample": sample,
             "sample_rows": sample_rows,
             **({"sample_cut": cut} if cut else {}),
+            **({"failures_table": self.failures_table, "stored": self.stored} if self.failures_table else {}),
             **({"exit_code": self.exit_code} if self.exit_code else {}),
         }
 
@@ -204,12 +289,15 @@ def report_of(check: DataCheck, record: Mapping[str, Any]) -> CheckReport:
     count = record.get("count")
     sample = record.get("sample")
     exit_code = record.get("exit_code")
+    table, stored = record.get("failures_table"), record.get("stored")
     return CheckReport(
         check,
         status=str(record.get("status", "not run")),
         count=count if isinstance(count, int) and not isinstance(count, bool) else None,
         sample=[row for row in sample if isinstance(row, dict)] if isinstance(sample, list) else [],
         exit_code=exit_code if isinstance(exit_code, int) else 0,
+        failures_table=table if isinstance(table, str) else None,
+        stored=stored if isinstance(stored, int) and not isinstance(stored, bool) else 0,
     )
 
 
@@ -219,6 +307,8 @@ def result_lines(report: CheckReport) -> list[str]:
     if report.count:
         shown = len(report.sample)
         lines[0] += f" (a sample of {shown})" if shown < report.count else ""
+        if report.stored and report.failures_table:
+            lines[0] += f"; {report.stored:,} of {report.count:,} rows in {report.failures_table}"
         lines += sample_table(report.sample)
     return lines
 

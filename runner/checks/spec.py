@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -15,6 +16,9 @@ CHECK_SUFFIX = ".check.sql"
 CHECK_FILE = re.compile(r"^(?P<stage>\d+)_(?P<label>[^.]+)\.check\.sql$")
 DEFAULT_SAMPLE_ROWS = 10
 MAX_SAMPLE_ROWS = 1000
+#: [checks] failures_max_rows: at most this many of a check's rows are stored per run, by default.
+DEFAULT_FAILURES_MAX_ROWS = 1000
+MAX_FAILURES_MAX_ROWS = 100_000
 #: A table or column name a built-in check may quote into its query: an identifier, maybe qualified.
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TABLE_NAME = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z_][A-Za-z0-9_]*$")
@@ -76,6 +80,9 @@ class ChecksConfig:
     #: [checks.NN_name] by check name (the file name without .check.sql)
     files: Mapping[str, Thresholds] = field(default_factory=dict)
     tables: tuple[TableChecks, ...] = ()
+    #: [checks] failures_table: the catalog table a failing check's rows are appended to (None: off)
+    failures_table: str | None = None
+    failures_max_rows: int = DEFAULT_FAILURES_MAX_ROWS
 
 
 @dataclass(frozen=True)
@@ -205,6 +212,31 @@ def _table(name: str, section: Any, fail: Fail) -> TableChecks:
     )
 
 
+_CHECKS_KEYS = ("sample_rows", "failures_table", "failures_max_rows", "table")
+
+
+def _failures(section: dict[str, Any], fail: Fail) -> tuple[str | None, int]:
+    """[checks] failures_table and failures_max_rows, taken out of `section`."""
+    table = section.pop("failures_table", None)
+    if table is not None and not (isinstance(table, str) and TABLE_TEMPLATE.match(table)):
+        raise fail(
+            "[checks] failures_table",
+            f"expected a table name, maybe with its database: check_failures, db.check_failures,"
+            f" ${{database}}.check_failures; got {table!r}",
+        )
+    if "failures_max_rows" not in section:
+        return table, DEFAULT_FAILURES_MAX_ROWS
+    rows = section.pop("failures_max_rows")
+    if not _count(rows) or not 1 <= rows <= MAX_FAILURES_MAX_ROWS:
+        raise fail(
+            "[checks] failures_max_rows",
+            f"expected an integer from 1 to {MAX_FAILURES_MAX_ROWS:,}, got {rows!r}",
+        )
+    if table is None:
+        raise fail("[checks] failures_max_rows", "needs failures_table: the table the failing rows go to")
+    return table, rows
+
+
 def parse_checks(data: Any, fail: Fail) -> ChecksConfig:
     """pipeline.toml's [checks], validated: any unknown key or wrong value is one ConfigError."""
     if not isinstance(data, dict):
@@ -215,6 +247,7 @@ def parse_checks(data: Any, fail: Fail) -> ChecksConfig:
         raise fail(
             "[checks] sample_rows", f"expected an integer from 0 to {MAX_SAMPLE_ROWS}, got {sample_rows!r}"
         )
+    failures_table, failures_max_rows = _failures(section, fail)
     tables = section.pop("table", {})
     if not isinstance(tables, dict):
         raise fail("[checks.table]", "expected tables [checks.table.NAME]")
@@ -222,10 +255,12 @@ def parse_checks(data: Any, fail: Fail) -> ChecksConfig:
     for name, settings in section.items():
         where = f"[checks.{name}]"
         if not re.match(r"^\d+_[^.]+$", name):
+            near = difflib.get_close_matches(name, _CHECKS_KEYS, n=1, cutoff=0.5)
             raise fail(
                 f"[checks] {name}",
                 "unknown key (expected sample_rows, table, or a check's name such as 20_unique_users"
-                " for 20_unique_users.check.sql)",
+                " for 20_unique_users.check.sql; the failing rows' table: failures_table, failures_max_rows)"
+                + (f"; did you mean {near[0]!r}?" if near else ""),
             )
         if not isinstance(settings, dict):
             raise fail(where, "expected a table of severity, warn_above, error_above")
@@ -235,10 +270,12 @@ def parse_checks(data: Any, fail: Fail) -> ChecksConfig:
         sample_rows=sample_rows,
         files=files,
         tables=tuple(_table(name, table, fail) for name, table in tables.items()),
+        failures_table=failures_table,
+        failures_max_rows=failures_max_rows,
     )
 
 
-def _literal(value: str) -> str:
+def sql_literal(value: str) -> str:
     # Spark and Hive read a backslash in a string literal as an escape.
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
@@ -259,7 +296,7 @@ def builtin_checks(table: TableChecks) -> list[DataCheck]:
         checks.append(("not_null", f"SELECT *\nFROM {name}\nWHERE {condition}"))
     if table.accepted_values:
         condition = "\n   OR ".join(
-            f"({column} IS NOT NULL AND {column} NOT IN ({', '.join(map(_literal, values))}))"
+            f"({column} IS NOT NULL AND {column} NOT IN ({', '.join(map(sql_literal, values))}))"
             for column, values in table.accepted_values
         )
         checks.append(("accepted_values", f"SELECT *\nFROM {name}\nWHERE {condition}"))
