@@ -9,11 +9,13 @@ import pytest
 
 from infra.workflow import CHECKS_ONLY, CHECKS_STAGE, checks_state_name, skip_state_name
 from lambdas import alert as alert_lambda
+from lambdas.shared.preflight import date_of_name
 from runner.__main__ import main
+from runner.deployed.runs import date_of
 from runner.model import load_pipeline
 from tests.infra.moto_harness import Harness, StepScript
 from tests.infra.test_catalog import example_synth  # noqa: F401 - the shared sql/ synth in moto
-from tests.infra.test_deployed_checks import DUPLICATES, EXAMPLE, _alert_inbox, _check_records, _states
+from tests.infra.test_deployed_checks import DUPLICATES, EXAMPLE, _alert_inbox, _check_records, _states, _wait
 from tests.lambda_support import FakeLambdaContext
 from tests.support.aws import Synthesis, definition_of
 
@@ -152,3 +154,39 @@ def test_a_failing_check_in_a_checks_only_run_exits_65_and_terminates_the_cluste
         " (a checks-only run: only the data checks ran, no step)."
     )
     assert "  users.unique (error): failed, 1,204 rows; a sample of 3:" in body
+
+
+def test_a_checks_only_run_is_refused_while_a_run_of_its_date_runs(
+    harness: Harness, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """Checks read what the date's run writes: while that run runs, no checks-only run starts (one
+    line, exit 4, no second execution); once it has ended, one starts without --rerun."""
+    # The gate opens when the test has looked (not on a clock): a loaded machine only waits longer.
+    users = StepScript(gate_after=0, gate_timeout=600)
+    harness.faults.scripts["10_users.sql"] = users
+    harness.sfn.start_execution(
+        stateMachineArn=harness.state_machine_arn,
+        name=f"{PIPELINE}-{DATE}",
+        input=json.dumps({"run_date": DATE}),
+    )
+    try:
+        assert users.reached_gate.wait(300)
+        code, lines = _cli(capsysbinary, "--checks-only", "--run-date", DATE)
+        assert code == 4, lines
+        assert lines[-1].startswith(f"nightshift: error: {PIPELINE}-{DATE} is running"), lines
+        listed = harness.sfn.list_executions(stateMachineArn=harness.state_machine_arn)["executions"]
+        assert [e["name"] for e in listed] == [f"{PIPELINE}-{DATE}"]
+    finally:
+        users.gate.set()
+    assert _wait(harness, _arn(harness, f"{PIPELINE}-{DATE}"))["status"] == "SUCCEEDED"
+    code, lines = _cli(capsysbinary, "--checks-only", "--stage", "30", "--run-date", DATE)
+    assert code == 0, "\n".join(lines)
+
+
+@pytest.mark.parametrize("suffix", ["-checks", "-checks-r2", "-checks-r17"])
+def test_a_checks_only_runs_name_is_a_run_of_its_date_for_preflight_and_the_cli(suffix: str) -> None:
+    """Preflight refuses two runs of a date at once, a checks-only run included (it must not read
+    tables a run of its date is still writing); --history --run-date lists it under its date."""
+    name = f"{PIPELINE}-{DATE}{suffix}"
+    assert date_of_name(name, PIPELINE) == date_of(PIPELINE, name) == DATE
+    assert date_of_name(f"{PIPELINE}-{DATE}-checksx", PIPELINE) is None
