@@ -977,7 +977,9 @@ def _run_statement(args: argparse.Namespace, pipeline: Pipeline, spark: LocalSpa
             run_header(pipeline, [run_date], given=args.run_date is not None, variables=plan.variables)
         )
         instead = (
-            " (the pipeline's hive: there is no hive here)" if is_local and engine is Engine.HIVE else ""
+            "; not hive: there is no hive here (on a cluster: hive)"
+            if is_local and engine is Engine.HIVE
+            else ""
         )
         output.notice(f"-e on {_where(args, step.engine)}{instead}")
         for problem in undefined:

@@ -129,5 +129,5 @@ def test_a_hive_pipelines_statement_runs_on_spark_sql_here_and_says_so(
     assert result.stdout == b"20250605\n"
     assert (
         f"nightshift: -e on spark-sql here, warm: the engine of {shared_warm_state} (started if none is up)"
-        " (the pipeline's hive: there is no hive here)"
+        "; not hive: there is no hive here (on a cluster: hive)"
     ) in result.stderr.decode().splitlines()
