@@ -56,6 +56,14 @@ def test_each_stage_is_skipped_when_from_stage_is_later(test_synth: Synthesis) -
         gate = states[f"Stage {number}?"]
         assert gate["Type"] == "Choice" and gate["Default"] == f"Stage {number}"
         assert gate["Choices"] == [
+            # A checks-only run: nightly has no checks, so each stage is skipped entirely.
+            {
+                "And": [
+                    {"Variable": "$.request.checks_only", "IsPresent": True},
+                    {"Variable": "$.request.checks_only", "BooleanEquals": True},
+                ],
+                "Next": f"Skip Stage {number}",
+            },
             {
                 "And": [
                     {"Variable": "$.request.from_stage", "IsPresent": True},
@@ -63,7 +71,7 @@ def test_each_stage_is_skipped_when_from_stage_is_later(test_synth: Synthesis) -
                     {"Variable": "$.request.from_stage", "NumericGreaterThan": number},
                 ],
                 "Next": f"Skip Stage {number}",
-            }
+            },
         ]
         skip = states[f"Skip Stage {number}"]
         # A Pass that runs nothing: the cluster is still created before and terminated after.
@@ -109,7 +117,7 @@ def test_lifecycle_order(test_synth: Synthesis) -> None:
     assert states["Proceed?"]["Default"] == "Refused"
     assert states["Refused"]["Type"] == "Fail"
     assert [c["Next"] for c in states["Proceed?"]["Choices"]] == [
-        "InvalidFromStage", "CreateCluster", "CountSlotWait",
+        "InvalidFromStage", "InvalidChecksOnly", "CreateCluster", "CountSlotWait",
     ]  # fmt: skip
     # Every slot taken: wait (no cluster) and ask again, every queue_poll_seconds (1 in the tests).
     assert states["CountSlotWait"]["Next"] == "WaitForSlot"
