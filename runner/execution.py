@@ -137,6 +137,8 @@ class RunPlan:
             **overrides,
             **date_variables(run_date),
         }
+        # Refused here, before anything runs, not after the stage whose check would store rows.
+        failures_table(pipeline.config.checks, run_id, pipeline.name, variables)
         return cls(pipeline, variables, run_id, engine_override, whole_pipeline, from_stage)
 
     def skips(self, stage: Stage) -> bool:

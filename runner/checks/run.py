@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import secrets
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.checks.spec import ChecksConfig, CheckStatus, DataCheck, sql_literal
+from runner.errors import UsageError
 from runner.output import LineBuffer, StepOutput, Stream
 
 #: EX_DATAERR of sysexits.h: the data is wrong, the engine did not fail.
@@ -48,10 +50,21 @@ class FailuresTable:
 def failures_table(
     config: ChecksConfig, run_id: str, pipeline: str, variables: Mapping[str, str]
 ) -> FailuresTable | None:
-    """The run's failures table, or None when [checks] has no failures_table (off by default)."""
+    """The run's failures table, or None when [checks] has no failures_table (off by default).
+
+    A ${name} no variable defines is refused: spark-sql would put an empty string there.
+    """
     if config.failures_table is None:
         return None
-    name = _VARIABLE.sub(lambda match: variables.get(match[1], match[0]), config.failures_table)
+    for match in _VARIABLE.finditer(config.failures_table):
+        if match[1] not in variables:
+            near = difflib.get_close_matches(match[1], list(variables), n=1)
+            raise UsageError(
+                f"[checks] failures_table: {match[0]} is not defined, spark-sql would put an empty string"
+                f" there (--var {match[1]}=VALUE or [variables])"
+                + (f"; did you mean ${{{near[0]}}}?" if near else "")
+            )
+    name = _VARIABLE.sub(lambda match: variables[match[1]], config.failures_table)
     return FailuresTable(config.failures_table, config.failures_max_rows, run_id, pipeline, name)
 
 

@@ -85,6 +85,25 @@ def test_a_bad_failures_setting_is_one_line_and_exit_2(
     assert not (tmp_path / "state").exists()  # nothing started
 
 
+def test_an_undefined_variable_in_the_table_is_refused_before_anything_runs(
+    tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    from runner.__main__ import main  # noqa: PLC0415
+
+    folder = tmp_path / "pipe"
+    folder.mkdir()
+    (folder / "10_a.sql").write_text("SELECT 1;")
+    (folder / "10_a.check.sql").write_text("SELECT 1")
+    (folder / "pipeline.toml").write_text("[checks]\nfailures_table = '${dbb}.fails'\n")
+    assert main([str(folder), "--var", "db=analytics", "--state-dir", str(tmp_path / "state")]) == 2
+    lines = capsysbinary.readouterr().err.decode().splitlines()
+    assert lines == [
+        "nightshift: error: [checks] failures_table: ${dbb} is not defined, spark-sql would put an empty string"
+        " there (--var dbb=VALUE or [variables]); did you mean ${db}?"
+    ]
+    assert not (tmp_path / "state").exists()  # nothing started
+
+
 CHECK = DataCheck(
     name="10_it",
     stage=10,
@@ -154,9 +173,9 @@ def test_without_the_table_the_file_stores_nothing(tmp_path: Path) -> None:
 
 
 def test_the_tables_name_has_the_runs_variables() -> None:
-    config = ChecksConfig(failures_table="${db}.fails_${other}", failures_max_rows=7)
-    store = failures_table(config, "r1", "pipe", {"db": "analytics"})
-    assert store == FailuresTable("${db}.fails_${other}", 7, "r1", "pipe", "analytics.fails_${other}")
+    config = ChecksConfig(failures_table="${db}.fails_${day}", failures_max_rows=7)
+    store = failures_table(config, "r1", "pipe", {"db": "analytics", "day": "x"})
+    assert store == FailuresTable("${db}.fails_${day}", 7, "r1", "pipe", "analytics.fails_x")
     assert failures_table(ChecksConfig(), "r1", "pipe", {}) is None
 
 
