@@ -82,7 +82,9 @@ def failures_table_sql(store: FailuresTable) -> str:
     )
 
 
-def _store_sql(check: DataCheck, query: str, store: FailuresTable) -> str:
+def store_sql(check: DataCheck, store: FailuresTable) -> str:
+    """The statement that appends at most store.max_rows of `check`'s rows, in the sample's order."""
+    query = _TRAILING.sub("", check.query)
     # Only a check that does not pass stores rows: with warn_above N, up to N rows are a pass.
     above = check.thresholds.warn_above
     when = f"\n  WHERE (SELECT count(*) FROM {FAILURES_VIEW}) > {above}" if above else ""
@@ -102,18 +104,16 @@ def _store_sql(check: DataCheck, query: str, store: FailuresTable) -> str:
     )
 
 
-def check_sql(check: DataCheck, sample_rows: int, marker: str, store: FailuresTable | None = None) -> str:
+def check_sql(check: DataCheck, sample_rows: int, marker: str) -> str:
     """The file the engine runs for `check`: its failing-row count and a sorted sample, one row each.
 
     The query goes in as it is, inside a CTE, so it is read once by the engine's own parser. Each
     output row starts with `marker` (unique to this run), and a sample row is one JSON object, so a
     NULL, a tab or a newline in a value cannot be mistaken for the layout of spark-sql's output.
-    With `store`, the check's rows (at most store.max_rows, the sample's order) are appended to the
-    failures table first; the table itself is made by failures_table_sql.
     """
     query = _TRAILING.sub("", check.query)
     # The newline before ')' ends a trailing '--' comment of the query.
-    return (_store_sql(check, query, store) if store else "") + (
+    return (
         f"-- nightshift data check {check.label}: the count and a sample of its rows (generated)\n"
         # The query starts on the first line the engine counts, so its errors name the check file's lines.
         f"WITH {FAILURES_VIEW} AS ({query}\n)\n"
@@ -229,12 +229,15 @@ def check_file(
 ) -> Path:
     """Write the generated file of `checks` into `folder`: a statement each, marked `marker`-N (N from 0).
 
-    With `store`, the file first makes the failures table if it is missing.
+    With `store`, the file first makes the failures table if it is missing, and appends each check's
+    rows after every check has counted: a check the engine cannot run stops the file before anything
+    is stored, so when each check then runs alone (run_checks), no row is stored twice in one run.
     """
     safe = re.sub(r"[^A-Za-z0-9_-]", "_", name)
     path = folder / f"{safe}.check.sql"
     text = failures_table_sql(store) if store else ""
-    text += "".join(check_sql(check, sample_rows, f"{marker}-{n}", store) for n, check in enumerate(checks))
+    text += "".join(check_sql(check, sample_rows, f"{marker}-{n}") for n, check in enumerate(checks))
+    text += "".join(store_sql(check, store) for check in checks) if store else ""
     path.write_text(text, encoding="utf-8")
     return path
 
