@@ -140,6 +140,10 @@ def _connect(path: Path) -> tuple[socket.socket, protocol.Message]:
             found = f"its warm engine belongs to uid {uid}"
             raise StateDirInUse(protocol.not_ours(path.parent.parent, found))
         messages = protocol.receive(sock, protocol.Reader())
+        if messages is None:
+            # Closed before its hello: the engine ended with this connection still in its backlog.
+            # An OSError, so the caller waits for it to be gone and starts a new one.
+            raise ConnectionResetError(errno.ECONNRESET, f"the warm engine at {path} closed before its hello")
         if not messages or messages[0].get("event") != "hello":
             raise EngineUnavailable(f"the engine at {path} refused the connection: {messages}")
         return sock, messages[0]

@@ -114,6 +114,8 @@ class Server:
         self.jobs: queue.Queue[Job] = queue.Queue()
         self.lock = threading.Lock()
         self.pending: list[Job] = []
+        #: connections accepted and not yet closed: a runner that has its hello is about to ask for a step
+        self.connections = 0
         self.last_active = time.monotonic()
         self.stopping = threading.Event()
         self.ready = threading.Event()
@@ -150,7 +152,11 @@ class Server:
                     conn, _ = listener.accept()
                 except TimeoutError:
                     continue
-                threading.Thread(target=self._serve_client, args=(conn,), daemon=True).start()
+                # Counted here, on the thread that decides to end, so no idle check falls between the
+                # accept and the count: an engine never ends under a runner that it has said hello to.
+                with self.lock:
+                    self.connections += 1
+                threading.Thread(target=self._serve_counted, args=(conn,), daemon=True).start()
         finally:
             path.unlink(missing_ok=True)
             listener.close()
@@ -160,7 +166,7 @@ class Server:
 
     def _should_end(self) -> bool:
         with self.lock:
-            busy = bool(self.pending)
+            busy = bool(self.pending) or self.connections > 0
             idle_for = time.monotonic() - self.last_active
         if busy:
             # Even with its JVM gone: each step still waiting is answered first (failed or run cold).
@@ -284,6 +290,14 @@ class Server:
                 return 128 - returncode if returncode < 0 else returncode or 1
         return 1
 
+    def _serve_counted(self, conn: socket.socket) -> None:
+        try:
+            self._serve_client(conn)
+        finally:
+            with self.lock:
+                self.connections -= 1
+                self.last_active = time.monotonic()
+
     # One thread per connection: one step, or a stop request.
     def _serve_client(self, conn: socket.socket) -> None:
         with conn:
@@ -299,9 +313,10 @@ class Server:
             request: protocol.Message | None = None
             while request is None:
                 messages = protocol.receive(conn, reader)
-                if not messages:
+                if messages is None:
                     return
-                request = messages[0]
+                if messages:  # else only part of the request has arrived yet
+                    request = messages[0]
             if request.get("op") == "stop":
                 self.stopping.set()
                 protocol.send(conn, {"event": "stopping"})
