@@ -91,6 +91,8 @@ def main() -> None:
     print("| command | runs | median s | vs bare spark-sql -f |")
     print("| --- | ---: | ---: | ---: |")
     for label, _argv, _before, runs in commands:
+        if label not in medians:  # asked for no runs of it (--cold-pipeline-runs 0)
+            continue
         ratio = f"{base / medians[label]:.2f}x faster" if "example" not in label else "-"
         print(f"| {label} | {runs} | {medians[label]:.2f} | {ratio} |")
     first = medians[commands[2][0]]
