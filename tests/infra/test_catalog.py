@@ -244,7 +244,7 @@ def _start(harness: Harness, name: str, run_input: dict[str, Any]) -> dict[str, 
     arn = harness.sfn.start_execution(
         stateMachineArn=harness.state_machine_arn, name=name, input=json.dumps(run_input)
     )["executionArn"]
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         answer = harness.sfn.describe_execution(executionArn=arn)
         if answer["status"] != "RUNNING":

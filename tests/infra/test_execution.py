@@ -384,7 +384,7 @@ def test_another_date_waits_for_the_only_slot_and_runs_once_the_first_has_ended(
         if payload["run_id"] == first and not queued:
             queued.append(start(harness, second, {"run_date": "2025-06-02"}))
             # The first keeps its slot (and cluster) until the second has been made to wait.
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 600
             while "WaitForSlot" not in harness.states_entered(queued[0]) and time.monotonic() < deadline:
                 time.sleep(0.05)
 
@@ -419,7 +419,7 @@ def test_a_run_that_finds_no_free_slot_within_its_queue_minutes_is_refused_witho
 
     adhoc.faults.after["lambdas.create_cluster"] = hold
     held = [start(adhoc, name, {"run_date": name[-10:]}) for name in holders]
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 600
     while len(adhoc.clusters()) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     try:
