@@ -64,6 +64,15 @@ def _cli(args: tuple[str | Path, ...], env: dict[str, str] | None) -> tuple[list
     }
 
 
+def write_pipeline(folder: Path, toml: str, steps: dict[str, str]) -> Path:
+    """A pipeline folder: its pipeline.toml and step files, as a user writes them."""
+    folder.mkdir(parents=True)
+    (folder / "pipeline.toml").write_text(toml)
+    for name, text in steps.items():
+        (folder / name).write_text(text)
+    return folder
+
+
 def run_cli(
     *args: str | Path, cwd: Path = ROOT, env: dict[str, str] | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess[bytes]:

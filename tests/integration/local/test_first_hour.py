@@ -13,14 +13,7 @@ import pytest
 
 import runner
 from tests.conftest import run_cli
-
-
-def pipeline(folder: Path, toml: str, steps: dict[str, str]) -> Path:
-    folder.mkdir(parents=True)
-    (folder / "pipeline.toml").write_text(toml)
-    for name, text in steps.items():
-        (folder / name).write_text(text)
-    return folder
+from tests.conftest import write_pipeline as pipeline
 
 
 def test_every_run_starts_with_its_pipeline_date_source_and_variables_secrets_masked(tmp_path: Path) -> None:

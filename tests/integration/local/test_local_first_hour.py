@@ -5,14 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.conftest import run_cli
-
-
-def pipeline(folder: Path, toml: str, steps: dict[str, str]) -> Path:
-    folder.mkdir(parents=True)
-    (folder / "pipeline.toml").write_text(toml)
-    for name, text in steps.items():
-        (folder / name).write_text(text)
-    return folder
+from tests.conftest import write_pipeline as pipeline
 
 
 def test_a_dry_run_labels_each_step_with_its_stage_and_where_it_would_run(tmp_path: Path) -> None:

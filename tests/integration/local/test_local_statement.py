@@ -8,16 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
+from tests.conftest import write_pipeline as pipeline
 
 RUN_DATE = "2025-06-04"
-
-
-def pipeline(folder: Path, toml: str, steps: dict[str, str]) -> Path:
-    folder.mkdir(parents=True)
-    (folder / "pipeline.toml").write_text(toml)
-    for name, text in steps.items():
-        (folder / name).write_text(text)
-    return folder
 
 
 @pytest.mark.parametrize(
