@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NoReturn
 
 from runner import __version__
+from runner.completion import CompletionAction
 from runner.config import RESERVED_VARIABLES, VARIABLE_NAME, variable_problem
 from runner.dates import (
     MASK,
@@ -135,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog=_prog(), description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"nightshift {__version__}")
+    parser.add_argument(
+        "--completion", action=CompletionAction, choices=["bash"],
+        help="print a bash completion script for the nightshift command and exit"
+        " (in ~/.bashrc: eval \"$(nightshift --completion bash)\"; zsh: bashcompinit first)",
+    )  # fmt: skip
     parser.add_argument("path", nargs="?", type=Path, help="a step file or a pipeline folder")
     parser.add_argument(
         "--var", action="append", default=[], metavar="NAME=VALUE",

@@ -11,6 +11,7 @@ from runner.errors import UsageError
 EVERYWHERE = {
     "--help",
     "--version",
+    "--completion",
     "--deployed",
     "--run-date",
     "--log-format",
