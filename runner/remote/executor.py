@@ -34,12 +34,13 @@ from runner.remote.rundir import (
 from runner.remote.session import BudgetExhausted, Reconnect, Session, reason
 from runner.remote.target import DEFAULT_USER, SSHTarget, load_ssh_config, resolve_target
 from runner.remote.transport import (
-    READ_SIZE,
     Connection,
     ConnectSettings,
     Interrupted,
     Pin,
     Unreachable,
+    close_channel,
+    read_ready,
 )
 
 DEFAULT_REMOTE_DIR = "~/.nightshift/runs"
@@ -211,19 +212,35 @@ class ChannelFollower:
         self.channel = channel
         self.connection = connection
         self.started = time.monotonic()
+        #: a read found the connection gone before paramiko did (it may still call itself active)
+        self.broken = False
 
     def read_stdout(self) -> bytes:
-        return self.channel.recv(READ_SIZE) if self.channel.recv_ready() else b""
+        return self._read(stderr=False)
 
     def read_stderr(self) -> bytes:
-        return self.channel.recv_stderr(READ_SIZE) if self.channel.recv_stderr_ready() else b""
+        return self._read(stderr=True)
+
+    def _read(self, *, stderr: bool) -> bytes:
+        if self.broken:
+            return b""
+        data = read_ready(self.channel, stderr=stderr)
+        if data is None:
+            self.broken = True  # what that read took is not counted: the next follower resumes before it
+            return b""
+        return data
 
     def ended(self) -> bool:
-        return self.channel.exit_status != -1 and bool(self.channel.eof_received or self.channel.closed)
+        # After a broken read the end is not believed: that read's bytes must come again first.
+        return (
+            not self.broken
+            and self.channel.exit_status != -1
+            and bool(self.channel.eof_received or self.channel.closed)
+        )
 
     def lost(self) -> bool:
         closed_without_status = self.channel.closed and self.channel.exit_status == -1
-        return not self.connection.active or closed_without_status
+        return self.broken or not self.connection.active or closed_without_status
 
     def wait(self, seconds: float) -> None:
         if self.channel.eof_received:
@@ -237,7 +254,7 @@ class ChannelFollower:
         return int(self.channel.exit_status)
 
     def close(self) -> None:
-        self.channel.close()
+        close_channel(self.channel)
 
 
 class Phase(Enum):

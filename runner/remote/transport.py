@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import logging
@@ -40,6 +41,32 @@ PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 
 
 Socket = socket.socket | paramiko.Channel | paramiko.ProxyCommand
+
+#: What a call that sends can raise once the connection is gone. A read sends too (a window adjust
+#: after a tenth of the window), and paramiko raises a bare EOFError when the socket refuses a write
+#: before its reader thread has seen the loss.
+LOST = (paramiko.SSHException, OSError, EOFError)
+
+
+def read_ready(channel: paramiko.Channel, *, stderr: bool = False) -> bytes | None:
+    """What `channel` holds of one stream now (b"" when nothing); None when the connection went under it.
+
+    The bytes of a read that fails are gone from paramiko's buffer: a caller that resumes from what
+    it relayed (an offset) gets them again from the far side.
+    """
+    ready, recv = (
+        (channel.recv_stderr_ready, channel.recv_stderr) if stderr else (channel.recv_ready, channel.recv)
+    )
+    try:
+        return recv(READ_SIZE) if ready() else b""
+    except LOST:
+        return None
+
+
+def close_channel(channel: paramiko.Channel) -> None:
+    """Close `channel`; over a connection that is gone there is nothing left to tell the server."""
+    with contextlib.suppress(*LOST):
+        channel.close()
 
 
 class Unreachable(ConnectionFailure):
@@ -121,17 +148,20 @@ class Connection:
                     ) from error
                 # sshd frees a closed session's slot only after it has read our close: one round trip
                 # (a keepalive with a reply) later, the slot of the previous command is free.
-                self.transport.global_request("keepalive@openssh.com", wait=True)
+                try:
+                    self.transport.global_request("keepalive@openssh.com", wait=True)
+                except LOST as error:
+                    raise Unreachable(f"{self.target.label}: connection lost: {_reason(error)}") from error
                 time.sleep(0.02 * attempt)
-            except (paramiko.SSHException, OSError, EOFError) as error:
+            except LOST as error:
                 raise Unreachable(f"{self.target.label}: cannot start a command: {_reason(error)}") from error
         try:
             # As OpenSSH's SendEnv: the server takes what its AcceptEnv allows (LANG, LC_* on EMR).
             for name, value in self.send_env.items():
                 channel.set_environment_variable(name, value)
             channel.exec_command(command)
-        except (paramiko.SSHException, OSError, EOFError) as error:
-            channel.close()
+        except LOST as error:
+            close_channel(channel)
             raise Unreachable(f"{self.target.label}: cannot start a command: {_reason(error)}") from error
         return channel
 
@@ -154,7 +184,7 @@ class Connection:
                 self._send(channel, stdin, timeout, cancel)
             return self._collect(channel, timeout, cancel)
         finally:
-            channel.close()
+            close_channel(channel)
 
     def _send(self, channel: paramiko.Channel, data: bytes, timeout: float, cancel: Cancel | None) -> None:
         # A short timeout on the channel turns a full window into a chance to look at `cancel`.
@@ -170,7 +200,7 @@ class Connection:
                 sent = channel.send(data[offset : offset + MAX_PACKET_SIZE])
             except TimeoutError:
                 sent = 0
-            except (paramiko.SSHException, OSError, EOFError) as error:
+            except LOST as error:
                 if channel.exit_status_ready():
                     return
                 raise Unreachable(f"{self.target.label}: connection lost: {_reason(error)}") from error
@@ -181,16 +211,20 @@ class Connection:
                 raise Unreachable(f"{self.target.label}: connection lost")
             elif time.monotonic() > deadline:
                 raise Unreachable(f"{self.target.label}: no progress within {timeout:g} s")
-        channel.shutdown_write()
+        try:
+            channel.shutdown_write()
+        except LOST as error:
+            raise Unreachable(f"{self.target.label}: connection lost: {_reason(error)}") from error
 
     def _collect(self, channel: paramiko.Channel, timeout: float, cancel: Cancel | None) -> CommandResult:
         out, err = bytearray(), bytearray()
         deadline = time.monotonic() + timeout
         while True:
-            while channel.recv_ready():
-                out += channel.recv(READ_SIZE)
-            while channel.recv_stderr_ready():
-                err += channel.recv_stderr(READ_SIZE)
+            for stderr, into in ((False, out), (True, err)):
+                while chunk := read_ready(channel, stderr=stderr):
+                    into.extend(chunk)
+                if chunk is None:
+                    raise Unreachable(f"{self.target.label}: connection lost under a read")
             if channel.exit_status != -1 and (channel.eof_received or channel.closed):
                 if not (channel.recv_ready() or channel.recv_stderr_ready()):
                     return CommandResult(channel.exit_status, bytes(out), bytes(err))
@@ -496,6 +530,7 @@ def _reason(error: BaseException) -> str:
 
 
 __all__ = [
+    "LOST",
     "AuthenticationFailure",
     "Cancel",
     "CommandResult",
@@ -506,6 +541,8 @@ __all__ = [
     "Pin",
     "SessionRefused",
     "Unreachable",
+    "close_channel",
     "connect",
     "load_private_key",
+    "read_ready",
 ]

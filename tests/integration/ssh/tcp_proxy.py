@@ -25,6 +25,9 @@ class TcpProxy:
     upload_rate: float | None = None
     #: bytes per second from the server to the client (output over a slow link)
     download_rate: float | None = None
+    #: pass a side's end of sending on to the other side; False is a middlebox that keeps the far side
+    #: open, so a client whose socket can no longer send still reads as if nothing happened
+    pass_half_close: bool = True
     port: int = field(init=False)
     accepted: int = field(init=False, default=0)
     #: when (time.monotonic()) each connection was cut at the end of its lifetime
@@ -85,8 +88,7 @@ class TcpProxy:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 
-    @staticmethod
-    def _relay(source: socket.socket, sink: socket.socket, rate: float | None) -> None:
+    def _relay(self, source: socket.socket, sink: socket.socket, rate: float | None) -> None:
         try:
             while data := source.recv(CHUNK):
                 sink.sendall(data)
@@ -94,8 +96,9 @@ class TcpProxy:
                     time.sleep(len(data) / rate)
         except OSError:
             pass
-        with contextlib.suppress(OSError):
-            sink.shutdown(socket.SHUT_WR)
+        if self.pass_half_close:
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)
 
 
 @contextlib.contextmanager
