@@ -815,7 +815,7 @@ def _run(args: argparse.Namespace, output: Output) -> int:
         plans = [replace(plan, checks_only=True, checks_stage=args.stage) for plan in plans]
     one_step = pipeline.steps[0].name if len(pipeline.steps) == 1 else ""
     running = [step for stage in pipeline.stages if not plans[0].skips(stage) for step in stage.steps]
-    undefined = undefined_variables(running, plans[0].variables)
+    undefined = plans[0].undefined_variables()
     if undefined and (args.strict or pipeline.config.strict_variables):
         more = f" (and {len(undefined) - 1} more)" if len(undefined) > 1 else ""
         raise UsageError(f"{undefined[0]}{more}")

@@ -27,7 +27,7 @@ from runner.checks.run import (
 from runner.checks.spec import CheckStatus, DataCheck
 from runner.dates import date_variables
 from runner.errors import UsageError
-from runner.model import Engine, Pipeline, Stage, Step
+from runner.model import Engine, Pipeline, Stage, Step, UndefinedVariable, undefined_variables
 from runner.output import ErrorLine, Output, StepOutput
 from runner.statements import statement_start_lines
 
@@ -144,6 +144,15 @@ class RunPlan:
     def skips(self, stage: Stage) -> bool:
         """Whether --from-stage skips this stage."""
         return self.from_stage is not None and stage.number is not None and stage.number < self.from_stage
+
+    def undefined_variables(self) -> list[UndefinedVariable]:
+        """Each ${name} no variable defines in what this run runs: its SQL steps, then its checks."""
+        stages = [stage for stage in self.pipeline.stages if not self.skips(stage)]
+        if self.checks_only:
+            stages = [s for s in stages if self.checks_stage is None or s.number == self.checks_stage]
+        steps = [] if self.checks_only else [step for stage in stages for step in stage.steps]
+        checks = [check for stage in stages for check in stage.checks]
+        return undefined_variables(steps, self.variables, checks)
 
     def engine(self, step: Step) -> Engine:
         override = self.engine_override

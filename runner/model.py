@@ -240,10 +240,12 @@ _SET_VARIABLE = re.compile(
 
 @dataclass(frozen=True)
 class UndefinedVariable:
-    """A ${name} in a SQL step that no variable defines: spark-sql puts an empty string there."""
+    """A ${name} in a SQL step or a check that no variable defines: spark-sql puts an empty string there."""
 
-    step: Step
-    line: int
+    #: the step's or check's file name, or where pipeline.toml declares a built-in check
+    source: str
+    #: the file's line (None for a built-in check: its query is generated)
+    line: int | None
     name: str
     defined: tuple[str, ...]
 
@@ -252,19 +254,28 @@ class UndefinedVariable:
         known = ", ".join(own) + ("; " if own else "") + "the dates run_date, prev_date, next_date, *_nodash"
         near = difflib.get_close_matches(self.name, self.defined, n=1)
         hint = f"; did you mean ${{{near[0]}}}?" if near else ""
+        where = self.source if self.line is None else f"{self.source} line {self.line}"
         return (
-            f"{self.step.file_name} line {self.line}: ${{{self.name}}} is not defined, spark-sql would put"
+            f"{where}: ${{{self.name}}} is not defined, spark-sql would put"
             f" an empty string there (defined: {known}){hint}"
         )
 
 
-def undefined_variables(steps: Iterable[Step], defined: Collection[str]) -> list[UndefinedVariable]:
-    """Every ${name} of the SQL `steps` that neither `defined` nor a SET in the same file defines."""
-    found = []
-    for step in steps:
-        if not step.engine.is_sql:
-            continue
-        text = step.path.read_bytes().decode("utf-8", errors="replace")
+def undefined_variables(
+    steps: Iterable[Step], defined: Collection[str], checks: Iterable[DataCheck] = ()
+) -> list[UndefinedVariable]:
+    """Each ${name} in the SQL `steps` or `checks` that neither `defined` nor a SET in its file defines."""
+    sources: list[tuple[str, str, bool]] = [
+        (step.file_name, step.path.read_bytes().decode("utf-8", errors="replace"), True)
+        for step in steps
+        if step.engine.is_sql
+    ]
+    # A check file's query is its text (without a BOM): its lines are the file's.
+    sources += [
+        (check.declared_in or check.label, check.query, check.declared_in is None) for check in checks
+    ]
+    found: dict[tuple[str, int | None, str], UndefinedVariable] = {}
+    for source, text, has_lines in sources:
         own = {match["name"] for match in _SET_VARIABLE.finditer(text)}
         for number, line in enumerate(text.splitlines(), 1):
             if line.lstrip().startswith("--"):
@@ -274,8 +285,10 @@ def undefined_variables(steps: Iterable[Step], defined: Collection[str]) -> list
                 if space is not None and space.lower() not in _OWN_NAMESPACES:
                     continue
                 if name not in defined and name not in own:
-                    found.append(UndefinedVariable(step, number, name, tuple(defined)))
-    return found
+                    # A table's built-in checks share its name: said once.
+                    key = (source, number if has_lines else None, name)
+                    found.setdefault(key, UndefinedVariable(source, key[1], name, tuple(defined)))
+    return list(found.values())
 
 
 #: What marks a project's root folder: a git repository, or a CDK app (cdk.json) such as this one.

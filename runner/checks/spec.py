@@ -96,6 +96,8 @@ class DataCheck:
     #: the check's name in the runner's lines: its file name, or "users.unique" for a built-in one
     label: str
     thresholds: Thresholds = field(default_factory=Thresholds)
+    #: where a built-in check is declared ("pipeline.toml [checks.table.users]"); None: its own file
+    declared_in: str | None = None
 
     @property
     def severity(self) -> Severity:
@@ -280,6 +282,11 @@ def sql_literal(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def _toml_key(name: str) -> str:
+    """A table's name as a key of pipeline.toml: quoted unless it is a bare key."""
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else '"' + name + '"'
+
+
 def builtin_checks(table: TableChecks) -> list[DataCheck]:
     """The checks [checks.table.NAME] declares, each a query whose rows are the failures."""
     name, stage, thresholds = table.table, table.stage, table.thresholds
@@ -323,6 +330,7 @@ def builtin_checks(table: TableChecks) -> list[DataCheck]:
             query=query,
             label=f"{short}.{kind}",
             thresholds=thresholds,
+            declared_in=f"pipeline.toml [checks.table.{_toml_key(name)}]",
         )
         for kind, query in checks
     ]
