@@ -1,12 +1,16 @@
-"""What the Lambda unit and integration tests share: a valid payload, a Lambda context, credentials."""
+"""What the Lambda tests share: a valid payload, a Lambda context, credentials, the alert topic's inbox."""
 
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass
 from typing import Any
 
+import boto3
 import pytest
+
+from lambdas.shared.stack import TOPIC_VARIABLE
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -72,3 +76,32 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Nightshift")
     monkeypatch.setenv("NIGHTSHIFT_STACK", STACK)
+
+
+@dataclass(frozen=True)
+class AlertInbox:
+    """The alert topic with a queue subscribed to it: what an e-mail subscriber would receive."""
+
+    topic: str
+    sqs: Any
+    queue: str
+
+    def messages(self) -> list[dict[str, Any]]:
+        """The SNS envelopes (Subject, Message, ...) that came since the last call, each read once."""
+        found = self.sqs.receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10).get("Messages", [])
+        for message in found:
+            self.sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"])
+        return [json.loads(message["Body"]) for message in found]
+
+
+def alert_inbox(monkeypatch: pytest.MonkeyPatch) -> AlertInbox:
+    """Inside moto: the alert topic, a queue subscribed to it, and the topic in the Lambdas' environment."""
+    sns = boto3.client("sns", region_name=REGION)
+    sqs = boto3.client("sqs", region_name=REGION)
+    topic = sns.create_topic(Name="alerts")["TopicArn"]
+    queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    # Not raw: the queue gets SNS's JSON envelope, so a test reads the subject as an e-mail shows it.
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "false"})
+    monkeypatch.setenv(TOPIC_VARIABLE, topic)
+    return AlertInbox(topic, sqs, queue)

@@ -12,7 +12,7 @@ from moto import mock_aws
 
 from lambdas import alert as alert_lambda
 from lambdas.shared import alerting as alert
-from tests.lambda_support import FakeLambdaContext
+from tests.lambda_support import FakeLambdaContext, alert_inbox
 
 REGION = "us-east-1"
 MACHINE = f"arn:aws:states:{REGION}:123456789012:stateMachine:Nightshift-example"
@@ -116,15 +116,7 @@ class HistoryOf:
 def test_a_success_with_notify_always_sends_one_short_message(
     aws: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sns = boto3.client("sns", region_name=REGION)
-    sqs = boto3.client("sqs", region_name=REGION)
-    topic = sns.create_topic(Name="alerts")["TopicArn"]
-    queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
-    monkeypatch.setenv("NIGHTSHIFT_TOPIC_ARN", topic)
+    inbox = alert_inbox(monkeypatch)
     monkeypatch.setenv("NIGHTSHIFT_PIPELINES", json.dumps({"Nightshift-example": ["example", "", ""]}))
     event = {
         "detail": {
@@ -136,10 +128,11 @@ def test_a_success_with_notify_always_sends_one_short_message(
     }
     record = {**RECORD, "outcome": "succeeded", "error": None}
     history = HistoryOf(history_with_record(record))
+    sns = boto3.client("sns", region_name=REGION)
     answer = alert_lambda.handler(event, FakeLambdaContext(), sfn=history, sns=sns)  # type: ignore[arg-type]
     assert answer["subject"] == "Nightshift: example-2025-06-01 SUCCEEDED in 30 min 34 s, $0.25"
-    (message,) = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
-    body = json.loads(message["Body"])["Message"]
+    (message,) = inbox.messages()
+    body = message["Message"]
     assert body.splitlines()[0] == "Nightshift pipeline example: run example-2025-06-01 SUCCEEDED."
     assert "Run date: 2025-06-01" in body and "Cost: $0.25" in body and "Stages: 10 3 min 10 s" in body
     assert "Error" not in body and "Failing state" not in body

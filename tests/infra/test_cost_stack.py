@@ -38,6 +38,7 @@ from tests.infra.conftest import (
     synthesize,
 )
 from tests.infra.moto_harness import FakeContext, Harness, StepScript
+from tests.lambda_support import alert_inbox
 
 # Like tests/infra/conftest.py's nightly, with a success e-mail and a deadline.
 NIGHTLY_TOML = """
@@ -248,24 +249,6 @@ def scheduled_times(harness: Harness, days: list[date]) -> list[str]:
     ]
 
 
-def inbox(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, str]:
-    sns = boto3.client("sns", region_name=REGION)
-    sqs = boto3.client("sqs", region_name=REGION)
-    topic = sns.create_topic(Name="alerts")["TopicArn"]
-    queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "false"})
-    monkeypatch.setenv("NIGHTSHIFT_TOPIC_ARN", topic)
-    return sqs, queue
-
-
-def messages(sqs: Any, queue: str) -> list[dict[str, str]]:
-    found = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
-    for message in found:
-        sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
-    return [json.loads(m["Body"]) for m in found]
-
-
 def check(harness: Harness, scheduled_time: str) -> dict[str, Any]:
     event = {
         "pipeline": "nightly",
@@ -280,26 +263,26 @@ def check(harness: Harness, scheduled_time: str) -> dict[str, Any]:
 
 
 def test_the_late_check_across_the_spring_change(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
-    sqs, queue = inbox(monkeypatch)
+    inbox = alert_inbox(monkeypatch)
     # Berlin goes from UTC+1 to UTC+2 in the night to Sunday 2025-03-30: 07:30 is 06:30, then 05:30 UTC.
     saturday, sunday = scheduled_times(harness, [date(2025, 3, 29), date(2025, 3, 30)])
     assert (saturday, sunday) == ("2025-03-29T06:30:00+00:00", "2025-03-30T05:30:00+00:00")
 
     assert harness.run("2025-03-29")["status"] == "SUCCEEDED"
     assert check(harness, saturday) == {"run_date": "2025-03-29", "late": False}
-    assert messages(sqs, queue) == []
+    assert inbox.messages() == []
 
     # Sunday's run never started.
     answer = check(harness, sunday)
     assert answer["run_date"] == "2025-03-30" and answer["reason"] == "not started"
-    (message,) = messages(sqs, queue)
+    (message,) = inbox.messages()
     assert message["Subject"] == "Nightshift: nightly 2025-03-30 not done by 07:30: not started"
     assert "the run of 2025-03-30 had not succeeded by 07:30 (Europe/Berlin)" in message["Message"]
     assert "No run of this date has started." in message["Message"]
 
 
 def test_the_late_check_across_the_autumn_change(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
-    sqs, queue = inbox(monkeypatch)
+    inbox = alert_inbox(monkeypatch)
     # Back from UTC+2 to UTC+1 in the night to Sunday 2025-10-26: 07:30 is 05:30, then 06:30 UTC.
     saturday, sunday = scheduled_times(harness, [date(2025, 10, 25), date(2025, 10, 26)])
     assert (saturday, sunday) == ("2025-10-25T05:30:00+00:00", "2025-10-26T06:30:00+00:00")
@@ -310,7 +293,7 @@ def test_the_late_check_across_the_autumn_change(harness: Harness, monkeypatch: 
     harness.faults.failing_steps.clear()
     answer = check(harness, saturday)
     assert (answer["run_date"], answer["reason"]) == ("2025-10-25", "failed")
-    (message,) = messages(sqs, queue)
+    (message,) = inbox.messages()
     assert "Run nightly-2025-10-25 (started " in message["Message"]
     assert "failed (States.TaskFailed: " in message["Message"]
 
@@ -329,7 +312,7 @@ def test_the_late_check_across_the_autumn_change(harness: Harness, monkeypatch: 
     )  # fmt: skip
     answer = check(harness, sunday)
     assert (answer["run_date"], answer["reason"]) == ("2025-10-26", "still running")
-    (message,) = messages(sqs, queue)
+    (message,) = inbox.messages()
     since = stage_entered.astimezone(BERLIN).strftime("%H:%M")
     assert f"is still running: in stage 20 since {since}." in message["Message"]
     script.gate.set()
@@ -341,11 +324,11 @@ def test_the_late_check_across_the_autumn_change(harness: Harness, monkeypatch: 
         time.sleep(0.1)
     # Once it has succeeded, the same check (Scheduler retrying, say) stays quiet.
     assert check(harness, sunday) == {"run_date": "2025-10-26", "late": False}
-    assert messages(sqs, queue) == []
+    assert inbox.messages() == []
 
 
 def test_inputs_late_and_a_later_rerun(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
-    sqs, queue = inbox(monkeypatch)
+    inbox = alert_inbox(monkeypatch)
     (scheduled,) = scheduled_times(harness, [date(2025, 6, 2)])
     harness.faults.failing_steps.add("10_users.sql")
     failed = harness.run("2025-06-02")
@@ -358,7 +341,7 @@ def test_inputs_late_and_a_later_rerun(harness: Harness, monkeypatch: pytest.Mon
     )
     answer = check(harness, scheduled)
     assert answer["reason"] == "inputs late"
-    (message,) = messages(sqs, queue)
+    (message,) = inbox.messages()
     assert "gave up waiting: inputs still missing after 120 minutes" in message["Message"]
     # A rerun that succeeded counts for its date.
     harness.faults.failing_steps.clear()
@@ -397,7 +380,7 @@ def test_the_alert_formatter_reads_the_record_from_a_real_history(
     harness: Harness, monkeypatch: pytest.MonkeyPatch, failing: bool
 ) -> None:
     """notify = "always" and the failure alert, from the history moto's interpreter wrote."""
-    sqs, queue = inbox(monkeypatch)
+    inbox = alert_inbox(monkeypatch)
     monkeypatch.setenv(
         "NIGHTSHIFT_PIPELINES", json.dumps({f"{harness.synth.stack.stack_name}-nightly": ["nightly", "", ""]})
     )
@@ -416,7 +399,7 @@ def test_the_alert_formatter_reads_the_record_from_a_real_history(
         sfn=harness.sfn,
         sns=boto3.client("sns", region_name=REGION),
     )
-    (message,) = messages(sqs, queue)
+    (message,) = inbox.messages()
     body = message["Message"]
     assert "Run date: 2025-06-03" in body
     assert re.search(

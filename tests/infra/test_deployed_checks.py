@@ -6,7 +6,6 @@ import json
 import time
 from typing import Any
 
-import boto3
 import pytest
 
 from infra.runner_task import CONTAINER_NAME
@@ -23,7 +22,7 @@ from tests.infra.moto_harness import Harness, StepScript
 from tests.infra.test_catalog import example_synth  # noqa: F401 - the shared sql/ synth in moto
 from tests.infra.test_cost_stack import dashboard_body, graphs
 from tests.infra.test_run_record import emf_blobs, value
-from tests.lambda_support import FakeLambdaContext
+from tests.lambda_support import AlertInbox, FakeLambdaContext, alert_inbox
 from tests.support.aws import ACCOUNT, REGION, ROOT, Synthesis, definition_of
 
 SYNTH = "example_synth"
@@ -122,22 +121,14 @@ def _check_records(failing: str, count: int, sample: list[dict[str, Any]]) -> li
     return records
 
 
-def _alert_inbox(monkeypatch: pytest.MonkeyPatch, harness: Harness) -> tuple[Any, str]:
-    """The alert topic with a queue subscribed (what an e-mail would receive), and the formatter's settings."""
-    sns = boto3.client("sns", region_name=REGION)
-    sqs = boto3.client("sqs", region_name=REGION)
-    topic = sns.create_topic(Name="alerts")["TopicArn"]
-    queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+def _alert_inbox(monkeypatch: pytest.MonkeyPatch, harness: Harness) -> AlertInbox:
+    """The alert topic's inbox (what an e-mail would receive), and the formatter's settings for the harness."""
+    inbox = alert_inbox(monkeypatch)
     machine = harness.state_machine_arn.rsplit(":", 1)[-1]
-    monkeypatch.setenv("NIGHTSHIFT_TOPIC_ARN", topic)
     monkeypatch.setenv(
         "NIGHTSHIFT_PIPELINES", json.dumps({machine: [PIPELINE, harness.runner_log_group, CONTAINER_NAME]})
     )
-    return sqs, queue
+    return inbox
 
 
 def test_a_failing_check_fails_the_nightly_run_terminates_the_cluster_and_the_alert_shows_its_sample(
@@ -158,12 +149,12 @@ def test_a_failing_check_fails_the_nightly_run_terminates_the_cluster_and_the_al
     assert entered[entered.index("Check Stage 10") + 1] == "TerminateCluster"
     assert {c["Status"]["State"] for c in harness.clusters()} == {"TERMINATED"}
 
-    sqs, queue = _alert_inbox(monkeypatch, harness)
+    inbox = _alert_inbox(monkeypatch, harness)
     detail = {key: execution[key] for key in ("executionArn", "stateMachineArn", "name", "status")}
     answer = alert_lambda.handler({"detail": detail}, FakeLambdaContext())
     assert answer["subject"] == "Nightshift: example-2025-06-01 FAILED: check users.unique failed"
-    (message,) = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
-    body = json.loads(message["Body"])["Message"]
+    (message,) = inbox.messages()
+    body = message["Message"]
     lines = body.splitlines()
     assert "Failing state: Check Stage 10" in lines
     assert "  users.unique (error): failed, 1,204 rows; a sample of 3:" in lines

@@ -99,13 +99,13 @@ def test_a_checks_only_run_runs_every_stages_checks_and_no_step(
     (users,) = [line for line in lines if line.split()[1:2] == ["10_users.sql"]]
     assert "skipped" in users, users
 
-    sqs, queue = _alert_inbox(monkeypatch, harness)
+    inbox = _alert_inbox(monkeypatch, harness)
     execution = harness.sfn.describe_execution(executionArn=_arn(harness, name))
     detail = {key: execution[key] for key in ("executionArn", "stateMachineArn", "name", "status")}
     answer = alert_lambda.handler({"detail": detail}, FakeLambdaContext())
     assert answer["subject"].startswith(f"Nightshift: {name} SUCCEEDED (checks only)"), answer
-    (message,) = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
-    first = json.loads(message["Body"])["Message"].splitlines()[0]
+    (message,) = inbox.messages()
+    first = message["Message"].splitlines()[0]
     assert first == (
         f"Nightshift pipeline {PIPELINE}: run {name} SUCCEEDED (a checks-only run: only the data checks ran, no step)."
     )
@@ -141,14 +141,14 @@ def test_a_failing_check_in_a_checks_only_run_exits_65_and_terminates_the_cluste
     assert entered[entered.index("Check Stage 10") + 1] == "TerminateCluster"
     assert {c["Status"]["State"] for c in harness.clusters()} == {"TERMINATED"}
 
-    sqs, queue = _alert_inbox(monkeypatch, harness)
+    inbox = _alert_inbox(monkeypatch, harness)
     execution = harness.sfn.describe_execution(executionArn=_arn(harness, name))
     assert execution["status"] == "FAILED"
     detail = {key: execution[key] for key in ("executionArn", "stateMachineArn", "name", "status")}
     answer = alert_lambda.handler({"detail": detail}, FakeLambdaContext())
     assert answer["subject"] == f"Nightshift: {name} FAILED (checks only): check users.unique failed"
-    (message,) = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
-    body = json.loads(message["Body"])["Message"].splitlines()
+    (message,) = inbox.messages()
+    body = message["Message"].splitlines()
     assert body[0] == (
         f"Nightshift pipeline {PIPELINE}: run {name} FAILED"
         " (a checks-only run: only the data checks ran, no step)."
