@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -126,15 +126,30 @@ def check_lines(records: list[dict[str, Any]]) -> list[str]:
             )
         if len(sample) > SAMPLE_ROWS_SHOWN:
             lines.append(f"    ... and {len(sample) - SAMPLE_ROWS_SHOWN} more sample rows in the step log")
+        kept = kept_rows(record)
+        if kept:
+            lines.append(f"    {kept}")
     if len(failed) > CHECKS_SHOWN:
         lines.append(f"  ... and {len(failed) - CHECKS_SHOWN} more failed checks in the step log")
     for record in others[:CHECKS_SHOWN]:
         count = record.get("count")
         said = f": {_count_text(count)}" if count else ""
+        table, stored = record.get("failures_table"), record.get("stored")
+        said += f"; {stored:,} kept in {table}" if isinstance(stored, int) and stored and table else ""
         lines.append(
             f"  {record.get('check', '?')} ({record.get('severity', 'error')}): {record.get('status')}{said}"
         )
     return lines
+
+
+def kept_rows(record: Mapping[str, Any]) -> str:
+    """Where a check's failing rows were kept ([checks] failures_table), with this run's query; "" if none."""
+    table, stored, query = record.get("failures_table"), record.get("stored"), record.get("failures_query")
+    if not (isinstance(stored, int) and stored and table and query):
+        return ""
+    count = record.get("count")
+    of = f" of {count:,}" if isinstance(count, int) and count > stored else ""
+    return f"{stored:,}{of} rows kept in {table}: {query}"
 
 
 def find_record(events: Iterable[dict[str, Any]]) -> dict[str, Any] | None:

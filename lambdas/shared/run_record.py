@@ -62,9 +62,28 @@ class CheckResult:
     status: str
     #: failing rows (None: the check's engine failed before it counted)
     count: int | None
+    #: [checks] failures_table: where its rows were kept, how many, and the query that reads them back
+    failures_table: str | None = None
+    stored: int = 0
+    failures_query: str | None = None
 
     def as_output(self) -> dict[str, Any]:
-        return {"stage": self.stage, "severity": self.severity, "status": self.status, "count": self.count}
+        kept = (
+            {
+                "failures_table": self.failures_table,
+                "stored": self.stored,
+                "failures_query": self.failures_query,
+            }
+            if self.stored and self.failures_query
+            else {}
+        )
+        return {
+            "stage": self.stage,
+            "severity": self.severity,
+            "status": self.status,
+            "count": self.count,
+            **kept,
+        }
 
 
 def _details(event: Mapping[str, Any]) -> dict[str, Any]:
@@ -201,12 +220,16 @@ def run_checks(
         except (ClientError, BotoCoreError):
             continue
         for record in records:
-            count = record.get("count")
+            count, stored = record.get("count"), record.get("stored")
+            table, query = record.get("failures_table"), record.get("failures_query")
             results[str(record.get("check", "?"))] = CheckResult(
                 stage=record.get("stage"),
                 severity=str(record.get("severity", "error")),
                 status=str(record.get("status", "")),
                 count=count if isinstance(count, int) and not isinstance(count, bool) else None,
+                failures_table=table if isinstance(table, str) else None,
+                stored=stored if isinstance(stored, int) and not isinstance(stored, bool) else 0,
+                failures_query=query if isinstance(query, str) else None,
             )
     return results
 

@@ -46,6 +46,13 @@ class FailuresTable:
     #: the table's name with the run's variables in it, as the console says it
     name: str
 
+    def query(self, check: DataCheck) -> str:
+        """The query that reads back the rows `check` stored in this run: the alert and --history say it."""
+        return (
+            f"SELECT * FROM {self.name} WHERE run_id = {sql_literal(self.run_id)}"
+            f" AND `check` = {sql_literal(check.label)}"
+        )
+
 
 def failures_table(
     config: ChecksConfig, run_id: str, pipeline: str, variables: Mapping[str, str]
@@ -258,6 +265,8 @@ class CheckReport:
     failures_table: str | None = None
     #: the rows appended to it: a check that did not pass stores its rows, at most failures_max_rows
     stored: int = 0
+    #: the query that reads this run's stored rows back (None when none were stored)
+    failures_query: str | None = None
 
     def stored_in(self, store: FailuresTable | None) -> None:
         """Note what the generated file appended to `store` for this check (judged from its count)."""
@@ -266,6 +275,7 @@ class CheckReport:
         self.failures_table = store.name
         failed = self.count is not None and self.status in (CheckStatus.WARNED, CheckStatus.FAILED)
         self.stored = min(self.count or 0, store.max_rows) if failed else 0
+        self.failures_query = store.query(self.check) if self.stored else None
 
     @property
     def line(self) -> str:
@@ -296,6 +306,7 @@ class CheckReport:
             "sample_rows": sample_rows,
             **({"sample_cut": cut} if cut else {}),
             **({"failures_table": self.failures_table, "stored": self.stored} if self.failures_table else {}),
+            **({"failures_query": self.failures_query} if self.failures_query else {}),
             **({"exit_code": self.exit_code} if self.exit_code else {}),
         }
 
@@ -305,7 +316,7 @@ def report_of(check: DataCheck, record: Mapping[str, Any]) -> CheckReport:
     count = record.get("count")
     sample = record.get("sample")
     exit_code = record.get("exit_code")
-    table, stored = record.get("failures_table"), record.get("stored")
+    table, stored, query = record.get("failures_table"), record.get("stored"), record.get("failures_query")
     return CheckReport(
         check,
         status=str(record.get("status", "not run")),
@@ -314,6 +325,7 @@ def report_of(check: DataCheck, record: Mapping[str, Any]) -> CheckReport:
         exit_code=exit_code if isinstance(exit_code, int) else 0,
         failures_table=table if isinstance(table, str) else None,
         stored=stored if isinstance(stored, int) and not isinstance(stored, bool) else 0,
+        failures_query=query if isinstance(query, str) else None,
     )
 
 

@@ -331,8 +331,19 @@ def checks_cell(recorded: Mapping[str, Mapping[str, Any]]) -> str:
         label, check = failed[0]
         count = check.get("count")
         rows = f"{count:,} row{'' if count == 1 else 's'}" if isinstance(count, int) else "no count"
-        parts.append(f"{len(failed)} failed ({label}: {rows})")
+        stored, table = check.get("stored"), check.get("failures_table")
+        kept = f"; {stored:,} in {table}" if isinstance(stored, int) and stored and table else ""
+        parts.append(f"{len(failed)} failed ({label}: {rows}{kept})")
     return ", ".join(parts)
+
+
+def kept_rows_lines(run_name: str, recorded: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """For each failed check whose rows [checks] failures_table kept: the query that reads this run's."""
+    return [
+        f"{run_name}: {label}'s failing rows: {check['failures_query']}"
+        for label, check in recorded.items()
+        if str(check.get("status", "")).startswith("failed") and isinstance(check.get("failures_query"), str)
+    ]
 
 
 def history_lines(deployment: Deployment, pipeline: Pipeline, execution: list[Execution]) -> list[str]:
@@ -343,10 +354,12 @@ def history_lines(deployment: Deployment, pipeline: Pipeline, execution: list[Ex
     # The checks column only for a pipeline with checks: RecordRun recorded their results.
     has_checks = bool(pipeline.checks)
     rows = [(*header, *(("checks",) if has_checks else ()), "log")]
+    kept: list[str] = []
     for run in execution:
         tracker = RunTracker(pipeline)
         for event in HistoryReader(deployment.clients.sfn, run.arn, lambda _api: None).new_events():
             tracker.apply(event)
+        kept += kept_rows_lines(run.name, tracker.recorded_checks)
         failing = tracker.failing_step()
         failed = f"{failing.step.file_name} (exit {failing.exit_code})" if failing is not None else "-"
         if failing is None and run.status == "FAILED":
@@ -376,4 +389,4 @@ def history_lines(deployment: Deployment, pipeline: Pipeline, execution: list[Ex
     return [
         "  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
         for row in rows
-    ]
+    ] + kept

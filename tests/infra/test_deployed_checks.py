@@ -14,7 +14,7 @@ from lambdas import alert as alert_lambda
 from lambdas.shared import alerting
 from lambdas.shared.run_metrics import CHECK_DIMENSION, CHECK_FAILING_ROWS, NAMESPACE, PIPELINE_DIMENSION
 from runner.__main__ import main
-from runner.checks.run import CheckReport
+from runner.checks.run import CheckReport, FailuresTable
 from runner.checks.spec import CheckStatus
 from runner.model import load_pipeline
 from tests.infra.iam_eval import Request, Template, evaluate
@@ -106,8 +106,11 @@ def test_the_alert_formatter_may_read_the_runner_streams_and_no_other_log(exampl
     assert not evaluate(statements, Request("logs:FilterLogEvents", f"{group}:*")).allowed
 
 
-def _check_records(failing: str, count: int, sample: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Stage 10's check records as the runner writes them: `failing` failed, the others passed."""
+def _check_records(
+    failing: str, count: int, sample: list[dict[str, Any]], store: FailuresTable | None = None
+) -> list[dict[str, Any]]:
+    """Stage 10's check records as the runner writes them: `failing` failed, the others passed; with
+    `store` ([checks] failures_table), the failing one's rows were kept there."""
     (stage,) = [s for s in load_pipeline(EXAMPLE).stages if s.number == 10]
     records = []
     for check in stage.checks:
@@ -117,6 +120,7 @@ def _check_records(failing: str, count: int, sample: list[dict[str, Any]]) -> li
             )
         else:
             report = CheckReport(check, status=str(CheckStatus.PASSED), count=0)
+        report.stored_in(store)
         records.append(report.record(10))
     return records
 
@@ -229,6 +233,43 @@ def test_follow_and_history_show_a_deployed_runs_checks(
     assert code == 0, lines
     assert "checks" in lines[0].split()
     assert "5 passed, 1 failed (users.unique: 1,204 rows)" in lines[1], lines
+
+
+def test_the_alert_and_history_say_where_a_failing_checks_rows_were_kept(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """With [checks] failures_table, the checks task kept 1,000 of users.unique's 1,204 rows (its
+    failures_max_rows) under the run's id: the alert and `--history` name the table and the query that
+    reads this run's rows back, the one a user pastes into `-e` or spark-sql."""
+    name = f"{PIPELINE}-2025-06-01"
+    table = "nightshift_example.check_failures"
+    store = FailuresTable("${database}.check_failures", 1000, name, PIPELINE, table)
+    harness.faults.exit_codes["10_checks"] = 65
+    harness.faults.scripts["10_checks"] = StepScript(
+        results=_check_records("users.unique", 1204, DUPLICATES, store)
+    )
+    execution = harness.run("2025-06-01")
+    assert execution["status"] == "FAILED", harness.why(execution["executionArn"])
+    query = f"SELECT * FROM {table} WHERE run_id = '{name}' AND `check` = 'users.unique'"
+
+    inbox = _alert_inbox(monkeypatch, harness)
+    detail = {key: execution[key] for key in ("executionArn", "stateMachineArn", "name", "status")}
+    alert_lambda.handler({"detail": detail}, FakeLambdaContext())
+    (message,) = inbox.messages()
+    lines = message["Message"].splitlines()
+    kept = lines.index(f"    1,000 of 1,204 rows kept in {table}: {query}")
+    assert lines[kept - 1] == '    {"user_id": 23, "n": 2}'  # after the check's sample
+    assert "  users.not_null (error): passed" in lines  # a passing check kept nothing
+
+    recorded = _recorded_checks(harness, execution["executionArn"])
+    assert recorded["users.unique"]["failures_query"] == query
+    assert "failures_table" not in recorded["users.not_null"]
+    capsysbinary.readouterr()
+    code = main([str(EXAMPLE), "--deployed", "--history"])
+    lines = capsysbinary.readouterr().err.decode().splitlines()
+    assert code == 0, lines
+    assert f"5 passed, 1 failed (users.unique: 1,204 rows; 1,000 in {table})" in lines[1], lines
+    assert lines[-1] == f"nightshift: {name}: users.unique's failing rows: {query}", lines
 
 
 def _wait(harness: Harness, arn: str) -> dict[str, Any]:

@@ -79,6 +79,18 @@ def test_a_failing_checks_rows_are_appended_capped_with_its_run(
         "10_zz_broken.check.sql": (None, None, "failed (exit 1)"),
     }
     second_run = checks["10_unknown.check.sql"]["run_id"]
+    # The query the alert and --history give for the kept rows reads this run's back, in spark-sql.
+    kept = checks["10_unknown.check.sql"]["failures_query"]
+    assert kept == f"SELECT * FROM {table} WHERE run_id = '{second_run}' AND `check` = '10_unknown.check.sql'"
+    read = run_cli(folder, "-e", kept, *args)
+    assert read.returncode == 0, read.stderr.decode()[-3000:]
+    found = sorted(
+        (row[0], row[6]) for row in (line.split("\t") for line in read.stdout.decode().splitlines())
+    )
+    assert found == [
+        (second_run, row)
+        for row in ['{"id":2,"country":"FR"}', '{"id":3,"country":null}', '{"id":4,"country":"XX"}']
+    ]
 
     query = tmp_path / "stored.sql"
     query.write_text(STORED)
