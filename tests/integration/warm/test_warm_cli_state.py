@@ -93,33 +93,49 @@ def test_a_stopped_step_leaves_no_task_running(shared_warm_state: Path, tmp_path
     assert again.stdout == b"quick\n" and _jvm_pid(warm_state) == pid
 
 
-def test_quit_shell_and_add_jar_run_in_a_jvm_of_their_own(
+def _runs_in_a_jvm_of_its_own(step: Path, state: Path, printed: bytes) -> None:
+    """The step's run, routed cold by the module's engine (which ends): what it printed and its exit code.
+
+    The runner's cold run is the reference itself: `spark-sql -f`, a JVM of its own. Before, `quit`
+    ended the engine's JVM (exit 1), `!` failed (exit 1, silent), the jar stayed.
+    """
+    ran = run_cli(step, "--state-dir", state, env={TARGET: "the runner's"})
+    assert b"runs in a JVM of its own" in ran.stderr, ran.stderr[-2000:]
+    # A deliberate routing, not an engine that failed: the notice names the statement only.
+    assert b"unavailable" not in ran.stderr, ran.stderr[-2000:]
+    assert (ran.stdout, ran.returncode) == (printed, 0), (step.name, ran.stderr[-2000:])
+
+
+# The four tests below each end the engine they find (the cold JVM needs the metastore to itself), so
+# they share only the module's state dir (warm_state): one JVM start fewer where an engine is left up.
+def test_quit_runs_in_a_jvm_of_its_own(warm_state: Path, tmp_path: Path) -> None:
+    step = _step(tmp_path / "steps", "quit.sql", QUIT)
+    _runs_in_a_jvm_of_its_own(step, warm_state, b"before quit\na;b\n")
+
+
+def test_exit_in_a_sourced_file_runs_in_a_jvm_of_its_own(warm_state: Path, tmp_path: Path) -> None:
+    sourced_exit = _step(tmp_path / "steps", "sourced_exit.sql", "SELECT 'in the sourced file';\nexit;\n")
+    step = _step(tmp_path / "steps", "exit_in_sourced.sql", EXIT_IN_SOURCED.format(sourced=sourced_exit))
+    _runs_in_a_jvm_of_its_own(step, warm_state, b"sources an exit\nin the sourced file\n")
+
+
+def test_add_jar_runs_in_a_jvm_of_its_own_and_no_later_step_sees_the_jar(
     warm_state: Path, spark_sql_reference: SparkSqlReference, tmp_path: Path
 ) -> None:
-    """An engine of the module's own: each step here ends it (the cold JVM needs the metastore to itself)."""
-    steps = tmp_path / "steps"
-    sourced_exit = _step(steps, "sourced_exit.sql", "SELECT 'in the sourced file';\nexit;\n")
     jar = next((_spark_home() / "jars").glob("commons-lang3-*.jar"))
-    cases = {
-        _step(steps, "quit.sql", QUIT): b"before quit\na;b\n",
-        _step(steps, "exit_in_sourced.sql", EXIT_IN_SOURCED.format(sourced=sourced_exit)): (
-            b"sources an exit\nin the sourced file\n"
-        ),
-        _step(steps, "add_jar.sql", ADD_JAR.format(jar=jar)): b"added\n",
-        _step(steps, "shell.sql", SHELL): b"before\nthe runner's\nfrom the shell\nafter\n",
-    }
-    for step, printed in cases.items():
-        # The runner's cold run is the reference itself: `spark-sql -f`, a JVM of its own. Before,
-        # `quit` ended the engine's JVM (exit 1), `!` failed (exit 1, silent), the jar stayed.
-        ran = run_cli(step, "--state-dir", warm_state, env={TARGET: "the runner's"})
-        assert b"runs in a JVM of its own" in ran.stderr, ran.stderr[-2000:]
-        # A deliberate routing, not an engine that failed: the notice names the statement only.
-        assert b"unavailable" not in ran.stderr, ran.stderr[-2000:]
-        assert (ran.stdout, ran.returncode) == (printed, 0), (step.name, ran.stderr[-2000:])
+    step = _step(tmp_path / "steps", "add_jar.sql", ADD_JAR.format(jar=jar))
+    _runs_in_a_jvm_of_its_own(step, warm_state, b"added\n")
     # A later step, warm again, sees no jar of the earlier one, as a cold JVM sees none.
-    listing = _step(steps, "list.sql", LIST_RESOURCES)
+    listing = _step(tmp_path / "steps", "list.sql", LIST_RESOURCES)
     warm = _warm(listing, warm_state)
     assert warm.stdout == spark_sql_reference(listing).stdout == b"listed\n"
+
+
+def test_a_shell_command_runs_in_a_jvm_of_its_own_with_the_runners_environment(
+    warm_state: Path, tmp_path: Path
+) -> None:
+    step = _step(tmp_path / "steps", "shell.sql", SHELL)
+    _runs_in_a_jvm_of_its_own(step, warm_state, b"before\nthe runner's\nfrom the shell\nafter\n")
 
 
 def _jvm_pid(state: Path) -> int:
