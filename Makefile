@@ -16,8 +16,10 @@ run: setup
 
 # pytest-xdist workers: the SSH and moto tests wait on I/O, so three workers overlap them with the
 # JVM starts on two cores. A test file stays on one worker (its module fixtures are made once).
+# --no-loadscope-reorder: files go out in the collection's order, the heaviest first (HEAVY_FILES in
+# tests/conftest.py), not by their number of tests (xdist's default), which ignores what a test costs.
 TEST_WORKERS ?= 3
-PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The linters run beside the tests, not before them; either one failing fails `make test`.
 test: setup-dev checkov sshd node

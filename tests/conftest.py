@@ -50,9 +50,35 @@ def tier_of(path: Path) -> str:
     raise pytest.UsageError(f"{relative}: not in a tier's folder ({', '.join(TIERS)}): add it to TIERS")
 
 
+#: The files that take minutes (each test a JVM or two; seconds from CI's --durations under -n 3),
+#: heaviest first. pytest-xdist hands a worker a whole file (--dist loadfile) in the order of the
+#: collection when told --no-loadscope-reorder (the Makefile does; by default it puts the files with
+#: the most tests first), so these start at once instead of running alone at the end of the suite.
+HEAVY_FILES = (
+    "integration/warm/test_warm_fidelity.py",  # 15 tests, 08_two_minutes.sql alone 328 s
+    "integration/local/test_fidelity_local.py",  # the same corpus, cold
+    "integration/ssh/test_ssh_spark.py",  # the same corpus, over SSH
+    "integration/warm/test_warm_cli_state.py",  # 354-459 s in one test before it was split
+    "integration/warm/test_warm_lifecycle.py",  # 110-139 s in its slowest test
+    "integration/warm/test_warm_isolation.py",  # 103-167 s
+    "integration/local/test_local_statement.py",  # 143 s
+    "integration/local/test_local_paths.py",  # 92-139 s
+)
+
+
+def _heaviness(item: pytest.Item) -> int:
+    relative = item.path.resolve().relative_to(ROOT / "tests").as_posix()
+    return HEAVY_FILES.index(relative) if relative in HEAVY_FILES else len(HEAVY_FILES)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         item.add_marker(tier_of(item.path))
+    missing = [name for name in HEAVY_FILES if not (ROOT / "tests" / name).is_file()]
+    if missing:
+        raise pytest.UsageError(f"HEAVY_FILES in tests/conftest.py names no file: {', '.join(missing)}")
+    # A stable sort: a file's tests stay together and in order, so its module fixtures are made once.
+    items.sort(key=_heaviness)
 
 
 def _cli(args: tuple[str | Path, ...], env: dict[str, str] | None) -> tuple[list[str], dict[str, str]]:
