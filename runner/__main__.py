@@ -10,7 +10,6 @@ import shlex
 import signal
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -23,11 +22,7 @@ from runner.config import RESERVED_VARIABLES, VARIABLE_NAME, variable_problem
 from runner.dates import (
     MASK,
     SECRET_NAME,
-    DateResult,
-    date_line,
     parse_run_dates,
-    range_exit_code,
-    range_summary_lines,
     run_header,
 )
 from runner.errors import NightshiftError, UsageError
@@ -35,15 +30,10 @@ from runner.execution import (
     Executor,
     Outcome,
     RunPlan,
-    RunReport,
-    StepReport,
     StopRequest,
     check_from_stage,
-    failure_detail,
-    run_pipeline,
-    summary_lines,
 )
-from runner.inputs import GateMode, LocalInputs, gate_inputs, gate_mode, input_paths
+from runner.inputs import LocalInputs, gate_mode, input_paths
 from runner.listing import listing_lines, pipeline_folders
 from runner.local.executor import LocalExecutor, LocalSpark
 from runner.model import (
@@ -56,6 +46,7 @@ from runner.model import (
     undefined_variables,
 )
 from runner.output import JsonOutput, Output, TextOutput
+from runner.ranges import run_one_date, run_planned_range
 
 if TYPE_CHECKING:
     from runner.deployed import DeployedRequest
@@ -366,9 +357,13 @@ def main(argv: list[str] | None = None) -> int:
         JsonOutput(sys.stdout.buffer) if args.log_format == "json"
         else TextOutput(sys.stdout.buffer, sys.stderr.buffer)
     )  # fmt: skip
+    return exit_code_of(lambda: _run(args, output), output)
+
+
+def exit_code_of(command: Callable[[], int], output: Output) -> int:
+    """Run `command`: its exit code, or a NightshiftError's line and code (the one place that maps them)."""
     try:
-        _history_count(args)
-        return _run(args, output)
+        return command()
     except NightshiftError as error:
         output.notice(f"error: {error}")
         return error.exit_code
@@ -611,67 +606,6 @@ def _ask(question: str) -> bool:
     return sys.stdin.readline().strip().lower() in ("y", "yes")
 
 
-def _run_date(
-    plan: RunPlan, executor: Executor, output: Output, stop: StopRequest, *, whole: bool, gate: GateMode
-) -> RunReport:
-    """One run of one date: its steps stage by stage, then (for a folder) the summary table."""
-    pipeline = plan.pipeline
-    one_step = pipeline.steps[0].name if len(pipeline.steps) == 1 else ""
-    output.begin(pipeline.name, plan.run_id, one_step, run_date=plan.variables["run_date"])
-    if not gate_inputs(plan, executor, output, stop, mode=gate):
-        return RunReport([StepReport(step) for step in pipeline.steps], stop.exit_code)
-    report = run_pipeline(plan, executor, output, stop)
-    if whole:
-        for line in summary_lines(report):
-            output.notice(line)
-    return report
-
-
-def _run_range(
-    plans: list[RunPlan],
-    executor: Executor,
-    output: Output,
-    stop: StopRequest,
-    *,
-    whole: bool,
-    gate: GateMode,
-) -> int:
-    """The dates one after another; a failed date does not stop the later ones, a signal does."""
-    dates = [plan.variables["run_date"] for plan in plans]
-    output.notice(
-        f"{len(dates)} run dates, {dates[0]} to {dates[-1]}, one after another"
-        " (a failed date does not stop the later ones)"
-    )
-    results: list[DateResult] = []
-    for number, plan in enumerate(plans, 1):
-        if stop.is_set():
-            break
-        run_date = plan.variables["run_date"]
-        output.notice(f"run date {run_date} ({number} of {len(plans)}): started, run id {plan.run_id}")
-        started = time.monotonic()
-        try:
-            report = _run_date(plan, executor, output, stop, whole=whole, gate=gate)
-            exit_code, detail = report.exit_code, failure_detail(report)
-        except UsageError:
-            raise
-        except NightshiftError as error:
-            # Something the next date may not meet (an unreachable cluster, missing inputs).
-            output.notice(f"error: {error}")
-            exit_code, detail = error.exit_code, str(error)
-        if stop.is_set():
-            exit_code = stop.exit_code
-            detail = "; ".join(filter(None, [detail, f"stopped by signal {stop.signum}"]))
-        result = DateResult(run_date, exit_code, time.monotonic() - started, detail)
-        results.append(result)
-        output.notice(date_line(result))
-    for line in range_summary_lines(results, dates):
-        output.notice(line)
-    if stop.is_set():
-        output.notice(f"stopped by signal {stop.signum}: no later date was started")
-        return stop.exit_code
-    return range_exit_code(results)
-
-
 def _check_deployed_checks(args: argparse.Namespace) -> None:
     """--deployed --checks-only starts checks-only runs: the flags that look at runs are refused."""
     looks = [
@@ -757,6 +691,7 @@ def _list_pipelines(args: argparse.Namespace, folders: list[Path], output: Outpu
 
 
 def _run(args: argparse.Namespace, output: Output) -> int:
+    _history_count(args)
     if args.execute is not None:
         _check_statement_options(args)
     _check_flag_modes(args)
@@ -849,9 +784,9 @@ def _run(args: argparse.Namespace, output: Output) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda number, _frame: stop.trigger(number))
     if len(plans) > 1:
-        code = _run_range(plans, executor, output, stop, whole=whole, gate=gate)
+        code = run_planned_range(plans, executor, output, stop, whole=whole, gate=gate)
     else:
-        report = _run_date(plans[0], executor, output, stop, whole=whole, gate=gate)
+        report = run_one_date(plans[0], executor, output, stop, whole=whole, gate=gate)
         if stop.is_set():
             output.notice(f"stopped by signal {stop.signum}")
         code = report.exit_code

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import botocore.exceptions
 
-from runner.dates import DateResult, date_line, range_exit_code, range_summary_lines, today
+from runner.dates import DateResult, today
 from runner.deployed.check import CheckClients, local_changes, run_check
 from runner.deployed.discovery import (
     EXIT_NOT_FOUND,
@@ -23,6 +23,7 @@ from runner.deployed.discovery import (
     Clients,
     Deployment,
     Refused,
+    aws_error,
     find_deployment,
 )
 from runner.deployed.events import EXIT_RUN_FAILED, EXIT_RUN_STOPPED, RunTracker
@@ -40,10 +41,11 @@ from runner.deployed.runs import (
     start,
     stop_run,
 )
-from runner.errors import NightshiftError, UsageError
-from runner.execution import summary_lines
+from runner.errors import UsageError
+from runner.execution import check_from_stage, summary_lines
 from runner.model import Pipeline
 from runner.output import Output
+from runner.ranges import run_range
 from runner.schedule import _FIELDS, _expand, validate_cron
 
 __all__ = [
@@ -60,10 +62,6 @@ __all__ = [
 
 #: Ctrl-C while following: the run goes on (as a local run stopped by SIGINT, 128 + 2)
 EXIT_DETACHED = 130
-#: an AWS error that is none of the above (permissions, throttling beyond retries)
-EXIT_AWS_ERROR = 1
-#: AWS's endpoint cannot be reached (as ssh's 255 for a host it cannot reach)
-EXIT_UNREACHABLE = 255
 #: how many of the newest runs `--history --run-date` looks through for those dates
 HISTORY_SCAN = 1000
 
@@ -100,6 +98,8 @@ def run_deployed(
 ) -> int:
     """Do what `request` asks of the deployed pipeline; its exit code (README: "Production").
 
+    What it cannot do is raised as a NightshiftError (botocore's errors too, as aws_error makes them).
+
     `confirm` asks the user a yes/no question on a terminal; None: there is no terminal to ask on.
     """
     command = _Command(pipeline, request, output, polling or Polling(), count or (lambda _api: None))
@@ -111,20 +111,9 @@ def run_deployed(
                 pipeline.name, request.stack, clients or Clients.make(request.region)
             )
             return command.run(deployment)
-    except NightshiftError as error:
-        output.notice(f"error: {error}")
-        return error.exit_code
-    except botocore.exceptions.NoCredentialsError:
-        output.notice(
-            "error: no AWS credentials: set AWS_PROFILE, run `aws sso login`, or export AWS_ACCESS_KEY_ID"
-        )
-        return EXIT_NOT_FOUND
-    except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError) as error:
-        output.notice(f"error: cannot reach AWS: {error}")
-        return EXIT_UNREACHABLE
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
-        output.notice(f"error: {error}")
-        return EXIT_AWS_ERROR
+        # The runner's typed error; runner.__main__ alone turns it into its line and exit code.
+        raise aws_error(error) from error
 
 
 @contextmanager
@@ -157,8 +146,6 @@ class _Command:
         self.interrupted = threading.Event()
         #: the dates of a backfill not started yet (a detach leaves them to a later command)
         self.not_started: list[str] = []
-        #: why a backfill stopped starting dates (it then ends as a detach does)
-        self.start_failure: Exception | None = None
         self.check_clients: CheckClients | None = None
         self.confirm: Callable[[str], bool] | None = None
 
@@ -207,7 +194,9 @@ class _Command:
             return code
         if action == "follow":
             if len(request.run_dates) > 1:
-                return self._range(deployment, [latest(deployment, d) for d in request.run_dates])
+                running = [latest(deployment, d) for d in request.run_dates]
+                planned = [date_of(self.pipeline.name, e.name) or e.name for e in running]
+                return self._range(deployment, _DeployedRuns(self, deployment, {}), planned, running=running)
             return self._follow(
                 deployment, latest(deployment, request.run_dates[0] if request.run_dates else None)
             )
@@ -271,30 +260,9 @@ class _Command:
         if limit < 1:
             raise UsageError(f"--concurrency {limit}: expected 1 or more")
         self.say(f"backfill of {len(dates)} dates, at most {limit} at once")
-        queue = self.not_started = list(dates)
-
-        def start_next(running: int) -> list[Execution]:
-            started: list[Execution] = []
-            while queue and running + len(started) < limit and self.start_failure is None:
-                run_date = queue[0]
-                try:
-                    started.append(self._start_one(deployment, names[run_date], run_date))
-                except (
-                    NightshiftError,
-                    botocore.exceptions.ClientError,
-                    botocore.exceptions.BotoCoreError,
-                ) as error:
-                    # Someone started the date meanwhile, or StartExecution was throttled past the
-                    # retries: no more starts; the range ends as a Ctrl-C does, the date not started.
-                    self.start_failure = error
-                    if isinstance(error, Refused):
-                        queue.pop(0)  # started by someone else: the error line names it, not "not started"
-                    break
-                queue.pop(0)
-                self.say(f"run {started[-1].name} started")
-            return started
-
-        return self._range(deployment, [], start_next, planned=dates)
+        return self._range(
+            deployment, _DeployedRuns(self, deployment, names), dates, to_start=dates, at_once=limit
+        )
 
     def _start_one(self, deployment: Deployment, name: str, run_date: str) -> Execution:
         request = self.request
@@ -341,58 +309,39 @@ class _Command:
             raise UsageError(f"{shown}: not started")
 
     def _check_from_stage(self) -> None:
-        stage = self.request.from_stage
-        numbers = [s.number for s in self.pipeline.stages if s.number is not None]
-        if stage is not None and not any(n >= stage for n in numbers):
-            raise UsageError(
-                f"--from-stage {stage}: the last stage of {self.pipeline.name} is {max(numbers)}"
-            )
+        # The rule of every mode: N is one of the folder's stage numbers.
+        if self.request.from_stage is not None:
+            check_from_stage(self.pipeline, self.request.from_stage, whole_pipeline=True)
 
     def _range(
         self,
         deployment: Deployment,
-        waiting: list[Execution],
-        start_next: Callable[[int], list[Execution]] = lambda _running: [],
-        planned: list[str] | None = None,
+        runs: _DeployedRuns,
+        planned: list[str],
+        *,
+        to_start: list[str] | None = None,
+        running: list[Execution] | None = None,
+        at_once: int = 1,
     ) -> int:
-        """Wait for each date's run, one line as each ends, the table at the end.
+        """Wait for each date's run (runner.ranges.run_range), one line as each ends, the table at the end.
 
         The step output of several dates at once would interleave into something no single run
         printed; a range shows one line per date, and `--follow --run-date D` shows one date's.
+        A start refused or failing, or Ctrl-C, ends the range as a detach: the runs started go on.
         """
-        planned = planned or [date_of(self.pipeline.name, e.name) or e.name for e in waiting]
-        running = list(waiting)
-        results: list[DateResult] = []
-        try:
-            running += start_next(len(running))
-            if self.start_failure is not None:
-                raise Detached
-            while running:
-                for execution in list(running):
-                    self.count("DescribeExecution")
-                    now = describe(deployment, execution.name) or execution
-                    if now.status == "RUNNING":
-                        continue
-                    running.remove(execution)
-                    results.append(self._date_result(deployment, now))
-                    self.say(date_line(results[-1]))
-                started = start_next(len(running))
-                running += started
-                if self.start_failure is not None:
-                    raise Detached
-                if running and not started and self.interrupted.wait(self.polling.range_interval):
-                    raise Detached
-        except Detached:
-            failure = self.start_failure
-            if failure is not None:
-                self.say(f"error: {failure}")
-            for line in range_summary_lines(results, planned):
-                self.say(line)
-            self._detach_hint(", ".join(e.name for e in running) or "none")
-            return EXIT_DETACHED if failure is None else _exit_code(failure)
-        for line in range_summary_lines(results, planned):
+        end = run_range(
+            runs, self.say, planned=planned, to_start=to_start or [], running=running or [], at_once=at_once
+        )
+        if end.failure is not None:
+            self.say(f"error: {end.failure}")
+        for line in end.summary_lines():
             self.say(line)
-        return range_exit_code(results)
+        if end.failure is not None or end.interrupted:
+            # A date someone else started meanwhile: the error line names it, not "not started".
+            refused = isinstance(end.failure, Refused) and end.not_started
+            self.not_started = end.not_started[1:] if refused else end.not_started
+            self._detach_hint(", ".join(e.name for e in end.running) or "none")
+        return end.exit_code(interrupted=EXIT_DETACHED)
 
     def _date_result(self, deployment: Deployment, execution: Execution) -> DateResult:
         tracker = RunTracker(self.pipeline)
@@ -451,14 +400,34 @@ class _Command:
         self.say(line)
 
 
-def _exit_code(error: Exception) -> int:
-    if isinstance(error, NightshiftError):
-        return error.exit_code
-    if isinstance(
-        error, botocore.exceptions.EndpointConnectionError | botocore.exceptions.ConnectTimeoutError
-    ):
-        return EXIT_UNREACHABLE
-    return EXIT_AWS_ERROR
+class _DeployedRuns:
+    """The dates of a deployed range: each an execution, started (or already running) and polled."""
+
+    def __init__(self, command: _Command, deployment: Deployment, names: dict[str, str]) -> None:
+        self.command = command
+        self.deployment = deployment
+        #: the execution name each date's run takes (checked for every date before any starts)
+        self.names = names
+
+    def start(self, run_date: str) -> Execution:
+        try:
+            execution = self.command._start_one(self.deployment, self.names[run_date], run_date)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
+            # StartExecution throttled past the retries: no more starts, as when refused.
+            raise aws_error(error) from error
+        self.command.say(f"run {execution.name} started")
+        return execution
+
+    def ended(self, execution: Execution) -> DateResult | None:
+        self.command.count("DescribeExecution")
+        now = describe(self.deployment, execution.name) or execution
+        return None if now.status == "RUNNING" else self.command._date_result(self.deployment, now)
+
+    def interrupted(self) -> bool:
+        return self.command.interrupted.is_set()
+
+    def wait(self) -> None:
+        self.command.interrupted.wait(self.command.polling.range_interval)
 
 
 def _shown_path(folder: Path) -> str:

@@ -25,6 +25,8 @@ RUNNER_CONTAINER = "runner"
 
 EXIT_NOT_FOUND = 3
 EXIT_REFUSED = 4
+EXIT_AWS_ERROR = 1
+EXIT_UNREACHABLE = 255
 
 # Standard retries with backoff; the follower's own pacing keeps far below the quotas and rides
 # out throttling beyond these retries itself. A short connect timeout and few attempts: an
@@ -42,6 +44,31 @@ class Refused(NightshiftError):
     """The command would break a rule (a date run twice, two runs of one date at once)."""
 
     exit_code = EXIT_REFUSED
+
+
+class AwsError(NightshiftError):
+    """An AWS error that is none of the above (permissions, throttling beyond retries)."""
+
+    exit_code = EXIT_AWS_ERROR
+
+
+class AwsUnreachable(AwsError):
+    """AWS's endpoint cannot be reached (as ssh's 255 for a host it cannot reach)."""
+
+    exit_code = EXIT_UNREACHABLE
+
+
+def aws_error(error: botocore.exceptions.ClientError | botocore.exceptions.BotoCoreError) -> NightshiftError:
+    """An error of botocore's as the runner's: one line, the exit code of its kind (README: Production)."""
+    if isinstance(error, botocore.exceptions.NoCredentialsError):
+        return NotFound(
+            "no AWS credentials: set AWS_PROFILE, run `aws sso login`, or export AWS_ACCESS_KEY_ID"
+        )
+    if isinstance(
+        error, botocore.exceptions.EndpointConnectionError | botocore.exceptions.ConnectTimeoutError
+    ):
+        return AwsUnreachable(f"cannot reach AWS: {error}")
+    return AwsError(str(error))
 
 
 @dataclass(frozen=True)

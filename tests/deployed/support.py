@@ -9,6 +9,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from runner.__main__ import exit_code_of
 from runner.deployed import DeployedRequest, Polling, run_deployed
 from runner.model import Pipeline, load_pipeline
 from runner.output import TextOutput
@@ -83,7 +84,10 @@ def run_cli(
 ) -> Result:
     out = stdout or io.BytesIO()
     err = stderr or io.BytesIO()
-    code = run_deployed(pipeline_of(harness), request, TextOutput(out, err), polling=polling, count=count)
+    output = TextOutput(out, err)
+    code = exit_code_of(
+        lambda: run_deployed(pipeline_of(harness), request, output, polling=polling, count=count), output
+    )
     return Result(code, out.getvalue(), err.getvalue())
 
 

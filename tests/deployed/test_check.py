@@ -28,6 +28,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+from runner.__main__ import exit_code_of
 from runner.deployed import DeployedRequest, run_deployed
 from runner.deployed.check import (
     DEPLOYED_FILES_PARAMETER,
@@ -255,7 +256,10 @@ class Account:
                     )
         iam.activate()
         out, err = io.BytesIO(), io.BytesIO()
-        code = run_deployed(pipeline, DeployedRequest("check"), TextOutput(out, err), check_clients=clients)
+        output = TextOutput(out, err)
+        code = exit_code_of(
+            lambda: run_deployed(pipeline, DeployedRequest("check"), output, check_clients=clients), output
+        )
         iam.assert_no_pending_responses()
         self._emr.assert_no_pending_responses()
         lines = [line.removeprefix("nightshift: ") for line in err.getvalue().decode().splitlines()]

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from runner.__main__ import exit_code_of
 from runner.deployed import DeployedRequest, next_scheduled, run_deployed
 from runner.output import TextOutput
 from tests.deployed.support import pipeline_of
@@ -59,11 +60,12 @@ def test_on_a_terminal_the_user_is_asked_and_no_starts_nothing(deployed: Harness
         return False
 
     err = io.BytesIO()
-    code = run_deployed(
-        pipeline_of(deployed),
-        DeployedRequest("start", (later, last)),
-        TextOutput(io.BytesIO(), err),
-        confirm=no,
+    output = TextOutput(io.BytesIO(), err)
+    code = exit_code_of(
+        lambda: run_deployed(
+            pipeline_of(deployed), DeployedRequest("start", (later, last)), output, confirm=no
+        ),
+        output,
     )
     assert code == 2
     (question,) = asked

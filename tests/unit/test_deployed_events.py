@@ -320,6 +320,7 @@ def test_a_missing_fragment_is_said_and_the_rest_of_the_line_still_printed(pipel
 def test_an_unreachable_aws_endpoint_is_one_line_and_255(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from runner.__main__ import exit_code_of  # noqa: PLC0415
     from runner.deployed import DeployedRequest, run_deployed  # noqa: PLC0415
 
     for name, value in {
@@ -331,7 +332,8 @@ def test_an_unreachable_aws_endpoint_is_one_line_and_255(
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # the discard port: nothing listens
     err = io.BytesIO()
 
-    code = run_deployed(pipeline, DeployedRequest("history"), TextOutput(io.BytesIO(), err))
+    output = TextOutput(io.BytesIO(), err)
+    code = exit_code_of(lambda: run_deployed(pipeline, DeployedRequest("history"), output), output)
 
     assert code == 255
     assert err.getvalue().decode().splitlines() == [
