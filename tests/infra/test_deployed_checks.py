@@ -346,3 +346,24 @@ def test_a_success_message_names_the_checks_that_warned() -> None:
     }
     _subject, body = alerting.render_success(detail, record, {})
     assert "Checks: users.unique passed, 20_sessions_valid.check.sql warned (3 rows)" in body.splitlines()
+
+
+def test_the_alert_says_where_every_checks_kept_rows_are_when_all_were_kept() -> None:
+    """All of a failed check's rows kept: no "of N"; a warned check (the run failed elsewhere) that
+    kept rows says how many and where on its one line."""
+    query = "SELECT * FROM db.check_failures WHERE run_id = 'r' AND `check` = 'users.unique'"
+    records = [
+        {"stream": "check", "check": "users.unique", "severity": "error", "status": "failed", "count": 2,
+         "sample": [], "failures_table": "db.check_failures", "stored": 2, "failures_query": query},
+        {"stream": "check", "check": "events.not_null", "severity": "warn", "status": "warned", "count": 3,
+         "sample": [], "failures_table": "db.check_failures", "stored": 3, "failures_query": "SELECT 1"},
+        {"stream": "check", "check": "users.min_rows", "severity": "error", "status": "passed", "count": 0,
+         "sample": [], "failures_table": "db.check_failures", "stored": 0},
+    ]  # fmt: skip
+    assert alerting.check_lines(records) == [
+        "Failed checks:",
+        "  users.unique (error): failed, 2 rows",
+        f"    2 rows kept in db.check_failures: {query}",
+        "  events.not_null (warn): warned: 3 rows; 3 kept in db.check_failures",
+        "  users.min_rows (error): passed",
+    ]
