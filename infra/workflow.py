@@ -23,6 +23,13 @@ from infra.nag import arn_finding, checkov_skip, suppress
 from infra.network import Network
 from infra.runner_task import CONTAINER_NAME, PipelineTask, RunnerTask
 from lambdas.shared.clusters import TAG_PIPELINE, TAG_STACK
+from runner.canary import (
+    CANARY_IMAGE_PATH,
+    CANARY_INPUT,
+    DATABASE_VARIABLE,
+    canary_database,
+    canary_pipeline,
+)
 from runner.config import ClusterProfile
 from runner.model import Pipeline, Stage, Step
 
@@ -63,6 +70,12 @@ FROM_STAGE = "$.request.from_stage"
 # only (as `--checks-only --stage N` runs locally), then the cluster terminated.
 CHECKS_ONLY = "$.request.checks_only"
 CHECKS_STAGE = "$.request.checks_stage"
+# A canary run (`{"run_date": ..., "canary": true}`, the CLI's `--deployed --canary`): the same
+# Preflight, Lambdas and runner task as a night, on a master-only cluster, running the runner's
+# built-in canary pipeline (runner/nightshift_canary) instead of the pipeline's stages.
+CANARY = f"$.request.{CANARY_INPUT}"
+# Before CreateCluster in a canary run: its launch plans, master-only.
+PREPARE_CANARY_STATE = "PrepareCanary"
 
 
 @dataclass(frozen=True)
@@ -79,17 +92,25 @@ class WorkflowSettings:
     log_key: kms.IKey | None = None
 
 
-def launch_plans(profile: ClusterProfile, subnet_ids: list[str]) -> list[dict[str, object]]:
-    """The core instance type and subnets of each launch attempt.
+def launch_plans(
+    profile: ClusterProfile, subnet_ids: list[str], *, master_only: bool = False
+) -> list[dict[str, object]]:
+    """The core instance type and count and the subnets of each launch attempt.
 
     The first launch offers EMR every subnet (instance fleets pick the one with capacity); each
     retry pins the next subnet in turn, so a retry is not sent straight back to the zone that
-    just ran out, and takes the next of ``core_instance_types``.
+    just ran out, and takes the next of ``core_instance_types``. `master_only`: a canary's, no core.
     """
     plans: list[dict[str, object]] = []
     for attempt in range(1, profile.launch_attempts + 1):
         subnets = subnet_ids if attempt == 1 else [subnet_ids[(attempt - 1) % len(subnet_ids)]]
-        plans.append({"core_instance_type": profile.core_instance_type_for(attempt), "subnet_ids": subnets})
+        plans.append(
+            {
+                "core_instance_type": profile.core_instance_type_for(attempt),
+                "core_instance_count": 0 if master_only else profile.core_instance_count,
+                "subnet_ids": subnets,
+            }
+        )
     return plans
 
 
@@ -141,6 +162,16 @@ def _run_arguments() -> list[str]:
         "--log-format",
         "json",
     ]
+
+
+def canary_state_name() -> str:
+    """The canary's runner task: the canary pipeline's one step, as the follower names a step's state."""
+    return step_state_name(canary_pipeline().steps[0])
+
+
+def canary_command(pipeline: Pipeline) -> list[str]:
+    """The runner's arguments for the canary: its whole folder (step, then check) on the run's cluster."""
+    return [CANARY_IMAGE_PATH, "--var", f"{DATABASE_VARIABLE}={canary_database(pipeline)}", *_run_arguments()]
 
 
 def checks_command(pipeline: Pipeline, stage: Stage, pipelines_folder: str = "sql") -> list[str]:
@@ -198,6 +229,7 @@ class PipelineWorkflow(Construct):
         self._settings = settings
         self._pipeline_id = pipeline_id
         self._plans = launch_plans(pipeline.config.cluster, network.subnet_ids)
+        self._canary_plans = launch_plans(pipeline.config.cluster, network.subnet_ids, master_only=True)
 
         self.terminate = self._lambda_state(
             "TerminateCluster", lifecycle.terminate_cluster, self._terminate_payload()
@@ -343,6 +375,22 @@ class PipelineWorkflow(Construct):
             cause="checks_only must be true or false, and checks_stage a stage's number"
             " (absent: every stage's checks)",
         )
+        bad_canary = sfn.Fail(
+            self, "InvalidCanary", error="InvalidInput", cause="canary must be true or false (absent: false)"
+        )
+        create = self._create_cluster()
+        canary = sfn.Pass(
+            self,
+            PREPARE_CANARY_STATE,
+            comment="a canary run: the same launches, master-only",
+            parameters={
+                "attempt": 1,
+                "plan": self._canary_plans[0],
+                "plans": self._canary_plans,
+                "failures": "",
+            },
+            result_path="$.launch",
+        ).next(create)
         proceed = (
             sfn.Choice(self, "Proceed?")
             .when(
@@ -365,7 +413,17 @@ class PipelineWorkflow(Construct):
                 ),
                 bad_checks_only,
             )
-            .when(sfn.Condition.boolean_equals("$.preflight.proceed", True), self._create_cluster())
+            .when(
+                sfn.Condition.and_(
+                    sfn.Condition.is_present(CANARY), sfn.Condition.not_(sfn.Condition.is_boolean(CANARY))
+                ),
+                bad_canary,
+            )
+            .when(
+                sfn.Condition.and_(sfn.Condition.boolean_equals("$.preflight.proceed", True), _is_canary()),
+                canary,
+            )
+            .when(sfn.Condition.boolean_equals("$.preflight.proceed", True), create)
         )
         if self._pipeline.config.queue_minutes > 0:
             # Every slot taken (max_concurrent_runs): queue without a cluster; Preflight says when
@@ -402,7 +460,7 @@ class PipelineWorkflow(Construct):
                 "applications": list(profile.applications),
                 "master_instance_type": profile.master_instance_type,
                 "core_instance_type": sfn.JsonPath.string_at("$.launch.plan.core_instance_type"),
-                "core_instance_count": profile.core_instance_count,
+                "core_instance_count": sfn.JsonPath.number_at("$.launch.plan.core_instance_count"),
                 "use_spot": profile.use_spot,
                 "idle_timeout_minutes": profile.idle_timeout_minutes,
                 "step_concurrency_level": profile.step_concurrency_level,
@@ -434,14 +492,20 @@ class PipelineWorkflow(Construct):
         """Every launch attempt's payload, as the run will send it, passes the Lambda's own model."""
         profile = self._pipeline.config.cluster
         renamed = {"core_instance_type": "core_instance_types"} if profile.core_instance_types else {}
-        for attempt, plan in enumerate(self._plans, start=1):
-            cluster = dict(payload["cluster"], core_instance_type=plan["core_instance_type"])  # type: ignore[call-overload]
-            network = dict(payload["network"], subnet_ids=plan["subnet_ids"])  # type: ignore[call-overload]
-            check_create_cluster_payload(
-                self._pipeline.folder,
-                {**payload, "attempt": attempt, "cluster": cluster, "network": network},
-                renamed=renamed,
-            )
+        # A night's launches, and a canary's (master-only).
+        for plans in (self._plans, self._canary_plans):
+            for attempt, plan in enumerate(plans, start=1):
+                cluster = dict(
+                    payload["cluster"],  # type: ignore[call-overload]
+                    core_instance_type=plan["core_instance_type"],
+                    core_instance_count=plan["core_instance_count"],
+                )
+                network = dict(payload["network"], subnet_ids=plan["subnet_ids"])  # type: ignore[call-overload]
+                check_create_cluster_payload(
+                    self._pipeline.folder,
+                    {**payload, "attempt": attempt, "cluster": cluster, "network": network},
+                    renamed=renamed,
+                )
 
     def _create_cluster(self) -> sfn.IChainable:
         create = self._lambda_state(
@@ -539,6 +603,10 @@ class PipelineWorkflow(Construct):
         )
         wait.next(status).next(
             sfn.Choice(self, "ClusterReady?")
+            .when(
+                sfn.Condition.and_(sfn.Condition.boolean_equals("$.status.ready", True), _is_canary()),
+                self._run_canary(),
+            )
             .when(sfn.Condition.boolean_equals("$.status.ready", True), self._stages())
             .when(launch_again, self._launch_again(create))
             .when(sfn.Condition.boolean_equals("$.status.failed", True), failed_to_start)
@@ -621,6 +689,16 @@ class PipelineWorkflow(Construct):
             checks_state_name(stage), checks_command(self._pipeline, stage, self._settings.pipelines_folder)
         )
         run.add_catch(self.terminate, result_path="$.error")
+        return run
+
+    def _run_canary(self) -> tasks.EcsRunTask:
+        """The canary pipeline in one runner task (its step, then its check), then the terminate.
+
+        Not retried as a step is: the canary proves the path once, and a failure is what it reports.
+        """
+        run = self._runner_task(canary_state_name(), canary_command(self._pipeline))
+        run.add_catch(self.terminate, result_path="$.error")
+        run.next(self.terminate)
         return run
 
     def _run_step(self, step: Step) -> tasks.EcsRunTask:
@@ -805,6 +883,10 @@ class PipelineWorkflow(Construct):
             Tags.of(state_machine).add(
                 key, value, include_resource_types=["AWS::StepFunctions::StateMachine"]
             )
+
+
+def _is_canary() -> sfn.Condition:
+    return sfn.Condition.and_(sfn.Condition.is_present(CANARY), sfn.Condition.boolean_equals(CANARY, True))
 
 
 def _launch_failures(*, then: str = "") -> str:

@@ -12,6 +12,7 @@ from aws_lambda_powertools.utilities.parser import parse
 from lambdas.shared import clients
 from lambdas.shared.cost import PRICES_VARIABLE, region_prices
 from lambdas.shared.observability import logger, tracer
+from lambdas.shared.preflight import is_canary
 from lambdas.shared.run_metrics import publish
 from lambdas.shared.run_models import RecordRunRequest
 from lambdas.shared.run_record import record_run
@@ -53,7 +54,11 @@ def handler(
         if request.runner_log
         else None,
     )
-    publish(record)
     output = record.as_output()
+    if is_canary(request.execution_arn.rsplit(":", 1)[-1], request.pipeline):
+        # A canary proves the deployment; its cost and outcome are not the nights' (metrics, alarms).
+        output["canary"] = True
+    else:
+        publish(record)
     logger.info("run recorded", record=output)
     return output

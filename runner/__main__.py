@@ -79,7 +79,8 @@ Three places to run:
                         its output streamed back live, surviving dropped connections (docs/ssh.md)
   deployed              --deployed: alone, the status of the deployed pipeline's runs; --start,
                         --follow, --stop, --history act on its runs in AWS (its state machine; the
-                        step output comes from CloudWatch Logs); --check checks the deployment.
+                        step output comes from CloudWatch Logs); --check checks the deployment,
+                        --canary proves it with a built-in run on a master-only cluster.
                         Ctrl-C detaches from a deployed run, it never stops it
 
   --run-date A..B       every date from A to B (inclusive, at most 366): here and on a cluster one
@@ -105,7 +106,8 @@ With --deployed: the run's own code as here; 3 when there is nothing to act on (
 region, deployment or run of that date); 4 when refused (the date already ran and --rerun is not
 given, or it is running); 69 when the run failed outside a step; 124 when the execution timed
 out; 143 when it was stopped (--stop or the console); 130 after Ctrl-C detached (the run goes on);
-1 when --check found a problem (every check passed: 0);
+1 when --check found a problem (every check passed: 0), or --canary's run succeeded but its cluster
+was not terminated within 20 minutes;
 255 when AWS cannot be reached; 1 for any other AWS error, or a stopped run's cluster not gone
 after 20 minutes.
 """
@@ -288,6 +290,13 @@ def _add_deployed_options(parser: argparse.ArgumentParser) -> None:
         " catalog, alerts, and that the local folder is the deployed one; one line per check",
     )  # fmt: skip
     action.add_argument(
+        "--canary", action="store_true",
+        help="prove the deployment end to end (minutes, cents): Nightshift's built-in canary (a table written"
+        " and read back in the pipeline's catalog, and a check) through this pipeline's state machine on a"
+        " master-only cluster; prints its modelled cost first; exit 0 when it succeeded and its cluster is"
+        " terminated; with --dry-run: what it would do",
+    )  # fmt: skip
+    action.add_argument(
         "--history", nargs="?", const=DEFAULT_HISTORY, metavar="N",
         help=f"list the last N runs (default: {DEFAULT_HISTORY}); with --run-date, those of its dates",
     )  # fmt: skip
@@ -463,6 +472,7 @@ FLAG_MODES = (
     _flag("--follow", lambda a: a.follow, DEPLOYED),
     _flag("--stop", lambda a: a.stop, DEPLOYED),
     _flag("--check", lambda a: a.check, DEPLOYED),
+    _flag("--canary", lambda a: a.canary, DEPLOYED),
     _flag("--history", lambda a: a.history is not None, DEPLOYED),
     _flag("--rerun", lambda a: a.rerun, STARTING),
     _flag("--from-stage", lambda a: a.from_stage is not None, HERE, CLUSTER, STARTING),
@@ -487,6 +497,9 @@ def _check_flag_modes(args: argparse.Namespace) -> None:
             raise UsageError(f"{', '.join(given)}: only with --deployed")
     else:
         given = _given(args, lambda modes: not modes & deployed)
+        if args.canary:
+            # The canary's dry run: what it would start (runner/deployed/canary.py).
+            given = [flag for flag in given if flag != "--dry-run"]
         if given:
             raise UsageError(
                 f"{', '.join(given)}: not with --deployed (a deployed run has the variables, engine and"
@@ -525,6 +538,8 @@ def _check_deployed_options(args: argparse.Namespace) -> None:
     """The values of the deployed flags argparse cannot check; every refusal is one line."""
     if not args.deployed:
         return
+    if args.canary and args.run_date is not None and ".." in args.run_date:
+        raise UsageError(f"--canary: one run date, not a range ({args.run_date})")
     if args.check and (args.run_date is not None or args.rerun):
         raise UsageError("--check looks at the deployment, not at a date: leave out --run-date and --rerun")
     if args.history is not None and args.history < 1:
@@ -535,7 +550,9 @@ def _check_deployed_options(args: argparse.Namespace) -> None:
 
 def _deployed_action(
     args: argparse.Namespace,
-) -> Literal["start", "follow", "stop", "history", "check", "status"]:
+) -> Literal["start", "follow", "stop", "history", "check", "status", "canary"]:
+    if args.canary:
+        return "canary"
     if args.start or args.checks_only:
         return "start"
     if args.check:
@@ -563,7 +580,7 @@ def deployed_request(args: argparse.Namespace, pipeline: Pipeline) -> DeployedRe
         )
     action = _deployed_action(args)
     # Without --run-date a start is today's run; --follow and --stop pick the running (or latest) one.
-    given = args.run_date is not None or action == "start"
+    given = args.run_date is not None or action in ("start", "canary")
     run_dates = tuple(parse_run_dates(args.run_date, pipeline)) if given else ()
     # Imported here: only the deployed mode needs boto3 (and a local run must not pay for it).
     from runner.deployed import DeployedRequest  # noqa: PLC0415
@@ -581,6 +598,7 @@ def deployed_request(args: argparse.Namespace, pipeline: Pipeline) -> DeployedRe
         yes=args.yes,
         checks_only=args.checks_only,
         checks_stage=args.stage,
+        dry_run=args.dry_run,
     )
 
 
@@ -614,6 +632,7 @@ def _check_deployed_checks(args: argparse.Namespace) -> None:
             ("--follow", args.follow),
             ("--stop", args.stop),
             ("--check", args.check),
+            ("--canary", args.canary),
             ("--history", args.history is not None),
             ("--rerun", args.rerun),
         )

@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
-from lambdas.shared.clusters import ALIVE_STATES, TAG_PIPELINE, TAG_RUN_DATE, find_clusters, of_stack
+from lambdas.shared.clusters import (
+    ALIVE_STATES,
+    TAG_PIPELINE,
+    TAG_RUN_DATE,
+    TAG_RUN_ID,
+    find_clusters,
+    of_stack,
+)
 from lambdas.shared.errors import transient_on_throttling
 from lambdas.shared.models import PreflightRequest
 
@@ -21,6 +28,11 @@ if TYPE_CHECKING:
 # checks-only runs `<pipeline>-<date>-checks`, `-checks-r2`, ...: each a run of its date, so a
 # checks-only run never reads tables a run of its date is still writing (nor the reverse).
 RERUN_SUFFIX = re.compile(r"(?:-checks)?(?:-r\d+)?")
+# A canary run (`--deployed --canary`): `<pipeline>-<date>-canary`, `-canary-r2`, ... is no run of its
+# date: it neither waits for nor holds up a night, nor counts against max_concurrent_runs (its own
+# master-only cluster and table prove the deployment; runner.canary names it, a test holds
+# the two equal).
+CANARY_SUFFIX = re.compile(r"-canary(?:-r\d+)?")
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,11 @@ def date_of_name(name: str, pipeline: str) -> str | None:
         return None
 
 
+def is_canary(name: str, pipeline: str) -> bool:
+    """Whether an execution (or cluster run id) of the pipeline is a canary run."""
+    return re.fullmatch(re.escape(pipeline) + r"-\d{4}-\d{2}-\d{2}" + CANARY_SUFFIX.pattern, name) is not None
+
+
 def date_of_execution(sfn: SFNClient, execution: ExecutionListItemTypeDef, pipeline: str) -> str | None:
     """From the name, else from the input (a run started by hand under any name); None if neither says."""
     found = date_of_name(execution["name"], pipeline)
@@ -87,7 +104,8 @@ def preflight(request: PreflightRequest, *, stack: str, emr: EMRClient, sfn: SFN
     "Fewer": other runs RUNNING, and this stack's alive clusters of the pipeline, each fewer than
     ``max_concurrent_runs``. A rerun (`<pipeline>-<date>-r2`) is a run of its date. Only this
     stack's clusters count: a dev and a prod stack in one account may run a pipeline of the same
-    name side by side.
+    name side by side. A canary run (`<pipeline>-<date>-canary`) is no run: it always proceeds, and
+    neither its execution nor its cluster counts for the others.
     """
     run_date = request.run_date.isoformat()
     limit = request.max_concurrent_runs
@@ -98,8 +116,10 @@ def preflight(request: PreflightRequest, *, stack: str, emr: EMRClient, sfn: SFN
         for execution in page["executions"]:
             if execution["executionArn"] == request.execution_arn:
                 mine = _order(execution)
-            else:
+            elif not is_canary(execution["name"], request.pipeline):
                 running.append(execution)
+    if is_canary(request.execution_arn.rsplit(":", 1)[-1], request.pipeline):
+        return PreflightResult(proceed=True, reason="")
     if mine is None:
         # ListExecutions is eventually consistent: a run that has just started may be missing.
         mine = (
@@ -129,7 +149,11 @@ def preflight(request: PreflightRequest, *, stack: str, emr: EMRClient, sfn: SFN
         find_clusters(
             emr,
             states=ALIVE_STATES,
-            matches=lambda tags: of_stack(tags, stack) and tags.get(TAG_PIPELINE) == request.pipeline,
+            matches=lambda tags: (
+                of_stack(tags, stack)
+                and tags.get(TAG_PIPELINE) == request.pipeline
+                and not is_canary(tags.get(TAG_RUN_ID, ""), request.pipeline)
+            ),
         )
     )
     for cluster in alive:

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import botocore.exceptions
 
 from runner.dates import DateResult, today
+from runner.deployed.canary import Watch, run_canary
 from runner.deployed.check import CheckClients, local_changes, run_check
 from runner.deployed.discovery import (
     EXIT_NOT_FOUND,
@@ -68,7 +69,7 @@ HISTORY_SCAN = 1000
 
 @dataclass(frozen=True)
 class DeployedRequest:
-    action: Literal["start", "follow", "stop", "history", "check", "status"]
+    action: Literal["start", "follow", "stop", "history", "check", "status", "canary"]
     run_dates: tuple[str, ...] = ()  # ISO dates in order; () = the running/latest run
     rerun: bool = False
     from_stage: int | None = None
@@ -83,6 +84,8 @@ class DeployedRequest:
     #: start checks-only runs (`--checks-only`): no step, the checks of every stage or of checks_stage
     checks_only: bool = False
     checks_stage: int | None = None
+    #: with action "canary": say what it would do, start nothing
+    dry_run: bool = False
 
 
 def run_deployed(
@@ -159,6 +162,10 @@ class _Command:
             return run_check(self.pipeline, deployment, self.say, self.check_clients)
         if action == "status":
             return self._status(deployment)
+        if action == "canary":
+            canary_date = (request.run_dates or (today(self.pipeline),))[0]
+            watch = Watch(self.output, self.polling, self.interrupted, self.count)
+            return run_canary(self.pipeline, deployment, canary_date, watch, dry_run=request.dry_run)
         if action == "history":
             if request.run_dates:
                 # Runs of those dates among the last HISTORY_SCAN (ListExecutions has no name filter).

@@ -146,8 +146,9 @@ def start(
     *,
     checks_only: bool = False,
     checks_stage: int | None = None,
+    canary: bool = False,
 ) -> Execution:
-    """StartExecution with the run's input: its date, and from_stage or checks_only (and checks_stage)."""
+    """StartExecution with the run's input: its date; from_stage, checks_only (checks_stage) or canary."""
     given: dict[str, Any] = {"run_date": run_date}
     if from_stage is not None:
         given["from_stage"] = from_stage
@@ -155,6 +156,8 @@ def start(
         given["checks_only"] = True
         if checks_stage is not None:
             given["checks_stage"] = checks_stage
+    if canary:
+        given["canary"] = True
     try:
         arn = deployment.clients.sfn.start_execution(
             stateMachineArn=deployment.state_machine_arn, name=name, input=json.dumps(given)

@@ -10,6 +10,7 @@ import pytest
 import app as nightshift_app
 from infra.config import ContextError, config_from_context
 from infra.paths import PIPELINES_FOLDER, ROOT
+from runner.canary import CANARY_IMAGE_PATH
 from runner.errors import ConfigError
 from tests.infra.conftest import Synthesis, base_context, definition_of
 from tests.infra.moto_harness import Harness, run_step_states
@@ -53,9 +54,13 @@ def test_pipelines_dir_is_no_longer_a_setting() -> None:
 def test_the_runner_image_holds_the_folder_every_run_step_names(test_synth: Synthesis) -> None:
     dockerfile = (ROOT / "runner" / "Dockerfile").read_text()
     assert f"COPY {PIPELINES_FOLDER}/ {PIPELINES_FOLDER}/" in dockerfile
-    for state in run_step_states(definition_of(test_synth, "nightly")):
-        command = state["Parameters"]["Overrides"]["ContainerOverrides"][0]["Command.$"]
-        assert command.startswith(f"States.Array('{PIPELINES_FOLDER}/nightly/")
+    states = run_step_states(definition_of(test_synth, "nightly"))
+    commands = [state["Parameters"]["Overrides"]["ContainerOverrides"][0]["Command.$"] for state in states]
+    # The canary's task runs the runner's own canary folder (tests/infra/test_deployed_canary.py).
+    canary = [command for command in commands if command.startswith(f"States.Array('{CANARY_IMAGE_PATH}'")]
+    assert len(canary) == 1
+    for command in commands:
+        assert command in canary or command.startswith(f"States.Array('{PIPELINES_FOLDER}/nightly/")
 
 
 def test_a_master_only_pipeline_runs_end_to_end(adhoc: Harness) -> None:

@@ -8,6 +8,7 @@ import re
 import pytest
 from aws_cdk.assertions import Capture, Match, Template
 
+from infra.workflow import canary_state_name
 from tests.conftest import ROOT
 from tests.infra.conftest import SECRET_ARN, SUBNETS, Synthesis, definition_of
 
@@ -38,7 +39,8 @@ def test_every_folder_under_sql_synthesizes(repo_synth: Synthesis) -> None:
 def test_stages_follow_the_folder(test_synth: Synthesis) -> None:
     states = definition_of(test_synth, "nightly")["States"]
     order = ["Stage 10", "Stage 20", "Stage 30"]
-    assert states["ClusterReady?"]["Choices"][0]["Next"] == "Stage 10?"
+    # A canary run goes to its own task (tests/infra/test_deployed_canary.py); a night to stage 10.
+    assert [c["Next"] for c in states["ClusterReady?"]["Choices"][:2]] == [canary_state_name(), "Stage 10?"]
     for stage, following in zip(order, ["Stage 20?", "Stage 30?", "TerminateCluster"], strict=True):
         assert states[stage]["Type"] == "Parallel"
         assert states[stage]["Next"] == following
@@ -117,7 +119,8 @@ def test_lifecycle_order(test_synth: Synthesis) -> None:
     assert states["Proceed?"]["Default"] == "Refused"
     assert states["Refused"]["Type"] == "Fail"
     assert [c["Next"] for c in states["Proceed?"]["Choices"]] == [
-        "InvalidFromStage", "InvalidChecksOnly", "CreateCluster", "CountSlotWait",
+        "InvalidFromStage", "InvalidChecksOnly", "InvalidCanary", "PrepareCanary", "CreateCluster",
+        "CountSlotWait",
     ]  # fmt: skip
     # Every slot taken: wait (no cluster) and ask again, every queue_poll_seconds (1 in the tests).
     assert states["CountSlotWait"]["Next"] == "WaitForSlot"
@@ -127,7 +130,9 @@ def test_lifecycle_order(test_synth: Synthesis) -> None:
     assert states["WaitForCluster"] == {"Type": "Wait", "Seconds": 30, "Next": "ClusterStatus"}
     assert states["ClusterStatus"]["Next"] == "ClusterReady?"
     choices = {c["Next"] for c in states["ClusterReady?"]["Choices"]}
-    assert choices == {"Stage 10?", "NextLaunch", "ClusterFailedToStart", "ClusterStartTimedOut"}
+    assert choices == {
+        canary_state_name(), "Stage 10?", "NextLaunch", "ClusterFailedToStart", "ClusterStartTimedOut",
+    }  # fmt: skip
     assert states["ClusterReady?"]["Default"] == "CountPoll"
     assert states["CountPoll"]["Next"] == "WaitForCluster"
     # The overall start timeout: 30 minutes of 30-second polls.
@@ -150,7 +155,9 @@ def test_lifecycle_order(test_synth: Synthesis) -> None:
 
 def test_every_failure_goes_through_terminate_cluster(test_synth: Synthesis) -> None:
     states = definition_of(test_synth, "nightly")["States"]
-    catching = ["Preflight", "CreateCluster", "ClusterStatus", "Stage 10", "Stage 20", "Stage 30"]
+    catching = [
+        "Preflight", "CreateCluster", "ClusterStatus", "Stage 10", "Stage 20", "Stage 30", canary_state_name(),
+    ]  # fmt: skip
     for name in catching:
         assert states[name]["Catch"] == [
             {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "TerminateCluster"}

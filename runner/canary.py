@@ -1,0 +1,47 @@
+"""The canary's definition: Nightshift's own one-step pipeline, its run names and its database."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from runner.model import Pipeline, load_pipeline
+
+#: the canary pipeline's folder, also in the runner image (its WORKDIR holds runner/)
+CANARY_FOLDER = Path(__file__).with_name("nightshift_canary")
+#: where the runner image's task finds it: relative to the image's WORKDIR, as sql/ is
+CANARY_IMAGE_PATH = "runner/nightshift_canary"
+#: the execution input's flag (`{"run_date": ..., "canary": true}`)
+CANARY_INPUT = "canary"
+#: the canary's variable naming the catalog database its table goes in
+DATABASE_VARIABLE = "canary_database"
+#: the database of a pipeline without a [catalog] (its cluster's own metastore)
+DEFAULT_DATABASE = "default"
+#: the one table the canary writes: its own, never one of the pipeline's
+CANARY_TABLE = "nightshift_canary"
+#: a canary execution name after `<pipeline>-<date>` (lambdas/shared/preflight.py has its own copy)
+CANARY_SUFFIX = re.compile(r"-canary(?:-r\d+)?")
+
+
+def canary_pipeline() -> Pipeline:
+    """The built-in canary pipeline (one stage: a step that writes and reads a row, and a check)."""
+    return load_pipeline(CANARY_FOLDER)
+
+
+def canary_run_name(pipeline: str, run_date: str, attempt: int = 1) -> str:
+    """`<pipeline>-<date>-canary`, then `-canary-r2`, ...: never a nightly run's name."""
+    base = f"{pipeline}-{run_date}-canary"
+    return base if attempt == 1 else f"{base}-r{attempt}"
+
+
+def is_canary_name(name: str, pipeline: str) -> bool:
+    """A canary run's execution name: it counts as no run of its date."""
+    return bool(re.fullmatch(re.escape(pipeline) + r"-\d{4}-\d{2}-\d{2}" + CANARY_SUFFIX.pattern, name))
+
+
+def canary_database(pipeline: Pipeline) -> str:
+    """The catalog database the canary writes in: the pipeline's first, else the cluster's default."""
+    catalog = pipeline.config.catalog
+    if catalog is not None and catalog.databases:
+        return catalog.databases[0]
+    return DEFAULT_DATABASE
