@@ -20,7 +20,7 @@ def test_the_exit_code_is_the_earliest_failed_dates_even_when_a_later_date_faile
     assert adhoc.run("2025-06-02")["status"] == "FAILED"
     # 2025-06-01 starts later, waits at a gate that opens once the CLI has reported 2025-06-02, then fails.
     adhoc.faults.exit_codes[step] = 5
-    held = StepScript(gate_after=0, gate_timeout=120)
+    held = StepScript(gate_after=0, gate_timeout=600)  # opened by the test; the timeout is only a backstop
     adhoc.faults.scripts[step] = held
     start_directly(adhoc, "2025-06-01")
     assert held.reached_gate.wait(120)
