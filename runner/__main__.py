@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, NoReturn
+from typing import NoReturn
 
 from runner import __version__
 from runner.completion import CompletionAction
@@ -46,10 +46,8 @@ from runner.model import (
     undefined_variables,
 )
 from runner.output import JsonOutput, Output, TextOutput
+from runner.plans import check_checks_options
 from runner.ranges import run_one_date, run_planned_range
-
-if TYPE_CHECKING:
-    from runner.deployed import DeployedRequest
 
 PROG = "python -m runner"
 EXIT_USAGE = 2
@@ -534,144 +532,6 @@ def _check_target_options(args: argparse.Namespace) -> None:
         raise UsageError("--connect-timeout must be positive and --reconnect-timeout not negative")
 
 
-def _check_deployed_options(args: argparse.Namespace) -> None:
-    """The values of the deployed flags argparse cannot check; every refusal is one line."""
-    if not args.deployed:
-        return
-    if args.canary and args.run_date is not None and ".." in args.run_date:
-        raise UsageError(f"--canary: one run date, not a range ({args.run_date})")
-    if args.check and (args.run_date is not None or args.rerun):
-        raise UsageError("--check looks at the deployment, not at a date: leave out --run-date and --rerun")
-    if args.history is not None and args.history < 1:
-        raise UsageError(f"--history {args.history}: expected 1 or more runs")
-    if args.concurrency is not None and args.concurrency < 1:
-        raise UsageError(f"--concurrency {args.concurrency}: expected 1 or more runs at once")
-
-
-def _deployed_action(
-    args: argparse.Namespace,
-) -> Literal["start", "follow", "stop", "history", "check", "status", "canary"]:
-    if args.canary:
-        return "canary"
-    if args.start or args.checks_only:
-        return "start"
-    if args.check:
-        return "check"
-    if args.follow:
-        return "follow"
-    if args.stop:
-        return "stop"
-    return "history" if args.history is not None else "status"
-
-
-def deployed_request(args: argparse.Namespace, pipeline: Pipeline) -> DeployedRequest:
-    """The request for runner.deployed from validated flags (a UsageError for what argparse cannot see)."""
-    _history_count(args)
-    if args.path is not None and not args.path.is_dir():
-        raise UsageError(f"--deployed: {args.path} is a step file; give its pipeline folder")
-    if args.from_stage is not None:
-        check_from_stage(pipeline, args.from_stage, whole_pipeline=True)
-    limit = pipeline.config.max_concurrent_runs
-    if args.concurrency is not None and args.concurrency > limit:
-        # Preflight would refuse the runs beyond the limit, each after its execution started.
-        raise UsageError(
-            f"--concurrency {args.concurrency}: {pipeline.name} allows {limit} run(s) at once"
-            f" (max_concurrent_runs in pipeline.toml; raise it there and deploy)"
-        )
-    action = _deployed_action(args)
-    # Without --run-date a start is today's run; --follow and --stop pick the running (or latest) one.
-    given = args.run_date is not None or action in ("start", "canary")
-    run_dates = tuple(parse_run_dates(args.run_date, pipeline)) if given else ()
-    # Imported here: only the deployed mode needs boto3 (and a local run must not pay for it).
-    from runner.deployed import DeployedRequest  # noqa: PLC0415
-
-    return DeployedRequest(
-        action=action,
-        run_dates=run_dates,
-        rerun=args.rerun,
-        from_stage=args.from_stage,
-        concurrency=args.concurrency,
-        history_count=args.history if args.history is not None else DEFAULT_HISTORY,
-        stack=args.stack,
-        region=args.region,  # None: runner.deployed takes AWS_REGION or the usual AWS settings
-        as_deployed=args.as_deployed,
-        yes=args.yes,
-        checks_only=args.checks_only,
-        checks_stage=args.stage,
-        dry_run=args.dry_run,
-    )
-
-
-def _run_deployed(args: argparse.Namespace, output: Output) -> int:
-    if args.path is None:
-        raise UsageError("PATH is required: the pipeline folder of the deployed runs")
-    pipeline = load_pipeline(args.path)
-    _check_checks_options(args, pipeline, whole=args.path.is_dir())
-    request = deployed_request(args, pipeline)
-    for line in pipeline.config.notices:
-        output.notice(line)
-    from runner.deployed import run_deployed  # noqa: PLC0415 - boto3 only here
-
-    # No signal handlers: Ctrl-C detaches from a deployed run (run_deployed says how to come back).
-    on_terminal = sys.stdin.isatty() and sys.stderr.isatty()
-    return run_deployed(pipeline, request, output, confirm=_ask if on_terminal else None)
-
-
-def _ask(question: str) -> bool:
-    """A yes/no question on the terminal; anything but y or yes is no."""
-    sys.stderr.write(f"nightshift: {question} [y/N] ")
-    sys.stderr.flush()
-    return sys.stdin.readline().strip().lower() in ("y", "yes")
-
-
-def _check_deployed_checks(args: argparse.Namespace) -> None:
-    """--deployed --checks-only starts checks-only runs: the flags that look at runs are refused."""
-    looks = [
-        flag
-        for flag, given in (
-            ("--follow", args.follow),
-            ("--stop", args.stop),
-            ("--check", args.check),
-            ("--canary", args.canary),
-            ("--history", args.history is not None),
-            ("--rerun", args.rerun),
-        )
-        if given
-    ]
-    if looks:
-        raise UsageError(
-            f"--checks-only --deployed starts a checks-only run (a name of its own each time):"
-            f" not with {', '.join(looks)}"
-        )
-
-
-def _check_checks_options(args: argparse.Namespace, pipeline: Pipeline, *, whole: bool) -> None:
-    """--checks-only needs a folder with checks; --stage N goes with it and names a stage with checks."""
-    if args.stage is not None and not args.checks_only:
-        raise UsageError(
-            f"--stage {args.stage}: only with --checks-only (to run the steps from a stage: --from-stage)"
-        )
-    if not args.checks_only:
-        return
-    if args.from_stage is not None or args.dry_run:
-        raise UsageError(
-            "--checks-only: not with --from-stage or --dry-run (use --stage N for one stage's checks)"
-        )
-    if not whole:
-        raise UsageError("--checks-only: only for a pipeline folder, not a single step file")
-    if not pipeline.checks:
-        raise UsageError(
-            f"--checks-only: {pipeline.name} has no data checks (NN_name.check.sql, [checks.table])"
-        )
-    if args.stage is not None:
-        numbers = [stage.number for stage in pipeline.stages if stage.checks]
-        if args.stage not in numbers:
-            raise UsageError(
-                f"--stage {args.stage}: {pipeline.name} has no checks in stage {args.stage}"
-                f" (stages with checks: {', '.join(map(str, numbers))})"
-            )
-
-
 def _enter_project(args: argparse.Namespace) -> None:
     """Work from the project root (runner.model.project_root), whatever folder the command was typed in.
 
@@ -714,15 +574,17 @@ def _run(args: argparse.Namespace, output: Output) -> int:
     if args.execute is not None:
         _check_statement_options(args)
     _check_flag_modes(args)
-    _check_deployed_options(args)
+    if args.deployed:
+        # Imported here: only the deployed mode needs boto3 (and a local run must not pay for it).
+        from runner.deployed.cli import check_deployed_options, run_deployed_command  # noqa: PLC0415
+
+        check_deployed_options(args)
     _check_target_options(args)
     folders = pipeline_folders(args.path) if args.path is not None else []
     if folders:
         return _list_pipelines(args, folders, output)
-    if args.deployed and args.checks_only:
-        _check_deployed_checks(args)
     if args.deployed:
-        return _run_deployed(args, output)
+        return run_deployed_command(args, output)
     if not (args.host or args.cluster_id):
         _enter_project(args)
     spark = LocalSpark(args.state_dir)
@@ -749,7 +611,14 @@ def _run(args: argparse.Namespace, output: Output) -> int:
         raise UsageError(f"--engine {args.engine}: only spark-sql or hive apply to a whole folder")
     if args.from_stage is not None:
         check_from_stage(pipeline, args.from_stage, whole_pipeline=whole)
-    _check_checks_options(args, pipeline, whole=whole)
+    check_checks_options(
+        pipeline,
+        checks_only=args.checks_only,
+        stage=args.stage,
+        from_stage=args.from_stage,
+        dry_run=args.dry_run,
+        whole=whole,
+    )
     dates = parse_run_dates(args.run_date, pipeline)
     is_local = not (args.host or args.cluster_id)
     plans = [

@@ -13,9 +13,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from moto import mock_aws
 
-from runner.__main__ import build_parser, deployed_request, main, parse_variables
+from runner.__main__ import build_parser, main, parse_variables
 from runner.dates import parse_run_dates
 from runner.deployed import DeployedRequest
+from runner.deployed.cli import deployed_request
 from runner.errors import UsageError
 from runner.execution import RunPlan
 from runner.model import Engine, load_pipeline
