@@ -5,14 +5,12 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import secrets
 import shlex
 import signal
 import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
@@ -22,7 +20,6 @@ from runner.config import RESERVED_VARIABLES, VARIABLE_NAME, variable_problem
 from runner.dates import (
     MASK,
     SECRET_NAME,
-    parse_run_dates,
     run_header,
 )
 from runner.errors import NightshiftError, UsageError
@@ -31,7 +28,6 @@ from runner.execution import (
     Outcome,
     RunPlan,
     StopRequest,
-    check_from_stage,
 )
 from runner.inputs import LocalInputs, gate_mode, input_paths
 from runner.listing import listing_lines, pipeline_folders
@@ -40,13 +36,11 @@ from runner.model import (
     Engine,
     Pipeline,
     Step,
-    UndefinedVariable,
     load_pipeline,
     project_root,
-    undefined_variables,
 )
 from runner.output import JsonOutput, Output, TextOutput
-from runner.plans import check_checks_options
+from runner.plans import PlanOptions, plan_runs, plan_statement, statement_problem, statement_undefined
 from runner.ranges import run_one_date, run_planned_range
 
 PROG = "python -m runner"
@@ -334,15 +328,20 @@ def parse_variables(pairs: list[str]) -> dict[str, str]:
     return variables
 
 
-def _new_run_id() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
-
-
-def _run_id(given: str | None, run_date: str, *, in_range: bool) -> str:
-    # Each date of a range is a run of its own: one id would mix their logs and run directories.
-    if given is None:
-        return _new_run_id()
-    return f"{given}-{run_date}" if in_range else given
+def _plan_options(args: argparse.Namespace, *, local: bool, overrides: dict[str, str]) -> PlanOptions:
+    """The flags that shape a run's plans (runner.plans), from the command line."""
+    return PlanOptions(
+        run_date=args.run_date,
+        run_id=args.run_id,
+        local=local,
+        overrides=overrides,
+        engine=Engine(args.engine) if args.engine else None,
+        from_stage=args.from_stage,
+        checks_only=args.checks_only,
+        checks_stage=args.stage,
+        dry_run=args.dry_run,
+        strict=args.strict,
+    )
 
 
 def _history_count(args: argparse.Namespace) -> None:
@@ -607,41 +606,11 @@ def _run(args: argparse.Namespace, output: Output) -> int:
     if args.execute is not None:
         return _run_statement(args, pipeline, spark, output)
     whole = args.path.is_dir()
-    if whole and args.engine and not Engine(args.engine).is_sql:
-        raise UsageError(f"--engine {args.engine}: only spark-sql or hive apply to a whole folder")
-    if args.from_stage is not None:
-        check_from_stage(pipeline, args.from_stage, whole_pipeline=whole)
-    check_checks_options(
-        pipeline,
-        checks_only=args.checks_only,
-        stage=args.stage,
-        from_stage=args.from_stage,
-        dry_run=args.dry_run,
-        whole=whole,
-    )
-    dates = parse_run_dates(args.run_date, pipeline)
     is_local = not (args.host or args.cluster_id)
-    plans = [
-        RunPlan.make(
-            pipeline,
-            run_date=run_date,
-            run_id=_run_id(args.run_id, run_date, in_range=len(dates) > 1),
-            local=is_local,
-            overrides=overrides,
-            engine_override=Engine(args.engine) if args.engine else None,
-            whole_pipeline=whole,
-            from_stage=args.from_stage,
-        )
-        for run_date in dates
-    ]
-    if args.checks_only:
-        plans = [replace(plan, checks_only=True, checks_stage=args.stage) for plan in plans]
+    planned = plan_runs(pipeline, _plan_options(args, local=is_local, overrides=overrides), whole=whole)
+    plans, dates, undefined = planned.plans, planned.dates, planned.undefined
     one_step = pipeline.steps[0].name if len(pipeline.steps) == 1 else ""
     running = [step for stage in pipeline.stages if not plans[0].skips(stage) for step in stage.steps]
-    undefined = plans[0].undefined_variables()
-    if undefined and (args.strict or pipeline.config.strict_variables):
-        more = f" (and {len(undefined) - 1} more)" if len(undefined) > 1 else ""
-        raise UsageError(f"{undefined[0]}{more}")
     output.begin(pipeline.name, plans[0].run_id, one_step, run_date=dates[0] if len(dates) == 1 else "")
     for line in pipeline.config.notices:
         output.notice(line)
@@ -776,26 +745,17 @@ def _run_statement(args: argparse.Namespace, pipeline: Pipeline, spark: LocalSpa
     passes through byte for byte and its exit code is the run's.
     """
     is_local = not (args.host or args.cluster_id)
-    engine = Engine(args.engine) if args.engine else Engine(pipeline.config.default_engine)
-    if not engine.is_sql:
-        raise UsageError(f"-e: --engine {args.engine}: only spark-sql or hive run statements")
-    [run_date] = parse_run_dates(args.run_date, pipeline)
-    plan = RunPlan.make(
-        pipeline,
-        run_date=run_date,
-        run_id=_run_id(args.run_id, run_date, in_range=False),
-        local=is_local,
-        overrides=parse_variables(args.var),
+    plan, engine = plan_statement(
+        pipeline, _plan_options(args, local=is_local, overrides=parse_variables(args.var))
     )
+    run_date = plan.variables["run_date"]
     with tempfile.TemporaryDirectory(prefix="nightshift-e-") as folder:
         path = Path(folder) / STATEMENT_FILE
         # The bytes as typed: argv's undecodable bytes come back through surrogateescape.
         path.write_bytes(args.execute.encode("utf-8", "surrogateescape"))
         # There is no hive here: Spark SQL's HiveQL support, as for a .hql step.
         step = Step(path, None, Engine.SPARK_SQL if is_local else engine)
-        undefined = undefined_variables([step], plan.variables)
-        if undefined and (args.strict or pipeline.config.strict_variables):
-            raise UsageError(_statement_problem(undefined[0]))
+        undefined = statement_undefined(step, plan, strict=args.strict)
         executor = _local_executor(args, spark) if is_local else _remote_executor(args, output)
         if isinstance(executor, LocalExecutor):
             executor.check({step.engine})
@@ -812,7 +772,7 @@ def _run_statement(args: argparse.Namespace, pipeline: Pipeline, spark: LocalSpa
         )
         output.notice(f"-e on {_where(args, step.engine)}{instead}")
         for problem in undefined:
-            output.notice(f"warning: {_statement_problem(problem)}")
+            output.notice(f"warning: {statement_problem(problem, step)}")
         stop = StopRequest()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda number, _frame: stop.trigger(number))
@@ -827,11 +787,6 @@ def _run_statement(args: argparse.Namespace, pipeline: Pipeline, spark: LocalSpa
     elif result.outcome is not Outcome.FINISHED:
         output.notice(f"-e: {result.outcome} (exit {result.exit_code})")
     return result.exit_code
-
-
-def _statement_problem(problem: UndefinedVariable) -> str:
-    """An undefined variable's line, about -e rather than the file its statements were written to."""
-    return "-e" + str(problem).removeprefix(STATEMENT_FILE)
 
 
 if __name__ == "__main__":
