@@ -357,7 +357,8 @@ def run_pipeline(plan: RunPlan, executor: Executor, output: Output, stop: StopRe
     checked: list[CheckReport] = []
     if plan.checks_only:
         for stage in pipeline.stages:
-            if plan.checks_stage is None or stage.number == plan.checks_stage:
+            # A stage without checks has nothing to run (an empty check file would be no step).
+            if stage.checks and (plan.checks_stage is None or stage.number == plan.checks_stage):
                 checked += run_checks(plan, stage, executor, output, stop)[0]
         code = stop.exit_code if stop.is_set() else checks_exit_code(checked)
         return RunReport([], code, checked)

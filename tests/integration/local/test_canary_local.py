@@ -1,7 +1,8 @@
-"""The canary pipeline's SQL on the real spark-sql: what its deployed task runs on the cluster."""
+"""The canary pipeline on the real spark-sql: what its deployed task runs on the cluster, but hadoop."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -9,17 +10,35 @@ import pytest
 from runner.canary import CANARY_FOLDER
 from tests.conftest import run_cli
 
+DATE = "2026-12-01"
+
 
 @pytest.mark.spark
-def test_the_canary_writes_reads_back_and_checks_its_row(shared_warm_state: Path) -> None:
-    """Its step writes a row of the run date to its own table and reads it back (stdout), its check
-    passes; a date it never wrote fails the check with exit 65 and names the date: the check can fail."""
-    result = run_cli(CANARY_FOLDER, "--state-dir", shared_warm_state, "--run-date", "2026-12-01")
-    err = result.stderr.decode()
-    assert result.returncode == 0, err
-    assert result.stdout.decode().startswith("2026-12-01\t"), result.stdout
-    assert "nightshift: 10_nightshift_canary_written.check.sql: passed" in err.splitlines()
-    assert "variables: canary_database=default" in err
+def test_the_canary_writes_reads_back_on_hive_checks_and_drops_its_table(shared_warm_state: Path) -> None:
+    """Stage 10 writes a row of the run date to its own Hive format table and reads it back, its check
+    passes; stage 20 (.hql) reads the row on HiveQL; stage 30 (.sh) lists the table's files with
+    `hadoop fs`, which is only on a cluster: here it says so in one line and exits 127 (as a shell's
+    command not found), and the run stops there, the table kept. A check of a date never written fails
+    with 65 and names it (the check can fail); `--from-stage 40` then drops the table."""
+    if shutil.which("hadoop") is not None:
+        pytest.skip("hadoop is on PATH here: stage 30 would list real files")
+    result = run_cli(CANARY_FOLDER, "--state-dir", shared_warm_state, "--run-date", DATE)
+    lines = result.stderr.decode().splitlines()
+    assert result.returncode == 127, lines
+    out = result.stdout.decode().splitlines()
+    assert out[0].startswith(f"{DATE}\t"), out
+    # Hive's read-back: the date, one row, and assert_true's NULL (it passed).
+    assert out[1:] == [f"{DATE}\t1\tNULL"], out
+    assert "variables: canary_database=default" in result.stderr.decode()
+    assert "nightshift: 10_nightshift_canary_written.check.sql: passed" in lines
+    no_hadoop = (
+        "nightshift canary: no hadoop here: this step lists the table's files with hadoop fs on a cluster"
+        " (run the canary there: --deployed --canary)"
+    )
+    assert no_hadoop in lines, lines
+    assert "nightshift: 30_nightshift_canary_files.sh: failed (exit 127) in 0.0 s" in lines
+    (dropped,) = [line for line in lines if line.startswith("nightshift: 40_nightshift_canary_dropped.sql ")]
+    assert dropped.split()[2:] == ["40", "not", "run", "-"], dropped
 
     result = run_cli(
         CANARY_FOLDER, "--state-dir", shared_warm_state, "--run-date", "1999-01-01", "--checks-only"
@@ -28,3 +47,14 @@ def test_the_canary_writes_reads_back_and_checks_its_row(shared_warm_state: Path
     assert result.returncode == 65, lines
     assert "nightshift: 10_nightshift_canary_written.check.sql: failed: 1 row" in lines
     assert "nightshift:   1999-01-01" in lines
+
+    tables = ["-e", "SHOW TABLES IN default LIKE 'nightshift_canary'"]
+    listed = run_cli(CANARY_FOLDER, "--state-dir", shared_warm_state, *tables)
+    assert listed.returncode == 0 and b"nightshift_canary" in listed.stdout, listed.stderr
+    result = run_cli(
+        CANARY_FOLDER, "--state-dir", shared_warm_state, "--run-date", DATE, "--from-stage", "40"
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout == b"", result.stdout  # SHOW TABLES after the DROP: nothing
+    listed = run_cli(CANARY_FOLDER, "--state-dir", shared_warm_state, *tables)
+    assert listed.returncode == 0 and listed.stdout == b"", (listed.stdout, listed.stderr)
