@@ -110,7 +110,11 @@ def shared_warm_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path
     """The state dir of one warm engine for the whole session, every worker's, for the steps that only
     need Spark SQL: the engine gives each step a session of its own, so steps see no one else's
     settings, views or variables (test_warm_isolation). A test that ends, kills or holds its engine, or
-    needs an empty metastore, has an engine of its own. The last worker to let go ends the engine."""
+    needs an empty metastore, has an engine of its own. The last worker to let go ends the engine.
+
+    Run it from run_cli's default working folder: the folder is part of what an engine is started with
+    (a cold spark-sql resolves relative paths from it), so a run from another one restarts the engine
+    every worker shares, under a step of theirs."""
     folder = session_root(tmp_path_factory) / "shared-warm-engine"
     folder.mkdir(parents=True, exist_ok=True)
     users = folder / "users"

@@ -85,7 +85,7 @@ def test_a_run_warns_before_the_check_that_the_typo_makes_pass(
     folder = write_pipeline(
         tmp_path / "shop", SETTINGS, {"10_mark.sh": "true\n", "10_rows.check.sql": TYPO_CHECK}
     )
-    result = run_cli(folder, "--state-dir", shared_warm_state, cwd=tmp_path)
+    result = run_cli(folder, "--state-dir", shared_warm_state)
     lines = result.stderr.decode().splitlines()
     assert result.returncode == 0, lines
     (warning,) = _warnings(result.stderr)

@@ -138,7 +138,7 @@ def test_a_failed_sql_step_names_the_line_its_failing_statement_starts_on(
         " WHERE id = 1;\n"
         "SELECT 'never';\n"
     )
-    result = run_cli(folder, "--state-dir", shared_warm_state, "--run-date", "2025-06-04", cwd=tmp_path)
+    result = run_cli(folder, "--state-dir", shared_warm_state, "--run-date", "2025-06-04")
     assert result.returncode == 1, result.stderr.decode()
     assert result.stdout == b"1\na;b\n"
     row = next(

@@ -72,7 +72,7 @@ def test_a_statement_reads_the_tables_the_pipeline_made_with_its_variables(
             )
         },
     )
-    made = run_cli(folder, "--run-date", RUN_DATE, "--state-dir", shared_warm_state, cwd=tmp_path)
+    made = run_cli(folder, "--run-date", RUN_DATE, "--state-dir", shared_warm_state)
     assert made.returncode == 0, made.stderr.decode()
 
     # Quotes of both kinds, a ';' inside a string, a variable, a built-in date, no final ';': as typed.
@@ -80,9 +80,7 @@ def test_a_statement_reads_the_tables_the_pipeline_made_with_its_variables(
         "SELECT count(*), sum(amount), '${region}' FROM ${db}.orders WHERE day = '${prev_date}';\n"
         "SELECT \"x;y\", note FROM ${db}.orders WHERE note = 'a;b'"
     )
-    looked = run_cli(
-        folder, "-e", statements, "--run-date", RUN_DATE, "--state-dir", shared_warm_state, cwd=tmp_path
-    )
+    looked = run_cli(folder, "-e", statements, "--run-date", RUN_DATE, "--state-dir", shared_warm_state)
 
     assert looked.returncode == 0, looked.stderr.decode()
     assert looked.stdout == b"2\t5\tlocal\nx;y\ta;b\n"
@@ -100,7 +98,6 @@ def test_a_statement_reads_the_tables_the_pipeline_made_with_its_variables(
         "SELECT 'before'; SELECT * FROM ${db}.no_such_table; SELECT 'after'",
         "--state-dir",
         shared_warm_state,
-        cwd=tmp_path,
     )
 
     assert failed.returncode == 1, failed.stderr.decode()
@@ -115,7 +112,7 @@ def test_a_hive_pipelines_statement_runs_on_spark_sql_here_and_says_so(
 
     result = run_cli(
         folder, "-e", "SELECT '${next_date_nodash}'", "--run-date", RUN_DATE,
-        "--state-dir", shared_warm_state, cwd=tmp_path,
+        "--state-dir", shared_warm_state,
     )  # fmt: skip
 
     assert result.returncode == 0, result.stderr.decode()
