@@ -1,8 +1,9 @@
-"""The canary's definition: Nightshift's own one-step pipeline, its run names and its database."""
+"""The canary's definition: Nightshift's own four-stage pipeline, its run names and its database."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from runner.model import Pipeline, load_pipeline
@@ -24,8 +25,18 @@ CANARY_SUFFIX = re.compile(r"-canary(?:-r\d+)?")
 
 
 def canary_pipeline() -> Pipeline:
-    """The built-in canary pipeline (one stage: a step that writes and reads a row, and a check)."""
+    """The built-in canary: a row written on spark-sql and checked, read on hive, listed, dropped."""
     return load_pipeline(CANARY_FOLDER)
+
+
+def canary_as_deployed() -> Pipeline:
+    """The canary as its state machine sees it: one runner task (its first step's state) for all stages.
+
+    A deployed canary's table then has that task's row and the checks its stream reports, not a row
+    "not run" for each later stage that ran inside the task.
+    """
+    pipeline = canary_pipeline()
+    return replace(pipeline, stages=pipeline.stages[:1])
 
 
 def canary_run_name(pipeline: str, run_date: str, attempt: int = 1) -> str:
@@ -37,6 +48,12 @@ def canary_run_name(pipeline: str, run_date: str, attempt: int = 1) -> str:
 def is_canary_name(name: str, pipeline: str) -> bool:
     """A canary run's execution name: it counts as no run of its date."""
     return bool(re.fullmatch(re.escape(pipeline) + r"-\d{4}-\d{2}-\d{2}" + CANARY_SUFFIX.pattern, name))
+
+
+def canary_date_of(name: str, pipeline: str) -> str | None:
+    """The run date of a canary's execution name, None for any other name."""
+    match = re.fullmatch(re.escape(pipeline) + r"-(\d{4}-\d{2}-\d{2})" + CANARY_SUFFIX.pattern, name)
+    return match[1] if match else None
 
 
 def canary_database(pipeline: Pipeline) -> str:

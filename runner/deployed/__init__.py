@@ -31,6 +31,7 @@ from runner.deployed.events import EXIT_RUN_FAILED, EXIT_RUN_STOPPED, RunTracker
 from runner.deployed.follow import Detached, Follower, HistoryReader, Polling
 from runner.deployed.runs import (
     Execution,
+    any_date_of,
     check_checks_startable,
     check_startable,
     date_of,
@@ -173,7 +174,7 @@ class _Command:
                 runs = [
                     r
                     for r in list_runs(deployment, HISTORY_SCAN)
-                    if date_of(self.pipeline.name, r.name) in wanted
+                    if any_date_of(self.pipeline.name, r.name) in wanted
                 ][: request.history_count]
             else:
                 runs = list(list_runs(deployment, request.history_count))

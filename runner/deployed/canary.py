@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from runner.canary import CANARY_TABLE, canary_database, canary_pipeline, canary_run_name
+from runner.canary import CANARY_TABLE, canary_as_deployed, canary_database, canary_run_name
 from runner.deployed.discovery import (
     CLUSTER_TAG_EXECUTION_ARN,
     CLUSTER_TAG_MANAGED,
@@ -24,8 +24,10 @@ from runner.output import Output
 # The cost model's timeline (minutes), for a master-only cluster of the pipeline's master type:
 #: RunJobFlow to WAITING: EMR provisions, boots and bootstraps the node (8-10 min is usual)
 MODEL_START_MINUTES = 9.0
-#: the canary's one runner task: Fargate's start (about a minute), a spark-sql start, the SQL
-MODEL_TASK_MINUTES = 3.0
+#: the canary's one runner task: Fargate's start (about a minute), then five engine starts of about
+#: half a minute on the master node (spark-sql for the row, its check and the drop; hive for the
+#: read-back and for the .sh step's DESCRIBE FORMATTED) and a hadoop fs -ls
+MODEL_TASK_MINUTES = 5.0
 #: TerminateCluster to TERMINATED: the node is billed until it has shut down
 MODEL_TERMINATE_MINUTES = 1.0
 #: the runner task's size (infra.runner_task.RunnerTask; a test holds them equal)
@@ -162,9 +164,10 @@ def run_canary(
     machine = deployment.state_machine_arn.rsplit(":", 1)[-1]
     say(
         f"canary {name}: through {machine} (its Preflight and cluster Lambdas), a master-only cluster"
-        f" (one {cluster.master_instance_type}, {cluster.release_label}), one runner task that writes a row"
-        f" of {run_date} to {canary_database(pipeline)}.{CANARY_TABLE}, reads it back and checks it over"
-        " SSH, then the cluster terminated; it is no run of its date (a night is neither refused nor"
+        f" (one {cluster.master_instance_type}, {cluster.release_label}), one runner task that over SSH"
+        f" writes a row of {run_date} to {canary_database(pipeline)}.{CANARY_TABLE} on spark-sql and"
+        " checks it, reads it back on hive, lists the table's files with hadoop fs and drops the table,"
+        " then the cluster terminated; it is no run of its date (a night is neither refused nor"
         " held up by it)"
     )
     say(cost_line(canary_cost(pipeline, deployment.region)))
@@ -175,7 +178,7 @@ def run_canary(
     say(f"run {execution.name} started (canary)")
     follower = Follower(
         deployment,
-        canary_pipeline(),
+        canary_as_deployed(),
         execution.arn,
         watch.output,
         watch.polling,
@@ -186,7 +189,8 @@ def run_canary(
         tracker = follower.run()
     except Detached:
         say(
-            f"detached: canary {execution.name} goes on and terminates its cluster at its end; stop it with"
+            f"detached: canary {execution.name} goes on and terminates its cluster at its end (see it with"
+            f" --deployed --history --run-date {run_date}); stop it with"
             f" `aws stepfunctions stop-execution --execution-arn {execution.arn}`"
         )
         return EXIT_DETACHED

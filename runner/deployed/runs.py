@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 import botocore.exceptions
 
+from runner.canary import canary_as_deployed, canary_date_of, is_canary_name
 from runner.dates import format_duration
 from runner.deployed.discovery import (
     CLUSTER_TAG_EXECUTION_ARN,
@@ -75,6 +76,11 @@ def checks_run_name(pipeline: str, run_date: str, attempt: int = 1) -> str:
 def date_of(pipeline: str, name: str) -> str | None:
     match = re.fullmatch(re.escape(pipeline) + r"-(\d{4}-\d{2}-\d{2})(?:-checks)?(?:-r\d+)?", name)
     return match[1] if match else None
+
+
+def any_date_of(pipeline: str, name: str) -> str | None:
+    """The run date of any run of the pipeline: a night's, a rerun's, a checks-only run's, a canary's."""
+    return date_of(pipeline, name) or canary_date_of(name, pipeline)
 
 
 def describe(deployment: Deployment, name: str) -> Execution | None:
@@ -185,6 +191,10 @@ def latest(deployment: Deployment, run_date: str | None) -> Execution:
         return runs[-1]
     newest: Execution | None = None
     for execution in list_runs(deployment, limit=50):
+        # Not a canary: `--follow` means the night (or a backfill), and a canary, which is no run of
+        # its date, is followed by the `--canary` that started it (a detached one: its stop hint).
+        if is_canary_name(execution.name, deployment.pipeline):
+            continue
         if execution.status == "RUNNING":
             return execution
         newest = newest or execution
@@ -359,7 +369,9 @@ def history_lines(deployment: Deployment, pipeline: Pipeline, execution: list[Ex
     rows = [(*header, *(("checks",) if has_checks else ()), "log")]
     kept: list[str] = []
     for run in execution:
-        tracker = RunTracker(pipeline)
+        canary = canary_date_of(run.name, deployment.pipeline)
+        # A canary's states are its own runner task's, not the pipeline's steps.
+        tracker = RunTracker(canary_as_deployed() if canary else pipeline)
         for event in HistoryReader(deployment.clients.sfn, run.arn, lambda _api: None).new_events():
             tracker.apply(event)
         kept += kept_rows_lines(run.name, tracker.recorded_checks)
@@ -377,7 +389,7 @@ def history_lines(deployment: Deployment, pipeline: Pipeline, execution: list[Ex
             link = console_execution_url(deployment.region, run.arn)
         rows.append(
             (
-                date_of(deployment.pipeline, run.name) or "?",
+                f"{canary} (canary)" if canary else date_of(deployment.pipeline, run.name) or "?",
                 run.name,
                 run.status.lower().replace("_", " "),
                 run.started.astimezone(zone).strftime("%Y-%m-%d %H:%M"),

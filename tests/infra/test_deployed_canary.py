@@ -194,9 +194,13 @@ def test_a_canary_runs_end_to_end_on_a_master_only_cluster_and_a_night_of_its_da
     (cost,) = [line for line in lines if line.startswith("nightshift: canary: about $")]
     usd = float(cost.split("$", 1)[1].split(",", 1)[0])
     assert 0 < usd < 0.10, cost
-    assert "13 minutes by the model (one m6g.xlarge (master-only) for 13 min" in cost
+    assert "15 minutes by the model (one m6g.xlarge (master-only) for 15 min" in cost
     assert f"nightshift: run {name} started (canary)" in lines
     assert "nightshift: 10_nightshift_canary_written.check.sql: passed" in lines, lines
+    # The table is the state machine's: one runner task runs every stage, so no stage shows "not run".
+    (task,) = [line for line in lines if line.startswith("nightshift: 10_nightshift_canary.sql ")]
+    assert task.split()[2:4] == ["10", "succeeded"], lines
+    assert not [line for line in lines if "not run" in line], lines
     assert lines[-1].startswith(f"nightshift: canary passed: {name} succeeded, its cluster j-"), lines
     assert lines[-1].endswith(" TERMINATED")
 
@@ -350,3 +354,47 @@ def test_the_canarys_flags_are_refused_in_one_line_before_aws(
     assert code == 2
     err = capsysbinary.readouterr().err.decode().splitlines()
     assert len(err) == 1 and err[0].startswith("nightshift: error: ") and says in err[0], err
+
+
+def test_follow_without_a_date_skips_a_running_canary_and_history_lists_it_as_one(
+    harness: Harness, test_synth: Synthesis, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """`--follow` with no date follows the pipeline's runs, never a canary (it is no run of its date;
+    `--canary` follows its own, and the pipeline's step table would not fit it): with a canary running
+    and the night of its date done, it shows the night. `--history`, also with `--run-date`, lists
+    the canary marked as one, next to the night of its date."""
+    _deploy_databases(test_synth)
+    night = harness.run(DATE)
+    assert night["status"] == "SUCCEEDED", harness.why(night["executionArn"])
+    held = StepScript(gate_after=0, gate_timeout=600)
+    harness.faults.scripts[STEP] = held
+    name = canary_run_name(PIPELINE, DATE)
+    canary = harness.sfn.start_execution(
+        stateMachineArn=harness.state_machine_arn,
+        name=name,
+        input=json.dumps({"run_date": DATE, "canary": True}),
+    )["executionArn"]
+    folder = str(harness.synth.pipelines_dir / PIPELINE)
+    try:
+        assert held.reached_gate.wait(300)
+        capsysbinary.readouterr()
+        code = main([folder, "--deployed", "--follow"])
+        lines = capsysbinary.readouterr().err.decode(errors="replace").splitlines()
+        assert code == 0, "\n".join(lines)
+        assert lines[0] == f"nightshift: run {PIPELINE}-{DATE} succeeded; its output:", lines
+        assert not [line for line in lines if name in line], lines
+    finally:
+        held.gate.set()
+    assert _wait(harness, canary, _ended)["status"] == "SUCCEEDED", harness.why(canary)
+
+    for argv in (["--run-date", DATE], []):
+        capsysbinary.readouterr()
+        code = main([folder, "--deployed", "--history", *argv])
+        lines = capsysbinary.readouterr().err.decode(errors="replace").splitlines()
+        assert code == 0, "\n".join(lines)
+        rows = [line.split() for line in lines[1:] if f"{PIPELINE}-{DATE}" in line]
+        assert [row[1:4] for row in rows] == [
+            [DATE, "(canary)", name],
+            [DATE, f"{PIPELINE}-{DATE}", "succeeded"],
+        ], lines
+        assert rows[0][4] == "succeeded", rows
