@@ -55,6 +55,5 @@ def test_the_canary_writes_reads_back_on_hive_checks_and_drops_its_table(shared_
         CANARY_FOLDER, "--state-dir", shared_warm_state, "--run-date", DATE, "--from-stage", "40"
     )
     assert result.returncode == 0, result.stderr.decode()
-    assert result.stdout == b"", result.stdout  # SHOW TABLES after the DROP: nothing
-    listed = run_cli(CANARY_FOLDER, "--state-dir", shared_warm_state, *tables)
-    assert listed.returncode == 0 and listed.stdout == b"", (listed.stdout, listed.stderr)
+    # Stage 40's own SHOW TABLES, the query that listed the table above, lists nothing after its DROP.
+    assert result.stdout == b"", result.stdout
