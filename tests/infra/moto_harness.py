@@ -435,9 +435,19 @@ class Harness:
         monkeypatch.setattr(Cluster, "status", property(status_with_code))
 
         original_run_task: Any = EC2ContainerServiceBackend.run_task
-        # A stage's parallel branches call RunTask from threads of their own, and moto's ECS backend
-        # iterates dicts that another RunTask is adding to: one at a time, as the real service would.
-        run_task_lock = threading.Lock()
+        # A stage's parallel branches call RunTask and DescribeTasks from threads of their own, and
+        # moto's ECS backend iterates the dicts another RunTask is adding to ("dictionary changed size
+        # during iteration" failed a CI run's 'Run 30_segments' as States.Runtime): one call at a time.
+        run_task_lock = threading.RLock()
+
+        for name in ("describe_tasks", "list_tasks", "stop_task"):
+            original: Any = getattr(EC2ContainerServiceBackend, name)
+
+            def serialised(backend: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+                with run_task_lock:
+                    return _original(backend, *args, **kwargs)
+
+            monkeypatch.setattr(EC2ContainerServiceBackend, name, serialised)
 
         def run_task(backend: Any, *args: Any) -> Any:
             command = args[3]["containerOverrides"][0]["command"]
