@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from runner.canary import CANARY_TABLE, canary_as_deployed, canary_database, canary_run_name
 from runner.deployed.discovery import (
-    CLUSTER_TAG_EXECUTION_ARN,
-    CLUSTER_TAG_MANAGED,
-    CLUSTER_TAG_STACK,
     Deployment,
 )
 from runner.deployed.follow import Detached, Follower, Polling, now
-from runner.deployed.runs import GONE_CLUSTER_STATES, MAX_RERUNS, Execution, describe, start
+from runner.deployed.runs import GONE_CLUSTER_STATES, MAX_RERUNS, Execution, clusters_of, describe, start
 from runner.errors import NightshiftError
 from runner.execution import summary_lines
 from runner.model import Pipeline
@@ -115,22 +111,6 @@ class CanaryError(NightshiftError):
     """The canary cannot be started as asked."""
 
 
-def clusters_of(deployment: Deployment, execution: Execution) -> Iterator[tuple[str, str]]:
-    """(id, state) of every cluster this stack made for the execution, in any state."""
-    emr = deployment.clients.emr
-    paginator = emr.get_paginator("list_clusters")
-    for page in paginator.paginate(CreatedAfter=execution.started):
-        for summary in page["Clusters"]:
-            cluster: dict[str, Any] = emr.describe_cluster(ClusterId=summary["Id"])["Cluster"]
-            tags = {t["Key"]: t["Value"] for t in cluster.get("Tags", [])}
-            if (
-                tags.get(CLUSTER_TAG_EXECUTION_ARN) == execution.arn
-                and tags.get(CLUSTER_TAG_MANAGED) == "true"
-                and tags.get(CLUSTER_TAG_STACK) == deployment.stack
-            ):
-                yield cluster["Id"], cluster["Status"]["State"]
-
-
 def wait_for_clusters_gone(
     deployment: Deployment,
     execution: Execution,
@@ -142,7 +122,7 @@ def wait_for_clusters_gone(
     """The run's clusters and their states, once all are gone (or `wait` seconds have passed)."""
     waited = 0.0
     while True:
-        states = dict(clusters_of(deployment, execution))
+        states = dict(clusters_of(deployment, execution, alive_only=False))
         if all(state in GONE_CLUSTER_STATES for state in states.values()) or waited >= wait:
             return states
         if interrupted.wait(poll):

@@ -248,7 +248,7 @@ def stop_run(
     else:
         say(f"run {execution.name} is not running ({execution.status.lower()}); checking its cluster")
     emr = deployment.clients.emr
-    clusters = list(_clusters_of(deployment, execution))
+    clusters = list(clusters_of(deployment, execution))
     if not clusters and _was_creating(deployment, pipeline, execution):
         # Stopped while CreateCluster ran: its Lambda still finishes, and its cluster appears after.
         say(f"{execution.name} was requesting its cluster; waiting for it to appear")
@@ -256,7 +256,7 @@ def stop_run(
         while not clusters and time.monotonic() < deadline:
             if interrupted.wait(poll):
                 return 130
-            clusters = list(_clusters_of(deployment, execution))
+            clusters = list(clusters_of(deployment, execution))
     if not clusters:
         say(f"no cluster of {execution.name} is alive")
         return 0
@@ -294,11 +294,14 @@ def _was_creating(deployment: Deployment, pipeline: Pipeline, execution: Executi
     return tracker.creating
 
 
-def _clusters_of(deployment: Deployment, execution: Execution) -> Iterator[tuple[str, str]]:
-    """(id, state) of this stack's clusters tagged with the execution and not yet terminated."""
+def clusters_of(
+    deployment: Deployment, execution: Execution, *, alive_only: bool = True
+) -> Iterator[tuple[str, str]]:
+    """(id, state) of this stack's clusters tagged with the execution: not yet terminated, or in any state."""
     emr = deployment.clients.emr
     paginator = emr.get_paginator("list_clusters")
-    for page in paginator.paginate(ClusterStates=ALIVE_CLUSTER_STATES, CreatedAfter=execution.started):
+    states = {"ClusterStates": ALIVE_CLUSTER_STATES} if alive_only else {}
+    for page in paginator.paginate(**states, CreatedAfter=execution.started):
         for summary in page["Clusters"]:
             cluster = emr.describe_cluster(ClusterId=summary["Id"])["Cluster"]
             tags = {t["Key"]: t["Value"] for t in cluster.get("Tags", [])}
