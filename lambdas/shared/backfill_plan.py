@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -270,21 +270,41 @@ def _batch(
     seconds = idle + used + timeline.terminate_seconds
     cluster = _cluster_usage(f"cluster {number}", shape, begins, seconds, timeline.cluster_start_seconds)
     nodes = run_cost([cluster], [], prices)
-    per_date_tasks = {run_date: run_cost([], timeline.tasks(run_date), prices) for run_date in dates}
     cost = run_cost([cluster], [t for d in dates for t in timeline.tasks(d)], prices)
+    shared, shares = split_cluster_cost(
+        nodes.total_usd,
+        seconds,
+        {run_date: timeline.date_seconds for run_date in dates},
+        {run_date: run_cost([], timeline.tasks(run_date), prices).total_usd for run_date in dates},
+    )
+    return Batch(number, dates, begins, seconds, cost, shared, shares)
+
+
+def split_cluster_cost(
+    nodes_usd: float, cluster_seconds: float, used: Mapping[str, float], tasks_usd: Mapping[str, float]
+) -> tuple[float, tuple[DateShare, ...]]:
+    """What no date used (start, shutdown, gaps), and each date's share of a cluster it shared.
+
+    `nodes_usd`: the cluster's nodes for its `cluster_seconds` (run_cost of the cluster alone);
+    `used`: the seconds each date ran on it, in the order they ran; `tasks_usd`: each date's runner
+    tasks. A date's share: the nodes for its own seconds, its tasks, and of what no date used a part
+    by its seconds. The shares add up to the nodes' cost and every task's. Planned or recorded
+    seconds alike: the batch's record will split a measured cluster so.
+    """
     # Per second, the nodes cost the same all the cluster's life (the one-minute minimum is far below).
-    per_second = nodes.total_usd / seconds if seconds else 0.0
-    shared = per_second * (seconds - used)
+    per_second = nodes_usd / cluster_seconds if cluster_seconds else 0.0
+    total = sum(used.values())
+    shared = nodes_usd - per_second * total
     shares = tuple(
         DateShare(
             run_date,
-            timeline.date_seconds,
-            per_second * timeline.date_seconds + per_date_tasks[run_date].total_usd,
-            shared * timeline.date_seconds / used if used else shared / len(dates),
+            seconds,
+            per_second * seconds + tasks_usd.get(run_date, 0.0),
+            shared * seconds / total if total else shared / len(used),
         )
-        for run_date in dates
+        for run_date, seconds in used.items()
     )
-    return Batch(number, dates, begins, seconds, cost, shared, shares)
+    return shared, shares
 
 
 def _cluster_usage(

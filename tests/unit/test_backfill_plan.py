@@ -20,6 +20,7 @@ from lambdas.shared.backfill_plan import (
     one_cluster_per_date,
     shared_batches,
     shared_clusters,
+    split_cluster_cost,
 )
 from lambdas.shared.cost import ClusterUsage, InstanceUsage, RegionPrices, TaskUsage, region_prices, run_cost
 from runner.model import load_pipeline
@@ -158,6 +159,22 @@ def test_each_dates_share_sums_to_its_clusters_cost_with_the_start_stated_apart(
     assert first.start_share_usd == pytest.approx((600 + 40 + 60) * NODE_USD_PER_SECOND / 3)
     assert second.start_share_usd == pytest.approx((600 + 20 + 60) * NODE_USD_PER_SECOND / 2)
     assert plan.cost_usd == pytest.approx(sum(share.total_usd for share in plan.shares))
+
+
+def test_recorded_dates_of_unequal_time_split_the_start_by_the_time_each_used():
+    """As the batch's record will split a measured cluster: a date that ran three times as long pays
+    three times the share of the start, and the shares still add up to the cluster and the tasks."""
+    nodes_usd, seconds = 1.0, 1000.0
+    shared, shares = split_cluster_cost(
+        nodes_usd,
+        seconds,
+        {"2025-06-01": 100.0, "2025-06-02": 300.0},
+        {"2025-06-01": 0.01, "2025-06-02": 0.02},
+    )
+    assert shared == pytest.approx(0.6)
+    assert [s.start_share_usd for s in shares] == pytest.approx([0.15, 0.45])
+    assert [s.own_usd for s in shares] == pytest.approx([0.11, 0.32])
+    assert sum(s.total_usd for s in shares) == pytest.approx(nodes_usd + 0.03)
 
 
 def example_plans(count: int) -> tuple[float, float, float, float]:
