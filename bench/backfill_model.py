@@ -118,11 +118,18 @@ def main() -> int:
     parser.add_argument("--step-seconds", type=float, default=MODEL_STEP_SECONDS)
     parser.add_argument("--first-date", type=date.fromisoformat, default=date(2025, 6, 1))
     args = parser.parse_args()
+    if args.concurrency < 1 or min(args.dates) < 1:
+        parser.error("--concurrency and every --dates: 1 or more")
 
     pipeline = load_pipeline(args.pipeline)
     stages = pipeline_stages(pipeline)
     shape = cluster_shape(pipeline)
     prices = region_prices(args.region)
+    unpriced = [
+        t for t in (shape.master_instance_type, shape.core_instance_type) if not prices.instance_hour(t)
+    ]
+    if unpriced:
+        parser.error(f"no {args.region} price for {', '.join(unpriced)} in lambdas/shared/prices.json")
     timeline = modelled_timeline(
         stages, cluster_start_seconds=args.start_minutes * 60, step_seconds=args.step_seconds
     )

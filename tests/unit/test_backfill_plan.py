@@ -113,6 +113,10 @@ def test_the_timeline_arithmetic_of_a_date_and_of_each_mode():
     assert [batch.begins_seconds for batch in today.batches] == [0, 0, 600 + 260 + 30]
     assert [batch.cluster_seconds for batch in today.batches] == [920, 920, 920]
     assert today.wall_seconds == 890 + 920
+    # Thirty dates, three at once: ten waves, each a cluster start, a date and the next date's start.
+    waves = one_cluster_per_date(dates(30), 3, TIMELINE, SHAPE, PRICES)
+    assert sorted({batch.begins_seconds for batch in waves.batches}) == [890.0 * wave for wave in range(10)]
+    assert waves.wall_seconds == 9 * 890 + 920
 
 
 def test_a_cluster_is_priced_by_the_cost_code_as_a_run_record_would_be():
