@@ -125,9 +125,8 @@ def main() -> int:
     stages = pipeline_stages(pipeline)
     shape = cluster_shape(pipeline)
     prices = region_prices(args.region)
-    unpriced = [
-        t for t in (shape.master_instance_type, shape.core_instance_type) if not prices.instance_hour(t)
-    ]
+    types = dict.fromkeys((shape.master_instance_type, shape.core_instance_type))
+    unpriced = [t for t in types if not prices.instance_hour(t)]
     if unpriced:
         parser.error(f"no {args.region} price for {', '.join(unpriced)} in lambdas/shared/prices.json")
     timeline = modelled_timeline(
