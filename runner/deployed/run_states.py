@@ -1,0 +1,153 @@
+"""A run's Step Functions states: their names, what a name says (a step, a stage), a step's status."""
+
+# The state machine (infra/workflow.py) names its states with these, and every reader of a run (the
+# CLI, RecordRun, the failure alert, the late check) parses them with these. The CLI's package
+# cannot import the Lambdas' code, so runner/deployed/run_states.py is this file, byte for byte
+# (tests/infra/test_run_states.py holds the two equal and the names equal to the synthesized
+# state machine's). Standard library only.
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+
+STEP_PREFIX = "Run "
+STAGE_PREFIX = "Stage "
+SKIP_STAGE_PREFIX = "Skip Stage "
+CHECKS_PREFIX = "Check Stage "
+
+PREFLIGHT_STATE = "Preflight"
+CREATE_CLUSTER_STATE = "CreateCluster"
+CLUSTER_STATUS_STATE = "ClusterStatus"
+NEXT_LAUNCH_STATE = "NextLaunch"
+TERMINATE_CLUSTER_STATE = "TerminateCluster"
+#: after TerminateCluster on every path that terminated: the run's record, at `$.run_record`
+RECORD_RUN_STATE = "RecordRun"
+RECORD_KEY = "run_record"
+#: before CreateCluster in a canary run: its master-only launch plans
+PREPARE_CANARY_STATE = "PrepareCanary"
+CHECK_INPUTS_STATE = "CheckInputs"
+#: the input gate's states: a run in one of them waits for its inputs
+INPUT_STATES = frozenset({CHECK_INPUTS_STATE, "Inputs there?", "CountInputsPoll", "WaitForInputs"})
+#: the queue's and the cluster start's states: a run in one of them waits for its cluster
+CLUSTER_STATES = frozenset(
+    {
+        PREFLIGHT_STATE,
+        "Proceed?",
+        CREATE_CLUSTER_STATE,
+        "WaitForCluster",
+        CLUSTER_STATUS_STATE,
+        "ClusterReady?",
+        "CountPoll",
+        NEXT_LAUNCH_STATE,
+        "TerminateFailedLaunch",
+    }
+)
+#: the runner's exit code for a step it stopped at its timeout_minutes (runner.execution.EXIT_TIMEOUT)
+EXIT_TIMEOUT = 124
+
+_STEP_STAGE = re.compile(r"^(\d+)_[^?]+$")
+_NUMBER = re.compile(r"^\d+$")
+
+
+def step_state_name(step: str) -> str:
+    """The Fargate task of one step, by the step's name (its file name without extension)."""
+    return f"{STEP_PREFIX}{step}"
+
+
+def stage_state_name(stage: int | None) -> str:
+    """The Parallel state that runs a stage's steps."""
+    return f"{STAGE_PREFIX}{stage}"
+
+
+def skip_state_name(stage: int | None) -> str:
+    """The Pass state a stage before --from-stage (or a checks-only run's) enters instead."""
+    return f"{SKIP_STAGE_PREFIX}{stage}"
+
+
+def checks_state_name(stage: int | None) -> str:
+    """The Fargate task that runs a stage's data checks, after its steps and before the next stage."""
+    return f"{CHECKS_PREFIX}{stage}"
+
+
+def checks_step_name(stage: int | None) -> str:
+    """A stage's checks task as a step, as the runner names it in summaries: `30_checks`."""
+    return f"{stage}_checks"
+
+
+class StateKind(Enum):
+    STEP = "step"
+    STAGE = "stage"
+    SKIP_STAGE = "skip stage"
+    CHECKS = "checks"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class StateName:
+    """What a state's name says: a step's task (and its stage), a stage, a skipped stage, its checks."""
+
+    name: str
+    kind: StateKind
+    stage: int | None = None
+    #: the step a task state runs: the step's name, or a stage's checks task's `NN_checks`
+    step: str | None = None
+
+    @property
+    def is_task(self) -> bool:
+        """A runner task: a step's or a stage's checks'."""
+        return self.kind in (StateKind.STEP, StateKind.CHECKS)
+
+
+def _number(text: str) -> int | None:
+    return int(text) if _NUMBER.match(text) else None
+
+
+def parse_state(name: str) -> StateName:
+    """The inverse of the names above; a name none of them makes is OTHER."""
+    for prefix, kind in (
+        (SKIP_STAGE_PREFIX, StateKind.SKIP_STAGE),
+        (CHECKS_PREFIX, StateKind.CHECKS),
+        (STAGE_PREFIX, StateKind.STAGE),
+    ):
+        if name.startswith(prefix) and (number := _number(name.removeprefix(prefix))) is not None:
+            step = checks_step_name(number) if kind is StateKind.CHECKS else None
+            return StateName(name, kind, number, step)
+    # A step is named after its file, `NN_name` ("Run failed?", a Choice, is no step).
+    stage = _STEP_STAGE.match(name.removeprefix(STEP_PREFIX)) if name.startswith(STEP_PREFIX) else None
+    if stage is not None:
+        return StateName(name, StateKind.STEP, int(stage[1]), name.removeprefix(STEP_PREFIX))
+    return StateName(name, StateKind.OTHER)
+
+
+class StepStatus(Enum):
+    """How a step (or a stage's checks task) of a run ended, or that it has not."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    #: stopped by the runner at its timeout_minutes (exit 124), or by its task's own timeout
+    TIMED_OUT = "timed out"
+    #: its stage was before --from-stage, or the run only ran checks
+    SKIPPED = "skipped"
+    #: the run ended (failed, stopped) before it
+    NOT_RUN = "not run"
+    RUNNING = "running"
+    #: its run was stopped (StopExecution) or timed out while it ran
+    STOPPED = "stopped"
+
+    @classmethod
+    def parse(cls, text: object) -> StepStatus:
+        """A status as a record carries it; ValueError naming the known ones for anything else."""
+        for status in cls:
+            if status.value == text:
+                return status
+        known = ", ".join(status.value for status in cls)
+        raise ValueError(f"unknown step status {text!r} (known: {known})")
+
+    @classmethod
+    def of_exit(cls, exit_code: int | None) -> StepStatus:
+        """An ended task's status by its container's exit code (None: it ended without one)."""
+        if exit_code == 0:
+            return cls.SUCCEEDED
+        return cls.TIMED_OUT if exit_code == EXIT_TIMEOUT else cls.FAILED
