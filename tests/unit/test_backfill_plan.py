@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta
@@ -242,3 +243,18 @@ def test_the_goal_holds_on_the_example_while_a_date_takes_at_most_seven_minutes(
     assert shared_wall <= 0.5 * today_wall
     today_cost, shared_cost, today_wall, shared_wall = example_plans(30, step_seconds=25)
     assert max(shared_cost / today_cost, shared_wall / today_wall) > 0.5
+
+
+def test_the_models_runner_task_is_the_deployed_runner_task():
+    """The tasks are priced at infra/runner_task.py's size (read from its source: importing infra
+    starts CDK's node process, about 10 s, for two numbers)."""
+    tree = ast.parse((ROOT / "infra" / "runner_task.py").read_text(encoding="utf-8"))
+    runner_task = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "RunnerTask")
+    sizes = {
+        target.id: ast.literal_eval(node.value)
+        for node in runner_task.body
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name) and target.id in {"CPU", "MEMORY_MIB"}
+    }
+    assert (TIMELINE.runner_vcpu, TIMELINE.runner_gb) == (sizes["CPU"] / 1024, sizes["MEMORY_MIB"] / 1024)
