@@ -22,7 +22,16 @@ from infra.inputs import check_inputs_payload, inputs_wait_minutes
 from infra.nag import arn_finding, checkov_skip, suppress
 from infra.network import Network
 from infra.runner_task import CONTAINER_NAME, PipelineTask, RunnerTask
+from lambdas.shared import run_states
 from lambdas.shared.clusters import TAG_PIPELINE, TAG_STACK
+from lambdas.shared.run_states import (
+    CHECK_INPUTS_STATE,
+    CLUSTER_STATUS_STATE,
+    CREATE_CLUSTER_STATE,
+    NEXT_LAUNCH_STATE,
+    PREFLIGHT_STATE,
+    TERMINATE_CLUSTER_STATE,
+)
 from runner.canary import (
     CANARY_IMAGE_PATH,
     CANARY_INPUT,
@@ -57,8 +66,6 @@ EXECUTION_SLACK_MINUTES = 30
 # The runner enforces timeout_minutes itself (stopping the remote step, exit 124, a clear log
 # line); the task's own timeout only backs it up, after Fargate's start-up and the stop's grace.
 TASK_TIMEOUT_MARGIN_MINUTES = 10
-# After TerminateCluster on every path that terminated: the run's cost and durations (owner "cost").
-RECORD_RUN_STATE = "RecordRun"
 # The CLI (runner/deployed) finds a pipeline's state machine by TAG_STACK and TAG_PIPELINE (the
 # clusters' own keys), and reads the steps' output from the log group this tag names.
 TAG_RUNNER_LOG_GROUP = "nightshift:runner-log-group"
@@ -74,8 +81,6 @@ CHECKS_STAGE = "$.request.checks_stage"
 # Preflight, Lambdas and runner task as a night, on a master-only cluster, running the runner's
 # built-in canary pipeline (runner/nightshift_canary) instead of the pipeline's stages.
 CANARY = f"$.request.{CANARY_INPUT}"
-# Before CreateCluster in a canary run: its launch plans, master-only.
-PREPARE_CANARY_STATE = "PrepareCanary"
 
 
 @dataclass(frozen=True)
@@ -128,21 +133,26 @@ def task_definition_family_finding(task_definition: ecs.TaskDefinition) -> str:
     return f"Resource::arn:{part(1)}:{part(2)}:{part(3)}:{part(4)}:{name_part(0)}/{name_part(1)}:*"
 
 
+# The states' names are the run's contract with its readers (lambdas/shared/run_states.py).
+RECORD_RUN_STATE = run_states.RECORD_RUN_STATE
+PREPARE_CANARY_STATE = run_states.PREPARE_CANARY_STATE
+
+
 def stage_state_name(stage: Stage) -> str:
-    return f"Stage {stage.number}"
+    return run_states.stage_state_name(stage.number)
 
 
 def skip_state_name(stage: Stage) -> str:
-    return f"Skip Stage {stage.number}"
+    return run_states.skip_state_name(stage.number)
 
 
 def step_state_name(step: Step) -> str:
-    return f"Run {step.name}"
+    return run_states.step_state_name(step.name)
 
 
 def checks_state_name(stage: Stage) -> str:
     """The Fargate task that runs a stage's data checks, after its steps and before the next stage."""
-    return f"Check Stage {stage.number}"
+    return run_states.checks_state_name(stage.number)
 
 
 def step_command(pipeline: Pipeline, step: Step, pipelines_folder: str = "sql") -> list[str]:
@@ -232,7 +242,7 @@ class PipelineWorkflow(Construct):
         self._canary_plans = launch_plans(pipeline.config.cluster, network.subnet_ids, master_only=True)
 
         self.terminate = self._lambda_state(
-            "TerminateCluster", lifecycle.terminate_cluster, self._terminate_payload()
+            TERMINATE_CLUSTER_STATE, lifecycle.terminate_cluster, self._terminate_payload()
         )
         self.terminate.add_retry(
             errors=["States.ALL"],
@@ -293,7 +303,7 @@ class PipelineWorkflow(Construct):
         max_polls = ceil(inputs.wait_minutes * 60 / poll_seconds)
         start = sfn.Pass(self, "StartInputsCheck", parameters={"polls": 0}, result_path="$.inputs")
         check = self._lambda_state(
-            "CheckInputs",
+            CHECK_INPUTS_STATE,
             function,
             {
                 **check_inputs_payload(self._pipeline, declared),
@@ -342,7 +352,7 @@ class PipelineWorkflow(Construct):
 
     def _preflight(self) -> sfn.IChainable:
         preflight = self._lambda_state(
-            "Preflight",
+            PREFLIGHT_STATE,
             self._lifecycle.preflight,
             {
                 "pipeline": self._pipeline.name,
@@ -509,7 +519,7 @@ class PipelineWorkflow(Construct):
 
     def _create_cluster(self) -> sfn.IChainable:
         create = self._lambda_state(
-            "CreateCluster",
+            CREATE_CLUSTER_STATE,
             self._lifecycle.create_cluster,
             self._create_cluster_payload(),
             result_selector={"cluster_id": sfn.JsonPath.string_at("$.Payload.cluster_id"), "polls": 0},
@@ -522,7 +532,7 @@ class PipelineWorkflow(Construct):
         """Record the failed launch, terminate its cluster, and create the next attempt's."""
         record = sfn.Pass(
             self,
-            "NextLaunch",
+            NEXT_LAUNCH_STATE,
             parameters={
                 "attempt": sfn.JsonPath.math_add(sfn.JsonPath.number_at("$.launch.attempt"), 1),
                 # The plan list is 0-based, attempts 1-based: item [attempt] is the next attempt's.
@@ -553,7 +563,7 @@ class PipelineWorkflow(Construct):
             self, "WaitForCluster", time=sfn.WaitTime.duration(Duration.seconds(settings.poll_seconds))
         )
         status = self._lambda_state(
-            "ClusterStatus",
+            CLUSTER_STATUS_STATE,
             self._lifecycle.cluster_status,
             {
                 "cluster_id": sfn.JsonPath.string_at("$.cluster.cluster_id"),
@@ -773,7 +783,7 @@ class PipelineWorkflow(Construct):
             max_delay=Duration.seconds(60),
             jitter_strategy=sfn.JitterType.FULL,
         )
-        if name != "TerminateCluster":
+        if name != TERMINATE_CLUSTER_STATE:
             state.add_catch(self.terminate, result_path="$.error")
         return state
 

@@ -44,6 +44,7 @@ def handler(
         execution_arn=request.execution_arn,
         cluster_id=request.run.cluster.cluster_id,
         error=error.Error or "failed" if error is not None else None,
+        cause=error.Cause if error is not None else None,
         emr=emr or clients.emr(),
         sfn=sfn or clients.sfn(),
         prices=region_prices(region, json.loads(os.environ.get(PRICES_VARIABLE) or "{}")),

@@ -11,6 +11,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from lambdas.shared.check_results import is_failed, log_stream, read_checks
 from lambdas.shared.executions import execution_history
+from lambdas.shared.run_states import RECORD_KEY, RECORD_RUN_STATE, StateKind, StepStatus, parse_state
 
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
@@ -31,11 +32,6 @@ FAILURE_EVENTS = frozenset(
 )
 CAUSE_LIMIT = 1500
 SUBJECT_LIMIT = 100  # SNS refuses longer e-mail subjects
-# The state lambdas/record_run.py runs in (infra.workflow.RECORD_RUN_STATE) and where it puts the record.
-RECORD_RUN_STATE = "RecordRun"
-RECORD_KEY = "run_record"
-# The state of a stage's data checks task (infra.workflow.checks_state_name): "Check Stage 30".
-CHECKS_STATE_PREFIX = "Check Stage "
 # What the alert shows of the failed checks: SNS takes 256 KiB per message, a person reads a screen.
 CHECKS_SHOWN = 10
 SAMPLE_ROWS_SHOWN = 10
@@ -99,7 +95,7 @@ def find_failure(events: Iterable[dict[str, Any]]) -> Failure | None:
 
 def is_checks_failure(failure: Failure | None) -> bool:
     """The run failed in a stage's data checks task (a failing `error` check, or its engine)."""
-    return bool(failure and failure.ecs_task_arn and failure.state.startswith(CHECKS_STATE_PREFIX))
+    return bool(failure and failure.ecs_task_arn and parse_state(failure.state).kind is StateKind.CHECKS)
 
 
 def _count_text(count: Any) -> str:
@@ -176,6 +172,20 @@ def duration_text(seconds: float | None) -> str:
     return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
+def _status_text(step: Mapping[str, Any]) -> str:
+    """A recorded step's end when it did not succeed (", failed (exit 7)"); "" for a success or no status."""
+    try:
+        status = StepStatus.parse(step.get("status"))
+    except ValueError:
+        return ""  # a record from before step statuses: its durations still say enough
+    if status is StepStatus.SUCCEEDED:
+        return ""
+    code = step.get("exit_code")
+    return f", {status.value}" + (
+        f" (exit {code})" if status is StepStatus.FAILED and code is not None else ""
+    )
+
+
 def record_lines(record: dict[str, Any]) -> list[str]:
     """Run date, duration, cost and the stages' and steps' durations, a line each."""
     cost = record.get("cost") or {}
@@ -194,7 +204,10 @@ def record_lines(record: dict[str, Any]) -> list[str]:
     for name, step in (record.get("steps") or {}).items():
         attempts = step.get("attempts", 1)
         again = f" ({attempts} attempts)" if attempts > 1 else ""
-        lines.append(f"  {name}: {duration_text(step.get('seconds'))}{again}")
+        lines.append(f"  {name}: {duration_text(step.get('seconds'))}{again}{_status_text(step)}")
+    failure = record.get("failure") or {}
+    if failure.get("step") and failure.get("line"):
+        lines.append(f"First error in {failure['step']}: {failure['line']}")
     checks = record.get("checks") or {}
     if checks:
         # A warned check does not fail the run: a success's message is where it is seen.

@@ -9,6 +9,13 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from lambdas.shared.executions import execution_history
+from lambdas.shared.run_states import (
+    CLUSTER_STATES,
+    CREATE_CLUSTER_STATE,
+    INPUT_STATES,
+    StateKind,
+    parse_state,
+)
 from lambdas.shared.scheduling import execution_name, run_date_of
 
 if TYPE_CHECKING:
@@ -17,14 +24,8 @@ if TYPE_CHECKING:
     from lambdas.shared.schedule_models import LateCheckRequest
 
 SUBJECT_LIMIT = 100
-# The input gate's error and states (owner "inputs"), and the cluster start's (infra/workflow.py).
+# The input gate's error (owner "inputs").
 INPUTS_LATE = "InputsLate"
-INPUT_STATES = frozenset({"CheckInputs", "Inputs there?", "CountInputsPoll", "WaitForInputs"})
-CLUSTER_STATES = frozenset(
-    {"Preflight", "Proceed?", "CreateCluster", "WaitForCluster", "ClusterStatus", "ClusterReady?",
-     "CountPoll", "NextLaunch", "TerminateFailedLaunch"}
-)  # fmt: skip
-_STAGE = re.compile(r"^Stage (\d+)$")
 
 
 @dataclass(frozen=True)
@@ -61,17 +62,20 @@ def where_it_is(events: list[dict[str, Any]], zone: ZoneInfo) -> str:
     first_of: dict[str, datetime] = {}
     for event in entered:
         first_of.setdefault(event["stateEnteredEventDetails"]["name"], event["timestamp"])
-    stages = [e for e in entered if _STAGE.match(e["stateEnteredEventDetails"]["name"])]
+    stages = [
+        (named.stage, e["timestamp"])
+        for e in entered
+        if (named := parse_state(e["stateEnteredEventDetails"]["name"])).kind is StateKind.STAGE
+    ]
     if last in INPUT_STATES:
         since = min(first_of[name] for name in INPUT_STATES if name in first_of)
         return f"waiting for its inputs since {_clock(since, zone)}"
     if last in CLUSTER_STATES:
-        since = first_of.get("CreateCluster", entered[-1]["timestamp"])
+        since = first_of.get(CREATE_CLUSTER_STATE, entered[-1]["timestamp"])
         return f"waiting for its cluster since {_clock(since, zone)}"
     if stages:
-        stage = stages[-1]
-        number = _STAGE.match(stage["stateEnteredEventDetails"]["name"])[1]  # type: ignore[index]
-        return f"in stage {number} since {_clock(stage['timestamp'], zone)}"
+        number, since = stages[-1]
+        return f"in stage {number} since {_clock(since, zone)}"
     return f"in state {last} since {_clock(entered[-1]['timestamp'], zone)}"
 
 

@@ -21,24 +21,67 @@ from lambdas.shared.clusters import (
 )
 from lambdas.shared.cost import ClusterUsage, RegionPrices, RunCost, TaskUsage, cluster_usage, run_cost
 from lambdas.shared.executions import execution_history
+from lambdas.shared.run_states import StateKind, StateName, StepStatus, parse_state, stage_state_name
 
 if TYPE_CHECKING:
     from mypy_boto3_emr import EMRClient
     from mypy_boto3_stepfunctions import SFNClient
 
-# infra/workflow.py names the states so; tests/infra holds these equal to its functions.
-STEP_STATE_PREFIX = "Run "
-STAGE_STATE_PREFIX = "Stage "
-# A stage's data checks task, after its steps: "Check Stage 30" (infra.workflow.checks_state_name).
-CHECKS_STATE_PREFIX = "Check Stage "
-_STAGE_STATE = re.compile(r"^Stage \d+$")
 _TASK_END = frozenset({"TaskSucceeded", "TaskFailed", "TaskTimedOut"})
+#: a task state's ends that are no container's end: ECS never ran it, or Step Functions stopped waiting
+_TASK_NOT_RUN = frozenset({"TaskStartFailed", "TaskSubmitFailed"})
+#: the longest "first error line" a record keeps (SNS and a terminal line, not a log)
+ERROR_LINE_CHARS = 300
+#: the head of a failed step's stream read for its first error line (one GetLogEvents call)
+ERROR_LINE_EVENTS = 200
+_ERROR_WORDS = re.compile(r"error|exception|failed|fatal", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class StepRecord:
+    """A step's (or a stage's checks task's) part in the run: time, attempts, and how it ended."""
+
     seconds: float
     attempts: int
+    status: StepStatus = StepStatus.SUCCEEDED
+    #: its last attempt's container exit code (None: it has none, or it did not end)
+    exit_code: int | None = None
+    #: its last attempt's ECS task (its log stream is named after it)
+    task_arn: str | None = None
+    #: why its last attempt ended without an exit code (ECS's StoppedReason), or ""
+    reason: str = ""
+    ended: datetime | None = None
+
+    def as_output(self) -> dict[str, Any]:
+        return {
+            "seconds": round(self.seconds, 1),
+            "attempts": self.attempts,
+            "status": self.status.value,
+            "exit_code": self.exit_code,
+            "task_arn": self.task_arn,
+        }
+
+
+@dataclass(frozen=True)
+class RunFailure:
+    """What failed the run: a step (or a stage's checks) and its exit code, or a state's error."""
+
+    #: the step's name, or a stage's checks task's `NN_checks`; None when no step failed it
+    step: str | None
+    exit_code: int | None
+    error: str
+    #: the first line that says what went wrong (the step log's first error line, else the cause's)
+    line: str
+    task_arn: str | None = None
+
+    def as_output(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "exit_code": self.exit_code,
+            "error": self.error,
+            "line": self.line,
+            "task_arn": self.task_arn,
+        }
 
 
 @dataclass(frozen=True)
@@ -51,6 +94,19 @@ class Timeline:
     tasks: tuple[TaskUsage, ...] = ()
     #: the ECS task of each stage's checks (its last attempt), in the order they ran
     check_tasks: tuple[str, ...] = ()
+    #: each stage's checks task as a step, by its `NN_checks` name
+    checks: dict[str, StepRecord] = field(default_factory=dict)
+    #: the stages the run skipped (before --from-stage; every stage of a checks-only run)
+    skipped_stages: tuple[int, ...] = ()
+
+    def failing_step(self) -> tuple[str, StepRecord] | None:
+        """The step or checks task whose failure failed the run: the earliest to end non-zero."""
+        failed = [
+            (name, step)
+            for name, step in [*self.steps.items(), *self.checks.items()]
+            if step.status in (StepStatus.FAILED, StepStatus.TIMED_OUT) and step.ended is not None
+        ]
+        return min(failed, key=lambda item: item[1].ended or self.started, default=None)
 
 
 @dataclass(frozen=True)
@@ -121,65 +177,122 @@ def _task_usage(
     return TaskUsage(step, cpu, memory, max(0.0, (stopped - started).total_seconds()))
 
 
+def _exit_code(task: Mapping[str, Any]) -> int | None:
+    """The runner container's exit code in an ECS task's description (Step Functions': PascalCase)."""
+    for container in task.get("Containers") or task.get("containers") or []:
+        if not isinstance(container, Mapping):
+            continue
+        code = container.get("ExitCode", container.get("exitCode"))
+        if isinstance(code, int) and not isinstance(code, bool):
+            return code
+    return None
+
+
+@dataclass
+class _TaskState:
+    """One task state as the history unfolds: its attempts and how the last one ended."""
+
+    attempts: int = 0
+    ended: datetime | None = None
+    exit_code: int | None = None
+    task_arn: str | None = None
+    reason: str = ""
+    timed_out: bool = False
+    done: bool = False
+
+    def status(self) -> StepStatus:
+        if not self.done:
+            # Entered and never ended by RecordRun: a sibling's failure stopped its stage's branches.
+            return StepStatus.STOPPED
+        if self.timed_out:
+            return StepStatus.TIMED_OUT
+        return StepStatus.of_exit(self.exit_code) if self.exit_code is not None else StepStatus.FAILED
+
+
+def _track_task(kind: str, when: datetime, event: Mapping[str, Any], task: _TaskState) -> None:
+    if kind == "TaskScheduled":
+        task.attempts += 1
+        task.done, task.exit_code, task.reason, task.timed_out = False, None, "", False
+        return
+    details = _details(event)
+    if kind == "TaskSubmitted":
+        answer = _json(details.get("output"))
+        found = (answer.get("Tasks") or answer.get("tasks") or [{}])[0]
+        task.task_arn = str(found.get("TaskArn") or found.get("taskArn") or "") or task.task_arn
+    elif kind in _TASK_END or kind in _TASK_NOT_RUN:
+        described = _json(details.get("output") or details.get("cause"))
+        task.ended, task.done = when, True
+        task.exit_code = _exit_code(described)
+        if kind == "TaskSucceeded" and task.exit_code is None:
+            task.exit_code = 0
+        task.timed_out = kind == "TaskTimedOut" or details.get("error") == "States.Timeout"
+        if task.exit_code is None:
+            task.reason = str(described.get("StoppedReason") or details.get("error") or "")
+
+
+def _record(seconds: float, task: _TaskState) -> StepRecord:
+    return StepRecord(
+        seconds, task.attempts, task.status(), task.exit_code, task.task_arn, task.reason, task.ended
+    )
+
+
 def read_timeline(
     events: Iterable[Mapping[str, Any]], now: datetime, task_size: tuple[int, int] | None = None
 ) -> Timeline:
-    """Stage and step durations, step attempts and Fargate tasks, from the history's events.
+    """Stage and step durations, step attempts and ends, Fargate tasks, from the history's events.
 
     ``task_size`` (ECS cpu units, MiB) stands in for a task whose answer does not say its size.
     """
-    state_of: dict[int, str] = {}
+    state_of: dict[int, StateName] = {}
     entered: dict[str, datetime] = {}
     last_seen: dict[str, datetime] = {}
-    attempts: dict[str, int] = {}
+    task_states: dict[str, _TaskState] = {}
     submitted: dict[str, tuple[datetime, dict[str, Any]]] = {}
     tasks: list[TaskUsage] = []
-    check_tasks: dict[str, str] = {}
+    skipped: list[int] = []
     started = now
-    stage = ""
+    stage: StateName | None = None
+    nothing = parse_state("")
     for event in events:
         kind, when = event["type"], event["timestamp"]
         if kind == "ExecutionStarted":
             started = when
         if kind.endswith("StateEntered"):
-            name = _details(event).get("name", "")
-            state_of[event["id"]] = name
-            entered.setdefault(name, when)
+            named = parse_state(_details(event).get("name", ""))
+            state_of[event["id"]] = named
+            entered.setdefault(named.name, when)
+            if named.kind is StateKind.SKIP_STAGE and named.stage is not None:
+                skipped.append(named.stage)
         elif kind.endswith("StateExited"):
-            name = _details(event).get("name", "")
-            state_of[event["id"]] = ""
+            named = parse_state(_details(event).get("name", ""))
+            state_of[event["id"]] = nothing
         else:
             previous = event.get("previousEventId")
-            name = state_of.get(previous, "") if previous is not None else ""
-            if kind.startswith("ParallelState") and stage:
+            named = state_of.get(previous, nothing) if previous is not None else nothing
+            if kind.startswith("ParallelState") and stage is not None:
                 # A branch's last event precedes the Parallel's own (ParallelStateFailed after a step's).
-                name = stage
-            state_of[event["id"]] = name
-        if not name:
+                named = stage
+            state_of[event["id"]] = named
+        if not named.name:
             continue
-        last_seen[name] = when
-        if _STAGE_STATE.match(name):
-            stage = name
-        elif stage and name.startswith(STEP_STATE_PREFIX):
+        last_seen[named.name] = when
+        if named.kind is StateKind.STAGE:
+            stage = named
+        elif stage is not None and named.kind is StateKind.STEP:
             # A failing step ends its stage without a ParallelStateExited.
-            last_seen[stage] = when
-        elif name.startswith(CHECKS_STATE_PREFIX):
+            last_seen[stage.name] = when
+        elif named.kind is StateKind.CHECKS:
             # A stage's checks are part of it: the next stage starts after them.
-            last_seen[STAGE_STATE_PREFIX + name.removeprefix(CHECKS_STATE_PREFIX)] = when
-        if name.startswith(CHECKS_STATE_PREFIX):
-            step = f"{name.removeprefix(CHECKS_STATE_PREFIX)}_checks"
-        elif name.startswith(STEP_STATE_PREFIX):
-            step = name.removeprefix(STEP_STATE_PREFIX)
-        else:
+            last_seen[stage_name_of(named)] = when
+        if not named.is_task or named.step is None:
             continue
-        if kind == "TaskScheduled":
-            attempts[step] = attempts.get(step, 0) + 1
-        elif kind == "TaskSubmitted":
+        step = named.step
+        if kind.startswith("Task"):
+            _track_task(kind, when, event, task_states.setdefault(named.name, _TaskState()))
+        if kind == "TaskSubmitted":
             answer = _json(_details(event).get("output"))
             task = (answer.get("Tasks") or answer.get("tasks") or [{}])[0]
             submitted[step] = (when, task)
-            if name.startswith(CHECKS_STATE_PREFIX) and (task.get("TaskArn") or task.get("taskArn")):
-                check_tasks[name] = str(task.get("TaskArn") or task.get("taskArn"))
         elif kind in _TASK_END and step in submitted:
             details = _details(event)
             task = _json(details.get("output") or details.get("cause")) or submitted[step][1]
@@ -187,23 +300,35 @@ def read_timeline(
     seconds = {
         name: (last_seen[name] - entered[name]).total_seconds() for name in entered if name in last_seen
     }
+    named_states = [parse_state(name) for name in seconds]
     return Timeline(
         started=started,
         stages={
-            name.removeprefix(STAGE_STATE_PREFIX): value
-            for name, value in seconds.items()
-            if _STAGE_STATE.match(name)
+            str(named.stage): seconds[named.name] for named in named_states if named.kind is StateKind.STAGE
         },
         steps={
-            name.removeprefix(STEP_STATE_PREFIX): StepRecord(
-                value, attempts.get(name.removeprefix(STEP_STATE_PREFIX), 0)
-            )
-            for name, value in seconds.items()
-            if name.startswith(STEP_STATE_PREFIX)
+            named.step: _record(seconds[named.name], task_states.get(named.name, _TaskState()))
+            for named in named_states
+            if named.kind is StateKind.STEP and named.step is not None
         },
         tasks=tuple(tasks),
-        check_tasks=tuple(check_tasks.values()),
+        check_tasks=tuple(
+            task.task_arn
+            for name, task in task_states.items()
+            if parse_state(name).kind is StateKind.CHECKS and task.task_arn
+        ),
+        checks={
+            named.step: _record(seconds[named.name], task_states.get(named.name, _TaskState()))
+            for named in named_states
+            if named.kind is StateKind.CHECKS and named.step is not None
+        },
+        skipped_stages=tuple(skipped),
     )
+
+
+def stage_name_of(named: StateName) -> str:
+    """The stage state a step's or checks' state belongs to."""
+    return stage_state_name(named.stage)
 
 
 def run_checks(
@@ -269,6 +394,7 @@ class RunRecord:
     cost: RunCost
     timeline: Timeline
     checks: dict[str, CheckResult] = field(default_factory=dict)
+    failure: RunFailure | None = None
 
     def as_output(self) -> dict[str, Any]:
         return {
@@ -283,12 +409,66 @@ class RunRecord:
             "clusters": list(self.clusters),
             "cost": self.cost.as_output(),
             "stages": {name: round(value, 1) for name, value in self.timeline.stages.items()},
-            "steps": {
-                name: {"seconds": round(step.seconds, 1), "attempts": step.attempts}
-                for name, step in self.timeline.steps.items()
-            },
+            "steps": {name: step.as_output() for name, step in self.timeline.steps.items()},
+            "checks_tasks": {name: step.as_output() for name, step in self.timeline.checks.items()},
+            "skipped_stages": list(self.timeline.skipped_stages),
+            "failure": None if self.failure is None else self.failure.as_output(),
             "checks": {label: check.as_output() for label, check in self.checks.items()},
         }
+
+
+def _first_line(text: str) -> str:
+    """A cause's first line; a Lambda's error cause is JSON whose errorMessage is what it said."""
+    given = _json(text)
+    said = str(given.get("errorMessage") or "") if given else text
+    line = next((line.strip() for line in said.splitlines() if line.strip()), "")
+    return line if len(line) <= ERROR_LINE_CHARS else line[: ERROR_LINE_CHARS - 3] + "..."
+
+
+def first_error_line(logs: Any, log_group: str, stream: str) -> str:
+    """The first line a failed step wrote to stderr that names an error, from its stream's head ("" if none).
+
+    The runner writes each output line as a JSON record with its stream; one bounded read, since
+    a step that failed usually says why early, and the record is still worth having without it.
+    """
+    try:
+        page = logs.get_log_events(
+            logGroupName=log_group, logStreamName=stream, startFromHead=True, limit=ERROR_LINE_EVENTS
+        )
+    except (ClientError, BotoCoreError):
+        return ""
+    for event in page.get("events", []):
+        record = _json(event.get("message"))
+        line = str(record.get("line") or "")
+        if record.get("stream") == "stderr" and _ERROR_WORDS.search(line):
+            return _first_line(line)
+    return ""
+
+
+def run_failure(
+    timeline: Timeline,
+    error: str | None,
+    cause: str | None,
+    logs: Any = None,
+    runner_log: tuple[str, str, str] | None = None,
+) -> RunFailure | None:
+    """What failed the run (None: it did not): its failing step, else the error the run caught.
+
+    ``runner_log`` (log group, pipeline, container) lets the step's own first error line be read.
+    """
+    if not error:
+        return None
+    failing = timeline.failing_step()
+    if failing is None:
+        return RunFailure(None, None, error, _first_line(cause or ""))
+    name, step = failing
+    line = ""
+    if logs is not None and runner_log is not None and step.task_arn:
+        group, pipeline, container = runner_log
+        line = first_error_line(logs, group, log_stream(pipeline, container, step.task_arn))
+    if not line:
+        line = f"exit code {step.exit_code}" if step.exit_code is not None else step.reason or error
+    return RunFailure(name, step.exit_code, error, line, step.task_arn)
 
 
 def record_run(
@@ -299,6 +479,7 @@ def record_run(
     cluster_id: str | None,
     error: str | None,
     emr: EMRClient,
+    cause: str | None = None,
     sfn: SFNClient,
     prices: RegionPrices,
     now: datetime,
@@ -330,4 +511,11 @@ def record_run(
         cost=run_cost(clusters, timeline.tasks, prices),
         timeline=timeline,
         checks=checks,
+        failure=run_failure(
+            timeline,
+            error,
+            cause,
+            logs,
+            (runner_log[0], pipeline, runner_log[1]) if runner_log is not None else None,
+        ),
     )

@@ -79,6 +79,29 @@ def test_the_failure_alert_carries_cost_and_durations() -> None:
     assert lines.index("Failing state: Run 20_sessions") < lines.index("Run date: 2025-06-01")
 
 
+def test_the_failure_alert_says_each_steps_end_and_the_failing_steps_first_error_line() -> None:
+    """A record with step statuses (RecordRun's since issue 17): a step that did not succeed says how
+    it ended, and the failing step's first error line follows the steps; a success says nothing more."""
+    record = {
+        **RECORD,
+        "steps": {
+            "10_users": {"seconds": 150.0, "attempts": 1, "status": "succeeded", "exit_code": 0},
+            "20_sessions": {"seconds": 612.0, "attempts": 2, "status": "failed", "exit_code": 7},
+            "20_events": {"seconds": 30.0, "attempts": 1, "status": "stopped", "exit_code": None},
+        },
+        "failure": {"step": "20_sessions", "exit_code": 7, "error": "States.TaskFailed",
+                    "line": "Error in query: Table or view not found: users"},
+    }  # fmt: skip
+    lines = alert.record_lines(record)
+    assert "  10_users: 2 min 30 s" in lines
+    assert "  20_sessions: 10 min 12 s (2 attempts), failed (exit 7)" in lines
+    assert "  20_events: 30 s, stopped" in lines
+    assert lines[-1] == "First error in 20_sessions: Error in query: Table or view not found: users"
+    # A record without statuses (RecordRun before them), or with one it does not know: durations only.
+    odd = {**RECORD, "steps": {"10_users": {"seconds": 150.0, "attempts": 1, "status": "paused"}}}
+    assert "  10_users: 2 min 30 s" in alert.record_lines(odd)
+
+
 def test_without_a_record_the_alert_is_as_before() -> None:
     assert alert.find_record([{"id": 1, "type": "ExecutionFailed"}]) is None
     detail = {

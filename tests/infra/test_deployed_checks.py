@@ -11,7 +11,7 @@ import pytest
 from infra.runner_task import CONTAINER_NAME
 from infra.workflow import checks_state_name
 from lambdas import alert as alert_lambda
-from lambdas.shared import alerting
+from lambdas.shared import alerting, run_states
 from lambdas.shared.run_metrics import CHECK_DIMENSION, CHECK_FAILING_ROWS, NAMESPACE, PIPELINE_DIMENSION
 from runner.__main__ import main
 from runner.checks.run import CheckReport, FailuresTable
@@ -84,7 +84,7 @@ def test_a_pipeline_without_checks_has_no_checks_states(test_synth: Synthesis) -
 def test_the_alert_names_the_state_the_workflow_gives_a_stages_checks() -> None:
     """The alert finds a checks failure by its state's name: the two sides name it alike."""
     for stage in load_pipeline(EXAMPLE).stages:
-        assert checks_state_name(stage).startswith(alerting.CHECKS_STATE_PREFIX)
+        assert checks_state_name(stage).startswith(run_states.CHECKS_PREFIX)
 
 
 def test_the_alert_formatter_may_read_the_runner_streams_and_no_other_log(example_synth: Synthesis) -> None:  # noqa: F811

@@ -20,10 +20,10 @@ from lambdas.shared.run_metrics import (
     STEP_DIMENSION,
     STEP_DURATION,
 )
-from lambdas.shared.run_record import STAGE_STATE_PREFIX, STEP_STATE_PREFIX
+from lambdas.shared.run_states import STAGE_PREFIX, STEP_PREFIX, StepStatus
 from runner.model import Engine, Stage, Step
 from tests.infra.conftest import REGION
-from tests.infra.moto_harness import Harness
+from tests.infra.moto_harness import Harness, StepScript
 
 PIPELINE = "nightly"
 STEPS = ["10_users", "10_events", "20_sessions", "30_funnel", "30_segments"]
@@ -66,9 +66,9 @@ def expected_minimum_cost() -> float:
 
 def test_state_names_are_the_ones_the_record_reads() -> None:
     step = Step(path=Path("sql/nightly/10_users.sql"), stage=10, engine=Engine.SPARK_SQL)
-    assert step_state_name(step).startswith(STEP_STATE_PREFIX)
-    assert step_state_name(step).removeprefix(STEP_STATE_PREFIX) == "10_users"
-    assert stage_state_name(Stage(number=10, steps=(step,))).startswith(STAGE_STATE_PREFIX)
+    assert step_state_name(step).startswith(STEP_PREFIX)
+    assert step_state_name(step).removeprefix(STEP_PREFIX) == "10_users"
+    assert stage_state_name(Stage(number=10, steps=(step,))).startswith(STAGE_PREFIX)
 
 
 def test_a_successful_run_records_cost_durations_and_metrics(
@@ -95,6 +95,11 @@ def test_a_successful_run_records_cost_durations_and_metrics(
     assert {step["attempts"] for step in record["steps"].values()} == {1}
     assert sorted(record["stages"]) == ["10", "20", "30"]
     assert record["cluster_ready_seconds"] is not None and record["run_seconds"] >= 0
+    # What --history reads instead of the whole history: each step's status, exit code and task.
+    assert {StepStatus.parse(step["status"]) for step in record["steps"].values()} == {StepStatus.SUCCEEDED}
+    assert {step["exit_code"] for step in record["steps"].values()} == {0}
+    assert all(":task/" in step["task_arn"] for step in record["steps"].values())
+    assert record["failure"] is None and record["skipped_stages"] == [] and record["checks_tasks"] == {}
 
     blobs = emf_blobs(capsys.readouterr().out)
     run = next(b for b in blobs if RUN_COST in b)
@@ -126,8 +131,42 @@ def test_a_failed_run_keeps_its_error_and_cause_and_records_the_attempts(
     assert "30_funnel" not in record["steps"]
     assert sorted(record["stages"]) == ["10", "20"]
     assert record["cost"]["total_usd"] > 0
+    failed = record["steps"]["20_sessions"]
+    assert (StepStatus.parse(failed["status"]), failed["exit_code"]) == (StepStatus.FAILED, 1)
+    # The step wrote no error line: its exit code is the line.
+    assert record["failure"] == {
+        "step": "20_sessions",
+        "exit_code": 1,
+        "error": "States.TaskFailed",
+        "line": "exit code 1",
+        "task_arn": failed["task_arn"],
+    }
     run = next(b for b in emf_blobs(capsys.readouterr().out) if RUN_COST in b)
     assert value(run, RUN_FAILED) == 1
+
+
+def test_a_failed_steps_first_error_line_is_in_the_record(harness: Harness) -> None:
+    """The failing step's first stderr line that names an error (its log stream, as the runner wrote
+    it: JSON lines), not the warnings before it nor the lines after."""
+    harness.faults.exit_codes["20_sessions.hql"] = 7
+    harness.faults.scripts["20_sessions.hql"] = StepScript(
+        chunks=[
+            ("stdout", b"an error in stdout is the data's\n"),
+            ("stderr", b"WARN HiveConf: hive.metastore.warehouse is deprecated\n"),
+            ("stderr", b"Error in query: Table or view not found: users; line 1 pos 14\n"),
+            ("stderr", b"org.apache.spark.sql.AnalysisException: it again\n"),
+        ]
+    )
+    execution = harness.run()
+    assert execution["status"] == "FAILED"
+    record = record_of(harness, execution["executionArn"])
+    assert record is not None
+    assert record["failure"]["step"] == "20_sessions" and record["failure"]["exit_code"] == 7
+    assert record["failure"]["line"] == "Error in query: Table or view not found: users; line 1 pos 14"
+    assert record["steps"]["20_sessions"]["attempts"] == 3
+    assert {StepStatus.parse(record["steps"][name]["status"]) for name in ("10_users", "10_events")} == {
+        StepStatus.SUCCEEDED
+    }
 
 
 @pytest.mark.parametrize("failing_step", [None, "30_funnel.sql"], ids=["success", "failure"])
