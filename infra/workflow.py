@@ -36,6 +36,7 @@ from runner.canary import (
     CANARY_IMAGE_PATH,
     CANARY_INPUT,
     DATABASE_VARIABLE,
+    canary_applications,
     canary_database,
     canary_pipeline,
 )
@@ -104,8 +105,10 @@ def launch_plans(
 
     The first launch offers EMR every subnet (instance fleets pick the one with capacity); each
     retry pins the next subnet in turn, so a retry is not sent straight back to the zone that
-    just ran out, and takes the next of ``core_instance_types``. `master_only`: a canary's, no core.
+    just ran out, and takes the next of ``core_instance_types``. `master_only`: a canary's, no core,
+    and with the applications its stages run on (hive among them) whatever the pipeline's.
     """
+    applications = list(canary_applications(profile) if master_only else profile.applications)
     plans: list[dict[str, object]] = []
     for attempt in range(1, profile.launch_attempts + 1):
         subnets = subnet_ids if attempt == 1 else [subnet_ids[(attempt - 1) % len(subnet_ids)]]
@@ -114,6 +117,7 @@ def launch_plans(
                 "core_instance_type": profile.core_instance_type_for(attempt),
                 "core_instance_count": 0 if master_only else profile.core_instance_count,
                 "subnet_ids": subnets,
+                "applications": applications,
             }
         )
     return plans
@@ -467,7 +471,8 @@ class PipelineWorkflow(Construct):
             "attempt": sfn.JsonPath.number_at("$.launch.attempt"),
             "cluster": {
                 "release_label": profile.release_label,
-                "applications": list(profile.applications),
+                # The plan's: a canary's cluster always has what its stages run on.
+                "applications": sfn.JsonPath.list_at("$.launch.plan.applications"),
                 "master_instance_type": profile.master_instance_type,
                 "core_instance_type": sfn.JsonPath.string_at("$.launch.plan.core_instance_type"),
                 "core_instance_count": sfn.JsonPath.number_at("$.launch.plan.core_instance_count"),
@@ -509,6 +514,7 @@ class PipelineWorkflow(Construct):
                     payload["cluster"],  # type: ignore[call-overload]
                     core_instance_type=plan["core_instance_type"],
                     core_instance_count=plan["core_instance_count"],
+                    applications=plan["applications"],
                 )
                 network = dict(payload["network"], subnet_ids=plan["subnet_ids"])  # type: ignore[call-overload]
                 check_create_cluster_payload(

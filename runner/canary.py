@@ -6,6 +6,7 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
+from runner.config import ClusterProfile
 from runner.model import Pipeline, load_pipeline
 
 #: the canary pipeline's folder, also in the runner image (its WORKDIR holds runner/)
@@ -20,6 +21,8 @@ DATABASE_VARIABLE = "canary_database"
 DEFAULT_DATABASE = "default"
 #: the one table the canary writes: its own, never one of the pipeline's
 CANARY_TABLE = "nightshift_canary"
+#: what the canary's stages run on: spark-sql (10, 40), hive (20, and 30's DESCRIBE) and hadoop fs (30)
+CANARY_APPLICATIONS = ("Hadoop", "Hive", "Spark")
 #: a canary execution name after `<pipeline>-<date>` (lambdas/shared/preflight.py has its own copy)
 CANARY_SUFFIX = re.compile(r"-canary(?:-r\d+)?")
 
@@ -62,3 +65,14 @@ def canary_database(pipeline: Pipeline) -> str:
     if catalog is not None and catalog.databases:
         return catalog.databases[0]
     return DEFAULT_DATABASE
+
+
+def canary_applications(profile: ClusterProfile) -> tuple[str, ...]:
+    """The canary cluster's EMR applications: the pipeline's, and those of CANARY_APPLICATIONS it lacks.
+
+    The canary's cluster is its own (master-only, its own launch plans): a pipeline that leaves Hive
+    out still gets a canary whose hive stage can run, instead of one that fails at stage 20 after the
+    cluster's start has been paid for. Names compare case-insensitively, as the deployment check's do.
+    """
+    have = {name.lower() for name in profile.applications}
+    return (*profile.applications, *(name for name in CANARY_APPLICATIONS if name.lower() not in have))

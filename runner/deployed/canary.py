@@ -6,7 +6,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from runner.canary import CANARY_TABLE, canary_as_deployed, canary_database, canary_run_name
+from runner.canary import (
+    CANARY_TABLE,
+    canary_applications,
+    canary_as_deployed,
+    canary_database,
+    canary_run_name,
+)
+from runner.catalog import METASTORE_GLUE
 from runner.deployed.discovery import (
     Deployment,
 )
@@ -98,6 +105,31 @@ def cost_line(cost: CanaryCost) -> str:
     return f"canary: {figure}, {cost.minutes:g} minutes by the model ({cost.model})"
 
 
+def leftover_line(pipeline: Pipeline) -> str | None:
+    """What a canary that failed in its runner task may leave, and how it goes; None when nothing can.
+
+    Its last stage drops its table, so a failed task left the table its first stage made. In a Glue
+    catalog that outlives the cluster (with its files under the warehouse); in the cluster's own
+    metastore it ended with the cluster. The next canary's first stage drops a table it finds.
+    """
+    if pipeline.config.cluster.metastore != METASTORE_GLUE:
+        return None
+    database = canary_database(pipeline)
+    catalog = pipeline.config.catalog
+    # Spark's and Hive's place for a managed table: its database's location, then its name.
+    location = f"{catalog.database_location(database)}{CANARY_TABLE}" if catalog is not None else None
+    where = location or f"under the location of Glue's {database} database"
+    # DeleteTable removes only the definition: a managed table's files stay unless removed too.
+    now = f"`aws glue delete-table --database-name {database} --name {CANARY_TABLE}`"
+    if location is not None:
+        now += f" and `aws s3 rm --recursive {location}/`"
+    return (
+        f"canary: its table {database}.{CANARY_TABLE} ({where}) is left in the Glue catalog if its first"
+        f" stage made it: the next `python -m runner {pipeline.folder} --deployed --canary` drops it"
+        f" before it writes; to remove it now, {now}"
+    )
+
+
 def next_canary_name(deployment: Deployment, run_date: str) -> str:
     """The date's first canary name not taken yet (execution names stay taken for 90 days)."""
     for attempt in range(1, MAX_RERUNS + 1):
@@ -144,7 +176,8 @@ def run_canary(
     machine = deployment.state_machine_arn.rsplit(":", 1)[-1]
     say(
         f"canary {name}: through {machine} (its Preflight and cluster Lambdas), a master-only cluster"
-        f" (one {cluster.master_instance_type}, {cluster.release_label}), one runner task that over SSH"
+        f" (one {cluster.master_instance_type}, {cluster.release_label},"
+        f" {', '.join(canary_applications(cluster))}), one runner task that over SSH"
         f" writes a row of {run_date} to {canary_database(pipeline)}.{CANARY_TABLE} on spark-sql and"
         " checks it, reads it back on hive, lists the table's files with hadoop fs and drops the table,"
         " then the cluster terminated; it is no run of its date (a night is neither refused nor"
@@ -186,6 +219,10 @@ def run_canary(
     )
     shown = ", ".join(f"{cid} {state}" for cid, state in sorted(clusters.items())) or "no cluster"
     if report.exit_code != 0:
+        # A failing step is the canary's task: it ran, and stopped before its last stage's DROP.
+        leftover = leftover_line(pipeline) if tracker.failing_step() is not None else None
+        if leftover is not None:
+            say(leftover)
         say(f"canary failed: {tracker.failure} (cluster: {shown})")
         return report.exit_code
     left = sorted(cid for cid, state in clusters.items() if state != "TERMINATED")

@@ -515,7 +515,10 @@ class Check:
         label = cluster.get("release_label")
         if not label:
             return
-        wanted = set(cluster.get("applications", []))
+        # The launch plans carry them (a canary's add what its stages run on); the payload did before.
+        given = cluster.get("applications")
+        wanted = set(given) if isinstance(given, list) else set()
+        wanted |= {a for plan in self.facts.plans for a in plan.get("applications", [])}
         try:
             answer = self.clients.emr.describe_release_label(ReleaseLabel=label)
         except botocore.exceptions.ClientError as error:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -25,7 +26,14 @@ from infra.workflow import (
 from lambdas.shared.clusters import TAG_EMR_MANAGED_POLICIES, TAG_RUN_DATE
 from lambdas.shared.preflight import is_canary
 from runner.__main__ import main
-from runner.canary import CANARY_IMAGE_PATH, CANARY_TABLE, canary_pipeline, canary_run_name, is_canary_name
+from runner.canary import (
+    CANARY_IMAGE_PATH,
+    CANARY_TABLE,
+    canary_applications,
+    canary_pipeline,
+    canary_run_name,
+    is_canary_name,
+)
 from runner.checks.run import CheckReport
 from runner.checks.spec import CheckStatus
 from runner.deployed import canary as deployed_canary
@@ -62,9 +70,10 @@ def _check_record(status: CheckStatus, count: int) -> dict[str, Any]:
     return CheckReport(check, status=str(status), count=count, sample=sample, exit_code=exit_code).record(10)
 
 
-def _canary_in_catalog(log: list[str]) -> Callable[[list[str]], None]:
-    """What the canary's SQL does on the cluster, in moto's Glue: CREATE TABLE IF NOT EXISTS in the
-    database the command names, on the warehouse the cluster's catalog settings give, then read back."""
+def _canary_in_catalog(log: list[str], *, passes: bool = True) -> Callable[[list[str]], None]:
+    """What the canary's SQL does on the cluster, in moto's Glue: its first stage drops a table a
+    failed canary left and creates it in the database the command names, on the warehouse the
+    cluster's catalog settings give, then reads it back; its last stage (when `passes`) drops it."""
 
     def run(command: list[str]) -> None:
         name, _, database = command[command.index("--var") + 1].partition("=")
@@ -74,17 +83,21 @@ def _canary_in_catalog(log: list[str]) -> Callable[[list[str]], None]:
         glue = _glue()
         location = glue.get_database(Name=database)["Database"]["LocationUri"]
         assert location.startswith(warehouse), (location, warehouse)
-        if not any(t["Name"] == CANARY_TABLE for t in glue.get_tables(DatabaseName=database)["TableList"]):
-            glue.create_table(
-                DatabaseName=database,
-                TableInput={
-                    "Name": CANARY_TABLE,
-                    "TableType": "MANAGED_TABLE",
-                    "StorageDescriptor": {"Location": f"{location}{CANARY_TABLE}"},
-                },
-            )
+        if any(t["Name"] == CANARY_TABLE for t in glue.get_tables(DatabaseName=database)["TableList"]):
+            glue.delete_table(DatabaseName=database, Name=CANARY_TABLE)
+        glue.create_table(
+            DatabaseName=database,
+            TableInput={
+                "Name": CANARY_TABLE,
+                "TableType": "MANAGED_TABLE",
+                "StorageDescriptor": {"Location": f"{location}{CANARY_TABLE}"},
+                "Parameters": {"run_id": command[command.index("--run-id") + 1]},
+            },
+        )
         glue.get_table(DatabaseName=database, Name=CANARY_TABLE)
         log.append(f"{database}.{CANARY_TABLE} on {cluster_id}")
+        if passes:
+            glue.delete_table(DatabaseName=database, Name=CANARY_TABLE)
 
     return run
 
@@ -127,6 +140,9 @@ def test_a_canary_run_launches_master_only_and_runs_only_the_canary_task(test_sy
     assert {plan["core_instance_count"] for plan in nightly} == {2}
     cluster = states["CreateCluster"]["Parameters"]["Payload"]["cluster"]
     assert cluster["core_instance_count.$"] == "$.launch.plan.core_instance_count"
+    assert cluster["applications.$"] == "$.launch.plan.applications" and "applications" not in cluster
+    # nightly runs the default applications: its canary's are the same
+    assert {tuple(plan["applications"]) for plan in nightly + plans} == {("Hadoop", "Hive", "Spark")}
 
     ready = states["ClusterReady?"]["Choices"]
     ready_nexts = [rule["Next"] for rule in ready]
@@ -140,6 +156,56 @@ def test_a_canary_run_launches_master_only_and_runs_only_the_canary_task(test_sy
     command = run["Parameters"]["Overrides"]["ContainerOverrides"][0]["Command.$"]
     assert command.startswith(f"States.Array('{CANARY_IMAGE_PATH}', '--var', 'canary_database=nightly'")
     assert states["InvalidCanary"]["Type"] == "Fail"
+
+
+def test_a_pipeline_without_hive_gets_hive_and_spark_on_its_canarys_cluster_only(
+    test_synth: Synthesis,
+) -> None:
+    """The canary's stages run on spark-sql (10, 40), hive (20, and 30's DESCRIBE) and hadoop fs (30):
+    a pipeline whose [cluster] applications leave them out (adhoc: Hadoop alone, for its .sh step)
+    would pay for a canary's cluster that fails at stage 20. The canary's launch plans are its own, so
+    its cluster gets them and the pipeline's nights keep theirs; CreateCluster takes the applications
+    of the plan it launches, also on a relaunch (NextLaunch copies the plans).
+
+    "Applications": "A case-insensitive list of applications for Amazon EMR to install and configure
+    when launching the cluster" (Amazon EMR API Reference, "RunJobFlow",
+    https://docs.aws.amazon.com/emr/latest/APIReference/API_RunJobFlow.html), so Hive is added only
+    when no name of the pipeline's is hive in any case."""
+    states: dict[str, dict[str, Any]] = definition_of(test_synth, "adhoc")["States"]
+    nights = states["PrepareRun"]["Parameters"]["launch"]["plans"]
+    canaries = states[PREPARE_CANARY_STATE]["Parameters"]["plans"]
+    assert {tuple(plan["applications"]) for plan in nights} == {("Hadoop",)}
+    assert {tuple(plan["applications"]) for plan in canaries} == {("Hadoop", "Hive", "Spark")}
+    cluster = states["CreateCluster"]["Parameters"]["Payload"]["cluster"]
+    assert cluster["applications.$"] == "$.launch.plan.applications"
+    assert states["NextLaunch"]["Parameters"]["plans.$"] == "$.launch.plans"
+    profile = replace(canary_pipeline().config.cluster, applications=("hadoop", "HIVE", "Tez"))
+    assert canary_applications(profile) == ("hadoop", "HIVE", "Tez", "Spark")
+
+
+def test_a_canary_of_a_pipeline_without_hive_launches_hive_and_its_night_does_not(
+    adhoc: Harness, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """Through the CLI and CreateCluster in moto: the canary's cluster is made with Hadoop, Hive and
+    Spark, the night's with the pipeline's Hadoop alone."""
+    capsysbinary.readouterr()
+    code = main([str(adhoc.synth.pipelines_dir / "adhoc"), "--deployed", "--canary", "--run-date", DATE])
+    lines = capsysbinary.readouterr().err.decode(errors="replace").splitlines()
+    assert code == 0, "\n".join(lines)
+    assert any(
+        "a master-only cluster (one m5.xlarge, emr-" in line and "Hadoop, Hive, Spark)" in line
+        for line in lines
+    ), lines
+    night = adhoc.run(DATE)
+    assert night["status"] == "SUCCEEDED", adhoc.why(night["executionArn"])
+    made = [payload["cluster"]["applications"] for payload in adhoc.faults.payloads["lambdas.create_cluster"]]
+    assert made == [["Hadoop", "Hive", "Spark"], ["Hadoop"]]
+    emr = boto3.client("emr", region_name=REGION)
+    installed = [
+        sorted(a["Name"] for a in emr.describe_cluster(ClusterId=c["Id"])["Cluster"]["Applications"])
+        for c in sorted(adhoc.clusters(), key=lambda c: c["Status"]["Timeline"]["CreationDateTime"])
+    ]
+    assert installed == [["Hadoop", "Hive", "Spark"], ["Hadoop"]]
 
 
 def test_the_runner_image_holds_the_canary_folder() -> None:
@@ -296,8 +362,63 @@ def test_a_canary_whose_check_fails_exits_65_with_the_reason(
     assert lines[-1].startswith("nightshift: canary failed: 10_nightshift_canary.sql exited with code 65"), (
         lines
     )
+    assert lines[-2].startswith(f"nightshift: canary: its table nightly.{CANARY_TABLE} (s3://"), lines
     assert lines[-1].endswith(" TERMINATED)")
     assert {c["Status"]["State"] for c in harness.clusters()} == {"TERMINATED"}
+
+
+def test_a_canary_that_fails_at_stage_20_names_the_table_it_left_and_the_next_canary_removes_it(
+    harness: Harness, test_synth: Synthesis, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """Stage 10 made the table and its check passed; stage 20 (hive) failed, so stage 40 never
+    dropped it. The CLI exits with the task's code and, before its verdict, names the table left in
+    the Glue catalog (database.table and location), that the next canary drops it, and the commands
+    that remove it now. The next canary then replaces it, drops it at its end and says nothing of it.
+
+    Both commands, because Glue's DeleteTable "Removes a table definition from the Data Catalog" and
+    nothing else (AWS Glue API Reference, "DeleteTable",
+    https://docs.aws.amazon.com/glue/latest/webapi/API_DeleteTable.html): the table's files in S3
+    stay until removed. (A DROP TABLE through the cluster's Glue client, the next canary's stage 10,
+    deletes a managed table's files too: tests/integration/local/test_canary_local.py runs it.)"""
+    _deploy_databases(test_synth)
+    log: list[str] = []
+    harness.faults.step_actions[STEP] = _canary_in_catalog(log, passes=False)
+    harness.faults.exit_codes[STEP] = 1
+    harness.faults.scripts[STEP] = StepScript(
+        chunks=[
+            ("stdout", f"{DATE}\t2025-06-01 03:12:00\n".encode()),
+            ("stderr", b"Error: ASSERT_TRUE failed: 'read_back.rows_read = 1' is not true\n"),
+        ],
+        results=[_check_record(CheckStatus.PASSED, 0)],
+    )
+    code, lines = _cli(harness, capsysbinary, "--run-date", DATE)
+    assert code == 1, "\n".join(lines)
+    location = f"s3://lake/curated/warehouse/nightly.db/{CANARY_TABLE}"
+    folder = harness.synth.pipelines_dir / PIPELINE
+    assert lines[-2] == (
+        f"nightshift: canary: its table nightly.{CANARY_TABLE} ({location}) is left in the Glue catalog if"
+        f" its first stage made it: the next `python -m runner {folder} --deployed --canary` drops it before"
+        f" it writes; to remove it now, `aws glue delete-table --database-name nightly --name {CANARY_TABLE}`"
+        f" and `aws s3 rm --recursive {location}/`"
+    ), lines
+    assert lines[-1].startswith("nightshift: canary failed: 10_nightshift_canary.sql exited with code 1 ("), (
+        lines
+    )
+    assert lines[-1].endswith(" TERMINATED)"), lines
+    glue = _glue()
+    left = glue.get_table(DatabaseName="nightly", Name=CANARY_TABLE)["Table"]
+    assert left["StorageDescriptor"]["Location"] == location
+    assert left["Parameters"]["run_id"] == f"{PIPELINE}-{DATE}-canary"
+
+    harness.faults.step_actions[STEP] = _canary_in_catalog(log, passes=True)
+    del harness.faults.exit_codes[STEP]
+    harness.faults.scripts[STEP] = StepScript(results=[_check_record(CheckStatus.PASSED, 0)])
+    code, lines = _cli(harness, capsysbinary, "--run-date", DATE)
+    assert code == 0, "\n".join(lines)
+    assert lines[-1].startswith(f"nightshift: canary passed: {PIPELINE}-{DATE}-canary-r2 succeeded"), lines
+    assert not [line for line in lines if "its table" in line], lines
+    assert len(log) == 2
+    assert [t["Name"] for t in glue.get_tables(DatabaseName="nightly")["TableList"]] == []
 
 
 def test_a_canary_whose_cluster_fails_to_start_exits_69_with_emrs_reason(
@@ -317,6 +438,8 @@ def test_a_canary_whose_cluster_fails_to_start_exits_69_with_emrs_reason(
     last = lines[-1]
     assert last.startswith("nightshift: canary failed: ClusterFailedToStart: attempt 1 (j-"), last
     assert message in last and last.endswith(" TERMINATED_WITH_ERRORS)"), last
+    # No task ran: no table can be left.
+    assert not [line for line in lines if "its table" in line], lines
 
 
 def test_dry_run_says_what_the_canary_would_do_and_starts_nothing(

@@ -70,6 +70,8 @@ enabled = false
 core_instance_count = 0
 # Tables that end with the cluster: no Glue catalog at all.
 metastore = "cluster"
+# A .sh pipeline: no Hive nor Spark on its nights (its canary's cluster gets them).
+applications = ["Hadoop"]
 """
 
 
