@@ -56,8 +56,33 @@ def jvm_pid(state: Path) -> int:
     return int(re.findall(r"ready: JVM pid (\d+)", log)[-1])
 
 
+@pytest.fixture(scope="module")
+def module_state() -> Iterator[Path]:
+    """One state dir for the module's tests, so one engine: a test that ends its engine and starts
+    another leaves that one up for the next test, which starts none (each test still passes alone:
+    every one starts its engine if none is up). In a folder another user may pass (mode 0711, not
+    pytest's 0700 tree), for test_another_user_cannot_use_the_socket."""
+    top = Path(tempfile.mkdtemp(prefix="nightshift-lifecycle-", dir="/tmp"))
+    top.chmod(0o711)
+    state = top / "state"
+    try:
+        yield state
+    finally:
+        stop_engine(state)
+        shutil.rmtree(top)
+
+
 @pytest.fixture
-def steps(tmp_path: Path) -> Iterator[tuple[Path, Path, Path]]:
+def steps(module_state: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
+    quick, long = tmp_path / "quick.sql", tmp_path / "long.sql"
+    quick.write_text(QUICK)
+    long.write_text(LONG)
+    return module_state, quick, long
+
+
+@pytest.fixture
+def own_steps(tmp_path: Path) -> Iterator[tuple[Path, Path, Path]]:
+    """The same, with an engine of the test's own."""
     state = tmp_path / "state"
     quick, long = tmp_path / "quick.sql", tmp_path / "long.sql"
     quick.write_text(QUICK)
@@ -68,11 +93,23 @@ def steps(tmp_path: Path) -> Iterator[tuple[Path, Path, Path]]:
 
 def test_idle_exit_then_a_new_engine_on_the_next_run(steps: tuple[Path, Path, Path]) -> None:
     state, quick, _ = steps
+    # The module's engine, if a test before this one left it up, is not the one this run must start.
+    stop_engine(state)
     first = run_cli(quick, "--state-dir", state, "--engine-idle-minutes", "0.05")
     assert first.returncode == 0 and first.stdout == b"quick\n"
     assert b"starting the warm engine" in first.stderr
     assert wait_for(lambda: not engine_alive(state), 300), "the engine did not end when idle"
     assert not (protocol.engine_dir(state) / protocol.SOCKET_NAME).exists()
+    again = run_cli(quick, "--state-dir", state)
+    assert again.returncode == 0 and again.stdout == b"quick\n"
+    assert b"starting the warm engine" in again.stderr
+
+
+def test_a_killed_jvm_is_replaced_on_the_next_run(steps: tuple[Path, Path, Path]) -> None:
+    state, quick, _ = steps
+    assert run_cli(quick, "--state-dir", state).returncode == 0
+    os.kill(jvm_pid(state), signal.SIGKILL)
+    assert wait_for(lambda: not engine_alive(state), 300), "the engine outlived its JVM"
     again = run_cli(quick, "--state-dir", state)
     assert again.returncode == 0 and again.stdout == b"quick\n"
     assert b"starting the warm engine" in again.stderr
@@ -90,16 +127,6 @@ def test_reset_ends_the_engine_and_forgets_the_tables(steps: tuple[Path, Path, P
     # A new engine on a new metastore: the table is gone, the same step makes it again.
     again = run_cli(make, "--state-dir", state)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert b"starting the warm engine" in again.stderr
-
-
-def test_a_killed_jvm_is_replaced_on_the_next_run(steps: tuple[Path, Path, Path]) -> None:
-    state, quick, _ = steps
-    assert run_cli(quick, "--state-dir", state).returncode == 0
-    os.kill(jvm_pid(state), signal.SIGKILL)
-    assert wait_for(lambda: not engine_alive(state), 300), "the engine outlived its JVM"
-    again = run_cli(quick, "--state-dir", state)
-    assert again.returncode == 0 and again.stdout == b"quick\n"
     assert b"starting the warm engine" in again.stderr
 
 
@@ -166,8 +193,10 @@ class Captured(StepOutput):
             self.stdout += block
 
 
-def test_a_timeout_cancels_the_step_with_exit_124(steps: tuple[Path, Path, Path]) -> None:
-    state, quick, long = steps
+def test_a_timeout_cancels_the_step_with_exit_124(own_steps: tuple[Path, Path, Path]) -> None:
+    # An engine of its own: this WarmEngine is built here, not by the command line, so its fingerprint
+    # need not be the module engine's.
+    state, quick, long = own_steps
     spark = LocalSpark(state)
     java_home = find_java_home()
     engine = WarmEngine(
@@ -191,23 +220,6 @@ def test_a_timeout_cancels_the_step_with_exit_124(steps: tuple[Path, Path, Path]
     assert after.stdout == b"quick\n"
 
 
-def test_another_java_starts_another_engine(steps: tuple[Path, Path, Path], tmp_path: Path) -> None:
-    state, quick, _ = steps
-    # Held: the second run must find this engine up to restart it, not one that ended idle meanwhile.
-    assert run_cli(quick, "--state-dir", state, env=HOLD_ENGINE).returncode == 0
-    # The same Java binaries under a home whose `release` says another version: an upgrade.
-    real = find_java_home().resolve()
-    other = tmp_path / "other-java"
-    other.mkdir()
-    for entry in real.iterdir():
-        if entry.name != "release":
-            (other / entry.name).symlink_to(entry)
-    (other / "release").write_text('JAVA_VERSION="17.0.99"\n')
-    changed = run_cli(quick, "--state-dir", state, env={**HOLD_ENGINE, "JAVA_HOME": str(other)})
-    assert changed.returncode == 0 and changed.stdout == b"quick\n"
-    assert b"started with another pyspark, Java or environment: restarting it" in changed.stderr
-
-
 def _other_user() -> str:
     if subprocess.run(["id", OTHER_USER], capture_output=True, check=False).returncode != 0:
         subprocess.run(["useradd", "--no-create-home", OTHER_USER], check=True)
@@ -227,16 +239,17 @@ print(s.recv(4096).decode().strip() or "closed")
 
 @pytest.fixture
 def passable_state(steps: tuple[Path, Path, Path]) -> Iterator[tuple[Path, Path]]:
-    """A state dir whose parents another user may pass: a folder of its own in /tmp, not pytest's 0700 tree."""
-    _, quick, _ = steps
-    top = Path(tempfile.mkdtemp(prefix="nightshift-socket-", dir="/tmp"))
-    top.chmod(0o711)
-    state = top / "state"
+    """The module's state dir, whose parents another user may pass; its engine's modes restored after."""
+    state, quick, _ = steps
+    folder = protocol.engine_dir(state)
     try:
         yield state, quick
     finally:
-        stop_engine(state)
-        shutil.rmtree(top)
+        # The test opens the modes up; the next test's engine is this one, as a user's would be.
+        if folder.exists():
+            folder.chmod(0o700)
+        if (folder / protocol.SOCKET_NAME).exists():
+            (folder / protocol.SOCKET_NAME).chmod(0o600)
 
 
 @pytest.mark.skipif(
@@ -269,6 +282,23 @@ def test_another_user_cannot_use_the_socket(passable_state: tuple[Path, Path]) -
     with socket.socket(socket.AF_UNIX) as mine:
         mine.connect(str(sock))
         assert b'"event": "hello"' in mine.recv(4096)
+
+
+def test_another_java_starts_another_engine(steps: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    state, quick, _ = steps
+    # Held: the second run must find this engine up to restart it, not one that ended idle meanwhile.
+    assert run_cli(quick, "--state-dir", state, env=HOLD_ENGINE).returncode == 0
+    # The same Java binaries under a home whose `release` says another version: an upgrade.
+    real = find_java_home().resolve()
+    other = tmp_path / "other-java"
+    other.mkdir()
+    for entry in real.iterdir():
+        if entry.name != "release":
+            (other / entry.name).symlink_to(entry)
+    (other / "release").write_text('JAVA_VERSION="17.0.99"\n')
+    changed = run_cli(quick, "--state-dir", state, env={**HOLD_ENGINE, "JAVA_HOME": str(other)})
+    assert changed.returncode == 0 and changed.stdout == b"quick\n"
+    assert b"started with another pyspark, Java or environment: restarting it" in changed.stderr
 
 
 def test_a_py_step_ends_the_engine_first_and_the_next_sql_step_starts_one(tmp_path: Path) -> None:
