@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+import uuid
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -12,15 +14,15 @@ from moto import mock_aws
 
 from runner.checks.run import FailuresTable, failures_table, failures_table_sql
 from runner.dates import date_variables
-from runner.local.executor import _spark_home
-from runner.local.java import find_java_home
 from runner.model import load_pipeline
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.spark
 
 EXAMPLE = ROOT / "sql" / "example"
 REGION = "us-east-1"
+#: Spark's spark.sql.sources.schemaStringLengthThreshold (its default): a longer schema is split in parts
+SCHEMA_THRESHOLD = 4000
 
 
 def _store() -> tuple[FailuresTable, str]:
@@ -33,94 +35,112 @@ def _store() -> tuple[FailuresTable, str]:
     return store, str(pipeline.config.catalog.warehouse)
 
 
-def _column(field: Any) -> dict[str, str]:
-    return {"Name": field.getName(), "Type": field.getType()}
+def _described(stdout: str) -> tuple[list[tuple[str, str]], dict[str, str], list[tuple[str, str]], str]:
+    """DESCRIBE FORMATTED's rows (col_name TAB data_type TAB comment), then SHOW CREATE TABLE's text:
+    the columns, the "# Detailed Table Information" fields, the partition columns, the statement."""
+    rows: list[list[str]] = []
+    statement: list[str] = []
+    for line in stdout.splitlines():
+        if "\t" in line and not statement:
+            rows.append([cell.strip() for cell in line.split("\t")])
+        elif line.strip():
+            statement.append(line)
+    columns: list[tuple[str, str]] = []
+    partitions: list[tuple[str, str]] = []
+    details: dict[str, str] = {}
+    section = columns
+    for name, value, *_ in rows:
+        if name == "# Partition Information":
+            section = partitions
+        elif name == "# Detailed Table Information":
+            section = []
+        elif name.startswith("#") or not name:
+            continue
+        elif section is columns or section is partitions:
+            section.append((name, value))
+        else:
+            details[name] = value
+    # A partitioned table lists its partition columns among the columns too, then under their heading.
+    columns = [column for column in columns if column not in partitions]
+    return columns, details, partitions, "\n".join(statement)
 
 
-def _table_input(table: Any, local_warehouse: str, warehouse: str) -> dict[str, Any]:
-    """What the Glue Data Catalog client for Hive sends as CreateTable's TableInput for Hive's table:
-    GlueInputConverter.convertToTableInput(HiveToCatalogConverter.convertTable(table)), a field by
-    field copy (awslabs/aws-glue-data-catalog-client-for-apache-hive-metastore). On a cluster the
-    warehouse is the pipeline's S3 one; here it is the test's folder, so the location is moved there."""
-    sd, serde = table.getSd(), table.getSd().getSerdeInfo()
+def _table_input(
+    columns: list[tuple[str, str]],
+    details: dict[str, str],
+    partitions: list[tuple[str, str]],
+    local_warehouse: str,
+    warehouse: str,
+) -> dict[str, Any]:
+    """What the Glue Data Catalog client for Hive sends as CreateTable's TableInput for the table Spark
+    hands the metastore: GlueInputConverter.convertToTableInput(HiveToCatalogConverter.convertTable(t)),
+    a field by field copy (awslabs/aws-glue-data-catalog-client-for-apache-hive-metastore), of the Hive
+    table HiveExternalCatalog.createDataSourceTable makes of a USING parquet table (Spark 3.5,
+    sql/hive/.../HiveExternalCatalog.scala): the provider, the Spark version and the schema's JSON in
+    the table's parameters (the schema split in parts above spark.sql.sources.schemaStringLengthThreshold),
+    the location also as the storage's "path" (kept for older Spark), and for a provider with a Hive SerDe
+    (parquet's) the SerDe and formats DESCRIBE FORMATTED shows; HiveClientImpl.toHiveTable then makes a
+    MANAGED table Hive's MANAGED_TABLE on Hive's empty Table (serialization.format 1, no buckets: -1).
+    On a cluster the warehouse is the pipeline's S3 one; here it is the engine's, so the location is
+    moved there."""
+    from pyspark.sql import types  # noqa: PLC0415 - Spark's schema JSON, with no JVM
+
+    # DESCRIBE's type names (Hive's) as Spark's types; a type of another table would be a KeyError here.
+    spark_type = {
+        "string": types.StringType(), "int": types.IntegerType(), "bigint": types.LongType(),
+        "date": types.DateType(), "timestamp": types.TimestampType(), "double": types.DoubleType(),
+    }  # fmt: skip
 
     def located(path: str) -> str:
         return warehouse + path.removeprefix(local_warehouse).lstrip("/")
 
+    location = located(details["Location"])
+    # DESCRIBE shows no nullability: the DDL's columns have no NOT NULL. Python's JSON of a schema is
+    # Scala's with its keys sorted: the same length, which is what Glue's limits are about.
+    fields = [types.StructField(n, spark_type[t], True) for n, t in columns + partitions]
+    schema = types.StructType(fields).json()
+    parts = [schema[i : i + SCHEMA_THRESHOLD] for i in range(0, len(schema), SCHEMA_THRESHOLD)]
+    schema_parameters = (
+        {"spark.sql.sources.schema": schema}
+        if len(parts) == 1
+        else {"spark.sql.sources.schema.numParts": str(len(parts))}
+        | {f"spark.sql.sources.schema.part.{i}": part for i, part in enumerate(parts)}
+    )
+    properties = details.get("Table Properties", "[]").strip("[]")
+    own = dict(item.split("=", 1) for item in properties.split(", ") if item)
+    table_type = {"MANAGED": "MANAGED_TABLE", "EXTERNAL": "EXTERNAL_TABLE"}[details["Type"]]
     return {
-        "Name": table.getTableName(),
-        "Owner": table.getOwner(),
-        "Retention": table.getRetention(),
-        "TableType": table.getTableType(),
-        "PartitionKeys": [_column(field) for field in table.getPartitionKeys()],
-        "Parameters": dict(table.getParameters()),
+        "Name": details["Table"],
+        "Owner": details["Owner"],
+        "Retention": 0,
+        "TableType": table_type,
+        "PartitionKeys": [{"Name": n, "Type": t} for n, t in partitions],
+        "Parameters": {
+            **own,
+            "spark.sql.create.version": details["Created By"].removeprefix("Spark "),
+            **schema_parameters,
+            "spark.sql.sources.provider": details["Provider"],
+        },
         "StorageDescriptor": {
-            "Columns": [_column(field) for field in sd.getCols()],
-            "Location": located(sd.getLocation()),
-            "InputFormat": sd.getInputFormat(),
-            "OutputFormat": sd.getOutputFormat(),
-            "Compressed": sd.isCompressed(),
-            "NumberOfBuckets": sd.getNumBuckets(),
-            "BucketColumns": list(sd.getBucketCols()),
+            "Columns": [{"Name": n, "Type": t} for n, t in columns],
+            "Location": location,
+            "InputFormat": details["InputFormat"],
+            "OutputFormat": details["OutputFormat"],
+            "Compressed": False,
+            "NumberOfBuckets": -1,
+            "BucketColumns": [],
             "SerdeInfo": {
-                "SerializationLibrary": serde.getSerializationLib(),
-                "Parameters": {
-                    key: located(value) if key == "path" else value
-                    for key, value in dict(serde.getParameters()).items()
-                },
+                "SerializationLibrary": details["Serde Library"],
+                "Parameters": {"serialization.format": "1", "path": location},
             },
-            "Parameters": dict(sd.getParameters()),
-            "StoredAsSubDirectories": sd.isStoredAsSubDirectories(),
+            "Parameters": {},
+            "StoredAsSubDirectories": False,
         },
     }
 
 
-@pytest.fixture(scope="module")
-def hive_table(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str]]:
-    """The runner's CREATE TABLE for the failures table, run by Spark with Hive support (the path
-    spark-sql takes on a cluster, where the metastore client is Glue's): the Hive table it hands the
-    metastore client, and the local warehouse it is in. One JVM for the module, ended at its end."""
-    from pyspark import SparkContext  # noqa: PLC0415 - only this module starts a JVM in the test process
-    from pyspark.sql import SparkSession  # noqa: PLC0415
-
-    folder = tmp_path_factory.mktemp("failures-glue")
-    warehouse = folder / "warehouse"
-    store, _ = _store()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("JAVA_HOME", str(find_java_home()))
-        patch.setenv("SPARK_HOME", str(_spark_home()))
-        spark = (
-            SparkSession.builder.master("local[1]")
-            .appName("nightshift-failures-glue")
-            .config("spark.ui.enabled", "false")
-            .config("spark.sql.warehouse.dir", str(warehouse))
-            .config(
-                "spark.hadoop.javax.jdo.option.ConnectionURL",
-                f"jdbc:derby:;databaseName={folder / 'metastore'};create=true",
-            )
-            .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={folder}")
-            .enableHiveSupport()
-            .getOrCreate()
-        )
-    gateway = SparkContext._gateway
-    try:
-        database, name = store.name.split(".")
-        spark.sql(f"CREATE DATABASE {database}")
-        # The statement as the generated check file has it; ${database} as spark-sql's --hivevar gives it.
-        spark.sql(failures_table_sql(store).replace("${database}", database))
-        client = spark._jsparkSession.sharedState().externalCatalog().unwrapped().client()
-        yield client.getRawHiveTable(database, name).rawTable().getTTable(), f"file:{warehouse}"
-    finally:
-        spark.stop()
-        if gateway is not None:
-            gateway.shutdown()
-            gateway.proc.stdin.close()  # the JVM ends when its stdin closes
-            gateway.proc.wait(60)
-        SparkContext._gateway = SparkContext._jvm = None
-
-
 def test_the_failures_tables_ddl_is_a_table_glue_accepts_and_other_engines_read(
-    hive_table: tuple[Any, str],
+    shared_warm_state: Path,
 ) -> None:
     """CREATE TABLE ... USING parquet becomes a Hive-compatible table: Spark's own provider and schema
     in its parameters, and Hive's Parquet SerDe and formats, so Hive on the cluster and Athena read
@@ -128,6 +148,10 @@ def test_the_failures_tables_ddl_is_a_table_glue_accepts_and_other_engines_read(
     database names in lower case for Hive, 1..255 bytes; parameter keys 1..255 bytes, values at most
     512,000; column names 1..255 bytes; and PartitionKeys at least an empty list for Athena.
     moto's Glue creates it and reads it back as given.
+
+    The statement runs on the session's shared warm engine (Spark with Hive support, the path spark-sql
+    takes on a cluster, where the metastore client is Glue's), in a database of this test's own; the
+    table Spark keeps is read back with DESCRIBE FORMATTED and SHOW CREATE TABLE.
 
     "TableInput", AWS Glue API Reference:
     https://docs.aws.amazon.com/glue/latest/webapi/API_TableInput.html
@@ -137,10 +161,30 @@ def test_the_failures_tables_ddl_is_a_table_glue_accepts_and_other_engines_read(
     Glue's, so a Spark SQL CREATE TABLE becomes a Glue table), Amazon EMR Release Guide:
     https://docs.aws.amazon.com/emr/latest/ReleaseGuide/emr-spark-glue.html
     """
-    table, local_warehouse = hive_table
     store, warehouse = _store()
-    database, name = store.name.split(".")
-    given = _table_input(table, local_warehouse, warehouse)
+    _, name = store.name.split(".")
+    # A database of its own in the engine every worker shares: no other test's table of that name.
+    database = f"failures_glue_{uuid.uuid4().hex[:8]}"
+    # The statement as the generated check file has it; ${database} as spark-sql's --hivevar gives it.
+    ddl = failures_table_sql(store).replace("${database}", database)
+    statements = [
+        f"CREATE DATABASE {database}",
+        ddl.rstrip().rstrip(";"),
+        f"DESCRIBE FORMATTED {database}.{name}",
+        f"SHOW CREATE TABLE {database}.{name}",
+        f"DROP DATABASE {database} CASCADE",
+    ]
+    result = run_cli(EXAMPLE, "--state-dir", shared_warm_state, "-e", ";\n".join(statements))
+    assert result.returncode == 0, result.stderr.decode()
+    columns, details, partitions, statement = _described(result.stdout.decode())
+    # The engine's warehouse: the state dir's (runner.local), where a database's folder is <name>.db.
+    local_warehouse = f"file:{shared_warm_state / 'warehouse'}"
+    assert details["Database"] == database and details["Type"] == "MANAGED", details
+    # Spark's own statement for the table: its provider, and neither partitions nor buckets.
+    assert statement.startswith(f"CREATE TABLE spark_catalog.{database}.{name} ("), statement
+    assert statement.splitlines()[-1] == "USING parquet", statement
+    assert not re.search(r"PARTITIONED BY|CLUSTERED BY", statement), statement
+    given = _table_input(columns, details, partitions, local_warehouse, warehouse)
 
     assert given["Name"] == name == name.lower() and database == database.lower()
     assert 1 <= len(name.encode()) <= 255 and 1 <= len(database.encode()) <= 255
