@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from runner.checks.run import CheckReport, report_of
+from runner.deployed.run_states import (
+    CLUSTER_STATUS_STATE,
+    CREATE_CLUSTER_STATE,
+    NEXT_LAUNCH_STATE,
+    PREFLIGHT_STATE,
+    RECORD_KEY,
+    RECORD_RUN_STATE,
+    TERMINATE_CLUSTER_STATE,
+    StateKind,
+    StepStatus,
+    checks_state_name,
+    checks_step_name,
+    parse_state,
+    step_state_name,
+)
 from runner.execution import EXIT_TIMEOUT, SKIPPED, RunReport, StepReport
 from runner.model import Engine, Pipeline, Stage, Step
 
-RUN_STEP_PREFIX = "Run "
-# The stage's Parallel, and the Pass state a stage before --from-stage enters instead (infra/workflow.py).
-STAGE = re.compile(r"Stage (\d+)")
-SKIP_STAGE = re.compile(r"Skip Stage (\d+)")
-#: the Fargate task of a stage's data checks, after its steps (infra/workflow.py checks_state_name)
-CHECKS_STATE_PREFIX = "Check Stage "
 #: a run that failed outside any step: the cluster never started, preflight refused, inputs late
 EXIT_RUN_FAILED = 69  # EX_UNAVAILABLE: the service the steps need was not there
 #: the execution was stopped (--stop, the console): as a run stopped by SIGTERM
@@ -27,8 +35,6 @@ EXIT_RUN_STOPPED = 143
 EXIT_NO_CODE = 1
 
 ENDED = ("SUCCEEDED", "FAILED", "ABORTED", "TIMED_OUT")
-#: the state that records a run's cost and durations after TerminateCluster (infra/workflow.py)
-RECORD_RUN_STATE = "RecordRun"
 
 
 @dataclass
@@ -55,27 +61,32 @@ class StepRun:
     def exit_code(self) -> int | None:
         return self.attempts[-1].exit_code if self.attempts and self.done else None
 
+    @property
+    def status(self) -> StepStatus:
+        if self.skipped:
+            return StepStatus.SKIPPED
+        if self.entered is None:
+            return StepStatus.NOT_RUN
+        if not self.done:
+            return StepStatus.RUNNING
+        return StepStatus.of_exit(self.exit_code)
+
     def report(self, now: datetime) -> StepReport:
         report = StepReport(self.step)
-        if self.skipped:
-            report.status = "skipped"
+        status = self.status
+        if status is StepStatus.SKIPPED:
+            report.status = status.value
             return report
-        if self.entered is None:
+        if status is StepStatus.NOT_RUN:
             return report
         last = self.attempts[-1] if self.attempts else None
         end = last.ended if last is not None and last.ended is not None and self.done else now
-        report.seconds = max(0.0, (end - self.entered).total_seconds())
-        if not self.done:
-            report.status = "running"
+        report.seconds = max(0.0, (end - self.entered).total_seconds()) if self.entered else 0.0
+        if status is StepStatus.RUNNING:
+            report.status = status.value
             return report
-        code = self.exit_code
-        report.exit_code = code
-        if code == 0:
-            report.status = "succeeded"
-        elif code == EXIT_TIMEOUT:
-            report.status = "timed out"
-        else:
-            report.status = f"failed (exit {code})"
+        report.exit_code = self.exit_code
+        report.status = f"failed (exit {self.exit_code})" if status is StepStatus.FAILED else status.value
         return report
 
 
@@ -101,7 +112,7 @@ def _details(event: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def checks_step(pipeline: Pipeline, stage: Stage) -> Step:
     """A stage's checks task as the step it is to the tracker: named `NN_checks`, as the runner names it."""
-    return Step(pipeline.folder / f"{stage.number}_checks", stage.number, Engine.SPARK_SQL)
+    return Step(pipeline.folder / checks_step_name(stage.number), stage.number, Engine.SPARK_SQL)
 
 
 def _exit_code(task: Any) -> int | None:
@@ -119,10 +130,10 @@ class RunTracker:
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
-        self.steps = {f"{RUN_STEP_PREFIX}{step.name}": StepRun(step) for step in pipeline.steps}
+        self.steps = {step_state_name(step.name): StepRun(step) for step in pipeline.steps}
         #: each stage's checks task, by its state's name
         self.checks = {
-            f"{CHECKS_STATE_PREFIX}{stage.number}": StepRun(checks_step(pipeline, stage))
+            checks_state_name(stage.number): StepRun(checks_step(pipeline, stage))
             for stage in pipeline.stages
             if stage.checks
         }
@@ -219,27 +230,25 @@ class RunTracker:
     # --- states ------------------------------------------------------------------------------
 
     def _entered(self, state: str, details: Mapping[str, Any], when: datetime) -> list[Notice]:
-        if state != "CreateCluster":
+        if state != CREATE_CLUSTER_STATE:
             self.creating = False
         run = self._task_run(state)
         if run is not None:
             run.entered = run.entered or when
             return [Notice(f"stage {run.step.stage}'s checks started")] if state in self.checks else []
-        skip = SKIP_STAGE.fullmatch(state)
-        if skip is not None:
-            number = skip[1]
+        named = parse_state(state)
+        if named.kind is StateKind.SKIP_STAGE:
             for run in [*self.steps.values(), *self.checks.values()]:
-                if str(run.step.stage) == number:
+                if run.step.stage == named.stage:
                     run.skipped = True
-            return [Notice(f"stage {number} skipped")]
-        stage = STAGE.fullmatch(state)
-        if stage is not None:
-            return [Notice(f"stage {stage[1]} started")]
-        if state == "CreateCluster":
+            return [Notice(f"stage {named.stage} skipped")]
+        if named.kind is StateKind.STAGE:
+            return [Notice(f"stage {named.stage} started")]
+        if state == CREATE_CLUSTER_STATE:
             self._cluster_requested = self._cluster_requested or when
             self.creating = True
             return []
-        if state == "NextLaunch":
+        if state == NEXT_LAUNCH_STATE:
             given = _json(details.get("input")) or {}
             reason = (given.get("status") or {}).get("reason") or "it failed to start"
             self._launch += 1
@@ -249,35 +258,36 @@ class RunTracker:
                     f"launch retried (attempt {self._launch})"
                 )
             ]
-        if state == "TerminateCluster" and self.cluster_id:
+        if state == TERMINATE_CLUSTER_STATE and self.cluster_id:
             return [Notice(f"terminating cluster {self.cluster_id}")]
         return []
 
     def _exited(self, state: str, details: Mapping[str, Any]) -> list[Notice]:
-        if state == "CreateCluster":
+        if state == CREATE_CLUSTER_STATE:
             self.creating = False
         output = _json(details.get("output"))
         if not isinstance(output, Mapping):
             return []
-        if state == "Preflight":
+        if state == PREFLIGHT_STATE:
             checked = output.get("preflight") or {}
             reason = str(checked.get("reason") or "") if checked.get("wait") else ""
             said, self._queued = self._queued, reason
             # Said when the wait begins and when what it waits for changes, not at every poll.
             return [Notice(f"waiting for a free slot: {reason}")] if reason and reason != said else []
-        if state == "CreateCluster":
+        if state == CREATE_CLUSTER_STATE:
             self.cluster_id = str((output.get("cluster") or {}).get("cluster_id") or "")
             return [Notice(f"cluster {self.cluster_id} requested")]
         if state == RECORD_RUN_STATE:
-            checks = (output.get("run_record") or {}).get("checks")
+            checks = (output.get(RECORD_KEY) or {}).get("checks")
             if isinstance(checks, Mapping):
                 self.recorded_checks = {str(k): v for k, v in checks.items() if isinstance(v, Mapping)}
-            cost = ((output.get("run_record") or {}).get("cost") or {}).get("total_usd")
+            cost = ((output.get(RECORD_KEY) or {}).get("cost") or {}).get("total_usd")
             if isinstance(cost, int | float):
                 self.cost_usd = float(cost)
                 return [Notice(f"run cost ${cost:.2f} (EMR, EC2 and Fargate; Spot at the On-Demand price)")]
             return []
-        if state == "ClusterStatus" and not self._cluster_ready and (output.get("status") or {}).get("ready"):
+        ready = (output.get("status") or {}).get("ready")
+        if state == CLUSTER_STATUS_STATE and not self._cluster_ready and ready:
             self._cluster_ready = True
             return [Notice(f"cluster {self.cluster_id} ready after {self._since_requested():.1f} min")]
         return []
@@ -365,7 +375,7 @@ class RunTracker:
         """Every check of the pipeline as this run has it: its result, or how its stage's task ended."""
         reports = []
         for check in self.pipeline.checks:
-            run = self.checks.get(f"{CHECKS_STATE_PREFIX}{check.stage}")
+            run = self.checks.get(checks_state_name(check.stage))
             report = self.check_results.get(check.label)
             if report is None:
                 report = CheckReport(check)
@@ -416,3 +426,59 @@ class RunTracker:
         code = self.exit_code() if self.ended else 0
         steps = [run.report(now) for run in self.steps.values()]
         return RunReport(steps, code, self.check_reports(now))
+
+
+@dataclass(frozen=True)
+class RecordedStep:
+    """A step (or a stage's checks task) as RecordRun recorded it."""
+
+    status: StepStatus
+    exit_code: int | None
+    task_arn: str | None
+
+    @property
+    def shown_exit_code(self) -> int:
+        """Its exit code as the follower shows a failed task's: a timeout is 124, no code 1."""
+        if self.exit_code is not None:
+            return self.exit_code
+        return EXIT_TIMEOUT if self.status is StepStatus.TIMED_OUT else EXIT_NO_CODE
+
+
+@dataclass(frozen=True)
+class RecordedRun:
+    """A finished run as RecordRun's record tells it: no history replay needed."""
+
+    #: steps and stages' checks tasks (`NN_checks`), by name, that the run entered
+    steps: dict[str, RecordedStep]
+    #: the step (or checks task) that failed the run, None when none did
+    failing: str | None
+    #: the error the run failed with ("" when it did not)
+    error: str
+    cost_usd: float | None
+    #: each check's status and count, by its label
+    checks: dict[str, Mapping[str, Any]]
+
+    @classmethod
+    def of(cls, record: Mapping[str, Any]) -> RecordedRun:
+        """The record's parts; ValueError for one without step statuses or with a status it does not know."""
+        if "failure" not in record:
+            raise ValueError("its record has no step statuses: RecordRun from before this Nightshift")
+        steps: dict[str, RecordedStep] = {}
+        for key in ("steps", "checks_tasks"):
+            for name, step in (record.get(key) or {}).items():
+                code = step.get("exit_code")
+                steps[str(name)] = RecordedStep(
+                    StepStatus.parse(step.get("status")),
+                    code if isinstance(code, int) and not isinstance(code, bool) else None,
+                    str(step["task_arn"]) if step.get("task_arn") else None,
+                )
+        failure = record.get("failure") or {}
+        cost = (record.get("cost") or {}).get("total_usd")
+        checks = record.get("checks") or {}
+        return cls(
+            steps=steps,
+            failing=str(failure["step"]) if failure.get("step") else None,
+            error=str(failure.get("error") or ""),
+            cost_usd=float(cost) if isinstance(cost, int | float) else None,
+            checks={str(k): v for k, v in checks.items() if isinstance(v, Mapping)},
+        )

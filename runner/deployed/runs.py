@@ -25,8 +25,9 @@ from runner.deployed.discovery import (
     NotFound,
     Refused,
 )
-from runner.deployed.events import RunTracker
+from runner.deployed.events import RecordedRun, RunTracker
 from runner.deployed.follow import HistoryReader
+from runner.deployed.run_states import RECORD_KEY, RECORD_RUN_STATE
 from runner.errors import NightshiftError
 from runner.model import Pipeline
 
@@ -362,8 +363,111 @@ def kept_rows_lines(run_name: str, recorded: Mapping[str, Mapping[str, Any]]) ->
     ]
 
 
+#: GetExecutionHistory events asked for to find a finished run's record: after RecordRun's exit come
+#: at most "Run failed?" (entered, exited), the end state (entered, exited) and the execution's end
+RECORD_EVENTS = 10
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """What one run's line says: its cost, failing step (or error), checks and the task to link to."""
+
+    cost_usd: float | None
+    failed: str
+    checks: Mapping[str, Mapping[str, Any]]
+    task_arn: str | None
+
+
+def read_record(sfn: Any, arn: str) -> Mapping[str, Any] | None:
+    """RecordRun's record of a run, from its newest RECORD_EVENTS events only; None when it has none.
+
+    Newest first (reverseOrder); maxResults is only an upper limit (AWS CLI reference,
+    get-execution-history), so a short page with a nextToken is followed until that many were seen.
+    """
+    seen = 0
+    token: str | None = None
+    while seen < RECORD_EVENTS:
+        asked = {"nextToken": token} if token else {}
+        page = sfn.get_execution_history(
+            executionArn=arn, reverseOrder=True, maxResults=RECORD_EVENTS - seen, **asked
+        )
+        # The page's newest few: moto answers with every event, oldest first, whatever it was asked.
+        events = sorted(page["events"], key=lambda e: e["id"], reverse=True)[: RECORD_EVENTS - seen]
+        for event in events:
+            details = event.get("stateExitedEventDetails") or {}
+            if details.get("name") == RECORD_RUN_STATE:
+                try:
+                    output = json.loads(details.get("output") or "null")
+                except ValueError:
+                    return None
+                record = output.get(RECORD_KEY) if isinstance(output, Mapping) else None
+                return record if isinstance(record, Mapping) else None
+        seen += len(events)
+        token = page.get("nextToken")
+        if not token or not events:
+            break
+    return None
+
+
+def _recorded_row(recorded: RecordedRun, pipeline: Pipeline, run: Execution) -> HistoryRow:
+    file_names = {step.name: step.file_name for step in pipeline.steps}
+    failing = recorded.steps.get(recorded.failing) if recorded.failing else None
+    if recorded.failing and failing is not None:
+        failed = f"{file_names.get(recorded.failing, recorded.failing)} (exit {failing.shown_exit_code})"
+    else:
+        failed = (recorded.error or "-") if run.status == "FAILED" else "-"
+    if failing is not None and failing.task_arn:
+        task_arn: str | None = failing.task_arn
+    else:
+        ran = [recorded.steps[s.name].task_arn for s in pipeline.steps if s.name in recorded.steps]
+        task_arn = next((arn for arn in reversed(ran) if arn), None) if failing is None else None
+    return HistoryRow(recorded.cost_usd, failed, recorded.checks, task_arn)
+
+
+def _replayed_row(deployment: Deployment, pipeline: Pipeline, run: Execution) -> HistoryRow:
+    tracker = RunTracker(pipeline)
+    for event in HistoryReader(deployment.clients.sfn, run.arn, lambda _api: None).new_events():
+        tracker.apply(event)
+    failing = tracker.failing_step()
+    failed = f"{failing.step.file_name} (exit {failing.exit_code})" if failing is not None else "-"
+    if failing is None and run.status == "FAILED":
+        failed = tracker.error or "-"
+    attempts = [a for r in tracker.steps.values() for a in r.attempts if a.task_arn]
+    shown = failing.attempts[-1] if failing is not None else (attempts[-1] if attempts else None)
+    return HistoryRow(tracker.cost_usd, failed, tracker.recorded_checks, shown.task_arn if shown else None)
+
+
+def _no_record(run: Execution) -> str:
+    """Why a listed run has no record to read."""
+    if run.status == "RUNNING":
+        return "still running"
+    if run.status == "ABORTED":
+        return "stopped before RecordRun ran"
+    if run.status == "TIMED_OUT":
+        return "timed out before RecordRun ran"
+    return "it ended before RecordRun ran, or RecordRun failed"
+
+
+def history_row(deployment: Deployment, pipeline: Pipeline, run: Execution) -> tuple[HistoryRow, str]:
+    """One run's row from its record, else from its whole history; and "" or why there was no record."""
+    found = read_record(deployment.clients.sfn, run.arn)
+    if found is not None:
+        try:
+            return _recorded_row(RecordedRun.of(found), pipeline, run), ""
+        except ValueError as unreadable:  # OldRecord, or a status this Nightshift does not know
+            why = str(unreadable)
+    else:
+        why = _no_record(run)
+    row = _replayed_row(deployment, pipeline, run)
+    return row, f"{run.name}: no run record ({why}); read its whole history"
+
+
 def history_lines(deployment: Deployment, pipeline: Pipeline, execution: list[Execution]) -> list[str]:
-    """A line per run, newest first: date, name, status, start, duration, cost, failing step, checks, link."""
+    """A line per run, newest first: date, name, status, start, duration, cost, failing step, checks, link.
+
+    Each run's from the record RecordRun left (a few events); a run without one (running, stopped,
+    failed before RecordRun) from its whole history, and a line after the table says which.
+    """
     schedule = pipeline.config.schedule
     zone = ZoneInfo(schedule.timezone) if schedule else ZoneInfo("UTC")
     header = ("date", "run", "status", f"started ({zone.key})", "duration", "cost", "failed step")
@@ -371,22 +475,16 @@ def history_lines(deployment: Deployment, pipeline: Pipeline, execution: list[Ex
     has_checks = bool(pipeline.checks)
     rows = [(*header, *(("checks",) if has_checks else ()), "log")]
     kept: list[str] = []
+    replayed: list[str] = []
     for run in execution:
         canary = canary_date_of(run.name, deployment.pipeline)
         # A canary's states are its own runner task's, not the pipeline's steps.
-        tracker = RunTracker(canary_as_deployed() if canary else pipeline)
-        for event in HistoryReader(deployment.clients.sfn, run.arn, lambda _api: None).new_events():
-            tracker.apply(event)
-        kept += kept_rows_lines(run.name, tracker.recorded_checks)
-        failing = tracker.failing_step()
-        failed = f"{failing.step.file_name} (exit {failing.exit_code})" if failing is not None else "-"
-        if failing is None and run.status == "FAILED":
-            failed = tracker.error or "-"
-        attempts = [a for r in tracker.steps.values() for a in r.attempts if a.task_arn]
-        shown = failing.attempts[-1] if failing is not None else (attempts[-1] if attempts else None)
-        if shown is not None and shown.task_arn:
+        row, why = history_row(deployment, canary_as_deployed() if canary else pipeline, run)
+        replayed += [why] if why else []
+        kept += kept_rows_lines(run.name, row.checks)
+        if row.task_arn:
             link = console_stream_url(
-                deployment.region, deployment.runner_log_group, deployment.log_stream(shown.task_arn)
+                deployment.region, deployment.runner_log_group, deployment.log_stream(row.task_arn)
             )
         else:
             link = console_execution_url(deployment.region, run.arn)
@@ -397,14 +495,20 @@ def history_lines(deployment: Deployment, pipeline: Pipeline, execution: list[Ex
                 run.status.lower().replace("_", " "),
                 run.started.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
                 format_duration(run.seconds()),
-                "-" if tracker.cost_usd is None else f"${tracker.cost_usd:.2f}",
-                failed,
-                *((checks_cell(tracker.recorded_checks),) if has_checks else ()),
+                "-" if row.cost_usd is None else f"${row.cost_usd:.2f}",
+                row.failed,
+                *((checks_cell(row.checks),) if has_checks else ()),
                 link,
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    return [
-        "  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
-        for row in rows
-    ] + kept
+    return (
+        [
+            "  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True))
+            + "  "
+            + row[-1]
+            for row in rows
+        ]
+        + replayed
+        + kept
+    )

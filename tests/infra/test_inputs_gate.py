@@ -12,6 +12,7 @@ import pytest
 from infra.config import DataAccess, S3Path
 from infra.inputs import InputsAccessError, deployed_inputs
 from lambdas.shared import alerting as alert
+from lambdas.shared.run_states import INPUT_STATES
 from runner.model import load_pipeline
 from tests.infra import test_lint
 from tests.infra.conftest import (
@@ -259,3 +260,9 @@ def test_an_input_the_pipeline_may_not_read_fails_the_synth(
         "pipeline 'gated': [inputs] '${raw_path}/events/dt=${run_date}/_SUCCESS'"
     )
     assert message in str(error.value)
+
+
+def test_the_input_gates_states_are_the_ones_the_late_check_names(gated_synth: Synthesis) -> None:
+    """The late check says a run is "waiting for its inputs" while it is in one of INPUT_STATES
+    (lambdas/shared/run_states.py): each is a state of the gated pipeline's machine."""
+    assert set(INPUT_STATES) <= set(definition_of(gated_synth, PIPELINE)["States"])
