@@ -96,7 +96,7 @@ class Timeline:
     check_tasks: tuple[str, ...] = ()
     #: each stage's checks task as a step, by its `NN_checks` name
     checks: dict[str, StepRecord] = field(default_factory=dict)
-    #: the stages the run skipped (before --from-stage; every stage of a checks-only run)
+    #: the stages the run went past (before --from-stage; a checks-only run's without its checks)
     skipped_stages: tuple[int, ...] = ()
 
     def failing_step(self) -> tuple[str, StepRecord] | None:

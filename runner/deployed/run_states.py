@@ -62,7 +62,7 @@ def stage_state_name(stage: int | None) -> str:
 
 
 def skip_state_name(stage: int | None) -> str:
-    """The Pass state a stage before --from-stage (or a checks-only run's) enters instead."""
+    """The Pass state a run goes past a stage by: before --from-stage, or a checks-only run's other stages."""
     return f"{SKIP_STAGE_PREFIX}{stage}"
 
 
