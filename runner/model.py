@@ -195,6 +195,27 @@ def _all_checks(
     return checks
 
 
+# The EMR application each engine runs on; a .sh step needs none beyond the cluster itself.
+_APPLICATION_OF = {Engine.SPARK_SQL: "Spark", Engine.SPARK_SUBMIT: "Spark", Engine.HIVE: "Hive"}
+
+
+def _check_applications(folder: Path, config: PipelineConfig, stages: tuple[Stage, ...]) -> None:
+    """Refuse at load a step whose engine the cluster would not have: found at 6 pm, not at 3 a.m."""
+    # RunJobFlow matches application names without regard to case.
+    have = {name.lower() for name in config.cluster.applications}
+    needs = [(step.file_name, _APPLICATION_OF[step.engine]) for stage in stages for step in stage.steps
+             if step.engine in _APPLICATION_OF]  # fmt: skip
+    # Data checks run on spark-sql, on the cluster as locally.
+    needs += [(check.label, "Spark") for stage in stages for check in stage.checks]
+    missing = [(file, app) for file, app in needs if app.lower() not in have]
+    if missing:
+        file, app = missing[0]
+        raise PipelineError(
+            f"{folder / CONFIG_FILE}: [cluster] applications {list(config.cluster.applications)} lack"
+            f" {app}, which {file} runs on: add {app!r} to the list"
+        )
+
+
 def load_pipeline(target: Path) -> Pipeline:
     """Load a pipeline folder, or a single step file as a one-step pipeline."""
     if not target.exists():
@@ -210,7 +231,9 @@ def load_pipeline(target: Path) -> Pipeline:
             )
         stages = sorted({step.stage for step in steps if step.stage is not None})
         checks = _all_checks(folder, config, files, stages)
-        return Pipeline(name=folder.name, folder=folder, config=config, stages=_group(steps, checks))
+        grouped = _group(steps, checks)
+        _check_applications(folder, config, grouped)
+        return Pipeline(name=folder.name, folder=folder, config=config, stages=grouped)
     path = target.resolve()
     config = load_config(path.parent)
     name = path.parent.name if (path.parent / CONFIG_FILE).is_file() else path.stem
@@ -225,7 +248,9 @@ def load_pipeline(target: Path) -> Pipeline:
     match = STEP_FILE.match(path.name)
     stage = int(match["stage"]) if match else None
     step = Step(path=path, stage=stage, engine=engine, starts_with_bom=bom)
-    return Pipeline(name=name, folder=path.parent, config=config, stages=(Stage(stage, (step,)),))
+    alone = (Stage(stage, (step,)),)
+    _check_applications(path.parent, config, alone)
+    return Pipeline(name=name, folder=path.parent, config=config, stages=alone)
 
 
 # spark-sql's substitution: ${name} and ${hivevar:name} (${define:name} alike) are the pipeline's

@@ -107,6 +107,43 @@ def test_any_file_name_runs_as_a_single_step(tmp_path: Path) -> None:
             ConfigError,
             "pipeline.toml: nope: unknown key",
         ),
+        # A step whose engine the cluster would not have fails at load, not on the cluster at night.
+        (
+            {
+                "10_a.sh": "true",
+                "20_b.hql": "x",
+                "pipeline.toml": '[cluster]\napplications = ["Hadoop", "Spark"]',
+            },
+            ".",
+            PipelineError,
+            "pipeline.toml: [cluster] applications ['Hadoop', 'Spark'] lack Hive, which 20_b.hql runs on:"
+            " add 'Hive' to the list",
+        ),
+        (
+            {"job.py": "x", "pipeline.toml": '[cluster]\napplications = ["Hadoop", "Hive"]'},
+            "job.py",
+            PipelineError,
+            "lack Spark, which job.py runs on",
+        ),
+        (
+            {
+                "10_a.sh": "true",
+                "10_rows.check.sql": "SELECT 1",
+                "pipeline.toml": '[cluster]\napplications = ["Hadoop"]',
+            },
+            ".",
+            PipelineError,
+            "lack Spark, which 10_rows.check.sql runs on",
+        ),
+        (
+            {
+                "10_a.sql": "x",
+                "pipeline.toml": 'default_engine = "hive"\n[cluster]\napplications = ["Spark"]',
+            },
+            ".",
+            PipelineError,
+            "lack Hive, which 10_a.sql runs on",
+        ),
     ],
 )
 def test_bad_input_is_refused_with_one_line(
@@ -117,6 +154,16 @@ def test_bad_input_is_refused_with_one_line(
         load_pipeline(tmp_path / target)
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_applications_match_without_regard_to_case_and_a_sh_step_needs_none(tmp_path: Path) -> None:
+    make(
+        tmp_path / "a",
+        {"10_a.hql": "x", "20_b.sql": "y", "pipeline.toml": '[cluster]\napplications = ["hive", "SPARK"]'},
+    )
+    make(tmp_path / "b", {"10_a.sh": "true", "pipeline.toml": '[cluster]\napplications = ["Hadoop"]'})
+    assert [s.engine for s in load_pipeline(tmp_path / "a").steps] == [Engine.HIVE, Engine.SPARK_SQL]
+    assert [s.engine for s in load_pipeline(tmp_path / "b").steps] == [Engine.BASH]
 
 
 def test_a_leading_byte_order_mark_is_noted_not_removed(tmp_path: Path) -> None:

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lambdas.shared.cost import TaskUsage
-from lambdas.shared.run_record import StepRecord, read_timeline
+from lambdas.shared.run_record import read_timeline
+from lambdas.shared.run_states import StepStatus
 
 T0 = datetime(2025, 3, 30, 1, 0, tzinfo=UTC)
 
@@ -74,7 +75,11 @@ def test_a_retried_step_in_a_stage() -> None:
     timeline = read_timeline(history.events, T0 + timedelta(seconds=1000))
     assert timeline.started == T0
     assert timeline.stages == {"10": 301}
-    assert timeline.steps == {"10_a": StepRecord(seconds=300, attempts=2)}
+    (record,) = timeline.steps.values()
+    assert list(timeline.steps) == ["10_a"]
+    # The failed first attempt is retried: the step succeeded, its last attempt's task is the record's.
+    assert (record.seconds, record.attempts, record.status) == (300, 2, StepStatus.SUCCEEDED)
+    assert record.task_arn is not None and record.reason == ""
     # From the image pull to the stop, each attempt; 512 CPU units and 1024 MiB.
     assert timeline.tasks == (TaskUsage("10_a", 0.5, 1.0, 94), TaskUsage("10_a", 0.5, 1.0, 163))
 
@@ -89,7 +94,10 @@ def test_a_failing_step_ends_its_stage_without_an_exit_event() -> None:
     history.add("ParallelStateFailed", 402, failed)
 
     timeline = read_timeline(history.events, T0 + timedelta(seconds=500))
-    assert timeline.steps == {"20_b": StepRecord(seconds=301, attempts=1)}
+    (record,) = timeline.steps.values()
+    assert list(timeline.steps) == ["20_b"]
+    assert (record.seconds, record.attempts, record.status) == (301, 1, StepStatus.FAILED)
+    assert record.reason == "States.TaskFailed" and record.task_arn is not None
     assert timeline.stages == {"20": 302}
     assert [task.seconds for task in timeline.tasks] == [290]
 
