@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import run_cli
-from tests.support.spark import CORPUS, SparkSqlReference, fidelity_args, fidelity_hivevars
+from tests.support.spark import CORPUS, CORPUS_RUN_ORDER, SparkSqlReference, fidelity_args, fidelity_hivevars
 
 pytestmark = pytest.mark.spark
 
@@ -19,14 +20,18 @@ def test_corpus_covers_the_hard_cases() -> None:
         assert needle in data, needle
 
 
-@pytest.mark.parametrize("step", CORPUS, ids=[p.name for p in CORPUS])
+@pytest.mark.parametrize("step", CORPUS_RUN_ORDER, ids=[p.name for p in CORPUS_RUN_ORDER])
 def test_same_stdout_as_bare_spark_sql(
-    step: Path, shared_warm_state: Path, spark_sql_reference: SparkSqlReference
+    step: Path, spark_sql_reference: SparkSqlReference, tmp_path: Path
 ) -> None:
-    # The session's one bare spark-sql of the file (the warm and SSH tests compare with it too), and
-    # the runner on the session's warm engine: a step needs no engine of its own to show its bytes.
-    bare = spark_sql_reference(step, fidelity_hivevars())
-    runner = run_cli(step, "--state-dir", shared_warm_state, *fidelity_args())
+    # The runner cold, in a JVM and a metastore of its own (test_warm_fidelity runs the corpus on the
+    # session's warm engine), started before the session's one bare spark-sql of the file is asked
+    # for (the warm and SSH tests compare with it too), so that the two run at once.
+    with ThreadPoolExecutor(1) as beside:
+        running = beside.submit(run_cli, step, "--cold", "--state-dir", tmp_path / "state", *fidelity_args())
+        bare = spark_sql_reference(step, fidelity_hivevars())
+        runner = running.result()
+    assert b"runs cold (--cold)" in runner.stderr, runner.stderr[-2000:]
     assert runner.stdout == bare.stdout
     assert runner.returncode == bare.returncode
     if step.name not in ("04_bom.sql", "05_cli_quirk.sql", "07_error_mid_file.sql"):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from tests.integration.ssh.conftest import Cli
-from tests.support.spark import CORPUS, SparkSqlReference, fidelity_args, fidelity_hivevars
+from tests.support.spark import CORPUS, CORPUS_RUN_ORDER, SparkSqlReference, fidelity_args, fidelity_hivevars
 
 pytestmark = [pytest.mark.sshd, pytest.mark.spark]
 
@@ -16,18 +17,21 @@ def test_the_corpus_is_there() -> None:
     assert len(CORPUS) >= 3
 
 
-@pytest.mark.parametrize("step", CORPUS, ids=[path.name for path in CORPUS])
+@pytest.mark.parametrize("step", CORPUS_RUN_ORDER, ids=[path.name for path in CORPUS_RUN_ORDER])
 def test_same_stdout_over_ssh_as_bare_spark_sql(
     cli: Cli, step: Path, spark_sql_reference: SparkSqlReference
 ) -> None:
-    # The session's one bare spark-sql of the file, the local and warm tests' as well. The "cluster"'s
-    # spark-defaults (one core, 2 shuffle partitions, a metastore of its own) change no byte of the
-    # corpus: a file whose rows come in the partitions' order would fail here, not pass.
-    bare = spark_sql_reference(step, fidelity_hivevars())
     # A copy outside the repository, so the pipeline is the file itself, as a user's would be.
     copy = cli.step(step.name, step.read_bytes())
 
-    remote = cli.run(copy, *fidelity_args())
+    # The run over SSH first, then the session's one bare spark-sql of the file (the local and warm
+    # tests' as well), made or in progress beside it. The "cluster"'s spark-defaults (one core, 2
+    # shuffle partitions, a metastore of this worker's sshd) change no byte of the corpus: a file whose
+    # rows come in the partitions' order would fail here, not pass.
+    with ThreadPoolExecutor(1) as beside:
+        running = beside.submit(cli.run, copy, *fidelity_args())
+        bare = spark_sql_reference(step, fidelity_hivevars())
+        remote = running.result()
 
     assert remote.stdout == bare.stdout
     assert remote.returncode == bare.returncode

@@ -1,0 +1,3 @@
+SELECT 'ok';
+SELEC 1;
+SELECT 'never';

@@ -1,0 +1,3 @@
+SELECT 'before';
+SELECT * FROM no_such_table;
+SELECT 'never';
