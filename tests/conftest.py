@@ -55,7 +55,9 @@ def tier_of(path: Path) -> str:
 #: collection when told --no-loadscope-reorder (the Makefile does; by default it puts the files with
 #: the most tests first), so these start at once instead of running alone at the end of the suite.
 HEAVY_FILES = (
-    "integration/warm/test_warm_fidelity.py",  # 15 tests, 08_two_minutes.sql alone 328 s
+    # The three fidelity files sleep 08_two_minutes.sql's two minutes first and at once, while the
+    # other references are made beside them (tests/support/spark.py): 222-227 s each at load 15.
+    "integration/warm/test_warm_fidelity.py",  # 15 tests
     "integration/local/test_fidelity_local.py",  # the same corpus, cold
     "integration/ssh/test_ssh_spark.py",  # the same corpus, over SSH
     "integration/warm/test_warm_cli_state.py",  # 354-459 s in one test before it was split
