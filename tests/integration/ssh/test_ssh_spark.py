@@ -29,7 +29,8 @@ def test_same_stdout_over_ssh_as_bare_spark_sql(
     # shuffle partitions, a metastore of this worker's sshd) change no byte of the corpus: a file whose
     # rows come in the partitions' order would fail here, not pass.
     with ThreadPoolExecutor(1) as beside:
-        running = beside.submit(cli.run, copy, *fidelity_args())
+        # 08 sleeps two minutes: a bound for a hang, not for a loaded machine.
+        running = beside.submit(cli.run, copy, *fidelity_args(), timeout=600)
         bare = spark_sql_reference(step, fidelity_hivevars())
         remote = running.result()
 
