@@ -23,7 +23,7 @@ from tests.infra.test_catalog import example_synth  # noqa: F401 - the shared sq
 from tests.infra.test_cost_stack import dashboard_body, graphs
 from tests.infra.test_run_record import emf_blobs, value
 from tests.lambda_support import AlertInbox, FakeLambdaContext, alert_inbox
-from tests.support.aws import ACCOUNT, REGION, ROOT, Synthesis, definition_of
+from tests.support.aws import ACCOUNT, REGION, ROOT, Synthesis, definition_of, states_of
 
 SYNTH = "example_synth"
 PIPELINE = "example"
@@ -32,23 +32,13 @@ EXAMPLE = ROOT / "sql" / "example"
 DUPLICATES = [{"user_id": 7, "n": 2}, {"user_id": 19, "n": 3}, {"user_id": 23, "n": 2}]
 
 
-def _states(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Every state by name, also inside Parallel branches."""
-    found: dict[str, dict[str, Any]] = {}
-    for name, state in definition["States"].items():
-        found[name] = state
-        for branch in state.get("Branches", []):
-            found |= _states(branch)
-    return found
-
-
 def test_each_stage_runs_its_checks_in_one_task_after_its_steps_and_before_the_next_stage(
     example_synth: Synthesis,  # noqa: F811
 ) -> None:
     """sql/example has checks in stages 10, 20 and 30: after each stage's Parallel, one Fargate task
     runs `--checks-only --stage N` on the run's cluster as the run (its date, id, JSON lines); it then
     goes on to the next stage's Choice, and a failure goes to TerminateCluster as a step's does."""
-    states = _states(definition_of(example_synth, PIPELINE))
+    states = states_of(definition_of(example_synth, PIPELINE))
     pipeline = load_pipeline(EXAMPLE)
     following: dict[int | None, str] = {10: "Stage 20?", 20: "Stage 30?", 30: "TerminateCluster"}
     for stage in pipeline.stages:
@@ -78,7 +68,7 @@ def test_each_stage_runs_its_checks_in_one_task_after_its_steps_and_before_the_n
 
 
 def test_a_pipeline_without_checks_has_no_checks_states(test_synth: Synthesis) -> None:
-    assert not [name for name in _states(definition_of(test_synth, "nightly")) if name.startswith("Check ")]
+    assert not [name for name in states_of(definition_of(test_synth, "nightly")) if name.startswith("Check ")]
 
 
 def test_the_alert_names_the_state_the_workflow_gives_a_stages_checks() -> None:

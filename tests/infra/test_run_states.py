@@ -19,17 +19,7 @@ from runner.canary import canary_pipeline
 from runner.execution import EXIT_TIMEOUT
 from runner.model import load_pipeline
 from tests.infra.test_catalog import example_synth  # noqa: F401 - the shared sql/ synth
-from tests.support.aws import ROOT, Synthesis, definition_of
-
-
-def _states(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Every state by name, also inside Parallel branches."""
-    found: dict[str, dict[str, Any]] = {}
-    for name, state in definition["States"].items():
-        found[name] = state
-        for branch in state.get("Branches", []):
-            found |= _states(branch)
-    return found
+from tests.support.aws import ROOT, Synthesis, definition_of, states_of
 
 
 def test_the_command_line_reads_runs_with_the_lambdas_own_file() -> None:
@@ -45,7 +35,7 @@ def test_every_state_a_reader_names_is_the_synthesized_state_machines(example_sy
     other state parses as one; the Lambda states the readers name are there; RecordRun puts its
     record where the readers look for it."""
     pipeline = load_pipeline(example_synth.pipelines_dir / "example")
-    states = _states(definition_of(example_synth, "example"))
+    states = states_of(definition_of(example_synth, "example"))
     parsed = [parse_state(name) for name in states]
 
     def of(kind: StateKind) -> set[Any]:

@@ -205,6 +205,16 @@ def definition_of(synth: Synthesis, pipeline: str, resolve: Any = None) -> dict[
     raise AssertionError(f"no state machine {name}")
 
 
+def states_of(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every state of an ASL definition by name, also inside Parallel branches."""
+    found: dict[str, dict[str, Any]] = {}
+    for name, state in definition["States"].items():
+        found[name] = state
+        for branch in state.get("Branches", []):
+            found |= states_of(branch)
+    return found
+
+
 def pipeline_in_moto(
     request: pytest.FixtureRequest, synth_fixture: str, pipeline: str, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Harness]:
