@@ -10,7 +10,7 @@ import pytest
 
 from runner.local.executor import _spark_home
 from runner.local.warm.client import stop_engine
-from tests.conftest import ROOT, run_cli, start_cli
+from tests.conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.spark
 
@@ -40,34 +40,26 @@ def odd_install(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path
     pipeline = repo / "sql" / ODD
     pipeline.mkdir(parents=True)
     (pipeline / "10_odd.sql").write_text(STEP, encoding="utf-8")
-    warm_state, cold_state = top / f"state {ODD}", top / f"cold state {ODD}"
-    yield (
-        repo,
-        pipeline,
-        {"PYTHONPATH": f"{repo}:{site}", "STATE": str(warm_state), "COLD_STATE": str(cold_state)},
-    )
-    stop_engine(warm_state)
+    state = top / f"state {ODD}"
+    yield repo, pipeline, {"PYTHONPATH": f"{repo}:{site}", "STATE": str(state)}
+    stop_engine(state)
 
 
 def test_a_pipeline_in_odd_folders_runs_warm_and_cold(odd_install: tuple[Path, Path, dict[str, str]]) -> None:
     repo, pipeline, env = odd_install
-    warm_state, cold_state = Path(env.pop("STATE")), Path(env.pop("COLD_STATE"))
-    # Each run on a state dir of its own, both at odd paths, side by side: the cold JVM need not
-    # wait for the engine to start, run and end (Derby admits one process to a metastore).
-    cold_run = start_cli(pipeline, "--state-dir", cold_state, "--cold", cwd=repo, env=env)
-    warm = run_cli(pipeline, "--state-dir", warm_state, cwd=repo, env=env)
-    cold_out, cold_err = cold_run.communicate(timeout=600)
+    state = Path(env.pop("STATE"))
+    warm = run_cli(pipeline, "--state-dir", state, cwd=repo, env=env)
     assert warm.returncode == 0, warm.stderr.decode()[-3000:]
     assert b"runs warm" in warm.stderr
-    assert cold_run.returncode == 0, cold_err.decode()[-3000:]
-    assert b"runs cold (--cold)" in cold_err
-    assert warm.stdout == cold_out == "1\té\n".encode()
+    cold = run_cli(pipeline, "--state-dir", state, "--cold", cwd=repo, env=env)
+    assert cold.returncode == 0, cold.stderr.decode()[-3000:]
+    assert b"runs cold (--cold)" in cold.stderr
+    assert warm.stdout == cold.stdout == "1\té\n".encode()
     # Spark's own settings reached the JVM whole: Derby's home is the state dir (its log is there,
     # not in the working folder), and the runner's log4j settings were read (Spark did not fall
     # back to its defaults, which announce themselves on stderr).
-    for state in (warm_state, cold_state):
-        assert (state / "derby.log").is_file() and not (repo / "derby.log").exists()
-        assert (state / "metastore_db").is_dir() and (state / "warehouse" / "odd_paths").is_dir()
-    assert b"Using Spark's default log4j profile" not in cold_err
-    engine_log = (warm_state / "engine" / "engine.log").read_bytes()
+    assert (state / "derby.log").is_file() and not (repo / "derby.log").exists()
+    assert (state / "metastore_db").is_dir() and (state / "warehouse" / "odd_paths").is_dir()
+    assert b"Using Spark's default log4j profile" not in cold.stderr
+    engine_log = (state / "engine" / "engine.log").read_bytes()
     assert b"Using Spark's default log4j profile" not in engine_log

@@ -6,7 +6,6 @@ import re
 import signal
 import subprocess
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -52,15 +51,12 @@ def test_a_step_sees_the_runners_environment_not_the_engines(
     shared_warm_state: Path, spark_sql_reference: SparkSqlReference, tmp_path: Path
 ) -> None:
     step = _step(tmp_path / "steps", "environment.sql", ENVIRONMENT)
-    with ThreadPoolExecutor(1) as beside:
-        # The reference, a JVM of its own, starts beside the warm runs rather than after them.
-        reference = beside.submit(spark_sql_reference, step, env={TARGET: "second value, ü"})
-        first = _warm(step, shared_warm_state, env={TARGET: "first"})
-        assert first.returncode == 0 and first.stdout.startswith(b"first\t"), first.stderr[-2000:]
-        # The engine runs with the environment of the run that started it (this one, or another test's on
-        # the shared engine); the next run has another.
-        second = _warm(step, shared_warm_state, env={TARGET: "second value, ü"})
-        cold = reference.result()
+    first = _warm(step, shared_warm_state, env={TARGET: "first"})
+    assert first.returncode == 0 and first.stdout.startswith(b"first\t"), first.stderr[-2000:]
+    # The engine runs with the environment of the run that started it (this one, or another test's on
+    # the shared engine); the next run has another.
+    second = _warm(step, shared_warm_state, env={TARGET: "second value, ü"})
+    cold = spark_sql_reference(step, env={TARGET: "second value, ü"})
     assert second.stdout == cold.stdout == "second value, ü\t${env:NO_SUCH_VARIABLE_HERE}\n".encode()
     assert second.returncode == cold.returncode == 0
 
@@ -70,10 +66,8 @@ def test_source_runs_as_cold(
 ) -> None:
     sourced = _step(tmp_path / "steps", "sourced.sql", SOURCED)
     step = _step(tmp_path / "steps", "source.sql", SOURCE.format(sourced=sourced))
-    with ThreadPoolExecutor(1) as beside:
-        reference = beside.submit(spark_sql_reference, step)  # a JVM of its own, beside the warm run
-        warm = _warm(step, shared_warm_state)
-        cold = reference.result()
+    warm = _warm(step, shared_warm_state)
+    cold = spark_sql_reference(step)
     assert warm.stdout == cold.stdout == b"before\nsourced\nafter\n"
     assert warm.returncode == cold.returncode == 0, warm.stderr[-2000:]
 
@@ -130,13 +124,11 @@ def test_add_jar_runs_in_a_jvm_of_its_own_and_no_later_step_sees_the_jar(
 ) -> None:
     jar = next((_spark_home() / "jars").glob("commons-lang3-*.jar"))
     step = _step(tmp_path / "steps", "add_jar.sql", ADD_JAR.format(jar=jar))
+    _runs_in_a_jvm_of_its_own(step, warm_state, b"added\n")
+    # A later step, warm again, sees no jar of the earlier one, as a cold JVM sees none.
     listing = _step(tmp_path / "steps", "list.sql", LIST_RESOURCES)
-    with ThreadPoolExecutor(1) as beside:
-        reference = beside.submit(spark_sql_reference, listing)  # a JVM of its own, beside the runs
-        _runs_in_a_jvm_of_its_own(step, warm_state, b"added\n")
-        # A later step, warm again, sees no jar of the earlier one, as a cold JVM sees none.
-        warm = _warm(listing, warm_state)
-        assert warm.stdout == reference.result().stdout == b"listed\n"
+    warm = _warm(listing, warm_state)
+    assert warm.stdout == spark_sql_reference(listing).stdout == b"listed\n"
 
 
 def test_a_shell_command_runs_in_a_jvm_of_its_own_with_the_runners_environment(

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -104,19 +103,13 @@ def test_rows_without_order_by_come_in_spark_sqls_order_warm_and_cold(
     state, _, _ = engine
     step = tmp_path / "unordered.sql"
     step.write_text(UNORDERED)
-    # The three runs are independent (the cold one on a state dir of its own): the two JVMs start
-    # beside the warm run rather than one after another.
-    cold_run = start_cli(step, "--state-dir", tmp_path / "cold-state", "--cold")
-    with ThreadPoolExecutor(1) as beside:
-        # `spark-sql -f` as a user types it: no settings at all, its metastore in a folder of its own.
-        reference = beside.submit(spark_sql_reference, step)
-        warm = run_cli(step, "--state-dir", state, env=HOLD_ENGINE)
-        bare = reference.result()
-    cold_out, cold_err = cold_run.communicate(timeout=600)
+    # `spark-sql -f` as a user types it: no settings at all, its metastore in a folder of its own.
+    bare = spark_sql_reference(step)
     assert bare.returncode == 0, bare.stderr[-2000:]
+    warm = run_cli(step, "--state-dir", state, env=HOLD_ENGINE)
     assert b"runs warm" in warm.stderr and warm.returncode == 0, warm.stderr[-2000:]
-    assert b"runs cold (--cold)" in cold_err and cold_run.returncode == 0, cold_err[-2000:]
-    cold = subprocess.CompletedProcess(cold_run.args, cold_run.returncode, cold_out, cold_err)
+    cold = run_cli(step, "--state-dir", tmp_path / "cold-state", "--cold")
+    assert b"runs cold (--cold)" in cold.stderr and cold.returncode == 0, cold.stderr[-2000:]
     assert warm.stdout == bare.stdout
     assert cold.stdout == bare.stdout
     # The step really printed its rows (13 groups, 8 courses, ...), not nothing on every side.
