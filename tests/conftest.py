@@ -61,10 +61,10 @@ HEAVY_FILES = (
     "integration/local/test_fidelity_local.py",  # the same corpus, cold
     "integration/ssh/test_ssh_spark.py",  # the same corpus, over SSH
     "integration/warm/test_warm_cli_state.py",  # 354-459 s in one test before it was split
-    "integration/warm/test_warm_lifecycle.py",  # 110-139 s in its slowest test
+    "integration/warm/test_warm_lifecycle.py",  # 167 s at load 3 (nine engine starts)
     "integration/warm/test_warm_isolation.py",  # 103-167 s
+    "integration/local/test_local_spark.py",  # 116 s at load 3 (four engine starts)
     "integration/local/test_local_statement.py",  # 143 s
-    "integration/local/test_local_paths.py",  # 92-139 s
 )
 
 
