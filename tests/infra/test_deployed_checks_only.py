@@ -15,9 +15,9 @@ from runner.deployed.runs import date_of
 from runner.model import load_pipeline
 from tests.infra.moto_harness import Harness, StepScript
 from tests.infra.test_catalog import example_synth  # noqa: F401 - the shared sql/ synth in moto
-from tests.infra.test_deployed_checks import DUPLICATES, EXAMPLE, _alert_inbox, _check_records, _states, _wait
+from tests.infra.test_deployed_checks import DUPLICATES, EXAMPLE, _alert_inbox, _check_records, _wait
 from tests.lambda_support import FakeLambdaContext
-from tests.support.aws import Synthesis, definition_of
+from tests.support.aws import Synthesis, definition_of, states_of
 
 SYNTH = "example_synth"
 PIPELINE = "example"
@@ -46,7 +46,7 @@ def test_each_stages_choice_runs_only_its_checks_in_a_checks_only_run(
     """A checks-only run goes from a stage's Choice straight to its checks task (every stage's, or
     only checks_stage's, as `--checks-only --stage N` locally), else past the stage: its steps never
     run. These rules come before from_stage's, and a malformed checks_only fails before any cluster."""
-    states = _states(definition_of(example_synth, PIPELINE))
+    states = states_of(definition_of(example_synth, PIPELINE))
     for stage in load_pipeline(EXAMPLE).stages:
         choice = states[f"Stage {stage.number}?"]
         only_checks, past, from_stage = choice["Choices"][:3]
