@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 TAG_PIPELINE = "nightshift:pipeline"
 TAG_RUN_ID = "nightshift:run-id"
 TAG_RUN_DATE = "nightshift:run-date"
+# A batch's cluster (shared-cluster backfill) holds every date of "<first>..<last>" (ISO dates).
+TAG_RUN_DATES = "nightshift:run-dates"
 TAG_EXECUTION_ARN = "nightshift:execution-arn"
 TAG_MANAGED = "nightshift:managed"
 # The CloudFormation stack whose Lambdas made the cluster: preflight, sweeper and IAM act on no other.

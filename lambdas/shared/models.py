@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
@@ -59,6 +59,26 @@ class PreflightRequest(Payload):
     # How long the run may wait for a free slot (pipeline.toml), and how long it has waited so far.
     queue_minutes: Annotated[float, Field(ge=0, le=MAX_QUEUE_MINUTES)] = 0
     waited_seconds: Annotated[int, Field(ge=0)] = 0
+    # A batch (shared-cluster backfill): every date it holds, first to last, contiguous.
+    batch_dates: Annotated[list[date], Field(min_length=1)] | None = None
+    # A child (one date of a batch): its batch's execution, which holds its slot and its cluster.
+    batch_arn: ExecutionArn | None = None
+
+    @model_validator(mode="after")
+    def _one_range_from_run_date(self) -> PreflightRequest:
+        # A batch's name and its cluster's tag carry one range, so its dates must be one.
+        if self.batch_dates is not None:
+            first = self.batch_dates[0]
+            if first != self.run_date:
+                raise ValueError(f"batch_dates starts {first}, not at run_date {self.run_date}")
+            for index, day in enumerate(self.batch_dates):
+                if day != first + timedelta(days=index):
+                    raise ValueError(f"batch_dates is not one run of days: {day} at position {index}")
+            if self.batch_arn is not None:
+                raise ValueError(
+                    "a run is a batch (batch_dates) or one of a batch's dates (batch_arn), not both"
+                )
+        return self
 
 
 # An [inputs] path as the state machine sends it: s3:// with the run date still to put in, where
@@ -177,6 +197,14 @@ class CreateClusterRequest(Payload):
     security_configuration: Annotated[str, Field(min_length=1, max_length=10280)] | None = None
     # Which launch of this run (a launch failure is retried with a new cluster): 1, 2, ...
     attempt: Annotated[int, Field(ge=1, le=MAX_LAUNCH_ATTEMPTS)] = 1
+    # A batch's last date: its cluster is tagged with the whole range run_date..last_run_date.
+    last_run_date: date | None = None
+
+    @model_validator(mode="after")
+    def _last_not_before_first(self) -> CreateClusterRequest:
+        if self.last_run_date is not None and self.last_run_date < self.run_date:
+            raise ValueError(f"last_run_date {self.last_run_date} is before run_date {self.run_date}")
+        return self
 
 
 class ClusterStatusRequest(Payload):

@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lambdas.shared.models import ClusterId, ExecutionArn, Payload, PipelineName
 
+# Step Functions' execution names: 1 to 80 characters.
+ExecutionName = Annotated[str, Field(min_length=1, max_length=80)]
+
 
 class RunState(BaseModel):
     """The execution's state as it reaches RecordRun; other engineers' keys in it are none of its business."""
@@ -55,3 +58,7 @@ class RecordRunRequest(Payload):
     runner_task: RunnerTaskSize | None = None
     #: the data checks' results are read from their tasks' streams (none without it)
     runner_log: RunnerLog | None = None
+    #: a batch: its children's execution names, in order (its record splits its cluster over them)
+    batch_runs: Annotated[list[ExecutionName], Field(min_length=1)] | None = None
+    #: a child: its batch's execution (the batch's cluster is priced in the batch's record)
+    batch_arn: ExecutionArn | None = None
