@@ -12,6 +12,7 @@ from lambdas.shared.clusters import (
     TAG_MANAGED,
     TAG_PIPELINE,
     TAG_RUN_DATE,
+    TAG_RUN_DATES,
     TAG_RUN_ID,
     TAG_STACK,
 )
@@ -37,6 +38,12 @@ def cluster_name(pipeline: str, run_date: str) -> str:
 
 def cluster_tags(request: CreateClusterRequest, stack: str) -> dict[str, str]:
     """The tags that idempotency, preflight, the sweeper and IAM find a run's cluster by."""
+    # A batch's cluster holds every date of its range: Preflight reads the range from this tag.
+    batch = (
+        {}
+        if request.last_run_date is None
+        else {TAG_RUN_DATES: f"{request.run_date}..{request.last_run_date}"}
+    )
     return {
         TAG_PIPELINE: request.pipeline,
         TAG_RUN_ID: request.run_id,
@@ -47,6 +54,7 @@ def cluster_tags(request: CreateClusterRequest, stack: str) -> dict[str, str]:
         TAG_MANAGED: "true",
         # Without it EMR's service role may not create the cluster's instances: no night would start.
         TAG_EMR_MANAGED_POLICIES: "true",
+        **batch,
     }
 
 

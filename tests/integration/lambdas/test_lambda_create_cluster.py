@@ -77,6 +77,34 @@ def test_another_run_of_the_same_day_gets_its_own_cluster(emr, create_payload, l
     assert len(alive(emr)) == 2
 
 
+def test_a_batch_cluster_is_tagged_with_its_whole_range_and_made_once(
+    emr, create_payload, lambda_context, alive
+):
+    # Preflight and the sweeper read the range a batch's cluster holds from this tag.
+    batch_arn = create_payload["execution_arn"].replace("run-1", "example-batch-2024-06-01-2024-06-03")
+    payload = dict(
+        create_payload,
+        run_id="example-batch-2024-06-01-2024-06-03",
+        last_run_date="2024-06-03",
+        execution_arn=batch_arn,
+    )
+
+    first = create_cluster.handler(payload, lambda_context, emr=emr)
+    again = create_cluster.handler(payload, lambda_context, emr=emr)  # a retried call reuses it
+
+    assert (first["created"], again) == (True, {"cluster_id": first["cluster_id"], "created": False})
+    [cluster] = alive(emr)
+    tags = {t["Key"]: t["Value"] for t in cluster["Tags"]}
+    assert tags["nightshift:run-dates"] == "2024-06-01..2024-06-03"
+    assert (tags["nightshift:run-date"], tags["nightshift:execution-arn"]) == ("2024-06-01", batch_arn)
+
+
+def test_a_batch_whose_last_date_is_before_its_first_is_refused(emr, create_payload, lambda_context, alive):
+    with pytest.raises(ValueError, match="last_run_date 2024-05-31 is before run_date 2024-06-01"):
+        create_cluster.handler(dict(create_payload, last_run_date="2024-05-31"), lambda_context, emr=emr)
+    assert alive(emr) == []
+
+
 def test_a_terminated_cluster_of_the_run_is_not_reused(emr, create_payload, lambda_context, alive):
     first = create_cluster.handler(create_payload, lambda_context, emr=emr)
     emr.terminate_job_flows(JobFlowIds=[first["cluster_id"]])

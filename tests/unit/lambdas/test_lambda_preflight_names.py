@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lambdas.shared.preflight import date_of_name
+from lambdas.shared.preflight import batch_range_of_name, date_of_name
 
 
 @pytest.mark.parametrize(
@@ -30,3 +30,26 @@ def test_date_of_name(name: str, expected: str | None) -> None:
 def test_a_pipeline_name_with_a_date_like_tail_is_not_misread() -> None:
     assert date_of_name("v2.orders-2025-06-01-r3", "v2.orders") == "2025-06-01"
     assert date_of_name("v2xorders-2025-06-01", "v2.orders") is None
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("example-batch-2025-06-01-2025-06-03", ("2025-06-01", "2025-06-03")),
+        ("example-batch-2025-06-01-2025-06-03-r2", ("2025-06-01", "2025-06-03")),
+        ("example-batch-2025-06-01-2025-06-01", ("2025-06-01", "2025-06-01")),
+        ("example-batch-2025-06-03-2025-06-01", None),  # backwards: no range
+        ("example-batch-2025-06-01", None),
+        ("example-batch-2025-06-01-2025-06-03-checks", None),
+        ("example-2025-06-01", None),
+        ("billing-batch-2025-06-01-2025-06-03", None),
+    ],
+)
+def test_batch_range_of_name(name: str, expected: tuple[str, str] | None) -> None:
+    found = batch_range_of_name(name, "example")
+    assert (None if found is None else (found.first.isoformat(), found.last.isoformat())) == expected
+
+
+def test_a_batch_name_is_no_run_of_its_first_date() -> None:
+    # Read as its first date only, a batch would let a night of its second date run beside it.
+    assert date_of_name("example-batch-2025-06-01-2025-06-03", "example") is None
