@@ -37,6 +37,11 @@ class ClusterTerminationError(NightshiftError):
     """A cluster could not be terminated (for example protected and not ours)."""
 
 
+# Not ...Error: a Lambda's errorType is the class name, and the state machine catches "ClusterGone".
+class ClusterGone(NightshiftError):
+    """A child's cluster, given by its batch, is not ready or not its batch's: no stage may run on it."""
+
+
 class SweepIncompleteError(NightshiftError):
     """The sweeper terminated what it could but at least one orphan is still alive."""
 
