@@ -382,6 +382,8 @@ class ClusterLifecycle(Construct):
                     resources=[emr_cluster_arn()],
                 ),
                 iam.PolicyStatement(actions=["states:GetExecutionHistory"], resources=[executions]),
+                # A batch's record: each date's execution's status, start and stop (issue 22).
+                iam.PolicyStatement(actions=["states:DescribeExecution"], resources=[executions]),
             ],
         }
         for function, statements in grants.items():

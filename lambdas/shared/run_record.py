@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from lambdas.shared.backfill_plan import split_cluster_cost
 from lambdas.shared.check_results import log_stream, read_checks
 from lambdas.shared.clusters import (
     GONE_STATES,
@@ -20,7 +21,9 @@ from lambdas.shared.clusters import (
     find_clusters,
 )
 from lambdas.shared.cost import ClusterUsage, RegionPrices, RunCost, TaskUsage, cluster_usage, run_cost
+from lambdas.shared.errors import error_code
 from lambdas.shared.executions import execution_history
+from lambdas.shared.preflight import date_of_name
 from lambdas.shared.run_states import StateKind, StateName, StepStatus, parse_state, stage_state_name
 
 if TYPE_CHECKING:
@@ -519,3 +522,155 @@ def record_run(
             (runner_log[0], pipeline, runner_log[1]) if runner_log is not None else None,
         ),
     )
+
+
+#: a batch's date whose execution never started (the batch failed or was stopped before its turn)
+NOT_STARTED = "NOT_STARTED"
+
+
+@dataclass(frozen=True)
+class DateRun:
+    """One date of a batch as its child execution ended: what DescribeExecution and its history say."""
+
+    name: str
+    run_date: str
+    #: the child execution's status (SUCCEEDED, FAILED, TIMED_OUT, ABORTED), or NOT_STARTED
+    status: str
+    error: str | None
+    #: from the child's start to its stop: what it held the shared cluster for
+    seconds: float
+    tasks: tuple[TaskUsage, ...] = ()
+
+
+def child_arn(batch_arn: str, name: str) -> str:
+    """A child's execution ARN: the batch's state machine (it is the same one), the child's name."""
+    return f"{batch_arn.rsplit(':', 1)[0]}:{name}"
+
+
+def read_date_run(
+    sfn: SFNClient,
+    batch_arn: str,
+    name: str,
+    *,
+    pipeline: str,
+    now: datetime,
+    task_size: tuple[int, int] | None,
+) -> DateRun:
+    """A child's status, seconds and runner tasks (its own history, as its own record reads them)."""
+    arn = child_arn(batch_arn, name)
+    try:
+        described = sfn.describe_execution(executionArn=arn)
+    except ClientError as exc:
+        if error_code(exc) != "ExecutionDoesNotExist":
+            raise
+        return DateRun(name, date_of_name(name, pipeline) or "", NOT_STARTED, None, 0.0)
+    run_date = _json(described.get("input")).get("run_date")
+    stopped = described.get("stopDate") or now
+    timeline = read_timeline(execution_history(sfn, arn), now, task_size)
+    return DateRun(
+        name=name,
+        run_date=run_date if isinstance(run_date, str) else date_of_name(name, pipeline) or "",
+        status=str(described["status"]),
+        error=described.get("error"),
+        seconds=max(0.0, (stopped - described["startDate"]).total_seconds()),
+        tasks=timeline.tasks,
+    )
+
+
+@dataclass(frozen=True)
+class DateCost:
+    """A date's line in its batch's record: how it ended and its share of the shared cluster."""
+
+    run: DateRun
+    #: its runner tasks (also in its own record's cost)
+    tasks_usd: float
+    #: the cluster's nodes for its own seconds, and its runner tasks
+    own_usd: float
+    #: its part, by its seconds, of what no date used (the start, the shutdown, the gaps)
+    start_share_usd: float
+
+    def as_output(self) -> dict[str, Any]:
+        return {
+            "run_date": self.run.run_date,
+            "name": self.run.name,
+            "status": self.run.status,
+            "error": self.run.error,
+            "seconds": round(self.run.seconds, 1),
+            "tasks_usd": round(self.tasks_usd, 4),
+            "own_usd": round(self.own_usd, 4),
+            "start_share_usd": round(self.start_share_usd, 4),
+        }
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """A batch's record: its run record (its cluster, and its dates' tasks), and each date's share."""
+
+    record: RunRecord
+    dates: tuple[DateCost, ...]
+    #: what no date used, shared out in start_share_usd
+    unused_usd: float
+
+    def as_output(self) -> dict[str, Any]:
+        return {
+            **self.record.as_output(),
+            "dates": [date.as_output() for date in self.dates],
+            "unused_usd": round(self.unused_usd, 4),
+        }
+
+
+def record_batch(
+    *,
+    pipeline: str,
+    run_date: str,
+    execution_arn: str,
+    cluster_id: str | None,
+    error: str | None,
+    cause: str | None,
+    emr: EMRClient,
+    sfn: SFNClient,
+    prices: RegionPrices,
+    now: datetime,
+    runs: Iterable[str],
+    task_size: tuple[int, int] | None = None,
+) -> BatchRecord:
+    """Price the batch's cluster(s) and split them over its dates by the seconds each child ran.
+
+    Made after every child ended (the Map ran them one after another). The batch's cost is its
+    clusters and every date's runner tasks, so the dates' shares add up to it; a date that never
+    started has no seconds, so no share (unless none ran: then the cluster is shared out evenly).
+    """
+    started = read_timeline(execution_history(sfn, execution_arn, with_data=False), now).started
+    date_runs = [
+        read_date_run(sfn, execution_arn, name, pipeline=pipeline, now=now, task_size=task_size)
+        for name in runs
+    ]
+    clusters = run_clusters(emr, execution_arn, cluster_id, started, now)
+    nodes = run_cost(clusters, [], prices)
+    tasks_usd = {run.name: run_cost([], run.tasks, prices).total_usd for run in date_runs}
+    unused, shares = split_cluster_cost(
+        nodes.total_usd,
+        sum(cluster.seconds for cluster in clusters),
+        {run.name: run.seconds for run in date_runs},
+        tasks_usd,
+    )
+    ready = [cluster.ready_seconds for cluster in clusters if cluster.ready_seconds is not None]
+    last = max(clusters, key=lambda cluster: cluster.created, default=None)
+    timeline = Timeline(started=started)  # a batch runs no stage of its own: its dates do
+    record = RunRecord(
+        pipeline=pipeline,
+        run_date=run_date,
+        outcome="failed" if error else "succeeded",
+        error=error,
+        run_seconds=(now - started).total_seconds(),
+        cluster_ready_seconds=last.ready_seconds if last is not None and ready else None,
+        clusters=tuple(cluster.cluster_id for cluster in clusters),
+        cost=run_cost(clusters, [task for run in date_runs for task in run.tasks], prices),
+        timeline=timeline,
+        failure=run_failure(timeline, error, cause),
+    )
+    dates = tuple(
+        DateCost(run, tasks_usd[run.name], share.own_usd, share.start_share_usd)
+        for run, share in zip(date_runs, shares, strict=True)
+    )
+    return BatchRecord(record, dates, unused)

@@ -137,6 +137,7 @@ def _lifecycle() -> tuple[Call, ...]:
         Call(PREFLIGHT, "states:DescribeExecution", "{execution}", why="a running execution's run date"),
         Call(SWEEPER, "states:DescribeExecution", "{execution}", why="is the cluster's execution over?"),
         Call(RECORD_RUN, "states:GetExecutionHistory", "{execution}", why="the run's durations"),
+        Call(RECORD_RUN, "states:DescribeExecution", "{execution}", why="a batch's dates: status, seconds"),
         Call(RECORD_RUN, "logs:GetLogEvents", "{runner_log_group}", why="checks' results, error lines"),
         *_each(
             RECORD_RUN,
