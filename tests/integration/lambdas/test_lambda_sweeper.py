@@ -211,3 +211,27 @@ def _described_execution(arn: str, status: str) -> dict[str, Any]:
         "status": status,
         "startDate": "2024-06-01T03:00:00Z",
     }
+
+
+def test_a_dates_end_leaves_its_batchs_cluster_and_the_batchs_end_terminates_it(
+    emr, ssm, start_execution, state_machine_arn, create_payload, lambda_context, alive
+):
+    # A shared-cluster backfill (issue 22): the cluster carries the batch's execution, not a date's.
+    batch = start_execution("example-batch-2024-06-01-2024-06-03")
+    payload = dict(create_payload, execution_arn=batch, run_id="example-batch-2024-06-01-2024-06-03")
+    shared = create_cluster.handler(dict(payload, last_run_date="2024-06-03"), lambda_context, emr=emr)[
+        "cluster_id"
+    ]
+    child = start_execution("example-2024-06-01")
+
+    after_date = sweeper.handler(
+        _status_change(child, "FAILED", state_machine_arn), lambda_context, emr=emr, ssm=ssm
+    )
+    assert after_date == {"terminated": [], "kept": [], "skipped": []}
+    assert _alive_ids(alive, emr) == {shared}
+
+    after_batch = sweeper.handler(
+        _status_change(batch, "ABORTED", state_machine_arn), lambda_context, emr=emr, ssm=ssm
+    )
+    assert after_batch == {"terminated": [shared], "kept": [], "skipped": []}
+    assert _alive_ids(alive, emr) == set()
