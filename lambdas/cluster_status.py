@@ -23,12 +23,7 @@ if TYPE_CHECKING:
 def handler(event: dict[str, Any], context: LambdaContext, *, emr: EMRClient | None = None) -> dict[str, Any]:
     """``{cluster_id}`` -> ``{cluster_id, state, ready, failed, master_host, reason}``."""
     request = parse(event=event, model=ClusterStatusRequest)
-    status = cluster_status(
-        request.cluster_id,
-        emr=emr or clients.emr(),
-        execution_arn=request.execution_arn,
-        given=request.given_cluster,
-    )
+    status = cluster_status(request.cluster_id, emr=emr or clients.emr(), execution_arn=request.execution_arn)
     if status.failed:
         logger.warning("cluster failed", cluster_id=status.cluster_id, reason=status.reason)
     return asdict(status)

@@ -39,7 +39,7 @@ class ClusterTerminationError(NightshiftError):
 
 # Not ...Error: a Lambda's errorType is the class name, and the state machine catches "ClusterGone".
 class ClusterGone(NightshiftError):
-    """A child's cluster, given by its batch, is not ready or not its batch's: no stage may run on it."""
+    """The cluster a run was given is another execution's (a child's must be its batch's): no stage runs."""
 
 
 class SweepIncompleteError(NightshiftError):

@@ -212,9 +212,6 @@ class ClusterStatusRequest(Payload):
     # The execution whose cluster this is (a child sends its batch's): a cluster tagged with
     # another execution is no cluster of this run, and ClusterStatus raises ClusterGone.
     execution_arn: ExecutionArn | None = None
-    # A child's one look at the cluster its batch gave it: not ready now raises ClusterGone too
-    # (a night's own cluster is not ready while it starts, and the wait loop asks again).
-    given_cluster: bool = False
 
 
 class TerminateClusterRequest(Payload):

@@ -89,27 +89,18 @@ def summarize(cluster: ClusterTypeDef) -> ClusterStatus:
 
 
 @transient_on_throttling
-def cluster_status(
-    cluster_id: str, *, emr: EMRClient, execution_arn: str | None = None, given: bool = False
-) -> ClusterStatus:
+def cluster_status(cluster_id: str, *, emr: EMRClient, execution_arn: str | None = None) -> ClusterStatus:
     """Describe the cluster; an id EMR does not know is reported as failed, not raised.
 
     A cluster tagged with another execution than ``execution_arn`` raises ClusterGone: it is no
-    cluster of this run (a night's own cluster always carries its execution). ``given`` (a child on
-    its batch's cluster): a cluster not ready now raises ClusterGone too, naming its state.
+    cluster of this run (a night's own cluster always carries its execution; a child sends its
+    batch's, whose cluster it runs on).
     """
     cluster = describe(emr, cluster_id)
     if cluster is not None and execution_arn is not None:
         owner = tags_of(cluster).get(TAG_EXECUTION_ARN)
         if owner is not None and owner != execution_arn:
             raise ClusterGone(f"cluster {cluster_id} belongs to execution {owner}, not to {execution_arn}")
-    if given:
-        status = summarize(cluster) if cluster is not None else None
-        if status is None or not status.ready:
-            state = "unknown to EMR" if status is None else status.state
-            why = f": {status.reason}" if status is not None and status.reason else ""
-            raise ClusterGone(f"cluster {cluster_id} given by the batch is not ready ({state}){why}")
-        return status
     if cluster is None:
         return ClusterStatus(
             cluster_id=cluster_id,

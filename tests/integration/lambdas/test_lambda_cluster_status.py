@@ -161,60 +161,21 @@ def test_the_default_client_is_made_on_first_use(emr, cluster_id, lambda_context
     assert (status["cluster_id"], status["ready"]) == (cluster_id, True)
 
 
-# A child of a shared-cluster backfill (issue 22) looks once at the cluster its batch gave it:
-# execution_arn is the batch's, given_cluster true. What it cannot run on is ClusterGone, the
-# errorType its Catch names (a Lambda's errorType is the exception's class name).
+# A child of a shared-cluster backfill (issue 22) asks about its batch's cluster with the batch's
+# execution; a cluster tagged with another execution is ClusterGone, the errorType a Catch names
+# (a Lambda's errorType is the exception's class name).
 def test_a_child_gets_the_ready_cluster_of_its_batch(emr, create_payload, cluster_id, lambda_context):
-    request = {
-        "cluster_id": cluster_id,
-        "execution_arn": create_payload["execution_arn"],
-        "given_cluster": True,
-    }
+    request = {"cluster_id": cluster_id, "execution_arn": create_payload["execution_arn"]}
 
     status = cluster_status.handler(request, lambda_context, emr=emr)
 
     assert (status["state"], status["ready"], status["failed"]) == ("WAITING", True, False)
 
 
-@pytest.mark.parametrize("state", ["TERMINATING", "TERMINATED", "BOOTSTRAPPING"])
-def test_a_given_cluster_not_ready_is_gone(
-    emr, emr_backend, create_payload, cluster_id, lambda_context, state
-):
-    emr_backend.clusters[cluster_id].state = state
-    request = {
-        "cluster_id": cluster_id,
-        "execution_arn": create_payload["execution_arn"],
-        "given_cluster": True,
-    }
-
-    with pytest.raises(
-        ClusterGone, match=rf"cluster {cluster_id} given by the batch is not ready \({state}\)"
-    ):
-        cluster_status.handler(request, lambda_context, emr=emr)
-
-
-def test_a_given_cluster_emr_does_not_know_is_gone(emr, create_payload, lambda_context):
-    request = {
-        "cluster_id": "j-NOSUCHONE",
-        "execution_arn": create_payload["execution_arn"],
-        "given_cluster": True,
-    }
-
-    with pytest.raises(ClusterGone, match=r"j-NOSUCHONE given by the batch is not ready \(unknown to EMR\)"):
-        cluster_status.handler(request, lambda_context, emr=emr)
-
-
-def test_a_cluster_of_another_execution_is_gone_and_a_nights_own_is_not(
-    emr, create_payload, cluster_id, lambda_context
-):
+def test_a_cluster_of_another_execution_is_gone(emr, create_payload, cluster_id, lambda_context):
     other = create_payload["execution_arn"].replace("run-1", "example-batch-2024-06-01-2024-06-03")
 
     with pytest.raises(
         ClusterGone, match=rf"cluster {cluster_id} belongs to execution .*:run-1, not to {other}"
     ):
-        cluster_status.handler(
-            {"cluster_id": cluster_id, "execution_arn": other, "given_cluster": True}, lambda_context, emr=emr
-        )
-    # A night asks about its own cluster with its own execution: unchanged.
-    own = {"cluster_id": cluster_id, "execution_arn": create_payload["execution_arn"]}
-    assert cluster_status.handler(own, lambda_context, emr=emr)["ready"] is True
+        cluster_status.handler({"cluster_id": cluster_id, "execution_arn": other}, lambda_context, emr=emr)
