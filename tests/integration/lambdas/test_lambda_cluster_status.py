@@ -173,6 +173,9 @@ def test_a_child_gets_the_ready_cluster_of_its_batch(emr, create_payload, cluste
 
 
 def test_a_cluster_of_another_execution_is_gone(emr, create_payload, cluster_id, lambda_context):
+    """A Python Lambda's error reaches Step Functions as errorType = the exception's class name, which a
+    Retry or Catch names ("Handling error conditions using a Step Functions state machine",
+    https://docs.aws.amazon.com/step-functions/latest/dg/tutorial-handling-error-conditions.html)."""
     other = create_payload["execution_arn"].replace("run-1", "example-batch-2024-06-01-2024-06-03")
 
     with pytest.raises(

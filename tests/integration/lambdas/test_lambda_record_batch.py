@@ -1,5 +1,10 @@
 """RecordRun of a shared-cluster backfill (issue 22) against moto: the batch's record splits its cluster
-over its dates, and a date's own record prices no cluster."""
+over its dates, and a date's own record prices no cluster.
+
+A date's seconds are its child execution's startDate to stopDate, and its status and error are
+DescribeExecution's; an execution never started answers ExecutionDoesNotExist (AWS Step Functions API
+Reference, "DescribeExecution", https://docs.aws.amazon.com/step-functions/latest/apireference/API_DescribeExecution.html).
+"""
 
 from __future__ import annotations
 
