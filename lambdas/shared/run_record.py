@@ -526,6 +526,8 @@ def record_run(
 
 #: a batch's date whose execution never started (the batch failed or was stopped before its turn)
 NOT_STARTED = "NOT_STARTED"
+#: a batch with a date that did not succeed ends with this error (run_states.py's DATES_FAILED_ERROR)
+DATES_FAILED = "DatesFailed"
 
 
 @dataclass(frozen=True)
@@ -657,6 +659,11 @@ def record_batch(
     ready = [cluster.ready_seconds for cluster in clusters if cluster.ready_seconds is not None]
     last = max(clusters, key=lambda cluster: cluster.created, default=None)
     timeline = Timeline(started=started)  # a batch runs no stage of its own: its dates do
+    failed = [run for run in date_runs if run.status != "SUCCEEDED"]
+    if error is None and failed:
+        # The state machine fails the batch after this record ("Batch failed?"): say so here too.
+        error = DATES_FAILED
+        cause = "dates not succeeded: " + ", ".join(f"{run.run_date} ({run.status})" for run in failed)
     record = RunRecord(
         pipeline=pipeline,
         run_date=run_date,

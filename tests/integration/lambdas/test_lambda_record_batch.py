@@ -119,6 +119,9 @@ def test_the_batch_record_splits_its_cluster_over_its_dates_and_the_shares_add_u
 
     record = record_run.handler(payload, lambda_context, emr=emr, sfn=sfn, now=NOW, logs=object())
 
+    # The state machine then fails the batch with DatesFailed; its record says so already.
+    assert (record["outcome"], record["error"]) == ("failed", "DatesFailed")
+    assert record["failure"]["line"] == "dates not succeeded: 2025-06-02 (FAILED), 2025-06-03 (NOT_STARTED)"
     dates = record["dates"]
     assert [(d["run_date"], d["name"], d["status"], d["error"], d["seconds"]) for d in dates] == [
         ("2025-06-01", "example-2025-06-01", "SUCCEEDED", None, 600.0),
@@ -183,3 +186,20 @@ def test_a_dates_record_names_its_batch_and_prices_no_cluster(batch, emr, sfn, l
     assert record["cost"]["fargate_usd"] > 0  # its runner task, as a night's record prices it
     assert "steps" in record and "10_a" in record["steps"]
     assert "RunCost" in capsys.readouterr().out  # a date is a night of its pipeline
+
+
+def test_a_batch_whose_dates_all_succeeded_succeeded_and_its_one_date_holds_all_but_the_unused(
+    batch, emr, sfn, lambda_context
+):
+    record = record_run.handler(
+        _record(batch, batch_runs=[f"example-{DATES[0]}"]),
+        lambda_context,
+        emr=emr,
+        sfn=sfn,
+        now=NOW,
+        logs=object(),
+    )
+
+    assert (record["outcome"], record["error"], record["failure"]) == ("succeeded", None, None)
+    [only] = record["dates"]
+    assert only["own_usd"] + only["start_share_usd"] == pytest.approx(record["cost"]["total_usd"], abs=1e-3)
