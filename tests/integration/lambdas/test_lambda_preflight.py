@@ -533,3 +533,28 @@ def test_a_batch_cluster_left_alive_holds_every_date_of_its_range(
         ),
         "wait": False,
     }
+
+
+def test_a_batch_waits_for_a_slot_like_a_night_and_counts_another_batch_once(
+    emr, sfn, start, start_batch, start_child, request_for, create_payload, lambda_context
+):
+    # Another batch (not overlapping) with its running child and its cluster: one run, one cluster.
+    other = start_batch("2025-05-20", "2025-05-22")
+    create_cluster.handler(batch_cluster_of(create_payload, other), lambda_context, emr=emr)
+    start_child("2025-05-20", other)
+    batch = start_batch(RUN_DATE, "2025-06-03")
+    dates = _days(RUN_DATE, "2025-06-03")
+
+    at_one = preflight.handler(
+        request_for(batch, queue_minutes=240, batch_dates=dates), lambda_context, emr=emr, sfn=sfn
+    )
+    at_two = preflight.handler(
+        request_for(batch, max_concurrent_runs=2, batch_dates=dates), lambda_context, emr=emr, sfn=sfn
+    )
+
+    assert at_one == {
+        "proceed": False,
+        "reason": f"1 run of pipeline 'example' still running and max_concurrent_runs is 1: {other}",
+        "wait": True,
+    }
+    assert at_two == {"proceed": True, "reason": "", "wait": False}
