@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from math import ceil
 
-from aws_cdk import Duration, RemovalPolicy, Stack, Tags
+from aws_cdk import Duration, RemovalPolicy, Stack, Tags, Token
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -25,12 +25,30 @@ from infra.runner_task import CONTAINER_NAME, PipelineTask, RunnerTask
 from lambdas.shared import run_states
 from lambdas.shared.clusters import TAG_PIPELINE, TAG_STACK
 from lambdas.shared.run_states import (
+    BATCH_FAILED_STATE,
+    BATCH_OR_DATE_STATE,
     CHECK_INPUTS_STATE,
+    CLUSTER_GONE_ERROR,
     CLUSTER_STATUS_STATE,
     CREATE_CLUSTER_STATE,
+    DATE_FAILED_STATE,
+    DATE_FROM_STAGE_STATE,
+    DATE_INPUTS_MISSING_STATE,
+    DATES_FAILED_ERROR,
+    DATES_STATE,
+    FROM_STAGE_CHOICE_STATE,
+    GIVEN_CLUSTER_STATE,
+    INPUTS_MISSING_ERROR,
+    LEAVE_CLUSTER_STATE,
+    LEAVE_OR_TERMINATE_STATE,
+    MAX_BATCH_DATES,
     NEXT_LAUNCH_STATE,
     PREFLIGHT_STATE,
+    PREPARE_BATCH_STATE,
+    PREPARE_DATE_STATE,
+    RUN_DATE_STATE,
     TERMINATE_CLUSTER_STATE,
+    USE_CLUSTER_STATE,
 )
 from runner.canary import (
     CANARY_IMAGE_PATH,
@@ -82,6 +100,16 @@ CHECKS_STAGE = "$.request.checks_stage"
 # Preflight, Lambdas and runner task as a night, on a master-only cluster, running the runner's
 # built-in canary pipeline (runner/nightshift_canary) instead of the pipeline's stages.
 CANARY = f"$.request.{CANARY_INPUT}"
+# A batch (a shared-cluster backfill, docs/backfill.md): `{"run_date": <first>, "batch": {"runs":
+# [{"run_date", "name"}, ...]}, "from_stage"?}`: it owns one cluster and runs each date as a child
+# execution of this same state machine, one after another.
+BATCH_RUNS = "$.request.batch.runs"
+# A child (one date of a batch): `{"run_date", "from_stage"?, "cluster": {"cluster_id"}, "batch":
+# <the batch's execution ARN>}`: it runs its stages on its batch's cluster and leaves it running.
+GIVEN_CLUSTER = "$.request.cluster"
+# What PrepareRun, PrepareBatch or PrepareDate put at $.batch: the batch's dates and children's names
+# (a batch), its batch (a child), and the execution whose tag the run's cluster carries.
+BATCH = "$.batch"
 
 
 @dataclass(frozen=True)
@@ -245,16 +273,30 @@ class PipelineWorkflow(Construct):
         self._plans = launch_plans(pipeline.config.cluster, network.subnet_ids)
         self._canary_plans = launch_plans(pipeline.config.cluster, network.subnet_ids, master_only=True)
 
-        self.terminate = self._lambda_state(
+        self._state_machine_name = state_machine_name
+        self._night_minutes = execution_timeout_minutes(
+            pipeline, settings.start_timeout_minutes, settings.queue_poll_seconds
+        )
+        # A batch starts its dates as executions of this same state machine: by its name, as the
+        # machine's own ARN would be a reference cycle in the template.
+        self._self_reference = sfn.StateMachine.from_state_machine_name(self, "Itself", state_machine_name)
+        terminate = self._lambda_state(
             TERMINATE_CLUSTER_STATE, lifecycle.terminate_cluster, self._terminate_payload()
         )
-        self.terminate.add_retry(
+        # Every path that ends a run with a cluster comes here: a child leaves its batch's cluster.
+        leave = sfn.Pass(
+            self, LEAVE_CLUSTER_STATE, comment="a date of a batch: its batch terminates the cluster"
+        )
+        self.terminate = (
+            sfn.Choice(self, LEAVE_OR_TERMINATE_STATE).when(_is_child(), leave).otherwise(terminate)
+        )
+        terminate.add_retry(
             errors=["States.ALL"],
             max_attempts=TERMINATE_ATTEMPTS,
             interval=Duration.seconds(10),
             backoff_rate=2,
         )
-        self.terminate.add_catch(
+        terminate.add_catch(
             sfn.Fail(
                 self,
                 "ClusterNotTerminated",
@@ -263,17 +305,42 @@ class PipelineWorkflow(Construct):
             ),
             result_path="$.terminate_error",
         )
-        self.terminate.next(
-            self._record_run(
-                sfn.Choice(self, "Run failed?")
-                .when(
-                    sfn.Condition.is_present("$.error"),
-                    sfn.Fail(self, "RunFailed", error_path="$.error.Error", cause_path="$.error.Cause"),
-                )
-                .otherwise(sfn.Succeed(self, "Succeeded"))
+        succeeded = sfn.Succeed(self, "Succeeded")
+        # Only after RecordRun: a batch whose dates failed names them.
+        failed_dates = sfn.Pass(
+            self,
+            "FailedDates",
+            parameters={"dates": sfn.JsonPath.list_at("$.dates.runs[?(@.failed == true)].run_date")},
+            result_path="$.failed_dates",
+        ).next(
+            sfn.Fail(
+                self,
+                "BatchFailed",
+                error=DATES_FAILED_ERROR,
+                cause_path=sfn.JsonPath.format(
+                    "dates failed: {}",
+                    sfn.JsonPath.json_to_string(sfn.JsonPath.list_at("$.failed_dates.dates")),
+                ),
             )
         )
-        definition = self._prepare().next(self._inputs_gate(self._preflight()))
+        batch_failed = (
+            sfn.Choice(self, BATCH_FAILED_STATE)
+            .when(sfn.Condition.boolean_equals("$.dates.any_failed", True), failed_dates)
+            .otherwise(succeeded)
+        )
+        record = self._record_run(
+            sfn.Choice(self, "Run failed?")
+            .when(
+                sfn.Condition.is_present("$.error"),
+                sfn.Fail(self, "RunFailed", error_path="$.error.Error", cause_path="$.error.Cause"),
+            )
+            .when(sfn.Condition.is_present("$.dates"), batch_failed)
+            .otherwise(succeeded)
+        )
+        terminate.next(record)
+        leave.next(record)
+        preflight = self._preflight()
+        definition = self._prepare().next(self._batch_or_date(self._inputs_gate(preflight), preflight))
         self.state_machine = self._build_state_machine(state_machine_name, definition)
 
     def _prepare(self) -> sfn.Pass:
@@ -289,7 +356,58 @@ class PipelineWorkflow(Construct):
                 "cluster": {"cluster_id": sfn.JsonPath.string_to_json("null"), "polls": 0},
                 "queue": {"waited_seconds": 0},
                 "launch": {"attempt": 1, "plan": self._plans[0], "plans": self._plans, "failures": ""},
+                # A night: no batch; PrepareBatch or PrepareDate replace it.
+                "batch": {
+                    "dates": sfn.JsonPath.string_to_json("null"),
+                    "runs": sfn.JsonPath.string_to_json("null"),
+                    "last": {"run_date": sfn.JsonPath.string_to_json("null")},
+                    "arn": sfn.JsonPath.string_to_json("null"),
+                    "owner": sfn.JsonPath.execution_id,
+                },
             },
+        )
+
+    def _batch_or_date(self, night: sfn.IChainable, preflight: sfn.IChainable) -> sfn.Choice:
+        """After PrepareRun: a batch to Preflight, a child and a night to the inputs gate, if any.
+
+        A batch checks no inputs: each of its dates checks its own, in its child execution.
+        """
+        runs = sfn.JsonPath.list_at(BATCH_RUNS)
+        batch = sfn.Pass(
+            self,
+            PREPARE_BATCH_STATE,
+            parameters={
+                "dates": sfn.JsonPath.list_at(f"{BATCH_RUNS}[*].run_date"),
+                "runs": sfn.JsonPath.list_at(f"{BATCH_RUNS}[*].name"),
+                "last": sfn.JsonPath.array_get_item(
+                    runs,
+                    Token.as_number(
+                        sfn.JsonPath.math_add(Token.as_number(sfn.JsonPath.array_length(runs)), -1)
+                    ),
+                ),
+                "arn": sfn.JsonPath.string_to_json("null"),
+                "owner": sfn.JsonPath.execution_id,
+            },
+            result_path=BATCH,
+        )
+        date = sfn.Pass(
+            self,
+            PREPARE_DATE_STATE,
+            parameters={
+                "dates": sfn.JsonPath.string_to_json("null"),
+                "runs": sfn.JsonPath.string_to_json("null"),
+                "last": {"run_date": sfn.JsonPath.string_to_json("null")},
+                "arn": sfn.JsonPath.string_at("$.request.batch"),
+                # Its cluster is tagged with its batch's execution, not its own.
+                "owner": sfn.JsonPath.string_at("$.request.batch"),
+            },
+            result_path=BATCH,
+        )
+        return (
+            sfn.Choice(self, BATCH_OR_DATE_STATE)
+            .when(_is_child(), date.next(night))
+            .when(sfn.Condition.is_present(BATCH_RUNS), batch.next(preflight))
+            .otherwise(night)
         )
 
     def _inputs_gate(self, then: sfn.IChainable) -> sfn.IChainable:
@@ -339,9 +457,26 @@ class PipelineWorkflow(Construct):
             result_path="$.inputs",
         )
         wait = sfn.Wait(self, "WaitForInputs", time=sfn.WaitTime.duration(Duration.seconds(poll_seconds)))
+        # A date of a batch checks once and never waits: its batch's cluster would idle meanwhile.
+        missing = sfn.Pass(
+            self,
+            DATE_INPUTS_MISSING_STATE,
+            parameters={
+                "cause": sfn.JsonPath.format(
+                    "inputs missing (a date of a batch checks them once, without waiting): {}",
+                    sfn.JsonPath.string_at("$.inputs.check.summary"),
+                )
+            },
+            result_path="$.inputs.late",
+        ).next(
+            sfn.Fail(
+                self, "InputsMissingForDate", error=INPUTS_MISSING_ERROR, cause_path="$.inputs.late.cause"
+            )
+        )
         start.next(check).next(
             sfn.Choice(self, "Inputs there?")
             .when(sfn.Condition.boolean_equals("$.inputs.check.ready", True), then)
+            .when(_is_child(), missing)
             .when(sfn.Condition.number_greater_than_equals("$.inputs.polls", max_polls), late)
             .otherwise(count.next(wait).next(check))
         )
@@ -366,6 +501,8 @@ class PipelineWorkflow(Construct):
                 "max_concurrent_runs": self._pipeline.config.max_concurrent_runs,
                 "queue_minutes": self._pipeline.config.queue_minutes,
                 "waited_seconds": sfn.JsonPath.number_at("$.queue.waited_seconds"),
+                "batch_dates": sfn.JsonPath.list_at(f"{BATCH}.dates"),
+                "batch_arn": sfn.JsonPath.string_at(f"{BATCH}.arn"),
             },
             result_selector={
                 "proceed": sfn.JsonPath.string_at("$.Payload.proceed"),
@@ -437,7 +574,7 @@ class PipelineWorkflow(Construct):
                 sfn.Condition.and_(sfn.Condition.boolean_equals("$.preflight.proceed", True), _is_canary()),
                 canary,
             )
-            .when(sfn.Condition.boolean_equals("$.preflight.proceed", True), create)
+            .when(sfn.Condition.boolean_equals("$.preflight.proceed", True), self._given_cluster(create))
         )
         if self._pipeline.config.queue_minutes > 0:
             # Every slot taken (max_concurrent_runs): queue without a cluster; Preflight says when
@@ -459,6 +596,17 @@ class PipelineWorkflow(Construct):
             )
         return preflight.next(proceed.otherwise(refused))
 
+    def _given_cluster(self, create: sfn.IChainable) -> sfn.Choice:
+        """A child uses its batch's cluster (one ClusterStatus, no wait); any other run creates one."""
+        use = sfn.Pass(
+            self,
+            USE_CLUSTER_STATE,
+            parameters={"cluster_id": sfn.JsonPath.string_at(f"{GIVEN_CLUSTER}.cluster_id"), "polls": 0},
+            result_path="$.cluster",
+        )
+        use.next(self._cluster_status)
+        return sfn.Choice(self, GIVEN_CLUSTER_STATE).when(_is_child(), use).otherwise(create)
+
     def _create_cluster_payload(self) -> dict[str, object]:
         profile = self._pipeline.config.cluster
         catalog = self._pipeline.config.catalog
@@ -469,6 +617,8 @@ class PipelineWorkflow(Construct):
             "run_date": sfn.JsonPath.string_at("$.run_date"),
             "execution_arn": sfn.JsonPath.execution_id,
             "attempt": sfn.JsonPath.number_at("$.launch.attempt"),
+            # A batch's last date (null otherwise): its cluster's tags hold its whole range.
+            "last_run_date": sfn.JsonPath.string_at(f"{BATCH}.last.run_date"),
             "cluster": {
                 "release_label": profile.release_label,
                 # The plan's: a canary's cluster always has what its stages run on.
@@ -573,7 +723,8 @@ class PipelineWorkflow(Construct):
             self._lifecycle.cluster_status,
             {
                 "cluster_id": sfn.JsonPath.string_at("$.cluster.cluster_id"),
-                "execution_arn": sfn.JsonPath.execution_id,
+                # A child's cluster is its batch's, tagged with the batch's execution.
+                "execution_arn": sfn.JsonPath.string_at(f"{BATCH}.owner"),
             },
             result_selector={
                 "state": sfn.JsonPath.string_at("$.Payload.state"),
@@ -585,6 +736,7 @@ class PipelineWorkflow(Construct):
             },
             result_path="$.status",
         )
+        self._cluster_status = status
         failed_to_start = sfn.Pass(
             self,
             "ClusterFailedToStart",
@@ -623,13 +775,98 @@ class PipelineWorkflow(Construct):
                 sfn.Condition.and_(sfn.Condition.boolean_equals("$.status.ready", True), _is_canary()),
                 self._run_canary(),
             )
+            .when(
+                sfn.Condition.and_(sfn.Condition.boolean_equals("$.status.ready", True), _is_batch()),
+                self._dates(),
+            )
             .when(sfn.Condition.boolean_equals("$.status.ready", True), self._stages())
+            .when(_is_child(), self._cluster_gone())
             .when(launch_again, self._launch_again(create))
             .when(sfn.Condition.boolean_equals("$.status.failed", True), failed_to_start)
             .when(sfn.Condition.number_greater_than_equals("$.cluster.polls", max_polls), timed_out)
             .otherwise(count)
         )
         return wait
+
+    def _cluster_gone(self) -> sfn.IChainable:
+        """A child's batch's cluster not ready (stopping, gone): no stage runs, the cluster is left."""
+        return sfn.Pass(
+            self,
+            "BatchClusterNotReady",
+            parameters={
+                "Error": CLUSTER_GONE_ERROR,
+                "Cause": sfn.JsonPath.format(
+                    "the cluster {} of the batch is not ready ({}): {}",
+                    sfn.JsonPath.string_at("$.cluster.cluster_id"),
+                    sfn.JsonPath.string_at("$.status.state"),
+                    sfn.JsonPath.string_at("$.status.reason"),
+                ),
+            },
+            result_path="$.error",
+        ).next(self.terminate)
+
+    def _dates(self) -> sfn.IChainable:
+        """The batch's dates one after another, each a child execution of this state machine on its cluster.
+
+        A failed, refused or stopped date is noted and the next one runs; then the cluster is terminated.
+        """
+        run = tasks.StepFunctionsStartExecution(
+            self,
+            RUN_DATE_STATE,
+            state_machine=self._self_reference,
+            integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+            name=sfn.JsonPath.string_at("$.run.name"),
+            # Built in the item (with AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID, as
+            # associate_with_parent would): from_stage is in it only when the batch has one.
+            input=sfn.TaskInput.from_json_path_at("$.input"),
+            task_timeout=sfn.Timeout.duration(Duration.minutes(self._night_minutes)),
+            result_path=sfn.JsonPath.DISCARD,
+            output_path="$.run",
+        )
+        failed = sfn.Pass(
+            self,
+            DATE_FAILED_STATE,
+            parameters={
+                "run_date": sfn.JsonPath.string_at("$.run.run_date"),
+                "name": sfn.JsonPath.string_at("$.run.name"),
+                "failed": True,
+                "error": sfn.JsonPath.string_at("$.error.Error"),
+            },
+        )
+        run.add_catch(failed, errors=["States.ALL"], result_path="$.error")
+        from_stage = sfn.Pass(
+            self, DATE_FROM_STAGE_STATE, input_path="$.request.from_stage", result_path="$.input.from_stage"
+        )
+        iteration = (
+            sfn.Choice(self, FROM_STAGE_CHOICE_STATE)
+            .when(sfn.Condition.is_present(FROM_STAGE), from_stage.next(run))
+            .otherwise(run)
+        )
+        item = sfn.JsonPath.string_at("$$.Map.Item.Value")
+        dates = sfn.Map(
+            self,
+            DATES_STATE,
+            items_path=BATCH_RUNS,
+            max_concurrency=1,
+            item_selector={
+                "run": item,
+                "request": sfn.JsonPath.object_at("$.request"),
+                "input": {
+                    "run_date": sfn.JsonPath.string_at("$$.Map.Item.Value.run_date"),
+                    "cluster": {"cluster_id": sfn.JsonPath.string_at("$.cluster.cluster_id")},
+                    "batch": sfn.JsonPath.execution_id,
+                    "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID": sfn.JsonPath.execution_id,
+                },
+            },
+            result_selector={
+                "runs": sfn.JsonPath.object_at("$"),
+                "any_failed.$": "States.ArrayContains($[*].failed, true)",
+            },
+            result_path="$.dates",
+        )
+        dates.item_processor(iteration)
+        dates.add_catch(self.terminate, result_path="$.error")
+        return dates.next(self.terminate)
 
     def _stages(self) -> sfn.IChainable:
         """Each stage behind a Choice: run it, skip it (before from_stage), or run only its checks.
@@ -814,6 +1051,9 @@ class PipelineWorkflow(Construct):
                     "pipeline": self._pipeline.name,
                     "execution_arn": sfn.JsonPath.execution_id,
                     "run": sfn.JsonPath.object_at("$"),
+                    # A batch: its children, whose records it prices; a child: its batch.
+                    "batch_runs": sfn.JsonPath.list_at(f"{BATCH}.runs"),
+                    "batch_arn": sfn.JsonPath.string_at(f"{BATCH}.arn"),
                     "runner_task": {"cpu": self._runner.CPU, "memory_mib": self._runner.MEMORY_MIB},
                     # The data checks' results are in their tasks' streams of this log group.
                     "runner_log": {
@@ -849,11 +1089,9 @@ class PipelineWorkflow(Construct):
             "StateMachine",
             state_machine_name=name,
             definition_body=sfn.DefinitionBody.from_chainable(definition),
-            timeout=Duration.minutes(
-                execution_timeout_minutes(
-                    self._pipeline, self._settings.start_timeout_minutes, self._settings.queue_poll_seconds
-                )
-            ),
+            # A batch runs up to MAX_BATCH_DATES nights one after another; each of its dates' `Run date`
+            # has one night's timeout, and a night its own steps' and tasks' timeouts.
+            timeout=Duration.minutes(MAX_BATCH_DATES * self._night_minutes),
             tracing_enabled=True,
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
             comment=f"Nightshift pipeline {self._pipeline.name}: {len(self._pipeline.steps)} steps "
@@ -864,10 +1102,12 @@ class PipelineWorkflow(Construct):
             state_machine,
             "AwsSolutions-IAM5",
             "Generated by CDK for the integrations: the invoked Lambdas' versions (function:*), the "
-            "task definition family's revisions, and X-Ray/CloudWatch Logs delivery, which have no "
-            "resource-level permissions.",
+            "task definition family's revisions, this state machine's executions (a batch's dates), "
+            "and X-Ray/CloudWatch Logs delivery, which have no resource-level permissions.",
             applies_to=[
                 "Resource::*",
+                # A batch's `Run date` (startExecution.sync:2) describes and stops its own children.
+                f"Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:{name}*",
                 task_definition_family_finding(self._task.task_definition),
                 *(
                     arn_finding(function, ":*")
@@ -899,6 +1139,15 @@ class PipelineWorkflow(Construct):
             Tags.of(state_machine).add(
                 key, value, include_resource_types=["AWS::StepFunctions::StateMachine"]
             )
+
+
+def _is_child() -> sfn.Condition:
+    """A date of a batch: its input gives it its batch's cluster."""
+    return sfn.Condition.is_present(GIVEN_CLUSTER)
+
+
+def _is_batch() -> sfn.Condition:
+    return sfn.Condition.is_not_null(f"{BATCH}.runs")
 
 
 def _is_canary() -> sfn.Condition:

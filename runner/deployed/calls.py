@@ -411,6 +411,9 @@ STREAM = "{function_log_group}:log-stream:2025/06/01/[$LATEST]0123456789abcdef"
 ECS = "arn:{partition}:ecs:{region}:{account}"
 #: The EventBridge rule Step Functions manages in the account for every .sync ECS task it waits on.
 ECS_SYNC_RULE = "arn:{partition}:events:{region}:{account}:rule/StepFunctionsGetEventsForECSTaskRule"
+STATES_SYNC_RULE = (
+    "arn:{partition}:events:{region}:{account}:rule/StepFunctionsGetEventsForStepFunctionsExecutionRule"
+)
 ECS_TASKS_SERVICE = "ecs-tasks.amazonaws.com"
 
 
@@ -519,6 +522,21 @@ def _state_machine() -> tuple[Call, ...]:
             ("events:PutTargets", "events:PutRule", "events:DescribeRule"),
             ECS_SYNC_RULE,
             why="the managed rule of .sync ECS tasks",
+        ),
+        # A batch's `Run date` (startExecution.sync:2): each date a child execution of the same state
+        # machine, waited for through Step Functions' managed rule, stopped with its batch.
+        Call(STATE_MACHINE, "states:StartExecution", "{state_machine}", why="a batch starts a date's run"),
+        *_each(
+            STATE_MACHINE,
+            ("states:DescribeExecution", "states:StopExecution"),
+            "{execution}",
+            why="wait for or stop a batch's date",
+        ),
+        *_each(
+            STATE_MACHINE,
+            ("events:PutTargets", "events:PutRule", "events:DescribeRule"),
+            STATES_SYNC_RULE,
+            why="the managed rule of .sync nested executions",
         ),
         *(
             Call(

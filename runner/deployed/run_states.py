@@ -44,6 +44,48 @@ CLUSTER_STATES = frozenset(
         "TerminateFailedLaunch",
     }
 )
+#: a batch (a shared-cluster backfill, docs/backfill.md): the most dates one batch execution may hold
+MAX_BATCH_DATES = 31
+#: PrepareRun's next state: a batch, a date of a batch (a child), or a night
+BATCH_OR_DATE_STATE = "Batch or date?"
+PREPARE_BATCH_STATE = "PrepareBatch"
+PREPARE_DATE_STATE = "PrepareDate"
+#: a child with missing [inputs]: checked once, it ends at once with error INPUTS_MISSING_ERROR
+DATE_INPUTS_MISSING_STATE = "DateInputsMissing"
+INPUTS_MISSING_ERROR = "InputsMissing"
+#: after Proceed?: a child goes to its batch's cluster (one ClusterStatus), any other run creates one
+GIVEN_CLUSTER_STATE = "Given cluster?"
+USE_CLUSTER_STATE = "UseCluster"
+#: a child whose batch's cluster is not ready (or gone): no stage runs
+CLUSTER_GONE_ERROR = "ClusterGone"
+#: the batch's Map over its dates, and each date's nested execution (startExecution.sync:2) in it
+DATES_STATE = "Dates"
+RUN_DATE_STATE = "Run date"
+FROM_STAGE_CHOICE_STATE = "Date from stage?"
+DATE_FROM_STAGE_STATE = "DateFromStage"
+#: a date's execution failed, was refused or stopped: noted, and the next date runs
+DATE_FAILED_STATE = "Date failed"
+#: before TerminateCluster on every path: a child leaves its batch's cluster (`Leave cluster`)
+LEAVE_OR_TERMINATE_STATE = "Leave cluster?"
+LEAVE_CLUSTER_STATE = "Leave cluster"
+#: after RecordRun: a batch whose dates failed ends with error DATES_FAILED_ERROR naming them
+BATCH_FAILED_STATE = "Batch failed?"
+DATES_FAILED_ERROR = "DatesFailed"
+#: the states only a batch or a child enters (and DATE_INPUTS_MISSING_STATE, in a gated pipeline)
+BATCH_STATES = frozenset(
+    {
+        PREPARE_BATCH_STATE,
+        PREPARE_DATE_STATE,
+        USE_CLUSTER_STATE,
+        DATES_STATE,
+        RUN_DATE_STATE,
+        FROM_STAGE_CHOICE_STATE,
+        DATE_FROM_STAGE_STATE,
+        DATE_FAILED_STATE,
+        LEAVE_CLUSTER_STATE,
+        BATCH_FAILED_STATE,
+    }
+)
 #: the runner's exit code for a step it stopped at its timeout_minutes (runner.execution.EXIT_TIMEOUT)
 EXIT_TIMEOUT = 124
 

@@ -128,7 +128,7 @@ def test_a_canary_run_launches_master_only_and_runs_only_the_canary_task(test_sy
     states = _states(test_synth)
     rules = states["Proceed?"]["Choices"]
     nexts = [rule["Next"] for rule in rules]
-    assert nexts.index("InvalidCanary") < nexts.index(PREPARE_CANARY_STATE) < nexts.index("CreateCluster")
+    assert nexts.index("InvalidCanary") < nexts.index(PREPARE_CANARY_STATE) < nexts.index("Given cluster?")
     canary_rule = rules[nexts.index(PREPARE_CANARY_STATE)]
     assert f'"Variable": "{CANARY}", "BooleanEquals": true' in json.dumps(canary_rule)
     prepare = states[PREPARE_CANARY_STATE]
@@ -150,8 +150,8 @@ def test_a_canary_run_launches_master_only_and_runs_only_the_canary_task(test_sy
     assert ready_nexts.index(task) < ready_nexts.index("Stage 10?")
     run = states[task]
     assert run["Resource"].endswith(":states:::ecs:runTask.sync")
-    assert run["Next"] == "TerminateCluster"
-    assert [c["Next"] for c in run["Catch"]] == ["TerminateCluster"]
+    assert run["Next"] == "Leave cluster?"
+    assert [c["Next"] for c in run["Catch"]] == ["Leave cluster?"]
     assert "Retry" not in run or all("States.TaskFailed" not in r["ErrorEquals"] for r in run["Retry"])
     command = run["Parameters"]["Overrides"]["ContainerOverrides"][0]["Command.$"]
     assert command.startswith(f"States.Array('{CANARY_IMAGE_PATH}', '--var', 'canary_database=nightly'")

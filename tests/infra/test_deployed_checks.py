@@ -40,7 +40,7 @@ def test_each_stage_runs_its_checks_in_one_task_after_its_steps_and_before_the_n
     goes on to the next stage's Choice, and a failure goes to TerminateCluster as a step's does."""
     states = states_of(definition_of(example_synth, PIPELINE))
     pipeline = load_pipeline(EXAMPLE)
-    following: dict[int | None, str] = {10: "Stage 20?", 20: "Stage 30?", 30: "TerminateCluster"}
+    following: dict[int | None, str] = {10: "Stage 20?", 20: "Stage 30?", 30: "Leave cluster?"}
     for stage in pipeline.stages:
         assert stage.checks, stage.number
         name = checks_state_name(stage)
@@ -55,7 +55,7 @@ def test_each_stage_runs_its_checks_in_one_task_after_its_steps_and_before_the_n
             "'--run-id', $$.Execution.Name, '--log-format', 'json')"
         )
         assert task["Catch"] == [
-            {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "TerminateCluster"}
+            {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Leave cluster?"}
         ]
         # The same tables give the same count: a failed check is not retried as a failed step is.
         retried = {error for retry in task.get("Retry", []) for error in retry["ErrorEquals"]}
@@ -140,7 +140,10 @@ def test_a_failing_check_fails_the_nightly_run_terminates_the_cluster_and_the_al
     assert sorted(harness.faults.steps_run) == ["10_checks", "10_events.sql", "10_users.sql"]
     entered = harness.states_entered(execution["executionArn"])
     assert "Check Stage 10" in entered and "Stage 20" not in entered
-    assert entered[entered.index("Check Stage 10") + 1] == "TerminateCluster"
+    assert entered[entered.index("Check Stage 10") + 1 : entered.index("Check Stage 10") + 3] == [
+        "Leave cluster?",
+        "TerminateCluster",
+    ]
     assert {c["Status"]["State"] for c in harness.clusters()} == {"TERMINATED"}
 
     inbox = _alert_inbox(monkeypatch, harness)

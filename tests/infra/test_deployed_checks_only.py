@@ -74,7 +74,7 @@ def test_each_stages_choice_runs_only_its_checks_in_a_checks_only_run(
         assert choice["Default"] == f"Stage {stage.number}"
     rules = states["Proceed?"]["Choices"]
     (invalid,) = [rule for rule in rules if rule["Next"] == "InvalidChecksOnly"]
-    assert rules.index(invalid) < [r["Next"] for r in rules].index("CreateCluster")
+    assert rules.index(invalid) < [r["Next"] for r in rules].index("Given cluster?")
     assert states["InvalidChecksOnly"]["Type"] == "Fail"
 
 
@@ -138,7 +138,10 @@ def test_a_failing_check_in_a_checks_only_run_exits_65_and_terminates_the_cluste
     assert harness.faults.steps_run == ["10_checks"]
     name = f"{PIPELINE}-{DATE}-checks"
     entered = harness.states_entered(_arn(harness, name))
-    assert entered[entered.index("Check Stage 10") + 1] == "TerminateCluster"
+    assert entered[entered.index("Check Stage 10") + 1 : entered.index("Check Stage 10") + 3] == [
+        "Leave cluster?",
+        "TerminateCluster",
+    ]
     assert {c["Status"]["State"] for c in harness.clusters()} == {"TERMINATED"}
 
     inbox = _alert_inbox(monkeypatch, harness)

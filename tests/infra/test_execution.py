@@ -38,7 +38,9 @@ def test_happy_path_runs_every_step_and_terminates_the_cluster(harness: Harness)
     assert stages == sorted(stages)
     assert cluster_states(harness) == ["TERMINATED"]
     entered = harness.states_entered(execution["executionArn"])
-    assert entered[:5] == ["PrepareRun", "Preflight", "Proceed?", "CreateCluster", "WaitForCluster"]
+    assert entered[:7] == [
+        "PrepareRun", "Batch or date?", "Preflight", "Proceed?", "Given cluster?", "CreateCluster", "WaitForCluster"
+    ]  # fmt: skip
     assert entered[-4:] == ["TerminateCluster", "RecordRun", "Run failed?", "Succeeded"]
 
 
@@ -199,12 +201,15 @@ def test_a_date_runs_at_most_once(harness: Harness) -> None:
 
 
 def test_state_transitions_per_run_match_the_documented_formula(harness: Harness) -> None:
-    """docs/infra.md: 4 + 4*polls - 1 + sum(2 + steps) per stage + 4; moto's cluster is ready at once."""
+    """docs/infra.md: 6 + 4*polls - 1 + sum(2 + steps) per stage + 5; moto's cluster is ready at once.
+
+    A night passes the three Choices a batch and its dates part at (Batch or date?, Given cluster?,
+    Leave cluster?: docs/backfill.md)."""
     execution = harness.run()
     polls = harness.faults.calls["lambdas.cluster_status"]
     stages = {"10": 2, "20": 1, "30": 2}
-    expected = 4 + 4 * polls - 1 + sum(2 + steps for steps in stages.values()) + 4
-    assert len(harness.states_entered(execution["executionArn"])) == expected == 22
+    expected = 6 + 4 * polls - 1 + sum(2 + steps for steps in stages.values()) + 5
+    assert len(harness.states_entered(execution["executionArn"])) == expected == 25
 
 
 def fail_launch(harness: Harness, code: str, message: str, attempts: set[int]) -> Any:

@@ -95,8 +95,9 @@ def test_inputs_on_time_run_at_once(harness: Harness) -> None:
     execution = harness.run("2025-06-01")
     assert execution["status"] == "SUCCEEDED", execution
     states = entered(harness, execution)
-    assert states[:6] == [
+    assert states[:7] == [
         "PrepareRun",
+        "Batch or date?",
         "StartInputsCheck",
         "CheckInputs",
         "Inputs there?",
@@ -172,13 +173,13 @@ def test_the_poll_interval_and_deadline_come_from_pipeline_toml(gated_synth: Syn
     assert states["WaitForInputs"]["Seconds"] == 120
     choice = states["Inputs there?"]["Choices"]
     assert {"Variable": "$.inputs.polls", "NumericGreaterThanEquals": 5, "Next": "InputsMissing"} in choice
-    assert states["PrepareRun"]["Next"] == "StartInputsCheck"
+    assert states["Batch or date?"]["Default"] == "StartInputsCheck"
 
 
 def test_a_pipeline_without_inputs_has_no_gate(gated_synth: Synthesis) -> None:
     states = definition_of(gated_synth, "plain")["States"]
     assert not (GATE_STATES | {"InputsLate"}) & set(states)
-    assert states["PrepareRun"]["Next"] == "Preflight"
+    assert states["Batch or date?"]["Default"] == "Preflight"
 
 
 def test_the_check_may_only_list_the_declared_prefixes(gated_synth: Synthesis) -> None:

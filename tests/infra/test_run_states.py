@@ -69,6 +69,20 @@ def test_every_state_a_reader_names_is_the_synthesized_state_machines(example_sy
     }
     assert lambda_states <= set(states)
     assert set(CLUSTER_STATES) <= set(states)
+    # A batch's and a child's states (docs/backfill.md, "How a batch runs"), and the choices a night
+    # passes to go by them.
+    batch_states = {
+        *run_states.BATCH_STATES,
+        run_states.BATCH_OR_DATE_STATE,
+        run_states.GIVEN_CLUSTER_STATE,
+        run_states.LEAVE_OR_TERMINATE_STATE,
+    }
+    assert batch_states <= set(states), batch_states - set(states)
+    assert all(parse_state(name).kind is StateKind.OTHER for name in batch_states)
+    assert states[run_states.DATES_STATE]["Type"] == "Map"
+    assert states[run_states.RUN_DATE_STATE]["Resource"].endswith(":states:::states:startExecution.sync:2")
+    assert states[run_states.LEAVE_CLUSTER_STATE]["Next"] == RECORD_RUN_STATE
+    assert 1 < run_states.MAX_BATCH_DATES <= 31
     assert states[RECORD_RUN_STATE]["ResultPath"] == f"$.{RECORD_KEY}"
 
 

@@ -40,8 +40,14 @@ def test_stages_follow_the_folder(test_synth: Synthesis) -> None:
     states = definition_of(test_synth, "nightly")["States"]
     order = ["Stage 10", "Stage 20", "Stage 30"]
     # A canary run goes to its own task (tests/infra/test_deployed_canary.py); a night to stage 10.
-    assert [c["Next"] for c in states["ClusterReady?"]["Choices"][:2]] == [canary_state_name(), "Stage 10?"]
-    for stage, following in zip(order, ["Stage 20?", "Stage 30?", "TerminateCluster"], strict=True):
+    # A batch to its dates (tests/infra/test_batch_synth.py).
+    assert [c["Next"] for c in states["ClusterReady?"]["Choices"][:3]] == [
+        canary_state_name(),
+        "Dates",
+        "Stage 10?",
+    ]
+    # A date of a batch leaves its batch's cluster ("Leave cluster?"), every other run terminates it.
+    for stage, following in zip(order, ["Stage 20?", "Stage 30?", "Leave cluster?"], strict=True):
         assert states[stage]["Type"] == "Parallel"
         assert states[stage]["Next"] == following
     branches = {stage: sorted(b["StartAt"] for b in states[stage]["Branches"]) for stage in order}
@@ -54,7 +60,7 @@ def test_stages_follow_the_folder(test_synth: Synthesis) -> None:
 
 def test_each_stage_is_skipped_when_from_stage_is_later(test_synth: Synthesis) -> None:
     states = definition_of(test_synth, "nightly")["States"]
-    for number, following in zip((10, 20, 30), ["Stage 20?", "Stage 30?", "TerminateCluster"], strict=True):
+    for number, following in zip((10, 20, 30), ["Stage 20?", "Stage 30?", "Leave cluster?"], strict=True):
         gate = states[f"Stage {number}?"]
         assert gate["Type"] == "Choice" and gate["Default"] == f"Stage {number}"
         assert gate["Choices"] == [
@@ -114,12 +120,14 @@ def test_lifecycle_order(test_synth: Synthesis) -> None:
     definition = definition_of(test_synth, "nightly")
     states = definition["States"]
     assert definition["StartAt"] == "PrepareRun"
-    assert states["PrepareRun"]["Next"] == "Preflight"
+    # A batch and a date of a batch part from a night there (tests/infra/test_batch_synth.py).
+    assert states["PrepareRun"]["Next"] == "Batch or date?"
+    assert states["Batch or date?"]["Default"] == "Preflight"
     assert states["Preflight"]["Next"] == "Proceed?"
     assert states["Proceed?"]["Default"] == "Refused"
     assert states["Refused"]["Type"] == "Fail"
     assert [c["Next"] for c in states["Proceed?"]["Choices"]] == [
-        "InvalidFromStage", "InvalidChecksOnly", "InvalidCanary", "PrepareCanary", "CreateCluster",
+        "InvalidFromStage", "InvalidChecksOnly", "InvalidCanary", "PrepareCanary", "Given cluster?",
         "CountSlotWait",
     ]  # fmt: skip
     # Every slot taken: wait (no cluster) and ask again, every queue_poll_seconds (1 in the tests).
@@ -132,6 +140,7 @@ def test_lifecycle_order(test_synth: Synthesis) -> None:
     choices = {c["Next"] for c in states["ClusterReady?"]["Choices"]}
     assert choices == {
         canary_state_name(), "Stage 10?", "NextLaunch", "ClusterFailedToStart", "ClusterStartTimedOut",
+        "Dates", "BatchClusterNotReady",  # a batch's dates; a date of a batch whose cluster is not ready
     }  # fmt: skip
     assert states["ClusterReady?"]["Default"] == "CountPoll"
     assert states["CountPoll"]["Next"] == "WaitForCluster"
@@ -157,14 +166,17 @@ def test_every_failure_goes_through_terminate_cluster(test_synth: Synthesis) -> 
     states = definition_of(test_synth, "nightly")["States"]
     catching = [
         "Preflight", "CreateCluster", "ClusterStatus", "Stage 10", "Stage 20", "Stage 30", canary_state_name(),
+        "Dates",
     ]  # fmt: skip
+    # "Leave cluster?": a date of a batch leaves its batch's cluster, any other run terminates its own.
+    assert states["Leave cluster?"]["Default"] == "TerminateCluster"
     for name in catching:
         assert states[name]["Catch"] == [
-            {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "TerminateCluster"}
+            {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Leave cluster?"}
         ], name
-    assert states["ClusterFailedToStart"]["Next"] == "TerminateCluster"
-    assert states["ClusterStartTimedOut"]["Next"] == "TerminateCluster"
-    assert states["TerminateFailedLaunch"]["Catch"][0]["Next"] == "TerminateCluster"
+    assert states["ClusterFailedToStart"]["Next"] == "Leave cluster?"
+    assert states["ClusterStartTimedOut"]["Next"] == "Leave cluster?"
+    assert states["TerminateFailedLaunch"]["Catch"][0]["Next"] == "Leave cluster?"
     catching.append("TerminateFailedLaunch")
     # Every task or Parallel outside the stages' branches is listed above or is the terminate itself.
     others = {n for n, s in states.items() if s["Type"] in ("Task", "Parallel")} - set(catching)

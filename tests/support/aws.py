@@ -206,11 +206,14 @@ def definition_of(synth: Synthesis, pipeline: str, resolve: Any = None) -> dict[
 
 
 def states_of(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Every state of an ASL definition by name, also inside Parallel branches."""
+    """Every state of an ASL definition by name, also inside Parallel branches and a Map's iteration."""
     found: dict[str, dict[str, Any]] = {}
     for name, state in definition["States"].items():
         found[name] = state
-        for branch in state.get("Branches", []):
+        for branch in [
+            *state.get("Branches", []),
+            *([state["ItemProcessor"]] if "ItemProcessor" in state else []),
+        ]:
             found |= states_of(branch)
     return found
 
