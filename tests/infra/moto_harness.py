@@ -14,6 +14,8 @@ Work-arounds for moto, all here and nowhere else:
 - moto's ECS cannot attach an awsvpc network interface ('NetworkInterface' object has no attribute
   'private_dns_name'), so the stand-in drops the network configuration and its task definition uses
   bridge mode; the real awsvpc configuration is asserted on the template.
+- moto's Step Functions integration (a batch's nested `Run date`) has the same gap: StartExecution's
+  parameters and DescribeExecution's answer are normalised from the botocore model here too.
 - moto's Parallel (re-raising a branch's error) and Fail with ErrorPath make a custom error name
   of whatever error they carry, which refuses the "States." prefix (ValueError), so a step's
   States.TaskFailed would surface as States.Runtime; both are given a States error name for
@@ -80,6 +82,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_parallel import br
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
     state_task_service_callback,
     state_task_service_ecs,
+    state_task_service_sfn,
 )
 from moto.stepfunctions.parser.asl.component.state.fail import state_fail
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
@@ -534,6 +537,29 @@ class Harness:
         monkeypatch.setattr(
             state_task_service_ecs.StateTaskServiceEcs, "_normalise_response", normalise_response
         )
+        # The same gap in moto's Step Functions integration (a batch's `Run date`, startExecution.sync:2):
+        # StartExecution's PascalCase parameters reach boto3 as they are, and DescribeExecution's answer
+        # stays camelCase where the state's paths read Step Functions' PascalCase.
+        sfn_model = botocore.session.get_session().get_service_model("stepfunctions")
+        sfn_normalise = state_task_service_sfn.StateTaskServiceSfn._normalise_parameters
+
+        def sfn_operation(service: Any, action: str | None) -> Any:
+            name = action or service.resource.api_action
+            return sfn_model.operation_model("".join(part[:1].upper() + part[1:] for part in name.split("_")))
+
+        def sfn_parameters(service: Any, parameters: dict[str, Any], boto_service_name: str | None = None,
+                           service_action_name: str | None = None) -> None:  # fmt: skip
+            sfn_normalise(service, parameters, boto_service_name, service_action_name)  # Input as JSON text
+            service._to_boto_request(parameters, sfn_operation(service, service_action_name).input_shape)
+
+        def sfn_response(service: Any, response: Any, boto_service_name: str | None = None,
+                         service_action_name: str | None = None) -> None:  # fmt: skip
+            service._from_boto_response(response, sfn_operation(service, service_action_name).output_shape)
+
+        monkeypatch.setattr(
+            state_task_service_sfn.StateTaskServiceSfn, "_normalise_parameters", sfn_parameters
+        )
+        monkeypatch.setattr(state_task_service_sfn.StateTaskServiceSfn, "_normalise_response", sfn_response)
         monkeypatch.setattr(
             wait_function.WaitFunction, "_wait_interval", lambda self, env, wait_seconds: None
         )

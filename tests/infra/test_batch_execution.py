@@ -1,0 +1,163 @@
+"""A shared-cluster batch (issue 22) run by moto's interpreter: one cluster, each date its own execution."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto.ecs.models import ecs_backends
+
+from lambdas.shared import run_states
+from lambdas.shared.clusters import TAG_EXECUTION_ARN, TAG_RUN_DATES
+from tests.infra.conftest import ACCOUNT, REGION
+from tests.infra.moto_harness import Harness
+from tests.infra.test_catalog import example_synth  # noqa: F401 - the shared sql/ synth
+from tests.infra.test_inputs_gate import MARKER, USERS, gated_synth  # noqa: F401 - the shared gated synth
+from tests.support.aws import pipeline_in_moto
+
+DATES = ["2025-06-01", "2025-06-02", "2025-06-03"]
+EXAMPLE_STEPS = ["10_events", "10_users", "20_sessions", "30_funnel", "30_segments"]
+
+
+@pytest.fixture
+def example(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+    yield from pipeline_in_moto(request, "example_synth", "example", monkeypatch)
+
+
+@pytest.fixture
+def gated(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+    for harness in pipeline_in_moto(request, "gated_synth", "gated", monkeypatch):
+        boto3.client("s3", region_name=REGION).create_bucket(Bucket="lake")
+        yield harness
+
+
+def run_batch(harness: Harness, dates: list[str], timeout: float = 300) -> dict[str, Any]:
+    """Start the batch as the CLI does (docs/backfill.md) and wait for it to end; its DescribeExecution."""
+    runs = [{"run_date": date, "name": f"{harness.pipeline}-{date}"} for date in dates]
+    arn = harness.sfn.start_execution(
+        stateMachineArn=harness.state_machine_arn,
+        name=f"{harness.pipeline}-batch-{dates[0]}-{dates[-1]}",
+        input=json.dumps({"run_date": dates[0], "batch": {"runs": runs}}),
+    )["executionArn"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = harness.sfn.describe_execution(executionArn=arn)
+        if answer["status"] != "RUNNING":
+            return dict(answer)
+        time.sleep(0.05)
+    raise AssertionError(f"batch {arn} still running after {timeout} s: {harness.why(arn)}")
+
+
+def child(harness: Harness, date: str) -> dict[str, Any]:
+    prefix = harness.state_machine_arn.replace(":stateMachine:", ":execution:")
+    return dict(harness.sfn.describe_execution(executionArn=f"{prefix}:{harness.pipeline}-{date}"))
+
+
+def commands(harness: Harness) -> list[list[str]]:
+    """Every runner task's command, in no particular order."""
+    backend = ecs_backends[ACCOUNT][REGION]
+    return [task.nightshift_command for tasks in backend.tasks.values() for task in tasks.values()]  # type: ignore[attr-defined]
+
+
+def option(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
+
+
+def test_a_batch_runs_every_date_on_one_cluster_each_as_its_own_run(example: Harness) -> None:
+    """Three dates of sql/example: one cluster created and terminated at the end; each date an
+    execution named `example-<date>` that ran every stage's tasks with its own --run-date and --run-id
+    on that cluster, and succeeded; the batch succeeded."""
+    batch = run_batch(example, DATES)
+    assert batch["status"] == "SUCCEEDED", example.why(batch["executionArn"])
+    assert example.faults.calls["lambdas.create_cluster"] == 1
+    (cluster,) = example.clusters()
+    assert cluster["Status"]["State"] == "TERMINATED"
+    by_date: dict[str, list[list[str]]] = {}
+    for command in commands(example):
+        assert option(command, "--cluster-id") == cluster["Id"]
+        by_date.setdefault(option(command, "--run-date"), []).append(command)
+    assert sorted(by_date) == DATES
+    for date in DATES:
+        execution = child(example, date)
+        assert execution["status"] == "SUCCEEDED", example.why(execution["executionArn"])
+        given = json.loads(execution["input"])
+        assert given["batch"] == batch["executionArn"]
+        assert given["AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID"] == batch["executionArn"]
+        assert given["cluster"] == {"cluster_id": cluster["Id"]}
+        ran = by_date[date]
+        assert {option(command, "--run-id") for command in ran} == {f"example-{date}"}
+        steps = sorted(c[0].rsplit("/", 1)[-1].split(".")[0] for c in ran if "--checks-only" not in c)
+        assert steps == EXAMPLE_STEPS
+        entered = example.states_entered(execution["executionArn"])
+        assert "CreateCluster" not in entered and "TerminateCluster" not in entered
+        assert run_states.LEAVE_CLUSTER_STATE in entered
+    # One date after another: a date's first task starts after the previous date's execution ended.
+    ends = [child(example, date)["stopDate"] for date in DATES]
+    starts = [child(example, date)["startDate"] for date in DATES]
+    assert all(start >= end for start, end in zip(starts[1:], ends, strict=False))
+    entered = example.states_entered(batch["executionArn"])
+    assert entered.count(run_states.RUN_DATE_STATE) == len(DATES)
+    assert entered[-5:] == [
+        run_states.TERMINATE_CLUSTER_STATE,
+        run_states.RECORD_RUN_STATE,
+        "Run failed?",
+        run_states.BATCH_FAILED_STATE,
+        "Succeeded",
+    ]
+    # The cluster says which dates it holds, and whose it is: the batch's.
+    tags = {
+        t["Key"]: t["Value"] for t in example.emr.describe_cluster(ClusterId=cluster["Id"])["Cluster"]["Tags"]
+    }
+    assert tags[TAG_RUN_DATES] == f"{DATES[0]}..{DATES[-1]}"
+    assert tags[TAG_EXECUTION_ARN] == batch["executionArn"]
+
+
+def test_a_failed_date_does_not_stop_the_next_and_fails_the_batch_by_name(example: Harness) -> None:
+    """A step failing in the middle date: that date's execution FAILED, the next date still ran and
+    succeeded, the batch FAILED with DatesFailed naming the date, the one cluster terminated."""
+    failing = "2025-06-02"
+    example.faults.exit_codes = {}
+
+    original = example.faults.step_actions
+
+    def fail_on_middle_date(command: list[str]) -> None:
+        if option(command, "--run-date") == failing:
+            raise RuntimeError("the middle date's 20_sessions fails")
+
+    example.faults.step_actions = {**original, "20_sessions.hql": fail_on_middle_date}
+    batch = run_batch(example, DATES)
+    assert batch["status"] == "FAILED", example.why(batch["executionArn"])
+    assert batch["error"] == run_states.DATES_FAILED_ERROR
+    assert failing in batch["cause"] and "2025-06-01" not in batch["cause"]
+    assert [child(example, d)["status"] for d in DATES] == ["SUCCEEDED", "FAILED", "SUCCEEDED"]
+    ran_last = {option(c, "--run-date") for c in commands(example)}
+    assert "2025-06-03" in ran_last
+    assert example.faults.calls["lambdas.create_cluster"] == 1
+    assert [c["Status"]["State"] for c in example.clusters()] == ["TERMINATED"]
+
+
+def test_a_date_without_its_inputs_ends_at_once_and_the_next_date_runs(gated: Harness) -> None:
+    """A gated pipeline's batch: the first date's inputs are missing, so its execution fails at once
+    with InputsMissing naming them (no wait, no task); the second date, whose inputs are there, runs
+    on the batch's cluster; the batch fails naming the first."""
+    s3 = boto3.client("s3", region_name=REGION)
+    for key in (MARKER, USERS):
+        s3.put_object(Bucket="lake", Key=key.replace("2025-06-01", "2025-06-02"), Body=b"")
+    dates = ["2025-06-01", "2025-06-02"]
+    batch = run_batch(gated, dates)
+    assert batch["status"] == "FAILED", gated.why(batch["executionArn"])
+    assert "2025-06-01" in batch["cause"] and "2025-06-02" not in batch["cause"]
+    missing = child(gated, "2025-06-01")
+    assert missing["status"] == "FAILED"
+    assert missing["error"] == run_states.INPUTS_MISSING_ERROR
+    assert "_SUCCESS" in missing["cause"]
+    entered = gated.states_entered(missing["executionArn"])
+    assert "WaitForInputs" not in entered and "Preflight" not in entered
+    assert child(gated, "2025-06-02")["status"] == "SUCCEEDED"
+    assert {option(c, "--run-date") for c in commands(gated)} == {"2025-06-02"}
+    assert gated.faults.calls["lambdas.create_cluster"] == 1
+    assert [c["Status"]["State"] for c in gated.clusters()] == ["TERMINATED"]
