@@ -10,6 +10,7 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, RootModel, Tag, model_validator
 
 from lambdas.shared.catalog import CATALOG_PROPERTIES, EMR_CLASSIFICATIONS, EXPORT, METASTORE_GLUE
+from lambdas.shared.run_states import MAX_BATCH_DATES
 
 # The runner's side of these contracts keeps its own copies; tests/unit/test_contract_*.py holds
 # the two sides equal, and infra checks every CreateCluster payload against these models at synth.
@@ -60,7 +61,7 @@ class PreflightRequest(Payload):
     queue_minutes: Annotated[float, Field(ge=0, le=MAX_QUEUE_MINUTES)] = 0
     waited_seconds: Annotated[int, Field(ge=0)] = 0
     # A batch (shared-cluster backfill): every date it holds, first to last, contiguous.
-    batch_dates: Annotated[list[date], Field(min_length=1)] | None = None
+    batch_dates: Annotated[list[date], Field(min_length=1, max_length=MAX_BATCH_DATES)] | None = None
     # A child (one date of a batch): its batch's execution, which holds its slot and its cluster.
     batch_arn: ExecutionArn | None = None
 

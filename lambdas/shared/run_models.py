@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from lambdas.shared.models import ClusterId, ExecutionArn, Payload, PipelineName
+from lambdas.shared.run_states import MAX_BATCH_DATES
 
 # Step Functions' execution names: 1 to 80 characters.
 ExecutionName = Annotated[str, Field(min_length=1, max_length=80)]
@@ -59,6 +60,6 @@ class RecordRunRequest(Payload):
     #: the data checks' results are read from their tasks' streams (none without it)
     runner_log: RunnerLog | None = None
     #: a batch: its children's execution names, in order (its record splits its cluster over them)
-    batch_runs: Annotated[list[ExecutionName], Field(min_length=1)] | None = None
+    batch_runs: Annotated[list[ExecutionName], Field(min_length=1, max_length=MAX_BATCH_DATES)] | None = None
     #: a child: its batch's execution (the batch's cluster is priced in the batch's record)
     batch_arn: ExecutionArn | None = None

@@ -24,7 +24,14 @@ from lambdas.shared.cost import ClusterUsage, RegionPrices, RunCost, TaskUsage, 
 from lambdas.shared.errors import error_code
 from lambdas.shared.executions import execution_history
 from lambdas.shared.preflight import date_of_name
-from lambdas.shared.run_states import StateKind, StateName, StepStatus, parse_state, stage_state_name
+from lambdas.shared.run_states import (
+    DATES_FAILED_ERROR,
+    StateKind,
+    StateName,
+    StepStatus,
+    parse_state,
+    stage_state_name,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_emr import EMRClient
@@ -526,8 +533,6 @@ def record_run(
 
 #: a batch's date whose execution never started (the batch failed or was stopped before its turn)
 NOT_STARTED = "NOT_STARTED"
-#: a batch with a date that did not succeed ends with this error (run_states.py's DATES_FAILED_ERROR)
-DATES_FAILED = "DatesFailed"
 
 
 @dataclass(frozen=True)
@@ -662,7 +667,7 @@ def record_batch(
     failed = [run for run in date_runs if run.status != "SUCCEEDED"]
     if error is None and failed:
         # The state machine fails the batch after this record ("Batch failed?"): say so here too.
-        error = DATES_FAILED
+        error = DATES_FAILED_ERROR
         cause = "dates not succeeded: " + ", ".join(f"{run.run_date} ({run.status})" for run in failed)
     record = RunRecord(
         pipeline=pipeline,
