@@ -35,13 +35,17 @@ def gated(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> It
         yield harness
 
 
-def run_batch(harness: Harness, dates: list[str], timeout: float = 300) -> dict[str, Any]:
+def run_batch(harness: Harness, dates: list[str], timeout: float = 300, **extra: Any) -> dict[str, Any]:
     """Start the batch as the CLI does (docs/backfill.md) and wait for it to end; its DescribeExecution."""
     runs = [{"run_date": date, "name": f"{harness.pipeline}-{date}"} for date in dates]
+    given = {"run_date": dates[0], "batch": {"runs": runs}, **extra}
+    return wait(harness, f"{harness.pipeline}-batch-{dates[0]}-{dates[-1]}", given, timeout)
+
+
+def wait(harness: Harness, name: str, given: dict[str, Any], timeout: float = 300) -> dict[str, Any]:
+    """Start an execution of `name` with input `given` and wait for it to end; its DescribeExecution."""
     arn = harness.sfn.start_execution(
-        stateMachineArn=harness.state_machine_arn,
-        name=f"{harness.pipeline}-batch-{dates[0]}-{dates[-1]}",
-        input=json.dumps({"run_date": dates[0], "batch": {"runs": runs}}),
+        stateMachineArn=harness.state_machine_arn, name=name, input=json.dumps(given)
     )["executionArn"]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -161,3 +165,47 @@ def test_a_date_without_its_inputs_ends_at_once_and_the_next_date_runs(gated: Ha
     assert {option(c, "--run-date") for c in commands(gated)} == {"2025-06-02"}
     assert gated.faults.calls["lambdas.create_cluster"] == 1
     assert [c["Status"]["State"] for c in gated.clusters()] == ["TERMINATED"]
+
+
+def test_a_batch_from_stage_30_runs_only_stage_30_of_each_date(example: Harness) -> None:
+    """`from_stage` of a batch goes to every date (and only when given): each date runs stage 30's
+    steps and checks, no step of stages 10 and 20."""
+    batch = run_batch(example, DATES[:2], from_stage=30)
+    assert batch["status"] == "SUCCEEDED", example.why(batch["executionArn"])
+    for date in DATES[:2]:
+        assert json.loads(child(example, date)["input"])["from_stage"] == 30
+    ran = {
+        (option(c, "--run-date"), c[0].rsplit("/", 1)[-1])
+        for c in commands(example)
+        if "--checks-only" not in c
+    }
+    assert ran == {(date, step) for date in DATES[:2] for step in ("30_funnel.sql", "30_segments.sql")}
+    assert example.faults.calls["lambdas.create_cluster"] == 1
+
+
+def test_a_date_whose_batch_cluster_is_not_its_batchs_runs_no_stage_and_leaves_it(example: Harness) -> None:
+    """A date of a batch given a cluster tagged with another execution: ClusterGone, no task, and the
+    cluster is left as it was (a date never terminates a cluster)."""
+    cluster = example.emr.run_job_flow(
+        Name="someone-elses",
+        ReleaseLabel="emr-7.5.0",
+        Instances={
+            "MasterInstanceType": "m5.xlarge",
+            "InstanceCount": 1,
+            "KeepJobFlowAliveWhenNoSteps": True,
+        },
+        Tags=[{"Key": TAG_EXECUTION_ARN, "Value": "arn:aws:states:us-east-1:123456789012:execution:x:y"}],
+        JobFlowRole="EMR_EC2_DefaultRole",
+        ServiceRole="EMR_DefaultRole",
+    )["JobFlowId"]
+    before = example.emr.describe_cluster(ClusterId=cluster)["Cluster"]["Status"]["State"]
+    prefix = example.state_machine_arn.replace(":stateMachine:", ":execution:")
+    batch_arn = f"{prefix}:example-batch-2025-06-01-2025-06-02"
+    given = {"run_date": "2025-06-01", "cluster": {"cluster_id": cluster}, "batch": batch_arn}
+    execution = wait(example, "example-2025-06-01", given)
+    assert execution["status"] == "FAILED", example.why(execution["executionArn"])
+    assert execution["error"] == run_states.CLUSTER_GONE_ERROR, example.why(execution["executionArn"])
+    assert commands(example) == []
+    entered = example.states_entered(execution["executionArn"])
+    assert run_states.LEAVE_CLUSTER_STATE in entered and run_states.TERMINATE_CLUSTER_STATE not in entered
+    assert example.emr.describe_cluster(ClusterId=cluster)["Cluster"]["Status"]["State"] == before
