@@ -161,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dry-run", action="store_true",
         help="run nothing: each step's command line on stdout, after a line on stderr naming its stage,"
-        " where it would run and whether warm or cold; the checks under their stage; secrets masked",
+        " where it would run and whether warm or cold; the checks under their stage; secrets masked;"
+        " with --deployed --start of a range: its batches and the modelled cost and time, nothing started",
     )  # fmt: skip
     parser.add_argument(
         "--strict", action="store_true",
@@ -307,6 +308,11 @@ def _add_deployed_options(parser: argparse.ArgumentParser) -> None:
     deployed.add_argument(
         "--concurrency", type=int, metavar="N",
         help="runs of a range at once (default: max_concurrent_runs of pipeline.toml, else 1)",
+    )  # fmt: skip
+    deployed.add_argument(
+        "--one-cluster-per-date", action="store_true",
+        help="a range of dates: each date its own execution and cluster, as before shared clusters"
+        " (default: shared clusters, each running a contiguous batch of the dates one after another)",
     )  # fmt: skip
     deployed.add_argument(
         "--stack", metavar="NAME", help="the stack to use when the account holds several deployments"
@@ -476,6 +482,7 @@ FLAG_MODES = (
     _flag("--concurrency", lambda a: a.concurrency is not None, STARTING),
     _flag("--as-deployed", lambda a: a.as_deployed, STARTING),
     _flag("--yes", lambda a: a.yes, STARTING),
+    _flag("--one-cluster-per-date", lambda a: a.one_cluster_per_date, STARTING),
     _flag("--stack", lambda a: a.stack is not None, DEPLOYED, STARTING),
 )
 
@@ -494,8 +501,9 @@ def _check_flag_modes(args: argparse.Namespace) -> None:
             raise UsageError(f"{', '.join(given)}: only with --deployed")
     else:
         given = _given(args, lambda modes: not modes & deployed)
-        if args.canary:
-            # The canary's dry run: what it would start (runner/deployed/canary.py).
+        if args.canary or (args.start and args.run_date is not None and ".." in args.run_date):
+            # The canary's dry run: what it would start (runner/deployed/canary.py); a range's: its
+            # batches and both plans' modelled cost (runner/deployed/backfill.py).
             given = [flag for flag in given if flag != "--dry-run"]
         if given:
             raise UsageError(

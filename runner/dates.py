@@ -141,10 +141,13 @@ def date_line(result: DateResult) -> str:
     return f"{line}: {result.detail}" if result.detail else line
 
 
-def range_summary_lines(results: Iterable[DateResult], planned: Sequence[str] = ()) -> list[str]:
+def range_summary_lines(
+    results: Iterable[DateResult], planned: Sequence[str] = (), pending: Mapping[str, str] | None = None
+) -> list[str]:
     """The table at the end of a range: one row per date, then a count.
 
-    Dates in `planned` without a result (a signal stopped the range first) show as "not run".
+    Dates in `planned` without a result (a signal stopped the range first) show as "not run", or as
+    `pending` says (a date waiting in a shared cluster's batch).
     """
     done = {result.run_date: result for result in results}
     order = list(planned) + [d for d in done if d not in planned]
@@ -152,7 +155,7 @@ def range_summary_lines(results: Iterable[DateResult], planned: Sequence[str] = 
     for run_date in order:
         result = done.get(run_date)
         if result is None:
-            rows.append((run_date, "not run", "-", ""))
+            rows.append((run_date, (pending or {}).get(run_date, "not run"), "-", ""))
         else:
             rows.append((run_date, result.status, format_duration(result.seconds), result.detail))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]

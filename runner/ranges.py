@@ -61,10 +61,12 @@ class RangeEnd(Generic[Run]):
     #: why the range stopped starting dates (deployed: a start refused or failed)
     failure: NightshiftError | None = None
     interrupted: bool = False
+    #: what a date without a result is doing (deployed on a shared cluster: "waiting in <batch>")
+    pending: dict[str, str] = field(default_factory=dict)
 
     def summary_lines(self) -> list[str]:
-        """The table: one row per planned date (those without a result "not run"), then a count."""
-        return range_summary_lines(self.results, self.planned)
+        """The table: one row per planned date (those without a result "not run" or `pending`'s), a count."""
+        return range_summary_lines(self.results, self.planned, self.pending)
 
     def exit_code(self, interrupted: int) -> int:
         """The failure's exit code, else `interrupted` after a stop, else the first failed date's.

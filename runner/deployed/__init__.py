@@ -16,6 +16,16 @@ from zoneinfo import ZoneInfo
 import botocore.exceptions
 
 from runner.dates import DateResult, today
+from runner.deployed.backfill import (
+    CLUSTER_METASTORE_WHY,
+    METASTORE_CLUSTER,
+    SharedRange,
+    batches_of,
+    cut_batches,
+    name_batches,
+    plan_lines,
+    stop_batch,
+)
 from runner.deployed.canary import Watch, run_canary
 from runner.deployed.check import CheckClients, local_changes, run_check
 from runner.deployed.discovery import (
@@ -29,6 +39,7 @@ from runner.deployed.discovery import (
 )
 from runner.deployed.events import EXIT_RUN_FAILED, EXIT_RUN_STOPPED, RunTracker
 from runner.deployed.follow import Detached, Follower, HistoryReader, Polling
+from runner.deployed.run_states import INPUTS_MISSING_ERROR
 from runner.deployed.runs import (
     Execution,
     any_date_of,
@@ -36,6 +47,7 @@ from runner.deployed.runs import (
     check_startable,
     date_of,
     describe,
+    end_clusters,
     history_lines,
     latest,
     list_runs,
@@ -85,8 +97,10 @@ class DeployedRequest:
     #: start checks-only runs (`--checks-only`): no step, the checks of every stage or of checks_stage
     checks_only: bool = False
     checks_stage: int | None = None
-    #: with action "canary": say what it would do, start nothing
+    #: with action "canary", or "start" of a range: say what it would do, start nothing
     dry_run: bool = False
+    #: a range: each date its own execution and cluster (default: shared clusters, docs/backfill.md)
+    one_cluster_per_date: bool = False
 
 
 def run_deployed(
@@ -185,6 +199,11 @@ class _Command:
                 self.say(line)
             return 0
         if action == "stop":
+            if len(request.run_dates) != 1:
+                # A backfill: its batches (one date of a batch: that date's run only, below).
+                batches = batches_of(deployment, request.run_dates, scan=HISTORY_SCAN)
+                if batches:
+                    return self._stop_batches(deployment, batches)
             dates: list[str | None] = list(request.run_dates) or [None]
             code = 0
             for run_date in dates:
@@ -209,6 +228,35 @@ class _Command:
                 deployment, latest(deployment, request.run_dates[0] if request.run_dates else None)
             )
         return self._start(deployment)
+
+    def _stop_batches(self, deployment: Deployment, batches: list[Execution]) -> int:
+        """Each batch stopped, then its running date, then its cluster terminated; the dates not started."""
+        code = 0
+        folder = _shown_path(self.pipeline.folder)
+        for batch in batches:
+            not_started = stop_batch(
+                deployment,
+                batch,
+                self.say,
+                poll=self.polling.cluster_poll,
+                wait=self.polling.cluster_wait,
+                interrupted=self.interrupted,
+            )
+            ended = end_clusters(
+                deployment,
+                self.pipeline,
+                batch,
+                self.say,
+                poll=self.polling.cluster_poll,
+                wait=self.polling.cluster_wait,
+                interrupted=self.interrupted,
+            )
+            code = code or ended
+            if not_started:
+                shown = not_started[0] + (f"..{not_started[-1]}" if len(not_started) > 1 else "")
+                start = f"python -m runner {folder} --deployed --start --run-date {shown}"
+                self.say(f"not started: {shown} (start: {start})")
+        return code
 
     # --- status: looking starts nothing ------------------------------------------------------
 
@@ -242,6 +290,8 @@ class _Command:
         request = self.request
         self._check_from_stage()
         dates = list(request.run_dates) or [today(self.pipeline)]
+        if request.dry_run:
+            return self._dry_run(deployment, dates)
         changed = local_changes(self.pipeline, deployment)
         if changed:
             # The runner image carries the steps: a start after a local fix would run the old ones.
@@ -264,13 +314,90 @@ class _Command:
             only = " (checks only: the stages' data checks on a new cluster, no step)"
             self.say(f"run {execution.name} started{only if request.checks_only else ''}")
             return self._follow(deployment, execution)
-        limit: int = request.concurrency or self.pipeline.config.max_concurrent_runs
-        if limit < 1:
-            raise UsageError(f"--concurrency {limit}: expected 1 or more")
-        self.say(f"backfill of {len(dates)} dates, at most {limit} at once")
+        limit = self._limit()
+        why = ""
+        if not request.checks_only and not request.one_cluster_per_date:
+            if not self._cluster_metastore():
+                return self._shared(deployment, names, dates, limit)
+            why = f", one cluster per date: {CLUSTER_METASTORE_WHY}"
+        self.say(f"backfill of {len(dates)} dates, at most {limit} at once{why}")
         return self._range(
             deployment, _DeployedRuns(self, deployment, names), dates, to_start=dates, at_once=limit
         )
+
+    def _limit(self) -> int:
+        limit: int = self.request.concurrency or self.pipeline.config.max_concurrent_runs
+        if limit < 1:
+            raise UsageError(f"--concurrency {limit}: expected 1 or more")
+        return limit
+
+    def _cluster_metastore(self) -> bool:
+        return self.pipeline.config.cluster.metastore == METASTORE_CLUSTER
+
+    def _shared(self, deployment: Deployment, names: dict[str, str], dates: list[str], limit: int) -> int:
+        """A backfill on shared clusters: batches of contiguous dates, one cluster each (docs/backfill.md)."""
+        batches = name_batches(deployment, cut_batches(dates, limit), names)
+        self.say(_shared_line(len(dates), len(batches), limit))
+        shared = SharedRange(
+            deployment,
+            batches,
+            limit,
+            self.request.from_stage,
+            self.say,
+            lambda execution: self._date_result(deployment, execution),
+            self.interrupted.is_set,
+            self._wait_range,
+        )
+        end = shared.run(dates)
+        if end.failure is not None:
+            self.say(f"error: {end.failure}")
+        for line in end.summary_lines():
+            self.say(line)
+        if end.failure is not None or end.interrupted:
+            self.not_started = end.not_started
+            self._detach_hint(", ".join(e.name for e in end.running) or "none")
+        return end.exit_code(interrupted=EXIT_DETACHED)
+
+    def _wait_range(self) -> None:
+        self.interrupted.wait(self.polling.range_interval)
+
+    def _dry_run(self, deployment: Deployment, dates: list[str]) -> int:
+        """What a start of the range would do: its batches (or a cluster per date) and both plans' model."""
+        request = self.request
+        if len(dates) < 2:
+            raise UsageError("--dry-run --deployed --start: a range of dates (--run-date A..B)")
+        names = {run_date: check_startable(deployment, run_date, request.rerun) for run_date in dates}
+        limit = self._limit()
+        self.say("dry run: nothing is started")
+        batches = None
+        if request.one_cluster_per_date or self._cluster_metastore():
+            why = f": {CLUSTER_METASTORE_WHY}" if not request.one_cluster_per_date else ""
+            self.say(f"backfill of {len(dates)} dates, one cluster per date, at most {limit} at once{why}")
+            for run_date in dates:
+                self.say(f"{run_date}: run {names[run_date]} on a cluster of its own")
+        else:
+            batches = name_batches(deployment, cut_batches(dates, limit), names)
+            self.say(_shared_line(len(dates), len(batches), limit))
+            for batch in batches:
+                first, last = batch.children[batch.dates[0]], batch.children[batch.dates[-1]]
+                runs = first if first == last else f"{first} .. {last}"
+                self.say(f"batch {batch.name}: {len(batch.dates)} dates on one cluster, runs {runs}")
+        for line in plan_lines(self.pipeline, deployment.region, dates, limit, batches):
+            self.say(line)
+        flags = "".join(
+            flag
+            for flag, given in (
+                (f" --concurrency {request.concurrency}", request.concurrency is not None),
+                (" --rerun", request.rerun),
+                (f" --from-stage {request.from_stage}", request.from_stage is not None),
+                (" --one-cluster-per-date", request.one_cluster_per_date),
+            )
+            if given
+        )
+        folder = _shown_path(self.pipeline.folder)
+        shown = f"{dates[0]}..{dates[-1]}"
+        self.say(f"start it: python -m runner {folder} --deployed --start --run-date {shown}{flags}")
+        return 0
 
     def _start_one(self, deployment: Deployment, name: str, run_date: str) -> Execution:
         request = self.request
@@ -360,6 +487,10 @@ class _Command:
         if code == 0:
             return DateResult(run_date, 0, execution.seconds())
         failing = tracker.failing_step()
+        if tracker.error == INPUTS_MISSING_ERROR:
+            # A date of a batch checks its inputs once and gives way to the next date.
+            detail = "skipped: inputs missing" + (f" ({tracker.cause})" if tracker.cause else "")
+            return DateResult(run_date, code, execution.seconds(), detail)
         if failing is not None and code == failing.exit_code:
             detail = f"{failing.step.file_name} failed (exit {code})"
         elif execution.status == "ABORTED":
@@ -436,6 +567,11 @@ class _DeployedRuns:
 
     def wait(self) -> None:
         self.command.interrupted.wait(self.command.polling.range_interval)
+
+
+def _shared_line(dates: int, clusters: int, limit: int) -> str:
+    plural = "s" if clusters > 1 else ""
+    return f"backfill of {dates} dates on {clusters} shared cluster{plural}, at most {limit} at once"
 
 
 def _shown_path(folder: Path) -> str:

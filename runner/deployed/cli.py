@@ -75,6 +75,7 @@ def deployed_request(args: argparse.Namespace, pipeline: Pipeline) -> DeployedRe
         checks_only=args.checks_only,
         checks_stage=args.stage,
         dry_run=args.dry_run,
+        one_cluster_per_date=args.one_cluster_per_date,
     )
 
 

@@ -7,7 +7,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -248,6 +248,20 @@ def stop_run(
         say(f"run {execution.name} stopped")
     else:
         say(f"run {execution.name} is not running ({execution.status.lower()}); checking its cluster")
+    return end_clusters(deployment, pipeline, execution, say, poll=poll, wait=wait, interrupted=interrupted)
+
+
+def end_clusters(
+    deployment: Deployment,
+    pipeline: Pipeline,
+    execution: Execution,
+    say: Callable[[str], None],
+    *,
+    poll: float,
+    wait: float,
+    interrupted: threading.Event,
+) -> int:
+    """Terminate the clusters of a run that no longer runs, and wait until EMR has shut them down."""
     emr = deployment.clients.emr
     clusters = list(clusters_of(deployment, execution))
     if not clusters and _was_creating(deployment, pipeline, execution):
@@ -376,6 +390,8 @@ class HistoryRow:
     failed: str
     checks: Mapping[str, Mapping[str, Any]]
     task_arn: str | None
+    #: a date of a shared-cluster backfill: the batch whose cluster it ran on (its record says so)
+    shared_in: str | None = None
 
 
 def read_record(sfn: Any, arn: str) -> Mapping[str, Any] | None:
@@ -452,8 +468,11 @@ def history_row(deployment: Deployment, pipeline: Pipeline, run: Execution) -> t
     """One run's row from its record, else from its whole history; and "" or why there was no record."""
     found = read_record(deployment.clients.sfn, run.arn)
     if found is not None:
+        cluster = found.get("cluster")
+        shared_in = cluster.get("shared_in") if isinstance(cluster, Mapping) else None
         try:
-            return _recorded_row(RecordedRun.of(found), pipeline, run), ""
+            row = _recorded_row(RecordedRun.of(found), pipeline, run)
+            return replace(row, shared_in=str(shared_in) if shared_in else None), ""
         except ValueError as unreadable:  # OldRecord, or a status this Nightshift does not know
             why = str(unreadable)
     else:
@@ -476,11 +495,20 @@ def history_lines(deployment: Deployment, pipeline: Pipeline, execution: list[Ex
     rows = [(*header, *(("checks",) if has_checks else ()), "log")]
     kept: list[str] = []
     replayed: list[str] = []
+    shared: list[str] = []
+    batch_records: dict[str, Mapping[str, Any] | None] = {}
     for run in execution:
         canary = canary_date_of(run.name, deployment.pipeline)
         # A canary's states are its own runner task's, not the pipeline's steps.
         row, why = history_row(deployment, canary_as_deployed() if canary else pipeline, run)
         replayed += [why] if why else []
+        if row.shared_in:
+            # A date of a batch prices no cluster: its share is in its batch's record.
+            if row.shared_in not in batch_records:
+                batch_records[row.shared_in] = _batch_record(deployment, row.shared_in)
+            cost, line = _share(run.name, row.shared_in, batch_records[row.shared_in])
+            row = replace(row, cost_usd=cost)
+            shared.append(line)
         kept += kept_rows_lines(run.name, row.checks)
         if row.task_arn:
             link = console_stream_url(
@@ -490,7 +518,9 @@ def history_lines(deployment: Deployment, pipeline: Pipeline, execution: list[Ex
             link = console_execution_url(deployment.region, run.arn)
         rows.append(
             (
-                f"{canary} (canary)" if canary else date_of(deployment.pipeline, run.name) or "?",
+                f"{canary} (canary)"
+                if canary
+                else date_of(deployment.pipeline, run.name) or _batch_cell(run.name),
                 run.name,
                 run.status.lower().replace("_", " "),
                 run.started.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
@@ -509,6 +539,35 @@ def history_lines(deployment: Deployment, pipeline: Pipeline, execution: list[Ex
             + row[-1]
             for row in rows
         ]
+        + shared
         + replayed
         + kept
+    )
+
+
+def _batch_record(deployment: Deployment, name: str) -> Mapping[str, Any] | None:
+    try:
+        return read_record(deployment.clients.sfn, deployment.execution_arn(name))
+    except botocore.exceptions.ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
+            return None  # its history is gone (Step Functions keeps it 90 days)
+        raise
+
+
+def _batch_cell(name: str) -> str:
+    """A batch's date column: the range it holds (`<pipeline>-batch-<first>-<last>`), else "?"."""
+    match = re.search(r"-batch-(\d{4}-\d{2}-\d{2})-(\d{4}-\d{2}-\d{2})(?:-r\d+)?$", name)
+    return f"{match[1]}..{match[2]}" if match else "?"
+
+
+def _share(name: str, batch: str, record: Mapping[str, Any] | None) -> tuple[float | None, str]:
+    """A date's share of its batch's cluster, from the batch's record, and the line that says it."""
+    dates = record.get("dates") if record is not None else None
+    entry = next((d for d in dates or [] if isinstance(d, Mapping) and d.get("name") == name), None)
+    own, start = (entry or {}).get("own_usd"), (entry or {}).get("start_share_usd")
+    if not isinstance(own, int | float) or not isinstance(start, int | float):
+        return None, f"{name}: shared in {batch}; its share comes with the batch's record (none yet)"
+    return float(own + start), (
+        f"{name}: shared in {batch}: ${own:.2f} for its own time and tasks,"
+        f" ${start:.2f} its part of the cluster's start and idle time"
     )
