@@ -53,3 +53,22 @@ def test_batch_range_of_name(name: str, expected: tuple[str, str] | None) -> Non
 def test_a_batch_name_is_no_run_of_its_first_date() -> None:
     # Read as its first date only, a batch would let a night of its second date run beside it.
     assert date_of_name("example-batch-2025-06-01-2025-06-03", "example") is None
+
+
+@pytest.mark.parametrize("attempt", [1, 2, 12])
+@pytest.mark.parametrize(
+    ("pipeline", "first", "last"),
+    [("example", "2025-06-01", "2025-07-01"), ("v2.orders", "2024-12-31", "2025-01-02")],
+)
+def test_preflight_reads_the_range_of_every_batch_name_the_cli_makes(
+    pipeline: str, first: str, last: str, attempt: int
+) -> None:
+    # The CLI names a batch, Preflight reads what it holds from that name alone: the two must agree.
+    from runner.deployed.backfill import batch_name, batch_range  # noqa: PLC0415 - the CLI's side
+
+    name = batch_name(pipeline, first, last, attempt)
+    found = batch_range_of_name(name, pipeline)
+    assert found is not None and (found.first.isoformat(), found.last.isoformat()) == batch_range(
+        pipeline, name
+    )
+    assert date_of_name(name, pipeline) is None
