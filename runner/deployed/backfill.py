@@ -7,7 +7,6 @@ import json
 import math
 import re
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -19,7 +18,7 @@ from runner.dates import DateResult, date_line, format_duration
 from runner.deployed.discovery import Deployment, Refused
 from runner.deployed.events import EXIT_RUN_FAILED, EXIT_RUN_STOPPED
 from runner.deployed.run_states import MAX_BATCH_DATES
-from runner.deployed.runs import MAX_RERUNS, Execution, describe, list_runs
+from runner.deployed.runs import MAX_RERUNS, Execution, describe, list_runs, stop_and_wait
 from runner.errors import NightshiftError
 from runner.model import Pipeline
 from runner.ranges import RangeEnd
@@ -341,15 +340,7 @@ def stop_batch(
     """
     sfn = deployment.clients.sfn
     runs = batch_runs(deployment, execution)
-    sfn.stop_execution(
-        executionArn=execution.arn,
-        error="Nightshift.Stopped",
-        cause="stopped from the command line (python -m runner --deployed --stop)",
-    )
-    deadline = time.monotonic() + wait
-    while (now := describe(deployment, execution.name)) is not None and now.status == "RUNNING":
-        if time.monotonic() > deadline or interrupted.wait(poll):
-            break
+    stop_and_wait(deployment, execution, poll=poll, wait=wait, interrupted=interrupted)
     say(f"batch {execution.name} stopped")
     not_started = []
     for run_date, name in runs:

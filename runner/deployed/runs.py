@@ -223,6 +223,22 @@ def list_runs(deployment: Deployment, limit: int) -> Iterator[Execution]:
 # --- stop ----------------------------------------------------------------------------------------
 
 
+def stop_and_wait(
+    deployment: Deployment, execution: Execution, *, poll: float, wait: float, interrupted: threading.Event
+) -> None:
+    """StopExecution from the command line, then wait (at most ``wait``) until it no longer runs."""
+    deployment.clients.sfn.stop_execution(
+        executionArn=execution.arn,
+        error="Nightshift.Stopped",
+        cause="stopped from the command line (python -m runner --deployed --stop)",
+    )
+    # StopExecution answers at once; the status follows (moto's interpreter: a moment later).
+    deadline = time.monotonic() + wait
+    while (now := describe(deployment, execution.name)) is not None and now.status == "RUNNING":
+        if time.monotonic() > deadline or interrupted.wait(poll):
+            break
+
+
 def stop_run(
     deployment: Deployment,
     pipeline: Pipeline,
@@ -235,16 +251,7 @@ def stop_run(
 ) -> int:
     """StopExecution, then terminate the run's clusters (Catch blocks do not run on a stopped run)."""
     if execution.status == "RUNNING":
-        deployment.clients.sfn.stop_execution(
-            executionArn=execution.arn,
-            error="Nightshift.Stopped",
-            cause="stopped from the command line (python -m runner --deployed --stop)",
-        )
-        # StopExecution answers at once; the status follows (moto's interpreter: a moment later).
-        deadline = time.monotonic() + wait
-        while (now := describe(deployment, execution.name)) is not None and now.status == "RUNNING":
-            if time.monotonic() > deadline or interrupted.wait(poll):
-                break
+        stop_and_wait(deployment, execution, poll=poll, wait=wait, interrupted=interrupted)
         say(f"run {execution.name} stopped")
     else:
         say(f"run {execution.name} is not running ({execution.status.lower()}); checking its cluster")
