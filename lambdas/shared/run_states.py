@@ -65,6 +65,11 @@ FROM_STAGE_CHOICE_STATE = "Date from stage?"
 DATE_FROM_STAGE_STATE = "DateFromStage"
 #: a date's execution failed, was refused or stopped: noted, and the next date runs
 DATE_FAILED_STATE = "Date failed"
+#: a date of a batch runs its stages in ONE runner task (the pipeline folder, as `python -m runner`
+#: runs it on a cluster), not a task per step: a Fargate start per date, not per step (docs/backfill.md)
+RUN_STAGES_STATE = "Run stages"
+#: before it: the task's command, with --from-stage only when the date has one
+STAGES_COMMAND_STATE = "Stages command"
 #: before TerminateCluster on every path: a child leaves its batch's cluster (`Leave cluster`)
 LEAVE_OR_TERMINATE_STATE = "Leave cluster?"
 LEAVE_CLUSTER_STATE = "Leave cluster"
@@ -82,6 +87,8 @@ BATCH_STATES = frozenset(
         FROM_STAGE_CHOICE_STATE,
         DATE_FROM_STAGE_STATE,
         DATE_FAILED_STATE,
+        STAGES_COMMAND_STATE,
+        RUN_STAGES_STATE,
         LEAVE_CLUSTER_STATE,
         BATCH_FAILED_STATE,
     }
@@ -123,6 +130,8 @@ class StateKind(Enum):
     STAGE = "stage"
     SKIP_STAGE = "skip stage"
     CHECKS = "checks"
+    #: a date of a batch's one runner task for all its stages (RUN_STAGES_STATE)
+    STAGES = "stages"
     OTHER = "other"
 
 
@@ -138,8 +147,8 @@ class StateName:
 
     @property
     def is_task(self) -> bool:
-        """A runner task: a step's or a stage's checks'."""
-        return self.kind in (StateKind.STEP, StateKind.CHECKS)
+        """A runner task: a step's, a stage's checks' or a date's stages' (RUN_STAGES_STATE)."""
+        return self.kind in (StateKind.STEP, StateKind.CHECKS, StateKind.STAGES)
 
 
 def _number(text: str) -> int | None:
@@ -148,6 +157,8 @@ def _number(text: str) -> int | None:
 
 def parse_state(name: str) -> StateName:
     """The inverse of the names above; a name none of them makes is OTHER."""
+    if name == RUN_STAGES_STATE:
+        return StateName(name, StateKind.STAGES)
     for prefix, kind in (
         (SKIP_STAGE_PREFIX, StateKind.SKIP_STAGE),
         (CHECKS_PREFIX, StateKind.CHECKS),

@@ -78,7 +78,9 @@ def test_every_state_a_reader_names_is_the_synthesized_state_machines(example_sy
         run_states.LEAVE_OR_TERMINATE_STATE,
     }
     assert batch_states <= set(states), batch_states - set(states)
-    assert all(parse_state(name).kind is StateKind.OTHER for name in batch_states)
+    assert all(
+        parse_state(name).kind is StateKind.OTHER for name in batch_states - {run_states.RUN_STAGES_STATE}
+    )
     assert states[run_states.DATES_STATE]["Type"] == "Map"
     assert states[run_states.RUN_DATE_STATE]["Resource"].endswith(":states:::states:startExecution.sync:2")
     assert states[run_states.LEAVE_CLUSTER_STATE]["Next"] == RECORD_RUN_STATE
@@ -93,6 +95,8 @@ def test_every_state_a_reader_names_is_the_synthesized_state_machines(example_sy
         ("Stage 30", StateKind.STAGE, 30, None),
         ("Skip Stage 10", StateKind.SKIP_STAGE, 10, None),
         ("Check Stage 30", StateKind.CHECKS, 30, "30_checks"),
+        # A date of a batch: all its stages in one runner task.
+        ("Run stages", StateKind.STAGES, None, None),
         # Choices and Lambda states whose names begin like the runs' own are none of them.
         ("Run failed?", StateKind.OTHER, None, None),
         ("Stage 10?", StateKind.OTHER, None, None),
@@ -105,7 +109,7 @@ def test_a_state_name_says_its_step_or_stage(
 ) -> None:
     named = parse_state(name)
     assert (named.kind, named.stage, named.step) == (kind, stage, step)
-    assert named.is_task == (kind in (StateKind.STEP, StateKind.CHECKS))
+    assert named.is_task == (kind in (StateKind.STEP, StateKind.CHECKS, StateKind.STAGES))
 
 
 def test_a_step_status_is_parsed_from_its_text_or_refused_by_name() -> None:
