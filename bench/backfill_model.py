@@ -3,7 +3,8 @@
 Nothing runs: the plan (lambdas/shared/backfill_plan.py) cuts the dates into batches and prices
 each cluster with the project's own cost code (lambdas/shared/cost.py's run_cost and the shipped
 price table), from a stated timeline of a date (its figures: the MODEL_* constants there, and
-docs/backfill.md). The execution on shared clusters is not built yet.
+docs/backfill.md). A date on a shared cluster runs its stages in one runner task (one Fargate
+start); one cluster per date runs them as a night does (a task per step and per stage's checks).
 
     .venv/bin/python bench/backfill_model.py
     .venv/bin/python bench/backfill_model.py --dates 30 --concurrency 3 --start-minutes 10 --step-seconds 30
@@ -141,10 +142,14 @@ def main() -> int:
         f"stage {stage}: {steps} step{'s' if steps > 1 else ''}" + (" + checks" if checks else "")
         for stage, steps, checks in stages
     )
+    night_tasks = len(timeline.tasks(args.first_date.isoformat()))
     print(
         f"a date (stated, not measured): cluster start {args.start_minutes:g} min; {described};"
-        f" each task {MODEL_FARGATE_START_SECONDS:g} s of Fargate start, then {args.step_seconds:g} s a step,"
-        f" {MODEL_CHECKS_SECONDS:g} s a stage's checks: {duration(timeline.date_seconds)} of stages;"
+        f" {args.step_seconds:g} s a step, {MODEL_CHECKS_SECONDS:g} s a stage's checks,"
+        f" {MODEL_FARGATE_START_SECONDS:g} s a runner task's Fargate start;"
+        f" one cluster per date, as a night: a task per step and per stage's checks ({night_tasks} tasks),"
+        f" {duration(timeline.date_seconds)} of stages; shared clusters: one task for all the stages,"
+        f" {duration(timeline.shared_date_seconds)} of stages;"
         f" terminate {MODEL_TERMINATE_SECONDS:g} s; {MODEL_BETWEEN_DATES_SECONDS:g} s between dates on a"
         f" shared cluster; {MODEL_NEXT_DATE_SECONDS:g} s from one execution's end to the next date's start"
     )
@@ -203,7 +208,8 @@ def main() -> int:
             longest = modelled_timeline(stages, cluster_start_seconds=minutes * 60, step_seconds=met[-1])
             print(
                 f"- cluster start {minutes} min: met while a step takes at most {met[-1]} s"
-                f" (a date's stages {duration(longest.date_seconds)})"
+                f" (a date's stages {duration(longest.shared_date_seconds)} on a shared cluster,"
+                f" {duration(longest.date_seconds)} as a night)"
             )
         else:
             print(f"- cluster start {minutes} min: not met even with steps of 0 s")

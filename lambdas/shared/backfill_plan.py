@@ -12,13 +12,15 @@ from lambdas.shared.cost import ClusterUsage, InstanceUsage, RegionPrices, RunCo
 Mode = Literal["one cluster per date", "shared clusters"]
 #: today's mode: each date its own execution and cluster, at most `concurrency` at once
 ONE_CLUSTER_PER_DATE: Mode = "one cluster per date"
-#: issue 22: at most `concurrency` clusters, each running its dates one after another
+#: issue 22: at most `concurrency` clusters, each running its dates one after another, a date's stages
+#: in one runner task
 SHARED_CLUSTERS: Mode = "shared clusters"
 # The stated timeline of a date (no AWS account here: nothing of it was measured on EMR).
 #: CreateCluster to ready: EMR provisions, boots and bootstraps the nodes, 8-10 min as a rule (the
 #: canary's model takes 9; see docs/backfill.md for the sources)
 MODEL_CLUSTER_START_SECONDS = 9 * 60.0
-#: a runner task's Fargate start (the README's modelled night, "What it costs")
+#: a runner task's Fargate start (the README's modelled night, "What it costs"): a night pays one per
+#: step and per stage's checks, a date on a shared cluster one for all its stages
 MODEL_FARGATE_START_SECONDS = 45.0
 #: a step's work on the cluster once its task runs (the README's modelled night: 2 minutes)
 MODEL_STEP_SECONDS = 120.0
@@ -54,31 +56,36 @@ class ClusterShape:
 
 @dataclass(frozen=True)
 class StageTime:
-    """One stage of a date on the cluster: its steps' runner tasks side by side, then its checks task."""
+    """One stage of a date on the cluster: its steps side by side, then its checks."""
 
     stage: str
-    #: each step's runner task, Fargate's start included; the stage waits for the slowest
+    #: each step's work on the cluster once its runner task runs (Fargate's start not included); the
+    #: stage waits for the slowest
     step_seconds: tuple[float, ...]
-    #: the stage's data checks task after its steps (None: the stage has no checks)
+    #: the stage's data checks after its steps, once their task runs (None: the stage has no checks)
     checks_seconds: float | None = None
 
     @property
     def seconds(self) -> float:
+        """The stage's work on the cluster: its slowest step, then its checks."""
         return max(self.step_seconds, default=0.0) + (self.checks_seconds or 0.0)
-
-    @property
-    def task_seconds(self) -> tuple[float, ...]:
-        checks = () if self.checks_seconds is None else (self.checks_seconds,)
-        return (*self.step_seconds, *checks)
 
 
 @dataclass(frozen=True)
 class Timeline:
-    """A stated timeline of one date's run, the same for every date of the backfill."""
+    """A stated timeline of one date's run, the same for every date of the backfill.
+
+    A date runs its stages in one of two shapes. As a night runs them (one cluster per date): a
+    runner task per step and one per stage's checks, each paying its Fargate start while the cluster
+    waits. As a date of a batch runs them (shared clusters): ONE runner task for the whole date, the
+    pipeline folder run stage by stage over SSH, so one Fargate start and then every stage back to back.
+    """
 
     #: CreateCluster to the first stage: EMR's start, and the ClusterStatus poll that sees it ready
     cluster_start_seconds: float
     stages: tuple[StageTime, ...]
+    #: a runner task's start on Fargate, before its first command reaches the cluster
+    fargate_start_seconds: float
     #: TerminateCluster to TERMINATED: every node is billed until EMR has shut it down
     terminate_seconds: float
     #: on a shared cluster, from one date's last task to the next date's first (the date's record,
@@ -93,16 +100,39 @@ class Timeline:
 
     @property
     def date_seconds(self) -> float:
-        """One date's stages, end to end, on a cluster that is ready."""
-        return sum(stage.seconds for stage in self.stages)
+        """One date's stages as a night runs them, on a cluster that is ready.
+
+        Each stage's slowest step task, then its checks task, each task's Fargate start included.
+        """
+        return sum(
+            self.fargate_start_seconds * (1 + (stage.checks_seconds is not None)) + stage.seconds
+            for stage in self.stages
+        )
+
+    @property
+    def shared_date_seconds(self) -> float:
+        """One date's stages as a date of a batch runs them: one Fargate start, every stage back to back."""
+        return self.fargate_start_seconds + sum(stage.seconds for stage in self.stages)
 
     def tasks(self, run_date: str) -> list[TaskUsage]:
-        """The date's runner tasks as the cost code prices them."""
+        """The date's runner tasks as a night starts them (one a step, one a stage's checks)."""
         return [
-            TaskUsage(f"{run_date} stage {stage.stage}", self.runner_vcpu, self.runner_gb, seconds)
+            TaskUsage(
+                f"{run_date} stage {stage.stage}",
+                self.runner_vcpu,
+                self.runner_gb,
+                self.fargate_start_seconds + seconds,
+            )
             for stage in self.stages
-            for seconds in stage.task_seconds
+            for seconds in (
+                *stage.step_seconds,
+                *(() if stage.checks_seconds is None else (stage.checks_seconds,)),
+            )
         ]
+
+    def shared_tasks(self, run_date: str) -> list[TaskUsage]:
+        """The date's one runner task on a shared cluster (`Run stages`), for all its stages' time."""
+        return [TaskUsage(f"{run_date} stages", self.runner_vcpu, self.runner_gb, self.shared_date_seconds)]
 
 
 @dataclass(frozen=True)
@@ -184,13 +214,10 @@ def modelled_timeline(
     return Timeline(
         cluster_start_seconds=cluster_start_seconds,
         stages=tuple(
-            StageTime(
-                stage,
-                (MODEL_FARGATE_START_SECONDS + step_seconds,) * steps,
-                MODEL_FARGATE_START_SECONDS + MODEL_CHECKS_SECONDS if checks else None,
-            )
+            StageTime(stage, (step_seconds,) * steps, MODEL_CHECKS_SECONDS if checks else None)
             for stage, steps, checks in stages
         ),
+        fargate_start_seconds=MODEL_FARGATE_START_SECONDS,
         terminate_seconds=MODEL_TERMINATE_SECONDS,
         between_dates_seconds=MODEL_BETWEEN_DATES_SECONDS,
         next_date_seconds=MODEL_NEXT_DATE_SECONDS,
@@ -228,7 +255,9 @@ def one_cluster_per_date(
     batches = []
     for number, run_date in enumerate(dates, 1):
         slot = min(range(len(slots)), key=lambda index: (slots[index], index))
-        batch = _batch(number, (run_date,), slots[slot], timeline=timeline, shape=shape, prices=prices)
+        batch = _batch(
+            number, (run_date,), slots[slot], timeline=timeline, shared=False, shape=shape, prices=prices
+        )
         batches.append(batch)
         # Preflight counts TERMINATING as gone: the slot frees when the execution ends, before EMR
         # has shut the cluster down.
@@ -240,9 +269,12 @@ def one_cluster_per_date(
 def shared_clusters(
     dates: Sequence[str], concurrency: int, timeline: Timeline, shape: ClusterShape, prices: RegionPrices
 ) -> BackfillPlan:
-    """Issue 22's backfill: at most `concurrency` clusters started at once, each running its dates in turn."""
+    """Issue 22's backfill: at most `concurrency` clusters started at once, each running its dates in turn.
+
+    A date's stages run in one runner task (the timeline's shared shape), as a date of a batch does.
+    """
     batches = tuple(
-        _batch(number, run_dates, 0.0, timeline=timeline, shape=shape, prices=prices)
+        _batch(number, run_dates, 0.0, timeline=timeline, shared=True, shape=shape, prices=prices)
         for number, run_dates in enumerate(shared_batches(dates, concurrency), 1)
     )
     return BackfillPlan(SHARED_CLUSTERS, concurrency, batches)
@@ -261,23 +293,29 @@ def _batch(
     begins: float,
     *,
     timeline: Timeline,
+    shared: bool,
     shape: ClusterShape,
     prices: RegionPrices,
 ) -> Batch:
-    """One cluster running `dates` one after another, priced by run_cost and split by the time each used."""
-    used = timeline.date_seconds * len(dates)
+    """One cluster running `dates` one after another, priced by run_cost and split by the time each used.
+
+    `shared`: each date is a date of a batch (one runner task for its stages), else a night's run.
+    """
+    date_seconds = timeline.shared_date_seconds if shared else timeline.date_seconds
+    date_tasks = timeline.shared_tasks if shared else timeline.tasks
+    used = date_seconds * len(dates)
     idle = timeline.cluster_start_seconds + timeline.between_dates_seconds * (len(dates) - 1)
     seconds = idle + used + timeline.terminate_seconds
     cluster = _cluster_usage(f"cluster {number}", shape, begins, seconds, timeline.cluster_start_seconds)
     nodes = run_cost([cluster], [], prices)
-    cost = run_cost([cluster], [t for d in dates for t in timeline.tasks(d)], prices)
-    shared, shares = split_cluster_cost(
+    cost = run_cost([cluster], [t for d in dates for t in date_tasks(d)], prices)
+    idle_usd, shares = split_cluster_cost(
         nodes.total_usd,
         seconds,
-        {run_date: timeline.date_seconds for run_date in dates},
-        {run_date: run_cost([], timeline.tasks(run_date), prices).total_usd for run_date in dates},
+        {run_date: date_seconds for run_date in dates},
+        {run_date: run_cost([], date_tasks(run_date), prices).total_usd for run_date in dates},
     )
-    return Batch(number, dates, begins, seconds, cost, shared, shares)
+    return Batch(number, dates, begins, seconds, cost, idle_usd, shares)
 
 
 def split_cluster_cost(
