@@ -177,6 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     inputs.add_argument("--no-wait", action="store_true", help="do not check the pipeline's [inputs]")
     parser.add_argument(
+        "--step-retries", action="store_true",
+        help="retry as the deployed pipeline does: a step that failed or timed out runs again, up to"
+        " pipeline.toml's [steps] retries more times, retry_interval_seconds after; a step file too"
+        " (its one step); a stopped run is never retried, nor are data checks"
+        " (default: a step runs once)",
+    )  # fmt: skip
+    parser.add_argument(
         "--log-format", choices=["text", "json"], default="text",
         help="text (default), or one JSON object per output line for CloudWatch Logs Insights",
     )  # fmt: skip
@@ -471,6 +478,7 @@ FLAG_MODES = (
     _flag("--wait", lambda a: a.wait, HERE, CLUSTER),
     _flag("--no-wait", lambda a: a.no_wait, HERE, CLUSTER),
     _flag("--run-id", lambda a: a.run_id is not None, HERE, CLUSTER),
+    _flag("--step-retries", lambda a: a.step_retries, HERE, CLUSTER),
     _flag("--start", lambda a: a.start, DEPLOYED, STARTING),
     _flag("--follow", lambda a: a.follow, DEPLOYED),
     _flag("--stop", lambda a: a.stop, DEPLOYED),
@@ -617,6 +625,10 @@ def _run(args: argparse.Namespace, output: Output) -> int:
     is_local = not (args.host or args.cluster_id)
     planned = plan_runs(pipeline, _plan_options(args, local=is_local, overrides=overrides), whole=whole)
     plans, dates, undefined = planned.plans, planned.dates, planned.undefined
+    if args.step_retries:
+        if args.checks_only:
+            raise UsageError("--step-retries: not with --checks-only (data checks are never retried)")
+        plans = [replace(plan, step_retries=True) for plan in plans]
     one_step = pipeline.steps[0].name if len(pipeline.steps) == 1 else ""
     running = [step for stage in pipeline.stages if not plans[0].skips(stage) for step in stage.steps]
     output.begin(pipeline.name, plans[0].run_id, one_step, run_date=dates[0] if len(dates) == 1 else "")
@@ -727,6 +739,7 @@ _NOT_WITH_STATEMENT = (
     ("--dry-run", lambda a: a.dry_run),
     ("--wait", lambda a: a.wait),
     ("--no-wait", lambda a: a.no_wait),
+    ("--step-retries", lambda a: a.step_retries),
 )
 
 

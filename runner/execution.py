@@ -26,9 +26,9 @@ from runner.checks.run import (
 )
 from runner.checks.spec import CheckStatus, DataCheck
 from runner.dates import date_variables
-from runner.errors import UsageError
+from runner.errors import NightshiftError, UsageError
 from runner.model import Engine, Pipeline, Stage, Step, UndefinedVariable, undefined_variables
-from runner.output import ErrorLine, Output, StepOutput
+from runner.output import ErrorLine, Output, StepEnd, StepOutput
 from runner.statements import statement_start_lines
 
 EXIT_TIMEOUT = 124  # as GNU timeout
@@ -116,6 +116,17 @@ class RunPlan:
     #: --checks-only: run no step, only the data checks (of stage `checks_stage`, None: of every stage)
     checks_only: bool = False
     checks_stage: int | None = None
+    #: --step-retries: a failed or timed-out step runs again as pipeline.toml's [steps] says
+    step_retries: bool = False
+
+    @property
+    def attempts(self) -> int:
+        """The most attempts of each step: [steps] retries + 1 with --step-retries, else 1."""
+        return self.pipeline.config.steps.retries + 1 if self.step_retries else 1
+
+    @property
+    def retry_interval_seconds(self) -> float:
+        return self.pipeline.config.steps.retry_interval_seconds
 
     @classmethod
     def make(
@@ -209,15 +220,63 @@ class RunReport:
     checks: list[CheckReport] = field(default_factory=list)
 
 
-def _run_one(executor: Executor, invocation: Invocation, output: Output, stop: StopRequest) -> StepReport:
+#: A StepStatus value (runner/deployed/run_states.py) per way an attempt ends. Spelled here, not
+#: imported: a local run loads nothing of the deployed mode (tests/unit/test_step_records.py holds
+#: them equal).
+SUCCEEDED, FAILED, TIMED_OUT, STOPPED = "succeeded", "failed", "timed out", "stopped"
+
+
+def attempt_status(exit_code: int, outcome: Outcome) -> str:
+    """How an attempt ended, as a StepStatus value: as StepStatus.of_exit, and "stopped" for a stop."""
+    if outcome is Outcome.STOPPED:
+        return STOPPED
+    if outcome is Outcome.TIMED_OUT or exit_code == EXIT_TIMEOUT:
+        return TIMED_OUT
+    return SUCCEEDED if exit_code == 0 else FAILED
+
+
+def checks_name(stage: int | None) -> str:
+    """A stage's checks as a step in records and summaries: `30_checks` (as run_states.checks_step_name)."""
+    return f"{stage}_checks"
+
+
+def _run_step(
+    executor: Executor, plan: RunPlan, invocation: Invocation, output: Output, stop: StopRequest
+) -> StepReport:
+    """Run a step; with --step-retries a failed or timed-out attempt again after the interval.
+
+    The report is the last attempt's. A stop (during an attempt or the wait) is never retried.
+    """
+    step = invocation.step
+    # The step's output first: a JSON notice then carries the pipeline and run id too.
+    step_output = output.for_step(invocation.pipeline, step.name, invocation.run_id, step.file_name)
+    attempts = plan.attempts
+    attempt = 1
+    while True:
+        report = _run_one(executor, invocation, step_output, stop, attempt=attempt, attempts=attempts)
+        if report.exit_code == 0 or attempt >= attempts or stop.is_set() or report.status == STOPPED:
+            return report
+        attempt += 1
+        interval = plan.retry_interval_seconds
+        step_output.retrying(f"attempt {attempt} of {attempts} in {interval:g} s", attempt)
+        if stop.wait(interval):
+            return report
+
+
+def _run_one(
+    executor: Executor,
+    invocation: Invocation,
+    output: StepOutput,
+    stop: StopRequest,
+    *,
+    attempt: int = 1,
+    attempts: int = 1,
+) -> StepReport:
     step = invocation.step
     report = StepReport(step)
     started = time.monotonic()
-    # The step's output first: a JSON notice then carries the pipeline and run id too.
-    step_output = ErrorLine(
-        output.for_step(invocation.pipeline, step.name, invocation.run_id, step.file_name)
-    )
-    step_output.notice(f"started ({invocation.engine})")
+    step_output = ErrorLine(output)
+    step_output.started(f"started ({invocation.engine})", attempt)
     if invocation.engine.is_sql and step.starts_with_bom:
         # The file still runs as it is; the engine will likely reject its first statement.
         step_output.notice(
@@ -226,9 +285,18 @@ def _run_one(executor: Executor, invocation: Invocation, output: Output, stop: S
         )
     try:
         result = executor.run(invocation, step_output, stop)
-    finally:
+    except NightshiftError as error:
         step_output.close()
-        report.seconds = time.monotonic() - started
+        # The run ends with the error's line and code (text: only that); JSON: the attempt's end too.
+        seconds = time.monotonic() - started
+        end = StepEnd(FAILED, error.exit_code, seconds, attempt, attempts)
+        step_output.ended(f"failed in {seconds:.1f} s: {error}", end, in_text=False)
+        raise
+    except BaseException:
+        step_output.close()
+        raise
+    step_output.close()
+    report.seconds = time.monotonic() - started
     report.exit_code = result.exit_code
     if result.outcome is not Outcome.FINISHED:
         report.status = str(result.outcome)
@@ -237,7 +305,9 @@ def _run_one(executor: Executor, invocation: Invocation, output: Output, stop: S
     else:
         report.status = f"failed (exit {result.exit_code})"
         report.error = _where_it_failed(invocation, step_output)
-    step_output.notice(f"{report.status} in {report.seconds:.1f} s")
+    status = attempt_status(result.exit_code, result.outcome)
+    end = StepEnd(status, result.exit_code, report.seconds, attempt, attempts)
+    step_output.ended(f"{report.status} in {report.seconds:.1f} s", end)
     return report
 
 
@@ -283,7 +353,8 @@ def _run_checks_file(
             timeout_seconds=plan.pipeline.config.steps.timeout_minutes * 60,
         )
         label = checks[0].label if len(checks) == 1 else f"stage {checks[0].stage}'s checks"
-        step_output = output.for_step(plan.pipeline.name, step.name, plan.run_id, label)
+        # Its output belongs to the stage's checks (`30_checks`), whichever checks this file holds.
+        step_output = output.for_step(plan.pipeline.name, checks_name(step.stage), plan.run_id, label)
         captured = CaptureOutput(step_output, marker, len(checks) * (sample_rows + 1))
         try:
             result = executor.run(invocation, captured, stop)
@@ -339,8 +410,29 @@ def run_checks(
 
     All of them run, so one failure does not hide another; an engine failure's code wins over 65.
     """
-    reports = _run_checks_file(stage.checks, plan, executor, output, stop, name=f"{stage.number}_checks")
+    reports = _run_checks_file(stage.checks, plan, executor, output, stop, name=checks_name(stage.number))
     return reports, checks_exit_code(reports)
+
+
+def _run_stage_checks(
+    plan: RunPlan, stage: Stage, executor: Executor, output: Output, stop: StopRequest
+) -> tuple[list[CheckReport], int]:
+    """A stage's checks in a whole run, as a step `<N>_checks` whose start and end JSON records say.
+
+    Text says nothing more than the checks' own lines, as before; the checks are never retried.
+    """
+    events = output.for_step(
+        plan.pipeline.name, checks_name(stage.number), plan.run_id, f"stage {stage.number}'s checks"
+    )
+    started = time.monotonic()
+    events.started("started", in_text=False)
+    reports, exit_code = run_checks(plan, stage, executor, output, stop)
+    seconds = time.monotonic() - started
+    stopped = any(report.status == STOPPED for report in reports)
+    status = attempt_status(exit_code, Outcome.STOPPED if stopped else Outcome.FINISHED)
+    said = "succeeded" if exit_code == 0 else status if status != FAILED else f"failed (exit {exit_code})"
+    events.ended(f"{said} in {seconds:.1f} s", StepEnd(status, exit_code, seconds), in_text=False)
+    return reports, exit_code
 
 
 def checks_exit_code(reports: list[CheckReport]) -> int:
@@ -374,19 +466,19 @@ def run_pipeline(plan: RunPlan, executor: Executor, output: Output, stop: StopRe
         planned = [plan.invocation(step) for step in stage.steps]
         if executor.parallel and len(planned) > 1:
             with ThreadPoolExecutor(max_workers=len(planned)) as pool:
-                results = list(pool.map(lambda inv: _run_one(executor, inv, output, stop), planned))
+                results = list(pool.map(lambda inv: _run_step(executor, plan, inv, output, stop), planned))
         else:
             results = []
             for invocation in planned:
                 if stop.is_set():
                     break
-                results.append(_run_one(executor, invocation, output, stop))
+                results.append(_run_step(executor, plan, invocation, output, stop))
         for result in results:
             finished[result.step] = result
             if result.exit_code and exit_code == 0:
                 exit_code = result.exit_code
         if exit_code == 0 and stage.checks and not stop.is_set():
-            stage_checks, exit_code = run_checks(plan, stage, executor, output, stop)
+            stage_checks, exit_code = _run_stage_checks(plan, stage, executor, output, stop)
             checked += stage_checks
     if stop.is_set():
         exit_code = stop.exit_code

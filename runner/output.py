@@ -65,10 +65,25 @@ class LineBuffer:
         return tail
 
 
+@dataclass(frozen=True)
+class StepEnd:
+    """How one attempt of a step (or a stage's checks) ended: the fields of its `step_ended` record."""
+
+    #: a StepStatus value (runner/deployed/run_states.py): succeeded, failed, timed out, stopped
+    status: str
+    exit_code: int | None
+    seconds: float
+    attempt: int = 1
+    #: the most attempts the run allows the step (its retries + 1)
+    attempts: int = 1
+
+
 class StepOutput(ABC):
     """The output of one running step. Executors feed raw chunks; complete lines go on at once.
 
-    The runner's own notices about the step go through it too, so each knows its step.
+    The runner's own notices about the step go through it too, so each knows its step. Its start,
+    end and retries are events: in text the notice alone (`in_text`: or nothing), in JSON the notice
+    as a record that also says the event (README, JSON records).
     """
 
     def __init__(self, notify: Callable[[str], None] | None = None) -> None:
@@ -80,6 +95,31 @@ class StepOutput(ABC):
     def notice(self, message: str) -> None:
         """A line from the runner about this step (reconnects, stops), said as the runner says it."""
         self._notify(message)
+
+    def started(self, message: str, attempt: int = 1, *, in_text: bool = True) -> None:
+        """An attempt of the step started (1-based); JSON: `"event": "step_started"`."""
+        self.event(message, {"event": "step_started", "attempt": attempt}, in_text=in_text)
+
+    def ended(self, message: str, end: StepEnd, *, in_text: bool = True) -> None:
+        """An attempt of the step ended; JSON: `"event": "step_ended"` with `end`'s fields."""
+        fields = {
+            "event": "step_ended",
+            "status": end.status,
+            "exit_code": end.exit_code,
+            "seconds": round(end.seconds, 3),
+            "attempt": end.attempt,
+            "attempts": end.attempts,
+        }
+        self.event(message, fields, in_text=in_text)
+
+    def retrying(self, message: str, attempt: int) -> None:
+        """The step runs again as `attempt` after a failed one; JSON: `"event": "step_retry"`."""
+        self.event(message, {"event": "step_retry", "attempt": attempt})
+
+    def event(self, message: str, fields: Mapping[str, Any], *, in_text: bool = True) -> None:
+        """A notice that is also an event: text says `message` (when `in_text`); JSON adds `fields`."""
+        if in_text:
+            self.notice(message)
 
     def feed(self, stream: Stream, chunk: bytes) -> None:
         block = self._buffers[stream].feed(chunk)
@@ -196,14 +236,21 @@ class _JsonStep(StepOutput):
         if out.run_date:  # a run's records carry its date; a bare step output has none
             self._fields += f', "run_date": {_dumps(out.run_date)}'
         super().__init__(lambda message: out.write_records([self._notice_record(f"{label}: {message}")]))
+        self._label = label
         self._out = out
         self._lines: dict[Stream, _Line] = {"stdout": _Line(), "stderr": _Line()}
         room = MAX_EVENT_BYTES - len(self._fields.encode("utf-8", "backslashreplace")) - _OTHER_FIELDS_BYTES
         # Names so long that a record barely fits still get whole UTF-8 sequences (up to 4 bytes).
         self._fragment = max(4, min(FRAGMENT_BYTES, room // 6))
 
-    def _notice_record(self, message: str) -> str:
-        return f'{{"time": "{_now()}"{self._fields}, "stream": "nightshift", "line": {_dumps(message)}}}'
+    def _notice_record(self, message: str, extra: str = "") -> str:
+        return (
+            f'{{"time": "{_now()}"{self._fields}, "stream": "nightshift", "line": {_dumps(message)}{extra}}}'
+        )
+
+    def event(self, message: str, fields: Mapping[str, Any], *, in_text: bool = True) -> None:
+        extra = "".join(f", {_dumps(name)}: {json.dumps(value)}" for name, value in fields.items())
+        self._out.write_records([self._notice_record(f"{self._label}: {message}", extra)])
 
     def emit(self, stream: Stream, block: bytes) -> None:
         self.feed(stream, block)  # feed() below does the cutting: a block is just more bytes
@@ -420,6 +467,9 @@ class ErrorLine(StepOutput):
 
     def emit(self, stream: Stream, block: bytes) -> None:
         self._inner.emit(stream, block)
+
+    def event(self, message: str, fields: Mapping[str, Any], *, in_text: bool = True) -> None:
+        self._inner.event(message, fields, in_text=in_text)
 
     def close(self) -> None:
         self._inner.close()
