@@ -38,7 +38,7 @@ from runner.deployed.discovery import (
     find_deployment,
 )
 from runner.deployed.events import EXIT_RUN_FAILED, EXIT_RUN_STOPPED, RunTracker
-from runner.deployed.follow import Detached, Follower, HistoryReader, Polling
+from runner.deployed.follow import Detached, Follower, HistoryReader, Polling, read_stages
 from runner.deployed.run_states import INPUTS_MISSING_ERROR
 from runner.deployed.runs import (
     Execution,
@@ -482,6 +482,7 @@ class _Command:
         tracker = RunTracker(self.pipeline)
         for event in HistoryReader(deployment.clients.sfn, execution.arn, self.count).new_events():
             tracker.apply(event)
+        read_stages(deployment, tracker, self.count)  # a date of a batch: which of its steps failed it
         code = tracker.exit_code()
         run_date = tracker.run_date or execution.name
         if code == 0:

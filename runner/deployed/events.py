@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from runner.checks.run import CheckReport, report_of
@@ -16,6 +16,7 @@ from runner.deployed.run_states import (
     PREFLIGHT_STATE,
     RECORD_KEY,
     RECORD_RUN_STATE,
+    RUN_STAGES_STATE,
     TERMINATE_CLUSTER_STATE,
     StateKind,
     StepStatus,
@@ -56,6 +57,10 @@ class StepRun:
     attempts: list[Attempt] = field(default_factory=list)
     skipped: bool = False
     done: bool = False
+    #: it was running in a date's `Run stages` task when its run was stopped (or timed out)
+    stopped: bool = False
+    #: the most attempts its run allows (a `step_ended` record's `attempts`), when a record said it
+    most_attempts: int | None = None
 
     @property
     def exit_code(self) -> int | None:
@@ -69,6 +74,8 @@ class StepRun:
             return StepStatus.NOT_RUN
         if not self.done:
             return StepStatus.RUNNING
+        if self.stopped:
+            return StepStatus.STOPPED
         return StepStatus.of_exit(self.exit_code)
 
     def report(self, now: datetime) -> StepReport:
@@ -82,7 +89,7 @@ class StepRun:
         last = self.attempts[-1] if self.attempts else None
         end = last.ended if last is not None and last.ended is not None and self.done else now
         report.seconds = max(0.0, (end - self.entered).total_seconds()) if self.entered else 0.0
-        if status is StepStatus.RUNNING:
+        if status in (StepStatus.RUNNING, StepStatus.STOPPED):
             report.status = status.value
             return report
         report.exit_code = self.exit_code
@@ -96,6 +103,13 @@ class Notice:
 
     message: str
     after_task: str | None = None
+    #: the rest of the line, made when it is said: a date's stages stream tells after the history
+    #: event which step failed the run ("": a line that only holds back the ones after it)
+    then: Callable[[], str] | None = None
+
+    @property
+    def line(self) -> str:
+        return self.message + (self.then() if self.then is not None else "")
 
 
 def _json(text: str | None) -> Any:
@@ -113,6 +127,19 @@ def _details(event: Mapping[str, Any]) -> Mapping[str, Any]:
 def checks_step(pipeline: Pipeline, stage: Stage) -> Step:
     """A stage's checks task as the step it is to the tracker: named `NN_checks`, as the runner names it."""
     return Step(pipeline.folder / checks_step_name(stage.number), stage.number, Engine.SPARK_SQL)
+
+
+def stages_task_step(pipeline: Pipeline) -> Step:
+    """A date's `Run stages` task as the step it is to the tracker: the pipeline folder, as it runs it."""
+    return Step(pipeline.folder, None, Engine.SPARK_SQL)
+
+
+def _record_time(record: Mapping[str, Any]) -> datetime | None:
+    """When the runner wrote a record (its `time`, ISO 8601 in UTC), None when it has none."""
+    try:
+        return datetime.fromisoformat(str(record["time"]).replace("Z", "+00:00"))
+    except (KeyError, ValueError):
+        return None
 
 
 def _exit_code(task: Any) -> int | None:
@@ -137,6 +164,11 @@ class RunTracker:
             for stage in pipeline.stages
             if stage.checks
         }
+        #: a date of a batch's one runner task for all its stages (RUN_STAGES_STATE): its steps' and
+        #: checks' runs above are told by its stream's records (`take_stages_record`), not by tasks
+        self.stages_task = StepRun(stages_task_step(pipeline))
+        #: the stages whose start was said from a `Run stages` stream
+        self._stages_said: set[int | None] = set()
         #: each check's result as its task's log said it (`take_check`), by its label
         self.check_results: dict[str, CheckReport] = {}
         #: each check's status and count as RecordRun recorded them, by its label
@@ -208,6 +240,15 @@ class RunTracker:
                         run.skipped = True
             return []
         self.stopped = when
+        said = self._execution_end(kind, event, when)
+        task = self.stages_task
+        last = task.attempts[-1] if task.attempts else None
+        if last is not None and last.task_arn and not task.done:
+            # The run ended with its stages task still running: that task's last lines come first.
+            return [Notice("", last.task_arn), *said]
+        return said
+
+    def _execution_end(self, kind: str, event: Mapping[str, Any], when: datetime) -> list[Notice]:
         details: Mapping[str, Any] = _details(event)
         self.error = str(details.get("error", "") or "")
         self.cause = str(details.get("cause", "") or "")
@@ -222,6 +263,8 @@ class RunTracker:
             self.status = "TIMED_OUT"
             return [Notice(f"run timed out{took} (the state machine's timeout)")]
         self.status = "FAILED"
+        if self.stages_task.entered is not None:
+            return [Notice(f"run failed{took}: ", then=lambda: self.failure)]
         return [Notice(f"run failed{took}: {self.failure}")]
 
     def _minutes(self, when: datetime) -> float:
@@ -233,6 +276,9 @@ class RunTracker:
         if state != CREATE_CLUSTER_STATE:
             self.creating = False
         run = self._task_run(state)
+        if run is self.stages_task:
+            run.entered = run.entered or when
+            return self._skip_before_from_stage()
         if run is not None:
             run.entered = run.entered or when
             return [Notice(f"stage {run.step.stage}'s checks started")] if state in self.checks else []
@@ -302,7 +348,9 @@ class RunTracker:
     _last_time: datetime | None = None
 
     def _task_run(self, state: str) -> StepRun | None:
-        """The step, or the stage's checks, that a task state runs."""
+        """The step, or the stage's checks, or a date's stages, that a task state runs."""
+        if state == RUN_STAGES_STATE:
+            return self.stages_task
         return self.steps.get(state) or self.checks.get(state)
 
     def _task(self, kind: str, state: str, event: Mapping[str, Any], when: datetime) -> list[Notice]:
@@ -310,11 +358,12 @@ class RunTracker:
         run = self._task_run(state)
         if run is None:
             return self._lambda_task(kind, state, event)
-        name = run.step.file_name
+        stages = run is self.stages_task
+        name = RUN_STAGES_STATE if stages else run.step.file_name
         if kind == "TaskScheduled":
             previous = run.attempts[-1] if run.attempts else None
             run.attempts.append(Attempt(len(run.attempts) + 1, when))
-            if previous is not None and state in self.checks:
+            if previous is not None and (stages or state in self.checks):
                 # A checks task is retried only when ECS failed to run it.
                 return [Notice(f"{name}: retrying (attempt {len(run.attempts)})")]
             if previous is not None:
@@ -336,6 +385,9 @@ class RunTracker:
             attempt.exit_code = _exit_code(_json(event["taskSucceededEventDetails"].get("output")))
             attempt.exit_code = 0 if attempt.exit_code is None else attempt.exit_code
             run.done = True
+            if stages:
+                # Its steps' lines came from its stream; what follows waits until that is all printed.
+                return [Notice("", attempt.task_arn)]
             return [Notice(f"{name}: finished with exit code {attempt.exit_code}", attempt.task_arn)]
         if kind in ("TaskFailed", "TaskTimedOut", "TaskStartFailed", "TaskSubmitFailed"):
             details: Mapping[str, Any] = _details(event)
@@ -350,8 +402,111 @@ class RunTracker:
                 attempt.reason = str(cause.get("StoppedReason") or error)
             run.done = True  # until a retry schedules the next attempt
             said = f"exit code {code}" if code is not None else f"no exit code ({attempt.reason or error})"
+            if stages and code is not None:
+                return [Notice("", attempt.task_arn)]  # its failed step said so in its stream
             return [Notice(f"{name}: failed with {said}", attempt.task_arn)]
         return []
+
+    # --- a date of a batch: its one `Run stages` task's stream --------------------------------
+
+    def _skip_before_from_stage(self) -> list[Notice]:
+        # The task runs with --from-stage: its stream has no record of the stages before it.
+        if self.from_stage is None:
+            return []
+        notices = []
+        for stage in self.pipeline.stages:
+            if stage.number is not None and stage.number < self.from_stage:
+                for run in [*self.steps.values(), *self.checks.values()]:
+                    if run.step.stage == stage.number:
+                        run.skipped = True
+                notices.append(Notice(f"stage {stage.number} skipped"))
+        return notices
+
+    def stage_run(self, step: str) -> StepRun | None:
+        """A step, or a stage's checks (`NN_checks`), by the name a stages stream's record gives it."""
+        stage, _, rest = step.partition("_")
+        if rest == "checks" and stage.isdigit() and checks_state_name(int(stage)) in self.checks:
+            return self.checks[checks_state_name(int(stage))]
+        return self.steps.get(step_state_name(step))
+
+    def take_stages_record(self, record: Mapping[str, Any]) -> list[str]:
+        """A runner notice from a date's `Run stages` stream: the lines to say for it, as a night says them.
+
+        Its `step_started`, `step_ended` and `step_retry` records tell each step's (and each stage's
+        checks') attempts and how they ended; any other notice is said as it is.
+        """
+        line = str(record.get("line", ""))
+        event = record.get("event")
+        run = self.stage_run(str(record.get("step") or ""))
+        if run is None or event not in ("step_started", "step_ended", "step_retry"):
+            return [line]
+        when = _record_time(record) or self._last_time or self.started or datetime.now(UTC)
+        given = record.get("attempt")
+        number = given if isinstance(given, int) and given >= 1 else max(len(run.attempts), 1)
+        name = run.step.file_name
+        if event == "step_retry":
+            tries = run.most_attempts or self.pipeline.config.steps.retries + 1
+            return [f"{name}: retrying (attempt {number} of {tries})"]
+        said: list[str] = []
+        if event == "step_started":
+            if any(run is checks for checks in self.checks.values()):
+                said.append(f"stage {run.step.stage}'s checks started")
+            elif run.step.stage not in self._stages_said and run.step.stage is not None:
+                self._stages_said.add(run.step.stage)  # said once, at its first step's start
+                said.append(f"stage {run.step.stage} started")
+            attempt = self._attempt(run, number, when)
+            attempt.started = when
+            run.entered = run.entered or when
+            run.done = run.stopped = False
+            return [*said, line]
+        seconds = record.get("seconds")
+        took = timedelta(seconds=float(seconds)) if isinstance(seconds, int | float) else None
+        attempt = self._attempt(run, number, when - took if took is not None else when)
+        attempt.ended = attempt.started + took if took is not None else when
+        run.entered = run.entered or attempt.started
+        try:
+            status = StepStatus.parse(record.get("status"))
+        except ValueError:
+            status = StepStatus.FAILED
+        code = record.get("exit_code")
+        if not isinstance(code, int) or isinstance(code, bool):
+            code = {
+                StepStatus.SUCCEEDED: 0,
+                StepStatus.TIMED_OUT: EXIT_TIMEOUT,
+                StepStatus.STOPPED: None,
+            }.get(status, EXIT_NO_CODE)
+        attempt.exit_code = code
+        run.done = True
+        run.stopped = status is StepStatus.STOPPED
+        most = record.get("attempts")
+        run.most_attempts = most if isinstance(most, int) and most >= 1 else run.most_attempts
+        if run.stopped:
+            return [line]
+        ended = "finished with exit code 0" if code == 0 else f"failed with exit code {code}"
+        return [line, f"{name}: {ended}"]
+
+    @staticmethod
+    def _attempt(run: StepRun, number: int, when: datetime) -> Attempt:
+        while len(run.attempts) < number:
+            run.attempts.append(Attempt(len(run.attempts) + 1, when))
+        return run.attempts[number - 1]
+
+    def _settle_stages(self) -> None:
+        """Once a date's `Run stages` task (or its run) has ended: a step it left without an end record.
+
+        Stopped when the run was stopped (or timed out), else failed with the task's exit code.
+        """
+        task = self.stages_task
+        if task.entered is None or not (task.done or self.ended):
+            return
+        stopped = self.status in ("ABORTED", "TIMED_OUT")
+        code = task.exit_code or EXIT_NO_CODE
+        end = (task.attempts[-1].ended if task.attempts and task.done else None) or self.stopped
+        for run in [*self.steps.values(), *self.checks.values()]:
+            if run.entered is not None and not run.done and run.attempts:
+                run.attempts[-1].ended = run.attempts[-1].ended or end
+                run.attempts[-1].exit_code = None if stopped else code
+                run.done, run.stopped = True, stopped
 
     def _lambda_task(self, kind: str, state: str, event: Mapping[str, Any]) -> list[Notice]:
         if kind == "TaskFailed":
@@ -373,6 +528,7 @@ class RunTracker:
 
     def check_reports(self, now: datetime) -> list[CheckReport]:
         """Every check of the pipeline as this run has it: its result, or how its stage's task ended."""
+        self._settle_stages()
         reports = []
         for check in self.pipeline.checks:
             run = self.checks.get(checks_state_name(check.stage))
@@ -396,8 +552,9 @@ class RunTracker:
 
     def failing_step(self) -> StepRun | None:
         """The step (or stage's checks) whose failure failed the run: the earliest to end non-zero."""
+        self._settle_stages()
         runs = [*self.steps.values(), *self.checks.values()]
-        failed = [r for r in runs if r.done and r.exit_code not in (0, None)]
+        failed = [r for r in runs if r.done and not r.stopped and r.exit_code not in (0, None)]
         return min(failed, key=lambda r: r.attempts[-1].ended or r.attempts[-1].started, default=None)
 
     @property
@@ -406,6 +563,12 @@ class RunTracker:
         run = self.failing_step()
         if run is not None and self.error in ("States.TaskFailed", "States.Timeout", ""):
             return f"{run.step.file_name} exited with code {run.exit_code}"
+        if (
+            run is None
+            and self.stages_task.exit_code
+            and self.error in ("States.TaskFailed", "States.Timeout", "")
+        ):
+            return f"{RUN_STAGES_STATE} exited with code {self.stages_task.exit_code}"
         cause = self.cause if len(self.cause) <= 300 else self.cause[:300] + "..."
         return f"{self.error}: {cause}" if cause else self.error or "unknown error"
 
@@ -420,10 +583,13 @@ class RunTracker:
         run = self.failing_step()
         if run is not None and run.exit_code:
             return run.exit_code
+        if self.stages_task.exit_code:
+            return self.stages_task.exit_code  # its stream told no failed step: the runner's own code
         return EXIT_RUN_FAILED
 
     def report(self, now: datetime) -> RunReport:
         code = self.exit_code() if self.ended else 0
+        self._settle_stages()
         steps = [run.report(now) for run in self.steps.values()]
         return RunReport(steps, code, self.check_reports(now))
 

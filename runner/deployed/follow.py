@@ -21,6 +21,7 @@ import botocore.exceptions
 from runner.checks.run import result_lines
 from runner.deployed.discovery import Deployment
 from runner.deployed.events import Attempt, Notice, RunTracker, StepRun
+from runner.deployed.run_states import RUN_STAGES_STATE
 from runner.model import Pipeline
 from runner.output import Output, Reassembler, StepOutput
 
@@ -92,6 +93,14 @@ class HistoryReader:
 
 
 @dataclass
+class StepPart:
+    """One step's (or stage's checks') share of a date's `Run stages` stream: its output, its lines."""
+
+    output: StepOutput
+    reassembler: Reassembler = field(default_factory=Reassembler)
+
+
+@dataclass
 class StreamReader:
     """One task's log stream, turned back into the bytes its step printed."""
 
@@ -105,6 +114,8 @@ class StreamReader:
     closed: bool = False
     #: when a read after the task's end came back empty
     quiet_since: float | None = None
+    #: a date's `Run stages` stream: every step's records in one stream, by their `step` (None: a step's)
+    steps: dict[str, StepPart] | None = None
 
 
 class Follower:
@@ -174,8 +185,13 @@ class Follower:
     def _open(self, run: StepRun, attempt: Attempt) -> None:
         assert attempt.task_arn is not None
         step = run.step
-        out = self.output.for_step(self.pipeline.name, step.name, self.name, step.file_name)
         name = self.deployment.log_stream(attempt.task_arn)
+        if run is self.tracker.stages_task:
+            # Its own output: only what is not the runner's JSON (a crash before the runner began).
+            out = self.output.for_step(self.pipeline.name, step.name, self.name, RUN_STAGES_STATE)
+            self.streams[attempt.task_arn] = StreamReader(run, attempt, name, out, steps={})
+            return
+        out = self.output.for_step(self.pipeline.name, step.name, self.name, step.file_name)
         self.streams[attempt.task_arn] = StreamReader(run, attempt, name, out)
 
     def _say_notices(self) -> None:
@@ -185,7 +201,9 @@ class Follower:
             reader = self.streams.get(notice.after_task or "")
             if reader is not None and not reader.closed:
                 return
-            self.output.notice(self.notices.popleft().message)
+            line = self.notices.popleft().line
+            if line:
+                self.output.notice(line)
 
     def _read(self, reader: StreamReader) -> bool:
         got = at_end = False
@@ -227,6 +245,8 @@ class Follower:
             reader.quiet_since = now
         if now - reader.quiet_since >= self.polling.settle:
             reader.output.close()  # a line cut short (the task was killed) stays as far as it came
+            for part in (reader.steps or {}).values():
+                part.output.close()
             reader.closed = True
 
     def _take(self, reader: StreamReader, message: str) -> None:
@@ -240,6 +260,9 @@ class Follower:
             reader.output.feed("stderr", message.encode() + b"\n")
             return
         stream = record["stream"]
+        if reader.steps is not None and stream == "nightshift":
+            self._take_stages_notice(reader, record)
+            return
         if stream == "nightshift":
             self.output.notice(str(record.get("line", "")))
             return
@@ -250,15 +273,85 @@ class Follower:
                 fields = ("pipeline", "run_id", "run_date", "time", "stream")
                 self.output.result({k: v for k, v in record.items() if k not in fields}, result_lines(report))
             return
+        output, reassembler, label = reader.output, reader.reassembler, reader.step.step.file_name
+        if reader.steps is not None:
+            # A date's stages: each step's lines rejoined on their own, as if its stream were its own.
+            label = str(record.get("step") or "")
+            part = self._part(reader, label)
+            output, reassembler = part.output, part.reassembler
         try:
-            taken = reader.reassembler.take(record)
+            taken = reassembler.take(record)
         except ValueError as error:
             # Something of this stream is missing: say so, and go on with what did come.
-            self.output.notice(f"{reader.step.step.file_name}: output incomplete in {reader.name}: {error}")
-            taken = reader.reassembler.resume(record)
+            self.output.notice(f"{label}: output incomplete in {reader.name}: {error}")
+            taken = reassembler.resume(record)
         if taken is not None and taken[1]:
-            reader.output.feed(*taken)
+            output.feed(*taken)
+
+    def _part(self, reader: StreamReader, step: str) -> StepPart:
+        assert reader.steps is not None
+        part = reader.steps.get(step)
+        if part is None:
+            run = self.tracker.stage_run(step)
+            if run is not None:
+                out = self.output.for_step(self.pipeline.name, run.step.name, self.name, run.step.file_name)
+            else:  # not a step of this folder (it changed since the run): its lines under its name
+                out = self.output.for_step(self.pipeline.name, step, self.name, step)
+            part = reader.steps[step] = StepPart(out)
+        return part
+
+    def _take_stages_notice(self, reader: StreamReader, record: dict[str, Any]) -> None:
+        event = record.get("event")
+        if event in ("step_started", "step_ended") and record.get("step"):
+            part = self._part(reader, str(record["step"]))
+            # An attempt's last line without a newline ends with it, as a step task's at its end;
+            # the next attempt's lines start afresh, as in a new task's stream.
+            part.output.close()
+            part.reassembler = Reassembler()
+        for line in self.tracker.take_stages_record(record):
+            self.output.notice(line)
 
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def read_stages(deployment: Deployment, tracker: RunTracker, count: Callable[[str], None]) -> None:
+    """An ended date's `Run stages` streams read into its tracker, nothing printed: how each step ended.
+
+    A range's line for a date of a batch names the step that failed it, as a night's does; the
+    history alone only knows that the date's one runner task failed.
+    """
+    for attempt in tracker.stages_task.attempts:
+        if attempt.task_arn is None:
+            continue
+        token: str | None = None
+        while True:
+            args: dict[str, Any] = {
+                "logGroupName": deployment.runner_log_group,
+                "logStreamName": deployment.log_stream(attempt.task_arn),
+                "startFromHead": True,
+            }
+            if token:
+                args["nextToken"] = token
+            count("GetLogEvents")
+            try:
+                page = deployment.clients.logs.get_log_events(**args)
+            except botocore.exceptions.ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                    raise
+                break  # the task never logged
+            for event in page["events"]:
+                try:
+                    record = json.loads(event["message"])
+                except ValueError:
+                    continue
+                if not isinstance(record, dict):
+                    continue
+                if record.get("stream") == "nightshift":
+                    tracker.take_stages_record(record)
+                elif record.get("stream") == "check":
+                    tracker.take_check(record)
+            if not page["events"] or page.get("nextForwardToken") in (None, token):
+                break
+            token = page["nextForwardToken"]
