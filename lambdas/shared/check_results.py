@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 # The runner's JSON record of one check result (runner/output.py JsonOutput.result).
@@ -36,3 +37,53 @@ def read_checks(logs: Any, log_group: str, stream: str) -> list[dict[str, Any]]:
 def is_failed(record: dict[str, Any]) -> bool:
     """A check that failed the run: an `error` check over its threshold, or its engine failing."""
     return str(record.get("status", "")).startswith("failed")
+
+
+#: a date of a batch's `Run stages` stream holds its whole run: read forward, at most this many
+#: GetLogEvents pages (each up to 1 MB or STAGES_PAGE_EVENTS events), so RecordRun ends in its timeout
+STAGES_PAGES = 25
+STAGES_PAGE_EVENTS = 10_000
+
+
+class ForwardRead:
+    """The runner's JSON records of one stream from its head, page by page up to a bound.
+
+    Iterate for each record with its event's timestamp (epoch ms); afterwards `complete` says
+    whether the stream's end was reached (GetLogEvents answers the same forward token there) and
+    `events` how many events were read. A ClientError of the first page propagates.
+    """
+
+    def __init__(
+        self, logs: Any, log_group: str, stream: str, pages: int | None = None, limit: int | None = None
+    ) -> None:
+        self._logs, self._group, self.stream = logs, log_group, stream
+        self.pages = STAGES_PAGES if pages is None else pages
+        self.limit = STAGES_PAGE_EVENTS if limit is None else limit
+        self.complete = False
+        self.events = 0
+
+    def __iter__(self) -> Iterator[tuple[dict[str, Any], int]]:
+        token: str | None = None
+        for _ in range(self.pages):
+            ask: dict[str, Any] = {
+                "logGroupName": self._group,
+                "logStreamName": self.stream,
+                "startFromHead": True,
+                "limit": self.limit,
+            }
+            if token is not None:
+                ask["nextToken"] = token
+            page = self._logs.get_log_events(**ask)
+            for event in page.get("events", []):
+                self.events += 1
+                try:
+                    record = json.loads(event["message"])
+                except ValueError:
+                    continue  # not the runner's JSON: a line of a crash
+                if isinstance(record, dict):
+                    yield record, int(event.get("timestamp") or 0)
+            following = page.get("nextForwardToken")
+            if not following or following == token:
+                self.complete = True
+                return
+            token = following

@@ -8,6 +8,8 @@ from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
+from lambdas.shared.run_states import StepStatus
+
 if TYPE_CHECKING:
     from lambdas.shared.run_record import RunRecord
 
@@ -69,6 +71,8 @@ def publish(record: RunRecord) -> list[dict[str, Any]]:
     blobs.append(dict(run.serialize_metric_set()))
     run.flush_metrics()
     for step, step_record in record.timeline.steps.items():
+        if step_record.status in (StepStatus.SKIPPED, StepStatus.NOT_RUN):
+            continue  # a date of a batch's record names the steps it never ran: no time to graph
         metrics = _metrics()
         metrics.add_dimension(PIPELINE_DIMENSION, record.pipeline)
         metrics.add_dimension(STEP_DIMENSION, step)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lambdas.shared.backfill_plan import split_cluster_cost
-from lambdas.shared.check_results import log_stream, read_checks
+from lambdas.shared.check_results import CHECK_STREAM, ForwardRead, log_stream, read_checks
 from lambdas.shared.clusters import (
     GONE_STATES,
     NOT_TERMINATED_STATES,
@@ -26,9 +26,11 @@ from lambdas.shared.executions import execution_history
 from lambdas.shared.preflight import date_of_name
 from lambdas.shared.run_states import (
     DATES_FAILED_ERROR,
+    RUN_STAGES_STATE,
     StateKind,
     StateName,
     StepStatus,
+    checks_step_name,
     parse_state,
     stage_state_name,
 )
@@ -108,6 +110,12 @@ class Timeline:
     checks: dict[str, StepRecord] = field(default_factory=dict)
     #: the stages the run went past (before --from-stage; a checks-only run's without its checks)
     skipped_stages: tuple[int, ...] = ()
+    #: a date of a batch's one runner task for all its stages (RUN_STAGES_STATE), if it has one
+    stages_task: StepRecord | None = None
+    #: the run's input's from_stage (a date of a batch skips the stages before it in its stages task)
+    from_stage: int | None = None
+    #: the execution was stopped (StopExecution) or timed out: a step it left unended was stopped
+    aborted: bool = False
 
     def failing_step(self) -> tuple[str, StepRecord] | None:
         """The step or checks task whose failure failed the run: the earliest to end non-zero."""
@@ -263,10 +271,16 @@ def read_timeline(
     started = now
     stage: StateName | None = None
     nothing = parse_state("")
+    from_stage: int | None = None
+    aborted = False
     for event in events:
         kind, when = event["type"], event["timestamp"]
         if kind == "ExecutionStarted":
             started = when
+            given = _json(_details(event).get("input")).get("from_stage")
+            from_stage = given if isinstance(given, int) and not isinstance(given, bool) else None
+        elif kind in ("ExecutionAborted", "ExecutionTimedOut"):
+            aborted = True
         if kind.endswith("StateEntered"):
             named = parse_state(_details(event).get("name", ""))
             state_of[event["id"]] = named
@@ -294,9 +308,10 @@ def read_timeline(
         elif named.kind is StateKind.CHECKS:
             # A stage's checks are part of it: the next stage starts after them.
             last_seen[stage_name_of(named)] = when
-        if not named.is_task or named.step is None:
+        if not named.is_task:
             continue
-        step = named.step
+        # A date of a batch's stages task is priced as one task under its state's name.
+        step = named.step or named.name
         if kind.startswith("Task"):
             _track_task(kind, when, event, task_states.setdefault(named.name, _TaskState()))
         if kind == "TaskSubmitted":
@@ -333,6 +348,11 @@ def read_timeline(
             if named.kind is StateKind.CHECKS and named.step is not None
         },
         skipped_stages=tuple(skipped),
+        stages_task=_record(seconds[RUN_STAGES_STATE], task_states.get(RUN_STAGES_STATE, _TaskState()))
+        if RUN_STAGES_STATE in seconds
+        else None,
+        from_stage=from_stage,
+        aborted=aborted,
     )
 
 
@@ -355,18 +375,236 @@ def run_checks(
         except (ClientError, BotoCoreError):
             continue
         for record in records:
-            count, stored = record.get("count"), record.get("stored")
-            table, query = record.get("failures_table"), record.get("failures_query")
-            results[str(record.get("check", "?"))] = CheckResult(
-                stage=record.get("stage"),
-                severity=str(record.get("severity", "error")),
-                status=str(record.get("status", "")),
-                count=count if isinstance(count, int) and not isinstance(count, bool) else None,
-                failures_table=table if isinstance(table, str) else None,
-                stored=stored if isinstance(stored, int) and not isinstance(stored, bool) else 0,
-                failures_query=query if isinstance(query, str) else None,
-            )
+            results[str(record.get("check", "?"))] = _check_result(record)
     return results
+
+
+#: the runner's notice for a stage --from-stage skips (runner.execution.skipped_stage_line)
+_SKIPPED_STAGE = re.compile(r"^stage (\d+) skipped \(--from-stage \d+\): (.*)$")
+#: the header of the runner's end-of-run table (runner.execution.summary_lines): every cell is
+#: padded to its column, so a row's cells start where the header's do
+_SUMMARY_HEADER = re.compile(r"^step +stage +status +duration")
+_STAGE_OF_STEP = re.compile(r"^(\d+)_")
+#: the table's statuses of what the stages task never ran (its stream has no record of those)
+_NOT_RAN = {"skipped": StepStatus.SKIPPED, "not run": StepStatus.NOT_RUN}
+
+
+def _check_result(record: Mapping[str, Any]) -> CheckResult:
+    count, stored = record.get("count"), record.get("stored")
+    table, query = record.get("failures_table"), record.get("failures_query")
+    return CheckResult(
+        stage=record.get("stage"),
+        severity=str(record.get("severity", "error")),
+        status=str(record.get("status", "")),
+        count=count if isinstance(count, int) and not isinstance(count, bool) else None,
+        failures_table=table if isinstance(table, str) else None,
+        stored=stored if isinstance(stored, int) and not isinstance(stored, bool) else 0,
+        failures_query=query if isinstance(query, str) else None,
+    )
+
+
+def _stage_of(step: str) -> int | None:
+    found = _STAGE_OF_STEP.match(step)
+    return int(found[1]) if found else None
+
+
+@dataclass
+class _StreamStep:
+    """One step (or a stage's checks) as the stages task's records tell it, attempt by attempt."""
+
+    order: int
+    started: datetime | None = None
+    attempts: int = 0
+    last_seen: datetime | None = None
+    #: its last attempt's end (None: started and no step_ended read after it)
+    status: StepStatus | None = None
+    ended: datetime | None = None
+    exit_code: int | None = None
+    #: the seconds its step_ended records say, for a step whose start was not read
+    seconds: float = 0.0
+    #: its last attempt's first stderr line naming an error
+    error_line: str = ""
+
+
+@dataclass(frozen=True)
+class StagesLog:
+    """A date of a batch's steps, checks and check results, from its one stages task's stream."""
+
+    stream: str
+    steps: dict[str, StepRecord]
+    #: each stage's checks as a step, by its `NN_checks` name
+    checks: dict[str, StepRecord]
+    stages: dict[str, float]
+    skipped_stages: tuple[int, ...]
+    results: dict[str, CheckResult]
+    #: a failed step's first error line, by step
+    error_lines: dict[str, str]
+    events: int
+    #: False: the stream was not read to its end (or not at all): what it did not say is not here
+    complete: bool
+    #: why it is incomplete ("" when complete)
+    note: str = ""
+
+    def as_output(self) -> dict[str, Any]:
+        return {"stream": self.stream, "events": self.events, "complete": self.complete, "note": self.note}
+
+
+class _StagesFold:
+    """Folds the stages task's records, in order, into its steps, checks and check results."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, _StreamStep] = {}
+        #: what the stream says the task never ran: skipped (--from-stage) or not run, by step
+        self.not_ran: dict[str, StepStatus] = {}
+        self.skipped_stages: list[int] = []
+        self.results: dict[str, CheckResult] = {}
+        self._columns: tuple[int, int, int] | None = None
+
+    def take(self, record: Mapping[str, Any], timestamp: int) -> None:
+        when = _time(record.get("time")) or _time(timestamp)
+        stream, name = record.get("stream"), str(record.get("step") or "")
+        event = record.get("event")
+        if stream == CHECK_STREAM:
+            self.results[str(record.get("check", "?"))] = _check_result(record)
+            return
+        if event in ("step_started", "step_ended") and name:
+            self._step_event(name, str(event), record, when)
+            return
+        if stream == "stderr" and name in self.steps:
+            step = self.steps[name]
+            step.last_seen = when or step.last_seen
+            line = str(record.get("line") or "")
+            if not step.error_line and _ERROR_WORDS.search(line):
+                step.error_line = _first_line(line)
+            return
+        if stream == "nightshift":
+            self._notice(str(record.get("line") or ""))
+
+    def _step_event(self, name: str, event: str, record: Mapping[str, Any], when: datetime | None) -> None:
+        step = self.steps.setdefault(name, _StreamStep(len(self.steps)))
+        attempt = record.get("attempt")
+        if isinstance(attempt, int) and not isinstance(attempt, bool):
+            step.attempts = max(step.attempts, attempt)
+        step.last_seen = when or step.last_seen
+        if event == "step_started":
+            step.started = step.started or when
+            step.status, step.ended, step.exit_code, step.error_line = None, None, None, ""
+            return
+        try:
+            step.status = StepStatus.parse(record.get("status"))
+        except ValueError:
+            step.status = StepStatus.FAILED
+        code = record.get("exit_code")
+        step.exit_code = code if isinstance(code, int) and not isinstance(code, bool) else None
+        step.ended = when
+        seconds = record.get("seconds")
+        if isinstance(seconds, int | float) and not isinstance(seconds, bool):
+            step.seconds += float(seconds)
+        step.attempts = max(step.attempts, 1)
+
+    def _notice(self, line: str) -> None:
+        skipped = _SKIPPED_STAGE.match(line)
+        if skipped is not None:
+            self.skipped_stages.append(int(skipped[1]))
+            for file_name in skipped[2].split(", "):
+                self.not_ran.setdefault(file_name.rsplit(".", 1)[0], StepStatus.SKIPPED)
+            return
+        if _SUMMARY_HEADER.match(line):
+            self._columns = (line.index("stage"), line.index("status"), line.index("duration"))
+            return
+        if self._columns is not None and not self._row(line, *self._columns):
+            self._columns = None  # the table ended
+
+    def _row(self, line: str, stage_at: int, status_at: int, duration_at: int) -> bool:
+        name, stage = line[:stage_at].strip(), line[stage_at:status_at].strip()
+        status = line[status_at:duration_at].strip()
+        if not name or not status or not (stage == "-" or stage.isdigit()):
+            return False
+        if status in _NOT_RAN:
+            if name.startswith("check "):
+                if stage.isdigit():
+                    self.not_ran.setdefault(checks_step_name(int(stage)), _NOT_RAN[status])
+            else:
+                self.not_ran.setdefault(name.rsplit(".", 1)[0], _NOT_RAN[status])
+        return True
+
+
+def _unended_status(task: StepRecord | None, aborted: bool, complete: bool) -> StepStatus:
+    """A step started and not ended in the stream: by how its run and its task ended."""
+    if not complete:
+        return StepStatus.RUNNING  # its end, if any, is past what was read
+    if aborted or (task is not None and task.status is StepStatus.STOPPED):
+        return StepStatus.STOPPED
+    if task is not None and task.status is StepStatus.TIMED_OUT:
+        return StepStatus.TIMED_OUT  # the stages task's own timeout cut it short
+    return StepStatus.FAILED
+
+
+def read_stages_log(
+    logs: Any, log_group: str, stream: str, *, task: StepRecord | None, from_stage: int | None, aborted: bool
+) -> StagesLog:
+    """The date's steps, checks and check results from its stages task's stream (bounded: STAGES_PAGES).
+
+    Every step the runner ran ends in one `step_ended` record per attempt; a stage --from-stage
+    skipped and one never reached have none: the runner's skip notice and end-of-run table name
+    their steps. Past the bound, or without the stream, the log says it is incomplete.
+    """
+    fold = _StagesFold()
+    read = ForwardRead(logs, log_group, stream)
+    note = ""
+    try:
+        for record, timestamp in read:
+            fold.take(record, timestamp)
+    except (ClientError, BotoCoreError) as exc:
+        said = error_code(exc) if isinstance(exc, ClientError) else ""
+        note = f"{stream} could not be read after {read.events} events: {said or exc}"
+    if not read.complete and not note:
+        note = f"read the first {read.events} events of {stream} ({read.pages} pages): not its end"
+    complete = read.complete and not note
+    arn = task.task_arn if task is not None else None
+    task_end = task.ended if task is not None else None
+    exit_code = task.exit_code if task is not None else None
+    unended = _unended_status(task, aborted, complete)
+    records: dict[str, tuple[int, StepRecord]] = {}
+    stage_times: dict[int, list[datetime]] = {}
+    for name, step in fold.steps.items():
+        status = step.status or unended
+        end = step.ended if step.status is not None else (task_end if complete else None)
+        last = end or step.last_seen
+        seconds = (last - step.started).total_seconds() if step.started and last else step.seconds
+        # Unended and failed: the runner's container ended under it (its exit code is the task's).
+        code = step.exit_code if step.status is not None else (exit_code if end is not None else None)
+        records[name] = (
+            step.order,
+            StepRecord(max(0.0, seconds), max(step.attempts, 1), status, code, arn, "", end),
+        )
+        stage = _stage_of(name)
+        if stage is not None:
+            stage_times.setdefault(stage, []).extend(t for t in (step.started, last) if t is not None)
+    for name, told in fold.not_ran.items():
+        if name in records:
+            continue
+        before = from_stage is not None and (_stage_of(name) or 0) < from_stage
+        status = StepStatus.SKIPPED if before else told
+        records[name] = (len(fold.steps) + len(records), StepRecord(0.0, 0, status))
+    ordered = sorted(records.items(), key=lambda item: (_stage_of(item[0]) or 0, item[1][0]))
+    is_checks = {name for name, _ in ordered if name == checks_step_name(_stage_of(name))}
+    return StagesLog(
+        stream=stream,
+        steps={name: record for name, (_, record) in ordered if name not in is_checks},
+        checks={name: record for name, (_, record) in ordered if name in is_checks},
+        stages={
+            str(stage): (max(times) - min(times)).total_seconds()
+            for stage, times in sorted(stage_times.items())
+            if times
+        },
+        skipped_stages=tuple(fold.skipped_stages),
+        results=fold.results,
+        error_lines={name: step.error_line for name, step in fold.steps.items() if step.error_line},
+        events=read.events,
+        complete=complete,
+        note=note,
+    )
 
 
 def run_clusters(
@@ -405,8 +643,11 @@ class RunRecord:
     timeline: Timeline
     checks: dict[str, CheckResult] = field(default_factory=dict)
     failure: RunFailure | None = None
+    #: a date of a batch: how much of its stages task's stream the record read
+    stages_log: StagesLog | None = None
 
     def as_output(self) -> dict[str, Any]:
+        read = {} if self.stages_log is None else {"stages_log": self.stages_log.as_output()}
         return {
             "pipeline": self.pipeline,
             "run_date": self.run_date,
@@ -424,6 +665,7 @@ class RunRecord:
             "skipped_stages": list(self.timeline.skipped_stages),
             "failure": None if self.failure is None else self.failure.as_output(),
             "checks": {label: check.as_output() for label, check in self.checks.items()},
+            **read,
         }
 
 
@@ -461,10 +703,13 @@ def run_failure(
     cause: str | None,
     logs: Any = None,
     runner_log: tuple[str, str, str] | None = None,
+    *,
+    error_lines: Mapping[str, str] | None = None,
 ) -> RunFailure | None:
     """What failed the run (None: it did not): its failing step, else the error the run caught.
 
-    ``runner_log`` (log group, pipeline, container) lets the step's own first error line be read.
+    ``runner_log`` (log group, pipeline, container) lets the step's own first error line be read;
+    ``error_lines`` are them already read (a date of a batch's steps share one stream).
     """
     if not error:
         return None
@@ -473,7 +718,9 @@ def run_failure(
         return RunFailure(None, None, error, _first_line(cause or ""))
     name, step = failing
     line = ""
-    if logs is not None and runner_log is not None and step.task_arn:
+    if error_lines is not None:
+        line = error_lines.get(name, "")
+    elif logs is not None and runner_log is not None and step.task_arn:
         group, pipeline, container = runner_log
         line = first_error_line(logs, group, log_stream(pipeline, container, step.task_arn))
     if not line:
@@ -500,12 +747,31 @@ def record_run(
     """Read the execution's history and its clusters, and price them.
 
     With ``runner_log`` (the runner's log group and container), also the data checks' results, from
-    their tasks' streams.
+    their tasks' streams; a date of a batch's steps, checks and results from its stages task's.
     """
     timeline = read_timeline(execution_history(sfn, execution_arn), now, task_size)
     checks: dict[str, CheckResult] = {}
     if logs is not None and runner_log is not None and timeline.check_tasks:
         checks = run_checks(logs, runner_log[0], pipeline, runner_log[1], timeline.check_tasks)
+    stages_log = None
+    task = timeline.stages_task
+    if logs is not None and runner_log is not None and task is not None and task.task_arn:
+        stages_log = read_stages_log(
+            logs,
+            runner_log[0],
+            log_stream(pipeline, runner_log[1], task.task_arn),
+            task=task,
+            from_stage=timeline.from_stage,
+            aborted=timeline.aborted,
+        )
+        timeline = replace(
+            timeline,
+            steps=stages_log.steps,
+            checks=stages_log.checks,
+            stages=stages_log.stages,
+            skipped_stages=stages_log.skipped_stages,
+        )
+        checks = stages_log.results
     clusters = run_clusters(emr, execution_arn, cluster_id, timeline.started, now)
     # The cluster the stages ran on (the last launch): its time to ready is what the run waited.
     ready = [cluster.ready_seconds for cluster in clusters if cluster.ready_seconds is not None]
@@ -527,7 +793,9 @@ def record_run(
             cause,
             logs,
             (runner_log[0], pipeline, runner_log[1]) if runner_log is not None else None,
+            error_lines=stages_log.error_lines if stages_log is not None else None,
         ),
+        stages_log=stages_log,
     )
 
 
