@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,9 @@ class ClusterDouble:
     parallel = False
 
     def __init__(
-        self, results: dict[str, StepResult] | None = None, counts: dict[int, int] | None = None
+        self,
+        results: dict[str, StepResult | list[StepResult]] | None = None,
+        counts: dict[int, int] | None = None,
     ) -> None:
         self.results = results or {}
         #: failing rows per stage's checks (0: they pass)
@@ -62,7 +65,12 @@ class ClusterDouble:
                 output.feed("stdout", f"{marker}-count\t{count}\n".encode())
             return StepResult(0)
         output.feed("stdout", f"{step.name} ran\n".encode())
-        return self.results.get(step.name, StepResult(0))
+        result = self.results.get(step.name, StepResult(0))
+        if isinstance(result, list):  # one result per attempt
+            result = result.pop(0)
+        if result.outcome is Outcome.STOPPED:
+            stop.trigger(15)
+        return result
 
 
 def _pipeline(tmp_path: Path) -> Path:
@@ -74,11 +82,21 @@ def _pipeline(tmp_path: Path) -> Path:
     return folder
 
 
-def _run(tmp_path: Path, executor: ClusterDouble, output: Output, *, from_stage: int | None = None) -> int:
-    pipeline = load_pipeline(_pipeline(tmp_path))
+def _run(
+    tmp_path: Path,
+    executor: ClusterDouble,
+    output: Output,
+    *,
+    from_stage: int | None = None,
+    retries: bool = False,
+) -> int:
+    folder = _pipeline(tmp_path)
+    (folder / "pipeline.toml").write_text("[steps]\nretries = 1\nretry_interval_seconds = 1\n")
+    pipeline = load_pipeline(folder)
     plan = RunPlan.make(
         pipeline, run_date=RUN_DATE, run_id="r1", local=False, overrides={}, from_stage=from_stage
     )
+    plan = replace(plan, step_retries=retries)
     output.begin(pipeline.name, plan.run_id, run_date=RUN_DATE)
     report = run_pipeline(plan, executor, output, StopRequest())
     for line in summary_lines(report):
@@ -87,10 +105,10 @@ def _run(tmp_path: Path, executor: ClusterDouble, output: Output, *, from_stage:
 
 
 def _json_run(
-    tmp_path: Path, executor: ClusterDouble, *, from_stage: int | None = None
+    tmp_path: Path, executor: ClusterDouble, *, from_stage: int | None = None, retries: bool = False
 ) -> tuple[int, list[dict[str, Any]]]:
     stdout = io.BytesIO()
-    code = _run(tmp_path, executor, JsonOutput(stdout), from_stage=from_stage)
+    code = _run(tmp_path, executor, JsonOutput(stdout), from_stage=from_stage, retries=retries)
     return code, [json.loads(line) for line in stdout.getvalue().splitlines()]
 
 
@@ -171,6 +189,25 @@ def test_a_timed_out_step_ends_timed_out_with_124(tmp_path: Path) -> None:
     assert ended["line"].startswith("20_c.sql: timed out in ")
     # The stage's checks did not run after a failed step.
     assert not [r for r in records if r.get("step") in ("20_checks", "30_d")]
+
+
+def test_a_timed_out_attempt_is_retried_and_a_stopped_one_is_not(tmp_path: Path) -> None:
+    timed_out = StepResult(EXIT_TIMEOUT, Outcome.TIMED_OUT)
+    executor = ClusterDouble({"10_a": [timed_out, StepResult(0)], "20_c": [StepResult(143, Outcome.STOPPED)]})
+    code, records = _json_run(tmp_path, executor, retries=True)
+    assert code == 143
+    assert executor.ran == ["10_a", "10_a", "10_b", "20_c"]
+    assert [(e, step, what) for e, step, what, _ in _events(records)] == [
+        ("step_started", "10_a", 1),
+        ("step_ended", "10_a", "timed out"),
+        ("step_retry", "10_a", 2),
+        ("step_started", "10_a", 2),
+        ("step_ended", "10_a", "succeeded"),
+        ("step_started", "10_b", 1),
+        ("step_ended", "10_b", "succeeded"),
+        ("step_started", "20_c", 1),
+        ("step_ended", "20_c", "stopped"),
+    ]
 
 
 def test_a_failed_error_check_ends_the_checks_failed_with_65(tmp_path: Path) -> None:
