@@ -567,8 +567,11 @@ def read_stages_log(
     unended = _unended_status(task, aborted, complete)
     records: dict[str, tuple[int, StepRecord]] = {}
     stage_times: dict[int, list[datetime]] = {}
+    timed_out = task is not None and task.status is StepStatus.TIMED_OUT and not aborted
     for name, step in fold.steps.items():
         status = step.status or unended
+        if timed_out and status is StepStatus.STOPPED:
+            status = StepStatus.TIMED_OUT  # the runner was stopped by its task's timeout, as a night's step
         end = step.ended if step.status is not None else (task_end if complete else None)
         last = end or step.last_seen
         seconds = (last - step.started).total_seconds() if step.started and last else step.seconds

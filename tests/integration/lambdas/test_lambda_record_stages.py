@@ -211,6 +211,9 @@ def _history(
     if end == "succeeded":
         events.append({"id": 8, "type": "TaskSucceeded", "timestamp": at(stopped + 1), "previousEventId": 7,
                        "taskSucceededEventDetails": {"output": json.dumps(described)}})  # fmt: skip
+    elif end == "timed out":  # the task's TimeoutSeconds: Step Functions stops it
+        events.append({"id": 8, "type": "TaskTimedOut", "timestamp": at(stopped + 1), "previousEventId": 7,
+                       "taskTimedOutEventDetails": {"error": "States.Timeout", "cause": ""}})  # fmt: skip
     elif end == "failed":
         events.append({"id": 8, "type": "TaskFailed", "timestamp": at(stopped + 1), "previousEventId": 7,
                        "taskFailedEventDetails": {"error": "States.TaskFailed",
@@ -475,6 +478,32 @@ def test_a_step_left_unended_when_its_task_failed_failed_with_the_tasks_exit_cod
     assert failed["seconds"] == 40  # its start to its task's end
     assert record["failure"]["step"] == "20_sessions"
     assert record["failure"]["line"] == "exit code 137"
+
+
+def test_a_step_the_runner_stopped_at_its_tasks_timeout_timed_out(
+    child, sfn, emr, logs, t0, lambda_context
+) -> None:
+    stream = Stream(t0)
+    end = _succeeded_stage(stream, 40, ["10_users", "10_events"], 10, 100)
+    stream.at(end + 1).started("20_sessions").at(end + 30).ended("20_sessions", "stopped", None, 29)
+    stream.table(
+        {"10_users": "succeeded", "10_events": "succeeded", "20_sessions": "stopped"}, {10: "passed"}, 143
+    )
+    stream.put(logs)
+    arn = child(_history(t0, end="timed out", pulled=5, stopped=end + 31, exit_code=None))
+
+    record = _record(
+        arn, lambda_context, sfn, emr, logs, t0 + timedelta(seconds=end + 60), Error="States.Timeout"
+    )
+
+    assert {name: s["status"] for name, s in record["steps"].items()} == {
+        "10_users": "succeeded",
+        "10_events": "succeeded",
+        "20_sessions": "timed out",
+        "30_funnel": "not run",
+        "30_segments": "not run",
+    }
+    assert (record["failure"]["step"], record["failure"]["error"]) == ("20_sessions", "States.Timeout")
 
 
 def test_a_stream_past_the_bound_is_read_to_the_bound_and_the_record_says_so(
