@@ -33,6 +33,7 @@ from runner.checks.run import CheckReport
 from runner.execution import RunReport, StepReport, skipped_stage_line, summary_lines
 from runner.model import load_pipeline
 from runner.output import JsonOutput, StepEnd
+from tests.conftest import run_cli, write_pipeline
 from tests.integration.lambdas.test_lambda_run_cost import make_cluster
 from tests.lambda_support import ACCOUNT, REGION
 
@@ -259,9 +260,18 @@ def child(sfn, state_machine_arn, monkeypatch) -> Iterator[Any]:
     yield make
 
 
-def _record(arn: str, lambda_context: Any, sfn: Any, emr: Any, logs: Any, now: datetime, **error: str) -> Any:
+def _record(
+    arn: str,
+    lambda_context: Any,
+    sfn: Any,
+    emr: Any,
+    logs: Any,
+    now: datetime,
+    pipeline: str = "example",
+    **error: str,
+) -> Any:
     payload = {
-        "pipeline": "example",
+        "pipeline": pipeline,
         "execution_arn": arn,
         "run": {
             "run_date": DAY,
@@ -590,3 +600,75 @@ def test_the_batch_prices_its_dates_stages_task_and_its_shares_add_up(
     assert date["tasks_usd"] > 0
     assert batch["cost"]["fargate_task_seconds"] == 465
     assert date["own_usd"] + date["start_share_usd"] == pytest.approx(batch["cost"]["total_usd"], abs=1e-3)
+
+
+BASH_STEPS = {
+    "10_users.sh": "echo users done\n",
+    # Fails its first attempt (no mark yet), succeeds its second.
+    "10_events.sh": 'if [ ! -f "$MARK" ]; then touch "$MARK"; echo "ERROR: first try" >&2; exit 1; fi\necho events\n',
+    "20_sessions.sh": 'echo "WARN the shuffle was slow" >&2\necho "ERROR: no table events" >&2\nexit 3\n',
+    "30_funnel.sh": "echo funnel\n",
+}
+
+
+def _runner_stream(logs: Any, folder: Path, *args: str, mark: Path) -> tuple[int, str]:
+    """The real runner on a folder of bash steps (no JVM) as a stages task runs it; its stdout, a
+    record an event (awslogs sends each line), into the stages task's stream."""
+    ran = run_cli(
+        folder, "--log-format", "json", "--step-retries", "--run-date", DAY, *args, env={"MARK": str(mark)}
+    )
+    events = []
+    for line in ran.stdout.decode().splitlines():
+        when = datetime.fromisoformat(json.loads(line)["time"].replace("Z", "+00:00"))
+        events.append({"timestamp": int(when.timestamp() * 1000), "message": line})
+    stream = log_stream(folder.name, CONTAINER, TASK_ARN)
+    logs.create_log_stream(logGroupName=GROUP, logStreamName=stream)
+    logs.put_log_events(logGroupName=GROUP, logStreamName=stream, logEvents=events)
+    return ran.returncode, stream
+
+
+def test_the_real_runners_stream_of_a_folder_makes_the_record(
+    child, sfn, emr, logs, lambda_context, tmp_path
+) -> None:
+    """The stream the runner itself writes (a retried step, a step failing all its attempts, a stage
+    never reached), read back as the record; a second date --from-stage 30 skips stages 10 and 20."""
+    folder = write_pipeline(
+        tmp_path / "bashy", "[steps]\nretries = 2\nretry_interval_seconds = 1\n", BASH_STEPS
+    )
+    code, _ = _runner_stream(logs, folder, mark=tmp_path / "mark")
+    now = datetime.now(UTC)
+    arn = child(_history(now - timedelta(seconds=60), end="failed", pulled=1, stopped=50, exit_code=code))
+
+    record = _record(arn, lambda_context, sfn, emr, logs, now, pipeline="bashy", Error="States.TaskFailed")
+
+    assert code == 3
+    assert {name: (s["status"], s["attempts"], s["exit_code"]) for name, s in record["steps"].items()} == {
+        "10_users": ("succeeded", 1, 0),
+        "10_events": ("succeeded", 2, 0),
+        "20_sessions": ("failed", 3, 3),
+        "30_funnel": ("not run", 0, None),
+    }
+    assert record["failure"]["step"] == "20_sessions"
+    assert record["failure"]["line"] == "ERROR: no table events"
+    assert record["stages_log"]["complete"] is True
+
+
+def test_the_real_runners_stream_from_stage_30(child, sfn, emr, logs, lambda_context, tmp_path) -> None:
+    folder = write_pipeline(
+        tmp_path / "bashy", "[steps]\nretries = 2\nretry_interval_seconds = 1\n", BASH_STEPS
+    )
+    code, _ = _runner_stream(logs, folder, "--from-stage", "30", mark=tmp_path / "mark")
+    now = datetime.now(UTC)
+    history = _history(
+        now - timedelta(seconds=60), end="succeeded", pulled=1, stopped=50, exit_code=code, from_stage=30
+    )
+
+    record = _record(child(history), lambda_context, sfn, emr, logs, now, pipeline="bashy")
+
+    assert (code, record["outcome"], record["skipped_stages"]) == (0, "succeeded", [10, 20])
+    assert {name: (s["status"], s["attempts"]) for name, s in record["steps"].items()} == {
+        "10_users": ("skipped", 0),
+        "10_events": ("skipped", 0),
+        "20_sessions": ("skipped", 0),
+        "30_funnel": ("succeeded", 1),
+    }
