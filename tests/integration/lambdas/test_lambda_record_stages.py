@@ -335,7 +335,7 @@ def test_a_date_that_succeeded_has_every_step_its_checks_and_one_task_priced(
 
 
 def test_a_date_whose_middle_stage_failed_names_its_step_and_error_and_the_later_stages_not_run(
-    child, sfn, emr, logs, t0, lambda_context
+    child, sfn, emr, logs, t0, lambda_context, capsys
 ) -> None:
     stream = Stream(t0)
     # Stage 10's steps say "exception" on stderr too: the failure's line is the failed step's own.
@@ -390,6 +390,11 @@ def test_a_date_whose_middle_stage_failed_names_its_step_and_error_and_the_later
     }
     assert list(record["checks"]) == [CHECKS[10].label]
     assert record["cost"]["fargate_task_seconds"] == 170
+    # Step metrics (EMF on stdout) for the steps that ran only: a step never run has no time.
+    graphed = [
+        json.loads(line).get("step") for line in capsys.readouterr().out.splitlines() if '"_aws"' in line
+    ]
+    assert sorted(step for step in graphed if step) == ["10_events", "10_users", "20_sessions"]
 
 
 def test_a_retried_step_has_its_attempts_and_its_time_from_the_first_start(
