@@ -180,8 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--step-retries", action="store_true",
         help="retry as the deployed pipeline does: a step that failed or timed out runs again, up to"
         " pipeline.toml's [steps] retries more times, retry_interval_seconds after; a step file too"
-        " (its one step); a stopped run is never retried, nor are data checks"
-        " (default: a step runs once)",
+        " (its one step); a stopped run is never retried, nor are data checks (not with --checks-only"
+        " or --keep-remote; default: a step runs once)",
     )  # fmt: skip
     parser.add_argument(
         "--log-format", choices=["text", "json"], default="text",
@@ -628,6 +628,11 @@ def _run(args: argparse.Namespace, output: Output) -> int:
     if args.step_retries:
         if args.checks_only:
             raise UsageError("--step-retries: not with --checks-only (data checks are never retried)")
+        if args.keep_remote:
+            # A retry finds the kept run directory of the same run id and step, and reattaches to it.
+            raise UsageError(
+                "--step-retries: not with --keep-remote (a retry would reattach to the kept attempt)"
+            )
         plans = [replace(plan, step_retries=True) for plan in plans]
     one_step = pipeline.steps[0].name if len(pipeline.steps) == 1 else ""
     running = [step for stage in pipeline.stages if not plans[0].skips(stage) for step in stage.steps]

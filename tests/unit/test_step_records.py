@@ -383,6 +383,10 @@ def test_a_stop_during_the_retry_wait_ends_the_run_at_once(tmp_path: Path) -> No
         (["--checks-only"], "nightshift: error: --step-retries: not with --checks-only"),
         (["-e", "SELECT 1"], "nightshift: error: -e: not with --step-retries"),
         (["--deployed"], "nightshift: error: --step-retries: not with --deployed"),
+        (
+            ["--host", "127.0.0.1", "--keep-remote"],
+            "nightshift: error: --step-retries: not with --keep-remote",
+        ),
     ],
 )
 def test_step_retries_where_nothing_is_retried_is_one_line(
