@@ -19,11 +19,13 @@ from runner.dates import DateResult, today
 from runner.deployed.backfill import (
     CLUSTER_METASTORE_WHY,
     METASTORE_CLUSTER,
+    Batch,
     SharedRange,
     batches_of,
     cut_batches,
     name_batches,
     plan_lines,
+    reattached,
     stop_batch,
 )
 from runner.deployed.canary import Watch, run_canary
@@ -220,6 +222,14 @@ class _Command:
                 code = code or stopped  # every date is stopped; the first failure is the exit code
             return code
         if action == "follow":
+            if len(request.run_dates) > 1 and (
+                held := batches_of(deployment, request.run_dates, scan=HISTORY_SCAN)
+            ):
+                # A shared backfill: its dates still waiting in a batch have no run to follow yet.
+                return self._follow_shared(
+                    deployment,
+                    reattached(deployment, request.run_dates, held, lambda d: latest(deployment, d)),
+                )
             if len(request.run_dates) > 1:
                 running = [latest(deployment, d) for d in request.run_dates]
                 planned = [date_of(self.pipeline.name, e.name) or e.name for e in running]
@@ -355,6 +365,24 @@ class _Command:
             self.say(line)
         if end.failure is not None or end.interrupted:
             self.not_started = end.not_started
+            self._detach_hint(", ".join(e.name for e in end.running) or "none")
+        return end.exit_code(interrupted=EXIT_DETACHED)
+
+    def _follow_shared(self, deployment: Deployment, batches: list[Batch]) -> int:
+        """A shared backfill followed again: a line per date as it ends, the table, as its start shows."""
+        end = SharedRange(
+            deployment,
+            batches,
+            len(batches),
+            None,
+            self.say,
+            lambda execution: self._date_result(deployment, execution),
+            self.interrupted.is_set,
+            self._wait_range,
+        ).run(list(self.request.run_dates))
+        for line in end.summary_lines():
+            self.say(line)
+        if end.interrupted:
             self._detach_hint(", ".join(e.name for e in end.running) or "none")
         return end.exit_code(interrupted=EXIT_DETACHED)
 

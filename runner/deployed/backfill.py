@@ -8,7 +8,7 @@ import math
 import re
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import ModuleType
 from typing import Any
 
@@ -150,7 +150,8 @@ def poll_batch(
             continue
         child = describe(deployment, batch.children[run_date])
         if child is not None and child.status != "RUNNING":
-            result = date_result(child)
+            # Its line and row under the batch's date for it, whatever its history says.
+            result = replace(date_result(child), run_date=run_date)
         elif child is None and now is not None and now.status != "RUNNING":
             code = EXIT_RUN_STOPPED if now.status == "ABORTED" else EXIT_RUN_FAILED
             result = DateResult(run_date, code, 0.0, f"not started: {batch.name} {_status(now)}")
@@ -193,8 +194,9 @@ class SharedRange:
     def run(self, planned: list[str]) -> RangeEnd[Execution]:
         """The range's end, as runner.ranges.run_range's (`pending`: what each date not ended is doing)."""
         end: RangeEnd[Execution] = RangeEnd(planned)
-        queue = list(self.batches)
-        running: list[Batch] = []
+        # A batch with its execution was started before (a reattach): it is only polled.
+        queue = [batch for batch in self.batches if batch.execution is None]
+        running = [batch for batch in self.batches if batch.execution is not None]
         while True:
             while queue and len(running) < self.at_once and not self.interrupted():
                 batch = queue[0]
@@ -222,6 +224,32 @@ class SharedRange:
         end.not_started = [d for b in queue for d in b.dates]
         end.pending = pending(self.deployment, running)
         return end
+
+
+def reattached(
+    deployment: Deployment,
+    dates: Sequence[str],
+    running: Sequence[Execution],
+    latest: Callable[[str], Execution],
+) -> list[Batch]:
+    """A range to follow again: its running batches, then each other date's latest run, in date order.
+
+    A batch keeps only its dates of the range (started or still waiting in it); a date outside
+    every running batch is polled as a batch of one date, its latest run.
+    """
+    wanted = set(dates)
+    batches = []
+    for execution in running:
+        runs = [(d, name) for d, name in batch_runs(deployment, execution) if d in wanted]
+        if runs:
+            batches.append(Batch(execution.name, tuple(d for d, _ in runs), dict(runs), execution))
+    held = {d for batch in batches for d in batch.dates}
+    for run_date in dates:
+        if run_date not in held:
+            # Its own run (or a child of a batch that has ended): polled as a batch of one date.
+            execution = latest(run_date)
+            batches.append(Batch(execution.name, (run_date,), {run_date: execution.name}, execution))
+    return sorted(batches, key=lambda batch: batch.dates[0])
 
 
 # --- the dry run ---------------------------------------------------------------------------------

@@ -392,6 +392,46 @@ def test_stop_of_a_backfill_stops_its_batches_and_their_running_dates_and_names_
     assert set(statuses.values()) == {"ABORTED"}
 
 
+def test_follow_of_a_range_reattaches_to_its_batch_and_the_dates_waiting_in_it(not_executing: Any) -> None:
+    """After a detach, --follow --run-date A..B finds the running batch that holds the range: a date
+    of it that ended gets its line, those still waiting in it their table row (before: the error
+    `no run of nightly for 2025-06-02`, since a date waiting in a batch has no execution yet); a date outside
+    the batch is its own latest run. Ctrl-C detaches again, naming the batch."""
+    sfn, machine, pipeline = not_executing
+    executions = machine.replace(":stateMachine:", ":execution:")
+    batch = "nightly-batch-2025-06-01-2025-06-03"
+    dates = days("2025-06-01", 3)
+    runs = [{"run_date": d, "name": f"nightly-{d}"} for d in dates]
+    sfn.start_execution(
+        stateMachineArn=machine, name=batch, input=json.dumps({"run_date": dates[0], "batch": {"runs": runs}})
+    )
+    child = {"run_date": dates[0], "cluster": {"cluster_id": "j-1"}, "batch": f"{executions}:{batch}"}
+    for name, given in (("nightly-2025-05-31", {"run_date": "2025-05-31"}), ("nightly-2025-06-01", child)):
+        arn = sfn.start_execution(stateMachineArn=machine, name=name, input=json.dumps(given))["executionArn"]
+        sfn.stop_execution(executionArn=arn)
+    seen = threading.Event()
+    stderr = Watched(b"run date 2025-06-01", seen)
+    user = ctrl_c_when(seen)
+
+    code, notices = _run(pipeline, DeployedRequest("follow", ("2025-05-31", *dates)), stderr)
+    user.join()
+
+    assert code == 130, notices
+    # (moto's Step Functions with execution off keeps no history of a stopped run: the follower, which
+    # reads a run's end from its history, takes these two for ended well.)
+    assert [n.split(":")[0] for n in notices[:2]] == ["run date 2025-05-31", "run date 2025-06-01"]
+    table = [re.split(r"\s{2,}", line.strip()) for line in notices[3:7]]
+    assert [row[0] for row in table] == ["2025-05-31", *dates]
+    assert [row[1] for row in table[2:]] == [f"waiting in {batch}"] * 2
+    assert notices[7] == "4 dates: 2 succeeded, 0 failed, 2 not run"
+    folder = _shown_path(pipeline.folder)
+    assert notices[-1] == (
+        f"detached; {batch} goes on in AWS. Reattach: python -m runner {folder} --deployed --follow"
+        f" --run-date 2025-05-31..2025-06-03; stop it: python -m runner {folder} --deployed --stop"
+        " --run-date 2025-05-31..2025-06-03"
+    )
+
+
 @pytest.fixture
 def recording(test_synth: Synthesis, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, str, Pipeline]]:
     """A state machine in moto's interpreter whose RecordRun state outputs the record its input carries:
