@@ -84,6 +84,8 @@ class Batch:
     children: dict[str, str]
     execution: Execution | None = None
     results: dict[str, DateResult] = field(default_factory=dict)
+    #: its execution has ended (its cluster terminated, its record made), as the last poll saw it
+    ended: bool = False
 
     @property
     def shown(self) -> str:
@@ -144,6 +146,7 @@ def poll_batch(
     The batch first: a child not there after its batch ended never will be (its date was not run).
     """
     now = describe(deployment, batch.name) or batch.execution
+    batch.ended = now is not None and now.status != "RUNNING"
     ended = []
     for run_date in batch.dates:
         if run_date in batch.results:
@@ -212,7 +215,9 @@ class SharedRange:
                 for result in poll_batch(self.deployment, batch, self.date_result):
                     end.results.append(result)
                     self.say(date_line(result))
-                if len(batch.results) == len(batch.dates):
+                if len(batch.results) == len(batch.dates) and batch.ended:
+                    # After its last date the batch still terminates its cluster: a range ends with
+                    # its clusters gone, as a night's follow ends after its TerminateCluster.
                     running.remove(batch)
             if self.interrupted():
                 end.interrupted = True
