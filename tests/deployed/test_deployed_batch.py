@@ -546,6 +546,74 @@ def test_a_range_runs_on_one_shared_cluster_a_line_per_date(deployed: Harness) -
     assert [c["Status"]["State"] for c in clusters] == ["TERMINATED"]
 
 
+def test_each_date_of_a_backfill_is_shown_as_a_night_from_its_one_stages_task(deployed: Harness) -> None:
+    """Each date runs its stages in one `Run stages` task (docs/backfill.md). The middle date's
+    30_funnel.sql fails (its SQL refused on that date only), three times with its two retries: its
+    range line names that step and its exit code, as a night's line does, and the range exits 1.
+    --follow of that date afterwards shows what a night shows from that one stream: its steps' output,
+    each step's end, the retries, the run's failure, the table; exit 1. A date that succeeded: exit 0."""
+    deployed.faults.scripts["10_users.sql"] = StepScript(chunks=[("stdout", b"users: 42 rows\n")])
+
+    def funnel(command: list[str]) -> None:
+        if command[command.index("--run-date") + 1] == "2025-06-02":
+            raise RuntimeError("table funnel is locked")
+
+    deployed.faults.step_actions["30_funnel.sql"] = funnel
+    dates = days("2025-06-01", 3)
+
+    result = run_cli(deployed, DeployedRequest("start", dates))
+
+    assert result.code == 1, result.notices
+    assert result.stdout == b""  # a range prints no step output (README): one line per date
+    lines = [n for n in result.notices if n.startswith("run date 20")]
+    assert [line.split(": ")[1].split(" in ")[0] for line in lines] == [
+        "succeeded",
+        "failed (exit 1)",
+        "succeeded",
+    ]
+    assert lines[1].startswith("run date 2025-06-02: ") and lines[1].endswith(
+        ": 30_funnel.sql failed (exit 1)"
+    )
+    assert result.notices[-1] == "3 dates: 2 succeeded, 1 failed"
+    assert [c["Status"]["State"] for c in deployed.clusters()] == ["TERMINATED"]
+
+    failed = run_cli(deployed, DeployedRequest("follow", ("2025-06-02",)))
+
+    assert failed.code == 1, failed.notices
+    assert failed.stdout == b"users: 42 rows\n"
+    notices = failed.notices
+    assert notices[0] == "run nightly-2025-06-02 failed; its output:"
+    in_order = [
+        "stage 10 started",
+        "10_users.sql: started (spark-sql)",
+        "10_users.sql: finished with exit code 0",
+        "stage 20 started",
+        "20_sessions.hql: finished with exit code 0",
+        "stage 30 started",
+        "30_funnel.sql: retrying (attempt 2 of 3)",
+        "30_funnel.sql: retrying (attempt 3 of 3)",
+        "run failed after",
+        "step ",
+    ]
+    positions = [next(i for i, n in enumerate(notices) if n.startswith(prefix)) for prefix in in_order]
+    assert positions == sorted(positions), notices
+    assert notices.count("30_funnel.sql: failed with exit code 1") == 3
+    (failure,) = [n for n in notices if n.startswith("run failed after")]
+    assert failure.endswith(": 30_funnel.sql exited with code 1"), failure
+    table = notices[positions[-1] + 1 :]
+    rows = {cells[0]: cells[2] for cells in (re.split(r"\s{2,}", row.strip()) for row in table)}
+    assert rows == {
+        "10_events.sql": "succeeded", "10_users.sql": "succeeded", "20_sessions.hql": "succeeded",
+        "30_funnel.sql": "failed (exit 1)", "30_segments.sql": "succeeded",
+    }  # fmt: skip
+
+    succeeded = run_cli(deployed, DeployedRequest("follow", ("2025-06-01",)))
+
+    assert succeeded.code == 0, succeeded.notices
+    assert succeeded.stdout == b"users: 42 rows\n"
+    assert "30_funnel.sql: finished with exit code 0" in succeeded.notices
+
+
 def test_stop_in_the_middle_of_a_backfill_terminates_its_cluster_and_names_the_dates_not_started(
     deployed: Harness,
 ) -> None:
