@@ -47,6 +47,8 @@ from lambdas.shared.run_states import (
     PREPARE_BATCH_STATE,
     PREPARE_DATE_STATE,
     RUN_DATE_STATE,
+    RUN_STAGES_STATE,
+    STAGES_COMMAND_STATE,
     TERMINATE_CLUSTER_STATE,
     USE_CLUSTER_STATE,
 )
@@ -107,6 +109,8 @@ BATCH_RUNS = "$.request.batch.runs"
 # A child (one date of a batch): `{"run_date", "from_stage"?, "cluster": {"cluster_id"}, "batch":
 # <the batch's execution ARN>}`: it runs its stages on its batch's cluster and leaves it running.
 GIVEN_CLUSTER = "$.request.cluster"
+# Where `Stages command` puts a child's `Run stages` command (its task's container command).
+STAGES_COMMAND = "$.stages.command"
 # What PrepareRun, PrepareBatch or PrepareDate put at $.batch: the batch's dates and children's names
 # (a batch), its batch (a child), and the execution whose tag the run's cluster carries.
 BATCH = "$.batch"
@@ -227,12 +231,47 @@ def checks_command(pipeline: Pipeline, stage: Stage, pipelines_folder: str = "sq
     ]
 
 
+def stages_command(
+    pipeline: Pipeline, pipelines_folder: str = "sql", *, from_stage: bool = False
+) -> list[str]:
+    """The runner's arguments for a date of a batch: its pipeline folder, every stage (or from from_stage).
+
+    `--no-wait`: the state machine checked the date's inputs; `--step-retries`: the runner retries a
+    failed step as the state machine retries a night's step task.
+    """
+    command = [
+        f"{pipelines_folder}/{pipeline.name}",
+        *_run_arguments(),
+        "--no-wait",
+        "--step-retries",
+    ]
+    if from_stage:
+        command += ["--from-stage", sfn.JsonPath.format("{}", sfn.JsonPath.string_at(FROM_STAGE))]
+    return command
+
+
+def _step_minutes(pipeline: Pipeline, margin_minutes: int) -> tuple[int, int]:
+    """A step's attempt with `margin_minutes`, and its every attempt with the retry intervals between them."""
+    policy = pipeline.config.steps
+    attempt = policy.timeout_minutes + margin_minutes
+    retried = (policy.retries + 1) * attempt + ceil(policy.retries * policy.retry_interval_seconds / 60)
+    return attempt, retried
+
+
+def stages_task_timeout_minutes(pipeline: Pipeline) -> int:
+    """The longest a date's `Run stages` task may run, every stage and its checks back to back.
+
+    Each stage: its slowest step with every retry and the intervals between them; its checks: one
+    step's attempt (the runner bounds them so); then the margin a step's task has.
+    """
+    attempt, retried = _step_minutes(pipeline, 0)
+    checks = sum(1 for stage in pipeline.stages if stage.checks) * attempt
+    return len(pipeline.stages) * retried + checks + TASK_TIMEOUT_MARGIN_MINUTES
+
+
 def execution_timeout_minutes(pipeline: Pipeline, start_timeout_minutes: int, queue_poll_seconds: int) -> int:
     """Longest possible run: inputs, queue, cluster start, every stage's slowest step with its retries."""
-    policy = pipeline.config.steps
-    attempts = policy.retries + 1
-    step_minutes = policy.timeout_minutes + TASK_TIMEOUT_MARGIN_MINUTES
-    per_step = attempts * step_minutes + ceil(policy.retries * policy.retry_interval_seconds / 60)
+    step_minutes, per_step = _step_minutes(pipeline, TASK_TIMEOUT_MARGIN_MINUTES)
     # Each launch may take the whole start timeout before it fails and the next one starts.
     launches = pipeline.config.cluster.launch_attempts * start_timeout_minutes
     # The last Preflight that finds no slot comes up to one poll after queue_minutes.
@@ -779,6 +818,12 @@ class PipelineWorkflow(Construct):
                 sfn.Condition.and_(sfn.Condition.boolean_equals("$.status.ready", True), _is_batch()),
                 self._dates(),
             )
+            .when(
+                sfn.Condition.and_(
+                    sfn.Condition.boolean_equals("$.status.ready", True), _is_child(), _not_checks_only()
+                ),
+                self._run_stages(),
+            )
             .when(sfn.Condition.boolean_equals("$.status.ready", True), self._stages())
             .when(_is_child(), self._cluster_gone())
             .when(launch_again, self._launch_again(create))
@@ -868,6 +913,38 @@ class PipelineWorkflow(Construct):
         dates.add_catch(self.terminate, result_path="$.error")
         return dates.next(self.terminate)
 
+    def _run_stages(self) -> sfn.IChainable:
+        """A date of a batch: every stage in ONE runner task (the pipeline folder, as from a laptop).
+
+        One Fargate start per date instead of one per step while the shared cluster waits. No
+        States.TaskFailed retry: the runner retries its steps itself (--step-retries); a failure
+        (non-zero exit) goes to Leave cluster with $.error, as a failed step of a night does.
+        """
+        folder = self._settings.pipelines_folder
+        run = self._runner_task(
+            RUN_STAGES_STATE, STAGES_COMMAND, timeout_minutes=stages_task_timeout_minutes(self._pipeline)
+        )
+        run.add_catch(self.terminate, result_path="$.error")
+        run.next(self.terminate)
+
+        def command(name: str, *, from_stage: bool) -> sfn.Pass:
+            arguments = stages_command(self._pipeline, folder, from_stage=from_stage)
+            return sfn.Pass(
+                self,
+                name,
+                parameters={"command": sfn.JsonPath.list_at(sfn.JsonPath.array(*arguments))},
+                result_path="$.stages",
+            )
+
+        return (
+            sfn.Choice(self, STAGES_COMMAND_STATE)
+            .when(
+                sfn.Condition.is_present(FROM_STAGE),
+                command(f"{STAGES_COMMAND_STATE} from_stage", from_stage=True).next(run),
+            )
+            .otherwise(command(f"{STAGES_COMMAND_STATE} every stage", from_stage=False).next(run))
+        )
+
     def _stages(self) -> sfn.IChainable:
         """Each stage behind a Choice: run it, skip it (before from_stage), or run only its checks.
 
@@ -875,9 +952,7 @@ class PipelineWorkflow(Construct):
         and is the run's checks_stage, or none is given), else to its skip state: no step runs.
         """
         following: sfn.IChainable = self.terminate
-        checks_only = sfn.Condition.and_(
-            sfn.Condition.is_present(CHECKS_ONLY), sfn.Condition.boolean_equals(CHECKS_ONLY, True)
-        )
+        checks_only = _checks_only()
         for stage in reversed(self._pipeline.stages):
             run = self._stage(stage)
             checks: tasks.EcsRunTask | None = None
@@ -968,9 +1043,17 @@ class PipelineWorkflow(Construct):
             )
         return run
 
-    def _runner_task(self, name: str, command: list[str]) -> tasks.EcsRunTask:
-        """The runner image on Fargate with `command`, retried only when ECS itself failed to run it."""
+    def _runner_task(
+        self, name: str, command: list[str] | str, *, timeout_minutes: int | None = None
+    ) -> tasks.EcsRunTask:
+        """The runner image on Fargate with `command` (or the list at a path), retried only when ECS failed.
+
+        Its timeout: one step's attempt with the margin, unless `timeout_minutes` says otherwise.
+        """
         policy = self._pipeline.config.steps
+        if timeout_minutes is None:
+            timeout_minutes = policy.timeout_minutes + TASK_TIMEOUT_MARGIN_MINUTES
+        arguments = command if isinstance(command, str) else sfn.JsonPath.array(*command)
         task = self._task
         run = tasks.EcsRunTask(
             self,
@@ -985,12 +1068,10 @@ class PipelineWorkflow(Construct):
             container_overrides=[
                 tasks.ContainerOverride(
                     container_definition=task.container,
-                    command=sfn.JsonPath.list_at(sfn.JsonPath.array(*command)),
+                    command=sfn.JsonPath.list_at(arguments),
                 )
             ],
-            task_timeout=sfn.Timeout.duration(
-                Duration.minutes(policy.timeout_minutes + TASK_TIMEOUT_MARGIN_MINUTES)
-            ),
+            task_timeout=sfn.Timeout.duration(Duration.minutes(timeout_minutes)),
             result_path=sfn.JsonPath.DISCARD,
         )
         run.add_retry(
@@ -1144,6 +1225,20 @@ class PipelineWorkflow(Construct):
 def _is_child() -> sfn.Condition:
     """A date of a batch: its input gives it its batch's cluster."""
     return sfn.Condition.is_present(GIVEN_CLUSTER)
+
+
+def _checks_only() -> sfn.Condition:
+    return sfn.Condition.and_(
+        sfn.Condition.is_present(CHECKS_ONLY), sfn.Condition.boolean_equals(CHECKS_ONLY, True)
+    )
+
+
+def _not_checks_only() -> sfn.Condition:
+    """No checks-only run: a child given `checks_only` (never from a batch) runs them as a night does."""
+    return sfn.Condition.or_(
+        sfn.Condition.not_(sfn.Condition.is_present(CHECKS_ONLY)),
+        sfn.Condition.not_(sfn.Condition.boolean_equals(CHECKS_ONLY, True)),
+    )
 
 
 def _is_batch() -> sfn.Condition:

@@ -33,6 +33,14 @@ Work-arounds for moto, all here and nowhere else:
   hold its task running until a gate opens, as a long step would.
 - A stage's checks task (`--checks-only --stage N`) is the step `N_checks`, as the runner names it; its
   StepScript's `results` are the check records it writes (JsonOutput.result) after its chunks.
+- A date of a batch's `Run stages` task (its command the pipeline's folder, no --checks-only) is
+  imitated as the runner runs a folder with --log-format json (StagesTask): stage by stage from
+  --from-stage, each step attempt as a step task's above (steps_run, exit_codes, failing_steps,
+  step_actions, its StepScript; retried as [steps] says with --step-retries), then the stage's
+  checks as the step `N_checks`; it stops after the first failed stage and exits with the first
+  failed step's code. Its one stream holds the records the runner writes (step_started, step_ended,
+  step_retry, check; docs/backfill.md). A step held by its script ends the task, with nothing more
+  run, when the date's execution was stopped meanwhile, as Step Functions stops a stopped run's task.
 - A step given a `step_actions` entry does in moto's AWS what its SQL would do on the cluster (the
   Glue calls of its CREATE TABLE and SELECT, tests/infra/test_catalog.py), and fails as the step
   would (exit code 1) when one is refused.
@@ -50,9 +58,10 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Generator, Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -91,6 +100,8 @@ from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from infra.pipelines import construct_id
 from infra.runner_task import CONTAINER_NAME
 from lambdas.shared import clients
+from lambdas.shared.run_states import StepStatus, checks_step_name
+from runner.model import load_pipeline
 from runner.output import JsonOutput
 from tests.support.aws import ACCOUNT, REGION, SUBNETS, Synthesis, definition_of
 
@@ -130,6 +141,8 @@ class Faults:
     step_actions: dict[str, Callable[[list[str]], None]] = field(default_factory=dict)
     #: why a step's action failed, by step file name
     step_errors: dict[str, str] = field(default_factory=dict)
+    #: (run date, step) of each step attempt as it starts, as steps_run
+    steps_run_on: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -148,9 +161,13 @@ class StepScript:
     gate_timeout: float = 30.0
     #: check results the task writes after its chunks, as the runner's JsonOutput.result does
     results: list[dict[str, Any]] = field(default_factory=list)
+    #: only the run of this date is scripted (None: every run's)
+    run_date: str | None = None
 
 
 GATE_TIMEOUT_EXIT = 99
+#: a `Run stages` task's exit code when its execution stopped under it (SIGTERM's 128 + 15)
+STOPPED_EXIT = 143
 
 
 #: Held while an in-process Lambda handler runs: the handlers share module state (Powertools' Logger and
@@ -468,31 +485,19 @@ class Harness:
 
             submitted = env.stack.pop()["Tasks"][0]
             command = harness.command_of(submitted["TaskArn"])
-            step = command[0].rsplit("/", 1)[-1]
-            if "--checks-only" in command:  # a stage's checks task: named as the runner names it, NN_checks
-                step = f"{command[command.index('--stage') + 1]}_checks"
-            faults.steps_run.append(step)
-            faults.running_at_steps.append(harness.running_executions())
-            exit_code = faults.exit_codes.get(step, 1 if step in faults.failing_steps else 0)
-            action = faults.step_actions.get(step)
-            if action is not None:
-                try:
-                    action(command)
-                except Exception as error:  # the step's SQL failed on the cluster: its exit code says so
-                    faults.step_errors[step] = f"{type(error).__name__}: {error}"
-                    exit_code = 1
-            script = faults.scripts.get(step)
-            task = TaskLog(harness, submitted["TaskArn"], step, command) if script is not None else None
+            advance: Callable[[], int | None]
+            if harness.is_stages_task(command):
+                advance = StagesTask(harness, submitted["TaskArn"], command).advance
+            else:
+                advance = harness.step_task(submitted["TaskArn"], command)
             stopped = {**submitted, "LastStatus": "STOPPED", "StopCode": "EssentialContainerExited",
-                       "Containers": [{"Name": "runner", "ExitCode": exit_code}]}  # fmt: skip
+                       "Containers": [{"Name": "runner", "ExitCode": 0}]}  # fmt: skip
 
             def resolve() -> Any:
-                nonlocal exit_code
-                if task is not None and script is not None:
-                    if not task.advance(script, exit_code):
-                        return None  # the task still runs: moto asks again
-                    exit_code = task.exit_code
-                    stopped["Containers"][0]["ExitCode"] = exit_code
+                exit_code = advance()
+                if exit_code is None:
+                    return None  # the task still runs: moto asks again
+                stopped["Containers"][0]["ExitCode"] = exit_code
                 if exit_code:
                     # What Step Functions does when the essential container exits non-zero.
                     raise FailureEventException(
@@ -573,6 +578,48 @@ class Harness:
         monkeypatch.setattr(branches_decl, "CustomErrorName", branch_error_name)
         monkeypatch.setattr(state_fail, "CustomErrorName", branch_error_name)
 
+    def is_stages_task(self, command: list[str]) -> bool:
+        """A date of a batch's `Run stages` task: the pipeline's folder, not a stage's checks."""
+        return command[0].rsplit("/", 1)[-1] == self.pipeline and "--checks-only" not in command
+
+    def step_task(self, task_arn: str, command: list[str]) -> Callable[[], int | None]:
+        """A task of one step (or a stage's checks, or the canary): its exit code once it has ended."""
+        step = command[0].rsplit("/", 1)[-1]
+        if "--checks-only" in command:  # a stage's checks task: named as the runner names it, NN_checks
+            step = f"{command[command.index('--stage') + 1]}_checks"
+        exit_code = self.start_step(step, command)
+        script = self.script_of(step, command)
+        task = TaskLog(self, task_arn, step, command) if script is not None else None
+
+        def advance() -> int | None:
+            if task is None or script is None:
+                return exit_code
+            return task.exit_code if task.advance(script, exit_code) else None
+
+        return advance
+
+    def start_step(self, step: str, command: list[str]) -> int:
+        """An attempt of `step` starts: noted, and its action done; the exit code the faults give it."""
+        faults = self.faults
+        faults.steps_run.append(step)
+        faults.steps_run_on.append((_option(command, "--run-date"), step))
+        faults.running_at_steps.append(self.running_executions())
+        exit_code = faults.exit_codes.get(step, 1 if step in faults.failing_steps else 0)
+        action = faults.step_actions.get(step)
+        if action is not None:
+            try:
+                action(command)
+            except Exception as error:  # the step's SQL failed on the cluster: its exit code says so
+                faults.step_errors[step] = f"{type(error).__name__}: {error}"
+                exit_code = 1
+        return exit_code
+
+    def script_of(self, step: str, command: list[str]) -> StepScript | None:
+        script = self.faults.scripts.get(step)
+        if script is None or script.run_date not in (None, _option(command, "--run-date")):
+            return None
+        return script
+
     def mirror_fleets(self, payload: dict[str, Any], result: dict[str, Any]) -> None:
         """The instances the CreateCluster payload's fleets would bring, as moto instance groups."""
         backend = emr_backends[ACCOUNT][REGION]
@@ -651,7 +698,9 @@ class Harness:
 class TaskLog:
     """The runner task of one step attempt writing its JSON records to CloudWatch Logs, as on Fargate."""
 
-    def __init__(self, harness: Harness, task_arn: str, step: str, command: list[str]) -> None:
+    def __init__(
+        self, harness: Harness, task_arn: str, step: str, command: list[str], *, notice: bool = True
+    ) -> None:
         self.logs = boto3.client("logs", region_name=REGION)
         self.group = harness.runner_log_group
         self.stream = f"{harness.pipeline}/{CONTAINER_NAME}/{task_arn.rsplit('/', 1)[-1]}"
@@ -662,7 +711,8 @@ class TaskLog:
         json_output.begin(harness.pipeline, run_id, step.rsplit(".", 1)[0])
         self.json_output = json_output
         self.output = json_output.for_step(harness.pipeline, step.rsplit(".", 1)[0], run_id, step)
-        self.output.notice("started (spark-sql)")
+        if notice:
+            self.output.notice("started (spark-sql)")
         self.written = 0
         self.started = time.monotonic()
         self.last_ms = 0
@@ -675,7 +725,7 @@ class TaskLog:
         for stream, chunk in script.chunks[self.written : upto]:
             self.output.feed(stream, chunk)  # type: ignore[arg-type]
         self.written = max(self.written, upto)
-        self._ship()
+        self.ship()
         if gated:
             script.reached_gate.set()
             if time.monotonic() - self.started < script.gate_timeout:
@@ -689,10 +739,10 @@ class TaskLog:
         self.exit_code = exit_code
         status = "succeeded" if exit_code == 0 else f"failed (exit {exit_code})"
         self.output.notice(f"{status} in {time.monotonic() - self.started:.1f} s")
-        self._ship()
+        self.ship()
         return True
 
-    def _ship(self) -> None:
+    def ship(self) -> None:
         """Each JSON line one event, as awslogs sends a container's lines (timestamps never go back)."""
         data = self.buffer.getvalue()
         self.buffer.seek(0)
@@ -706,6 +756,148 @@ class TaskLog:
             logStreamName=self.stream,
             logEvents=[{"timestamp": self.last_ms, "message": line.decode("utf-8")} for line in lines],
         )
+
+
+class StagesTask:
+    """A date of a batch's `Run stages` task, as the runner runs a pipeline folder with --log-format json.
+
+    Stage by stage from --from-stage: its steps (each attempt as a step task's: the faults' exit code
+    and action, its StepScript), retried as [steps] says with --step-retries, then its checks (the step
+    `N_checks`, its script's `results` the check records); it stops after the first failed stage. Its
+    stream holds the contract's records (step_started, step_ended, step_retry, check; docs/backfill.md).
+    """
+
+    def __init__(self, harness: Harness, task_arn: str, command: list[str]) -> None:
+        self.harness = harness
+        self.command = command
+        self.pipeline = load_pipeline(harness.synth.pipelines_dir / harness.pipeline)
+        self.run_id = _option(command, "--run-id")
+        self.run_date = _option(command, "--run-date")
+        self.log = TaskLog(harness, task_arn, "", command, notice=False)
+        self.log.json_output.begin(harness.pipeline, self.run_id, run_date=self.run_date)
+        self._run = self._stages()
+        self.exit_code: int | None = None
+
+    def advance(self) -> int | None:
+        """Run on until the task waits (None) or has ended (its exit code)."""
+        if self.exit_code is None:
+            try:
+                self.exit_code = next(self._run, None)
+            except _Stopped:
+                self.exit_code = STOPPED_EXIT
+            self.log.ship()
+        return self.exit_code
+
+    def _running(self) -> bool:
+        """Whether the date's execution still runs: Step Functions stops its task when it stops."""
+        prefix = self.harness.state_machine_arn.replace(":stateMachine:", ":execution:")
+        answer = self.harness.sfn.describe_execution(executionArn=f"{prefix}:{self.run_id}")
+        return bool(answer["status"] == "RUNNING")
+
+    def _stages(self) -> Generator[int | None, None, None]:
+        from_stage = int(_option(self.command, "--from-stage") or 0)
+        policy = self.pipeline.config.steps
+        attempts = policy.retries + 1 if "--step-retries" in self.command else 1
+        for stage in self.pipeline.stages:
+            if stage.number is not None and stage.number < from_stage:
+                continue  # skipped: no record
+            failed = 0
+            for step in stage.steps:
+                for attempt in range(1, attempts + 1):
+                    exit_code = yield from self._attempt(step.file_name, attempt, attempts)
+                    if not exit_code or attempt == attempts:
+                        break
+                    self._record(
+                        step.file_name,
+                        f"{step.file_name}: attempt {attempt + 1} of {attempts} in {policy.retry_interval_seconds} s",
+                        event="step_retry",
+                        attempt=attempt + 1,
+                    )
+                failed = failed or exit_code
+            if failed:
+                yield failed  # the first failed step's exit code; no checks, no next stage
+                return
+            if stage.checks and stage.number is not None:
+                exit_code = yield from self._attempt(checks_step_name(stage.number), 1, 1, stage=stage.number)
+                if exit_code:
+                    yield exit_code
+                    return
+        yield 0
+
+    def _attempt(
+        self, step: str, attempt: int, attempts: int, stage: int | None = None
+    ) -> Generator[None, None, int]:
+        """One attempt of a step (or a stage's checks): its records, held while its script says; its exit code."""
+        harness = self.harness
+        self._record(step, f"{step}: started (spark-sql)", event="step_started", attempt=attempt)
+        started = time.monotonic()
+        exit_code = harness.start_step(step, self.command)
+        script = harness.script_of(step, self.command)
+        if script is not None:
+            output = self.log.json_output.for_step(harness.pipeline, _name(step), self.run_id, step)
+            written = 0
+            held = False
+            while True:
+                gated = script.gate_after is not None and not script.gate.is_set()
+                upto = script.gate_after if gated and script.gate_after is not None else len(script.chunks)
+                for stream, chunk in script.chunks[written:upto]:
+                    output.feed(stream, chunk)  # type: ignore[arg-type]
+                written = max(written, upto)
+                if gated:
+                    script.reached_gate.set()
+                    if time.monotonic() - started >= script.gate_timeout:
+                        exit_code = GATE_TIMEOUT_EXIT
+                        break
+                elif time.monotonic() - started >= script.hold_seconds:
+                    break
+                held = True
+                yield None  # the task runs on: moto asks again
+            if held and not self._running():
+                raise _Stopped  # stopped while held: the task was stopped with it, nothing more runs
+            output.close()
+            for record in script.results:
+                self.log.json_output.result({"stage": stage, **record} if stage is not None else record, [])
+        seconds = time.monotonic() - started
+        status = StepStatus.of_exit(exit_code).value
+        said = "succeeded" if exit_code == 0 else f"{status} (exit {exit_code})"
+        self._record(
+            step,
+            f"{step}: {said} in {seconds:.1f} s",
+            event="step_ended",
+            status=status,
+            exit_code=exit_code,
+            seconds=round(seconds, 3),
+            attempt=attempt,
+            attempts=attempts,
+        )
+        return exit_code
+
+    def _record(self, step: str, line: str, **event: Any) -> None:
+        """A notice of the step that is also an event (the runner's JsonOutput record and the event's fields)."""
+        record = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "pipeline": self.harness.pipeline,
+            "step": _name(step),
+            "run_id": self.run_id,
+            "run_date": self.run_date,
+            "stream": "nightshift",
+            "line": line,
+            **event,
+        }
+        self.log.json_output.write_records([json.dumps(record, ensure_ascii=False)])
+
+
+class _Stopped(Exception):
+    """The date's execution stopped while its task held a step."""
+
+
+def _name(step: str) -> str:
+    """A step's name from its file name (`10_events.sql` -> `10_events`); `N_checks` as it is."""
+    return step.rsplit(".", 1)[0]
+
+
+def _option(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1] if name in command else ""
 
 
 def run_step_states(definition: dict[str, Any]) -> list[dict[str, Any]]:

@@ -14,10 +14,11 @@ from moto.ecs.models import ecs_backends
 from lambdas.shared import run_states
 from lambdas.shared.clusters import TAG_EXECUTION_ARN, TAG_RUN_DATES
 from tests.infra.conftest import ACCOUNT, REGION
-from tests.infra.moto_harness import Harness
+from tests.infra.moto_harness import Harness, StepScript
 from tests.infra.test_catalog import example_synth  # noqa: F401 - the shared sql/ synth
 from tests.infra.test_inputs_gate import MARKER, USERS, gated_synth  # noqa: F401 - the shared gated synth
-from tests.support.aws import pipeline_in_moto
+from tests.support.aws import INTERPRETER_END_SECONDS, pipeline_in_moto
+from tests.support.aws import _join_interpreter_threads as join_interpreter_threads
 
 DATES = ["2025-06-01", "2025-06-02", "2025-06-03"]
 EXAMPLE_STEPS = ["10_events", "10_users", "20_sessions", "30_funnel", "30_segments"]
@@ -71,20 +72,55 @@ def option(command: list[str], name: str) -> str:
     return command[command.index(name) + 1]
 
 
+#: sql/example's steps and checks as a date's `Run stages` task runs them (parallel steps by name).
+STAGES_IN_ORDER = ["10_events", "10_users", "10_checks", "20_sessions", "20_checks", "30_funnel",
+                   "30_segments", "30_checks"]  # fmt: skip
+
+
+def steps_of(harness: Harness, date: str) -> list[str]:
+    """The steps (and stages' checks) that started for `date`, in order, each attempt once."""
+    return [step.split(".")[0] for run_date, step in harness.faults.steps_run_on if run_date == date]
+
+
+def stream_of(harness: Harness, date: str) -> list[dict[str, Any]]:
+    """The JSON records of the date's one runner task's stream in the runner log group."""
+    logs = boto3.client("logs", region_name=REGION)
+    records = []
+    for stream in logs.describe_log_streams(logGroupName=harness.runner_log_group)["logStreams"]:
+        events = logs.get_log_events(
+            logGroupName=harness.runner_log_group, logStreamName=stream["logStreamName"]
+        )
+        found = [json.loads(e["message"]) for e in events["events"]]
+        if found and found[0].get("run_date") == date:
+            records += found
+    return records
+
+
 def test_a_batch_runs_every_date_on_one_cluster_each_as_its_own_run(example: Harness) -> None:
     """Three dates of sql/example: one cluster created and terminated at the end; each date an
-    execution named `example-<date>` that ran every stage's tasks with its own --run-date and --run-id
-    on that cluster, and succeeded; the batch succeeded."""
+    execution named `example-<date>` that ran ONE runner task (`Run stages`: the pipeline folder with
+    its own --run-date and --run-id on that cluster) in which every stage's steps and checks ran in
+    order, and succeeded; the batch succeeded. A night of sql/example runs a task per step and per
+    stage's checks: eight."""
     batch = run_batch(example, DATES)
     assert batch["status"] == "SUCCEEDED", example.why(batch["executionArn"])
     assert example.faults.calls["lambdas.create_cluster"] == 1
     (cluster,) = example.clusters()
     assert cluster["Status"]["State"] == "TERMINATED"
-    by_date: dict[str, list[list[str]]] = {}
-    for command in commands(example):
-        assert option(command, "--cluster-id") == cluster["Id"]
-        by_date.setdefault(option(command, "--run-date"), []).append(command)
-    assert sorted(by_date) == DATES
+    ran = commands(example)
+    # One RunTask per date: three Fargate starts for the batch, where three nights take 3 x 8.
+    assert sorted(option(command, "--run-date") for command in ran) == DATES
+    for command in ran:
+        date = option(command, "--run-date")
+        assert command == [
+            "sql/example",
+            "--cluster-id", cluster["Id"],
+            "--run-date", date,
+            "--run-id", f"example-{date}",
+            "--log-format", "json",
+            "--no-wait",
+            "--step-retries",
+        ]  # fmt: skip
     for date in DATES:
         execution = child(example, date)
         assert execution["status"] == "SUCCEEDED", example.why(execution["executionArn"])
@@ -92,13 +128,23 @@ def test_a_batch_runs_every_date_on_one_cluster_each_as_its_own_run(example: Har
         assert given["batch"] == batch["executionArn"]
         assert given["AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID"] == batch["executionArn"]
         assert given["cluster"] == {"cluster_id": cluster["Id"]}
-        ran = by_date[date]
-        assert {option(command, "--run-id") for command in ran} == {f"example-{date}"}
-        steps = sorted(c[0].rsplit("/", 1)[-1].split(".")[0] for c in ran if "--checks-only" not in c)
-        assert steps == EXAMPLE_STEPS
+        # Stage by stage, each stage's checks after its steps.
+        assert steps_of(example, date) == STAGES_IN_ORDER
         entered = example.states_entered(execution["executionArn"])
         assert "CreateCluster" not in entered and "TerminateCluster" not in entered
-        assert run_states.LEAVE_CLUSTER_STATE in entered
+        assert entered.count(run_states.RUN_STAGES_STATE) == 1
+        assert not any(
+            state.startswith(("Stage ", "Check Stage", "Run 1", "Run 2", "Run 3")) for state in entered
+        )
+        assert entered[entered.index(run_states.RUN_STAGES_STATE) + 1 :][:2] == [
+            run_states.LEAVE_OR_TERMINATE_STATE,
+            run_states.LEAVE_CLUSTER_STATE,
+        ]
+        # Its stream: one step_ended per step and per stage's checks, as the runner writes it.
+        ended = [r for r in stream_of(example, date) if r.get("event") == "step_ended"]
+        assert [(r["step"], r["status"], r["exit_code"], r["attempt"], r["attempts"]) for r in ended] == [
+            (step, "succeeded", 0, 1, 1 if step.endswith("_checks") else 2) for step in STAGES_IN_ORDER
+        ]
     # One date after another: a date's first task starts after the previous date's execution ended.
     ends = [child(example, date)["stopDate"] for date in DATES]
     starts = [child(example, date)["startDate"] for date in DATES]
@@ -138,8 +184,21 @@ def test_a_failed_date_does_not_stop_the_next_and_fails_the_batch_by_name(exampl
     assert batch["error"] == run_states.DATES_FAILED_ERROR
     assert failing in batch["cause"] and "2025-06-01" not in batch["cause"]
     assert [child(example, d)["status"] for d in DATES] == ["SUCCEEDED", "FAILED", "SUCCEEDED"]
-    ran_last = {option(c, "--run-date") for c in commands(example)}
-    assert "2025-06-03" in ran_last
+    # The middle date: 20_sessions twice (sql/example's retries = 1, applied by the runner), then
+    # nothing of stage 20's checks or stage 30; its task failed with the step's exit code.
+    assert steps_of(example, failing) == ["10_events", "10_users", "10_checks", "20_sessions", "20_sessions"]
+    middle = child(example, failing)
+    assert middle["error"] == "States.TaskFailed", example.why(middle["executionArn"])
+    assert '"ExitCode": 1' in middle["cause"]
+    retried = [r for r in stream_of(example, failing) if r.get("event") in ("step_ended", "step_retry")]
+    assert [(r["step"], r["event"], r.get("status"), r["attempt"]) for r in retried[-3:]] == [
+        ("20_sessions", "step_ended", "failed", 1),
+        ("20_sessions", "step_retry", None, 2),
+        ("20_sessions", "step_ended", "failed", 2),
+    ]
+    # The next date ran every stage in its own one task.
+    assert steps_of(example, "2025-06-03") == STAGES_IN_ORDER
+    assert sorted(option(c, "--run-date") for c in commands(example)) == DATES
     assert example.faults.calls["lambdas.create_cluster"] == 1
     assert [c["Status"]["State"] for c in example.clusters()] == ["TERMINATED"]
 
@@ -174,12 +233,15 @@ def test_a_batch_from_stage_30_runs_only_stage_30_of_each_date(example: Harness)
     assert batch["status"] == "SUCCEEDED", example.why(batch["executionArn"])
     for date in DATES[:2]:
         assert json.loads(child(example, date)["input"])["from_stage"] == 30
-    ran = {
-        (option(c, "--run-date"), c[0].rsplit("/", 1)[-1])
-        for c in commands(example)
-        if "--checks-only" not in c
-    }
-    assert ran == {(date, step) for date in DATES[:2] for step in ("30_funnel.sql", "30_segments.sql")}
+        assert steps_of(example, date) == ["30_funnel", "30_segments", "30_checks"]
+        # Stages 10 and 20 skipped: no record of them in the date's stream.
+        assert {r["step"] for r in stream_of(example, date) if r.get("event")} == {
+            "30_funnel",
+            "30_segments",
+            "30_checks",
+        }
+    ran = commands(example)
+    assert [command[-2:] for command in ran] == [["--from-stage", "30"]] * 2
     assert example.faults.calls["lambdas.create_cluster"] == 1
 
 
@@ -209,3 +271,37 @@ def test_a_date_whose_batch_cluster_is_not_its_batchs_runs_no_stage_and_leaves_i
     entered = example.states_entered(execution["executionArn"])
     assert run_states.LEAVE_CLUSTER_STATE in entered and run_states.TERMINATE_CLUSTER_STATE not in entered
     assert example.emr.describe_cluster(ClusterId=cluster)["Cluster"]["Status"]["State"] == before
+
+
+def test_a_batch_stopped_in_the_middle_date_runs_nothing_more(example: Harness) -> None:
+    """The middle date held in stage 20's step: stopping the batch, then that date (as `--stop` does,
+    runner/deployed/backfill.py stop_batch) ends the date ABORTED with stage 30 never run, and the
+    last date never starts; the first date's run is whole. (The CLI then terminates the cluster:
+    tests/deployed/test_deployed_batch.py.)"""
+    middle = DATES[1]
+    held = StepScript(gate_after=0, gate_timeout=600, run_date=middle)  # the timeout only a backstop
+    example.faults.scripts["20_sessions.hql"] = held
+    prefix = example.state_machine_arn.replace(":stateMachine:", ":execution:")
+    runs = [{"run_date": date, "name": f"example-{date}"} for date in DATES]
+    batch_arn = example.sfn.start_execution(
+        stateMachineArn=example.state_machine_arn,
+        name="example-batch-2025-06-01-2025-06-03",
+        input=json.dumps({"run_date": DATES[0], "batch": {"runs": runs}}),
+    )["executionArn"]
+    try:
+        assert held.reached_gate.wait(120), example.why(batch_arn)
+        example.sfn.stop_execution(executionArn=batch_arn)
+        date_arn = f"{prefix}:example-{middle}"
+        if example.sfn.describe_execution(executionArn=date_arn)["status"] == "RUNNING":
+            example.sfn.stop_execution(executionArn=date_arn, error="Nightshift.Stopped")
+    finally:
+        held.gate.set()
+    # Every execution's thread ends; the held task is asked no more once its execution stopped.
+    join_interpreter_threads(INTERPRETER_END_SECONDS)
+    assert example.sfn.describe_execution(executionArn=batch_arn)["status"] in ("ABORTED", "FAILED")
+    assert [child(example, date)["status"] for date in DATES[:2]] == ["SUCCEEDED", "ABORTED"]
+    with pytest.raises(example.sfn.exceptions.ExecutionDoesNotExist):
+        child(example, DATES[2])
+    assert steps_of(example, DATES[0]) == STAGES_IN_ORDER
+    assert steps_of(example, middle) == ["10_events", "10_users", "10_checks", "20_sessions"]
+    assert sorted(option(c, "--run-date") for c in commands(example)) == DATES[:2]

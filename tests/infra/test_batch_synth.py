@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from infra.workflow import execution_timeout_minutes
+from infra.workflow import ECS_TRANSIENT_ERRORS, execution_timeout_minutes, stages_task_timeout_minutes
 from lambdas.shared import run_states
 from runner.deployed import calls as manifest
 from runner.model import load_pipeline
@@ -168,3 +168,107 @@ def test_the_state_machine_may_start_wait_for_and_stop_only_its_own_dates(
         assert deployment.decide(call).allowed, action
         mine = call.resource.replace("StepFunctionsGetEventsForStepFunctionsExecutionRule", "Mine")
         assert not deployment.decide(replace(call, resource=mine)).allowed, action
+
+
+def _runs_into(states: dict[str, dict[str, Any]], target: str) -> list[str]:
+    """The states whose Next, Default, a Choice rule or a Catch leads to `target`."""
+    found = []
+    for name, state in states.items():
+        nexts = [state.get("Next"), state.get("Default")]
+        nexts += [rule["Next"] for rule in state.get("Choices", [])]
+        nexts += [catch["Next"] for catch in state.get("Catch", [])]
+        if target in nexts:
+            found.append(name)
+    return found
+
+
+def test_a_date_of_a_batch_runs_every_stage_in_one_runner_task(example_synth: Synthesis) -> None:
+    """A child that is not a checks-only run goes from ClusterReady? to `Stages command` and ONE
+    `Run stages` task: the runner image on Fargate (awsvpc, the runner's task definition), its
+    command the pipeline folder with the run's cluster, date and id, --no-wait --step-retries, and
+    --from-stage only when the date has one (States.Format makes the number a string: ECS's Command
+    is a list of strings). Retried only when ECS failed to run it (the runner retries its steps);
+    any failure is caught to Leave cluster? with $.error; its TimeoutSeconds every stage's slowest
+    step with its retries and each stage's checks, plus the task margin.
+
+    "Run Amazon ECS or Fargate tasks with Step Functions" (runTask.sync, ContainerOverrides, a
+    non-empty Failures field is AmazonECS.Unknown), AWS Step Functions Developer Guide:
+    https://docs.aws.amazon.com/step-functions/latest/dg/connect-ecs.html
+    "Intrinsic functions for JSONPath states in Step Functions" (States.Array, States.Format, nesting
+    up to 10), AWS Step Functions Developer Guide:
+    https://docs.aws.amazon.com/step-functions/latest/dg/intrinsic-functions.html
+    """
+    states = states_of(_definition(example_synth))
+    ready = states["ClusterReady?"]["Choices"]
+    (rule,) = [c for c in ready if c["Next"] == run_states.STAGES_COMMAND_STATE]
+    conditions = rule["And"]
+    assert {"Variable": "$.status.ready", "BooleanEquals": True} in conditions
+    assert {"Variable": "$.request.cluster", "IsPresent": True} in conditions
+    # A checks-only child (never one of a batch's: the CLI sends no checks_only in a batch) runs its
+    # checks as a night does.
+    assert any("Or" in c and "$.request.checks_only" in str(c) for c in conditions)
+    order = [c["Next"] for c in ready]
+    assert order.index(run_states.STAGES_COMMAND_STATE) < order.index("Stage 10?")
+    assert _runs_into(states, run_states.STAGES_COMMAND_STATE) == ["ClusterReady?"]
+
+    choice = states[run_states.STAGES_COMMAND_STATE]
+    assert choice["Type"] == "Choice"
+    assert choice["Choices"] == [
+        {"Variable": "$.request.from_stage", "IsPresent": True, "Next": "Stages command from_stage"}
+    ]
+    assert choice["Default"] == "Stages command every stage"
+    common = (
+        "'sql/example', '--cluster-id', $.cluster.cluster_id, '--run-date', $.run_date, "
+        "'--run-id', $$.Execution.Name, '--log-format', 'json', '--no-wait', '--step-retries'"
+    )
+    every, from_stage = states["Stages command every stage"], states["Stages command from_stage"]
+    assert every["Parameters"] == {"command.$": f"States.Array({common})"}
+    assert from_stage["Parameters"] == {
+        "command.$": f"States.Array({common}, '--from-stage', States.Format('{{}}', $.request.from_stage))"
+    }
+    for command in (every, from_stage):
+        assert (command["Type"], command["ResultPath"], command["Next"]) == (
+            "Pass",
+            "$.stages",
+            run_states.RUN_STAGES_STATE,
+        )
+
+    run = states[run_states.RUN_STAGES_STATE]
+    step = states["Run 20_sessions"]
+    assert run["Resource"] == step["Resource"] == "arn:aws:states:::ecs:runTask.sync"
+    parameters = run["Parameters"]
+    assert parameters["Overrides"] == {
+        "ContainerOverrides": [{"Name": "runner", "Command.$": "$.stages.command"}]
+    }
+    # Everything else as a step's task: the cluster, the runner's task definition, Fargate, awsvpc.
+    assert {k: v for k, v in parameters.items() if k != "Overrides"} == {
+        k: v for k, v in step["Parameters"].items() if k != "Overrides"
+    }
+    assert parameters["LaunchType"] == "FARGATE"
+    assert parameters["NetworkConfiguration"]["AwsvpcConfiguration"]["Subnets"]
+    pipeline = load_pipeline(example_synth.pipelines_dir / "example")
+    # sql/example: timeout_minutes 60, retries 1 (60 s apart), three stages, each with checks.
+    assert stages_task_timeout_minutes(pipeline) == 3 * (2 * 60 + 1) + 3 * 60 + 10
+    assert run["TimeoutSeconds"] == stages_task_timeout_minutes(pipeline) * 60
+    assert [r["ErrorEquals"] for r in run["Retry"]] == [ECS_TRANSIENT_ERRORS]
+    assert run["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": run_states.LEAVE_OR_TERMINATE_STATE}
+    ]
+    assert run["Next"] == run_states.LEAVE_OR_TERMINATE_STATE
+    assert sorted(_runs_into(states, run_states.RUN_STAGES_STATE)) == [
+        "Stages command every stage",
+        "Stages command from_stage",
+    ]
+
+
+def test_a_nights_steps_keep_their_own_tasks_and_retries(example_synth: Synthesis) -> None:
+    """A night (no $.request.cluster) never reaches `Run stages`: its stages are still one task per
+    step with the state machine's States.TaskFailed retry, and one task per stage's checks."""
+    states = states_of(_definition(example_synth))
+    ready = states["ClusterReady?"]["Choices"]
+    night = [c for c in ready if c["Next"] == "Stage 10?"]
+    assert night == [{"Variable": "$.status.ready", "BooleanEquals": True, "Next": "Stage 10?"}]
+    step = states["Run 10_events"]
+    assert any(r["ErrorEquals"] == ["States.TaskFailed"] for r in step["Retry"])
+    assert "--no-wait" not in step["Parameters"]["Overrides"]["ContainerOverrides"][0]["Command.$"]
+    assert "Check Stage 10" in states and "Check Stage 30" in states

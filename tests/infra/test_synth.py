@@ -40,10 +40,11 @@ def test_stages_follow_the_folder(test_synth: Synthesis) -> None:
     states = definition_of(test_synth, "nightly")["States"]
     order = ["Stage 10", "Stage 20", "Stage 30"]
     # A canary run goes to its own task (tests/infra/test_deployed_canary.py); a night to stage 10.
-    # A batch to its dates (tests/infra/test_batch_synth.py).
-    assert [c["Next"] for c in states["ClusterReady?"]["Choices"][:3]] == [
+    # A batch to its dates, a date of a batch to its one `Run stages` task (tests/infra/test_batch_synth.py).
+    assert [c["Next"] for c in states["ClusterReady?"]["Choices"][:4]] == [
         canary_state_name(),
         "Dates",
+        "Stages command",
         "Stage 10?",
     ]
     # A date of a batch leaves its batch's cluster ("Leave cluster?"), every other run terminates it.
@@ -141,6 +142,7 @@ def test_lifecycle_order(test_synth: Synthesis) -> None:
     assert choices == {
         canary_state_name(), "Stage 10?", "NextLaunch", "ClusterFailedToStart", "ClusterStartTimedOut",
         "Dates", "BatchClusterNotReady",  # a batch's dates; a date of a batch whose cluster is not ready
+        "Stages command",  # a date of a batch: every stage in one runner task
     }  # fmt: skip
     assert states["ClusterReady?"]["Default"] == "CountPoll"
     assert states["CountPoll"]["Next"] == "WaitForCluster"
@@ -166,7 +168,7 @@ def test_every_failure_goes_through_terminate_cluster(test_synth: Synthesis) -> 
     states = definition_of(test_synth, "nightly")["States"]
     catching = [
         "Preflight", "CreateCluster", "ClusterStatus", "Stage 10", "Stage 20", "Stage 30", canary_state_name(),
-        "Dates",
+        "Dates", "Run stages",
     ]  # fmt: skip
     # "Leave cluster?": a date of a batch leaves its batch's cluster, any other run terminates its own.
     assert states["Leave cluster?"]["Default"] == "TerminateCluster"
