@@ -22,6 +22,7 @@ from runner.__main__ import _check_flag_modes, build_parser, exit_code_of
 from runner.dates import format_duration
 from runner.deployed import DeployedRequest, _shown_path, run_deployed
 from runner.deployed.cli import deployed_request
+from runner.deployed.run_states import RUN_STAGES_STATE
 from runner.errors import UsageError
 from runner.model import Pipeline, load_pipeline
 from runner.output import TextOutput
@@ -577,6 +578,8 @@ def test_each_date_of_a_backfill_is_shown_as_a_night_from_its_one_stages_task(de
     assert result.notices[-1] == "3 dates: 2 succeeded, 1 failed"
     assert [c["Status"]["State"] for c in deployed.clusters()] == ["TERMINATED"]
 
+    child = next(e["executionArn"] for e in executions(deployed) if e["name"] == "nightly-2025-06-02")
+    assert RUN_STAGES_STATE in deployed.states_entered(child)  # one runner task, not a task per step
     failed = run_cli(deployed, DeployedRequest("follow", ("2025-06-02",)))
 
     assert failed.code == 1, failed.notices
