@@ -101,6 +101,7 @@ from infra.pipelines import construct_id
 from infra.runner_task import CONTAINER_NAME
 from lambdas.shared import clients
 from lambdas.shared.run_states import StepStatus, checks_step_name
+from runner.execution import SKIPPED, RunReport, StepReport, skipped_stage_line, summary_lines
 from runner.model import load_pipeline
 from runner.output import JsonOutput
 from tests.support.aws import ACCOUNT, REGION, SUBNETS, Synthesis, definition_of
@@ -795,38 +796,49 @@ class StagesTask:
         return bool(answer["status"] == "RUNNING")
 
     def _stages(self) -> Generator[int | None, None, None]:
+        yield (yield from self._run_stages())
+
+    def _run_stages(self) -> Generator[None, None, int]:
+        """Every stage from --from-stage, then the runner's end-of-run table; the task's exit code."""
         from_stage = int(_option(self.command, "--from-stage") or 0)
         policy = self.pipeline.config.steps
         attempts = policy.retries + 1 if "--step-retries" in self.command else 1
+        reports = {step: StepReport(step) for step in self.pipeline.steps}
+        code = 0
         for stage in self.pipeline.stages:
             if stage.number is not None and stage.number < from_stage:
-                continue  # skipped: no record
-            failed = 0
+                self.log.json_output.notice(skipped_stage_line(stage, from_stage))
+                for step in stage.steps:
+                    reports[step].status = SKIPPED
+                continue
             for step in stage.steps:
                 for attempt in range(1, attempts + 1):
-                    exit_code = yield from self._attempt(step.file_name, attempt, attempts)
+                    exit_code, seconds = yield from self._attempt(step.file_name, attempt, attempts)
                     if not exit_code or attempt == attempts:
                         break
+                    interval = policy.retry_interval_seconds
                     self._record(
                         step.file_name,
-                        f"{step.file_name}: attempt {attempt + 1} of {attempts} in {policy.retry_interval_seconds} s",
+                        f"{step.file_name}: attempt {attempt + 1} of {attempts} in {interval} s",
                         event="step_retry",
                         attempt=attempt + 1,
                     )
-                failed = failed or exit_code
-            if failed:
-                yield failed  # the first failed step's exit code; no checks, no next stage
-                return
+                status = StepStatus.of_exit(exit_code).value
+                reports[step] = StepReport(step, status, exit_code, seconds)
+                code = code or exit_code  # the first failed step's
+            if code:
+                break  # no checks, no next stage
             if stage.checks and stage.number is not None:
-                exit_code = yield from self._attempt(checks_step_name(stage.number), 1, 1, stage=stage.number)
-                if exit_code:
-                    yield exit_code
-                    return
-        yield 0
+                code, _ = yield from self._attempt(checks_step_name(stage.number), 1, 1, stage=stage.number)
+                if code:
+                    break
+        for line in summary_lines(RunReport(list(reports.values()), code)):
+            self.log.json_output.notice(line)
+        return code
 
     def _attempt(
         self, step: str, attempt: int, attempts: int, stage: int | None = None
-    ) -> Generator[None, None, int]:
+    ) -> Generator[None, None, tuple[int, float]]:
         """One attempt of a step (or a stage's checks): its records, held while its script says; its exit code."""
         harness = self.harness
         self._record(step, f"{step}: started (spark-sql)", event="step_started", attempt=attempt)
@@ -870,7 +882,7 @@ class StagesTask:
             attempt=attempt,
             attempts=attempts,
         )
-        return exit_code
+        return exit_code, seconds
 
     def _record(self, step: str, line: str, **event: Any) -> None:
         """A notice of the step that is also an event (the runner's JsonOutput record and the event's fields)."""

@@ -13,6 +13,7 @@ from moto.ecs.models import ecs_backends
 
 from lambdas.shared import run_states
 from lambdas.shared.clusters import TAG_EXECUTION_ARN, TAG_RUN_DATES
+from runner.deployed.runs import read_record
 from tests.infra.conftest import ACCOUNT, REGION
 from tests.infra.moto_harness import Harness, StepScript
 from tests.infra.test_catalog import example_synth  # noqa: F401 - the shared sql/ synth
@@ -145,6 +146,12 @@ def test_a_batch_runs_every_date_on_one_cluster_each_as_its_own_run(example: Har
         assert [(r["step"], r["status"], r["exit_code"], r["attempt"], r["attempts"]) for r in ended] == [
             (step, "succeeded", 0, 1, 1 if step.endswith("_checks") else 2) for step in STAGES_IN_ORDER
         ]
+        # Its record (--history's) has every step, each run once, from that one stream.
+        record = read_record(example.sfn, execution["executionArn"])
+        assert record is not None
+        assert {name: (s["status"], s["attempts"]) for name, s in record["steps"].items()} == {
+            name: ("succeeded", 1) for name in EXAMPLE_STEPS
+        }, record
     # One date after another: a date's first task starts after the previous date's execution ended.
     ends = [child(example, date)["stopDate"] for date in DATES]
     starts = [child(example, date)["startDate"] for date in DATES]
@@ -196,6 +203,14 @@ def test_a_failed_date_does_not_stop_the_next_and_fails_the_batch_by_name(exampl
         ("20_sessions", "step_retry", None, 2),
         ("20_sessions", "step_ended", "failed", 2),
     ]
+    # Its record (--history's): the step failed after its two attempts, stage 30 never ran.
+    record = read_record(example.sfn, middle["executionArn"])
+    assert record is not None, example.why(middle["executionArn"])
+    steps = record["steps"]
+    assert (steps["20_sessions"]["status"], steps["20_sessions"]["attempts"]) == ("failed", 2), record
+    assert steps["10_events"]["status"] == "succeeded", record
+    assert [steps[name]["status"] for name in ("30_funnel", "30_segments")] == ["not run", "not run"], record
+    assert (record["failure"]["step"], record["failure"]["exit_code"]) == ("20_sessions", 1), record
     # The next date ran every stage in its own one task.
     assert steps_of(example, "2025-06-03") == STAGES_IN_ORDER
     assert sorted(option(c, "--run-date") for c in commands(example)) == DATES
@@ -234,12 +249,23 @@ def test_a_batch_from_stage_30_runs_only_stage_30_of_each_date(example: Harness)
     for date in DATES[:2]:
         assert json.loads(child(example, date)["input"])["from_stage"] == 30
         assert steps_of(example, date) == ["30_funnel", "30_segments", "30_checks"]
-        # Stages 10 and 20 skipped: no record of them in the date's stream.
+        # Stages 10 and 20 skipped: no step record of them in the date's stream.
         assert {r["step"] for r in stream_of(example, date) if r.get("event")} == {
             "30_funnel",
             "30_segments",
             "30_checks",
         }
+        # Its record says stages 10 and 20 were skipped, from the runner's own line for them.
+        record = read_record(example.sfn, child(example, date)["executionArn"])
+        assert record is not None
+        statuses = {name: step["status"] for name, step in record["steps"].items()}
+        assert statuses == {
+            "10_events": "skipped",
+            "10_users": "skipped",
+            "20_sessions": "skipped",
+            "30_funnel": "succeeded",
+            "30_segments": "succeeded",
+        }, record
     ran = commands(example)
     assert [command[-2:] for command in ran] == [["--from-stage", "30"]] * 2
     assert example.faults.calls["lambdas.create_cluster"] == 1
