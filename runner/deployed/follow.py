@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections import deque
@@ -28,6 +29,8 @@ from runner.output import Output, Reassembler, StepOutput
 HISTORY_PAGE = 100
 #: error codes of a throttled call (Step Functions, CloudWatch Logs)
 THROTTLED = {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
+#: the header of the runner's end-of-run table (runner.execution.summary_lines)
+SUMMARY_HEADER = re.compile(r"^step\s+stage\s+status\s+duration\b")
 #: GetLogEvents pages read from one stream in one poll: a burst is read on at the next poll.
 MAX_PAGES_PER_POLL = 10
 #: a page this big may have been cut short: read the next one in the same poll
@@ -116,6 +119,8 @@ class StreamReader:
     quiet_since: float | None = None
     #: a date's `Run stages` stream: every step's records in one stream, by their `step` (None: a step's)
     steps: dict[str, StepPart] | None = None
+    #: the runner's own end-of-run table has begun in this stream (the follower prints its own)
+    in_table: bool = False
 
 
 class Follower:
@@ -308,8 +313,23 @@ class Follower:
             # the next attempt's lines start afresh, as in a new task's stream.
             part.output.close()
             part.reassembler = Reassembler()
+        elif not record.get("step") and self._runners_table(reader, str(record.get("line", ""))):
+            return
         for line in self.tracker.take_stages_record(record):
             self.output.notice(line)
+
+    def _runners_table(self, reader: StreamReader, line: str) -> bool:
+        """Whether `line` is of the table the runner prints as its folder run ends.
+
+        The follower prints its own from the same records as the run ends, as after a night: one
+        table is shown, not two.
+        """
+        if SUMMARY_HEADER.match(line):
+            reader.in_table = True
+            return True
+        first = line.split(" ", 1)[0]
+        names = {step.file_name for step in self.pipeline.steps}
+        return reader.in_table and (first in names or line.startswith("check "))
 
 
 def now() -> datetime:

@@ -270,6 +270,10 @@ class StagesStream:
         self._notice(step, f"{file_name}: {said} in {seconds:.1f} s", event="step_ended", status=status,
                      exit_code=code, seconds=seconds, attempt=attempt, attempts=attempts, at=at)  # fmt: skip
 
+    def runner_line(self, line: str) -> None:
+        """A line of the runner itself, of no step (a folder run's header, its table)."""
+        self._notice("", line)
+
     def retry(self, file_name: str, attempt: int) -> None:
         self._notice(file_name.split(".", maxsplit=1)[0], f"{file_name}: attempt {attempt} of 3 in 30 s", event="step_retry",
                      attempt=attempt)  # fmt: skip
@@ -376,6 +380,7 @@ def test_a_date_of_a_batch_shows_each_step_of_its_one_stages_task_as_a_night_doe
     one record among them) come out as each step's bytes; a stage's checks' result; 30_funnel.sql fails
     three times (two retries, as a night's), and the run's exit code is its 3, as a night's."""
     stream = StagesStream()
+    stream.runner_line("nightly: stages 10, 20, 30 for 2025-06-02")
     events_out = [("stderr", b"INFO events loaded\n"), ("stderr", b"WARN late partition\n")]
     users_out = [("stdout", b"users: 42 rows\n"), ("stdout", LONG_LINE), ("stdout", b"no newline at the end")]
     stream.started("10_events.sql")
@@ -395,6 +400,14 @@ def test_a_date_of_a_batch_shows_each_step_of_its_one_stages_task_as_a_night_doe
         stream.ended("30_funnel.sql", "failed", 3, 8.0, attempt, at=21.0 + 40 * (attempt - 1))
         if attempt < 3:
             stream.retry("30_funnel.sql", attempt + 1)
+    # The runner's own table of its folder run: the follower prints one, its own, as after a night.
+    for line in (
+        "step  stage  status  duration",
+        "10_events.sql  10  succeeded  2.5 s",
+        "check 20_sessions_valid.check.sql  20  passed  3.0 s",
+        "30_funnel.sql  30  failed (exit 3)  88.0 s",
+    ):
+        stream.runner_line(line)  # fmt: skip
     stream.ship(runner_logs)
     given = {"run_date": "2025-06-02", "batch": BATCH_ARN, "cluster": {"cluster_id": "j-1"}}
 
@@ -407,6 +420,7 @@ def test_a_date_of_a_batch_shows_each_step_of_its_one_stages_task_as_a_night_doe
     )
     notices = result.notices
     in_order = [
+        "nightly: stages 10, 20, 30 for 2025-06-02",
         "stage 10 started",
         "10_events.sql: started (spark-sql)",
         "10_users.sql: started (spark-sql)",
@@ -428,6 +442,7 @@ def test_a_date_of_a_batch_shows_each_step_of_its_one_stages_task_as_a_night_doe
     assert positions == sorted(positions), notices
     assert notices.count("30_funnel.sql: failed with exit code 3") == 3
     assert not any("output incomplete" in n for n in notices), notices
+    assert [n for n in notices if n.startswith("step ")] == [notices[positions[-1]]]  # one table
     (failed,) = [n for n in notices if n.startswith("run failed after")]
     assert failed.endswith(": 30_funnel.sql exited with code 3")
     rows = table_rows(result)
