@@ -25,7 +25,7 @@ from runner.deployed.follow import Follower, now, read_stages
 from runner.deployed.run_states import RUN_STAGES_STATE
 from runner.execution import summary_lines
 from runner.model import Pipeline, load_pipeline
-from runner.output import MAX_EVENT_BYTES, JsonOutput, TextOutput
+from runner.output import MAX_EVENT_BYTES, JsonOutput, StepEnd, TextOutput
 from tests.deployed.support import (
     FAST,
     Result,
@@ -512,3 +512,47 @@ def test_a_dates_line_in_a_range_names_the_step_that_failed_it(
     assert failing is not None and failing.step.file_name == "20_sessions.hql"
     assert (tracker.exit_code(), failing.status.value) == (124, "timed out")
     assert tracker.failure == "20_sessions.hql exited with code 124"
+
+
+def test_the_runners_own_step_records_are_read_as_the_contract_says(stages_pipeline: Pipeline) -> None:
+    """The records as the runner's JsonOutput writes them (StepOutput.started/ended/retrying), not as
+    this file's StagesStream does: a retried step, a timed-out one, a stage's checks, a stopped one."""
+    buffer = io.BytesIO()
+    json_output = JsonOutput(buffer)
+    json_output.begin("nightly", "nightly-2025-06-02", run_date="2025-06-02")
+
+    def step(file_name: str) -> Any:
+        return json_output.for_step("nightly", file_name.split(".", 1)[0], "nightly-2025-06-02", file_name)
+
+    events = step("10_events.sql")
+    events.started("started (spark-sql)", 1)
+    events.ended("failed (exit 2) in 1.0 s", StepEnd("failed", 2, 1.0, 1, 3))
+    events.retrying("attempt 2 of 3 in 30 s", 2)
+    events.started("started (spark-sql)", 2)
+    events.ended("succeeded in 1.5 s", StepEnd("succeeded", 0, 1.5, 2, 3))
+    users = step("10_users.sql")
+    users.started("started (spark-sql)", 1)
+    users.ended("timed out in 60.0 s", StepEnd("timed out", 124, 60.0, 1, 1))
+    checks = step("20_checks")
+    checks.started("started", in_text=False)
+    checks.ended("failed (exit 65) in 2.0 s", StepEnd("failed", 65, 2.0), in_text=False)
+    sessions = step("20_sessions.hql")
+    sessions.started("started (spark-sql)", 1)
+    sessions.ended("stopped in 3.0 s", StepEnd("stopped", 143, 3.0, 1, 3))
+    tracker = RunTracker(stages_pipeline)
+
+    said = [
+        line
+        for record in buffer.getvalue().splitlines()
+        for line in tracker.take_stages_record(json.loads(record))
+    ]
+
+    assert "10_events.sql: retrying (attempt 2 of 3)" in said
+    assert "10_users.sql: failed with exit code 124" in said
+    assert "20_checks: failed with exit code 65" in said
+    runs = {run.step.file_name: run for run in [*tracker.steps.values(), *tracker.checks.values()]}
+    assert [(a.number, a.exit_code) for a in runs["10_events.sql"].attempts] == [(1, 2), (2, 0)]
+    assert {name: run.status.value for name, run in runs.items()} == {
+        "10_events.sql": "succeeded", "10_users.sql": "timed out", "20_sessions.hql": "stopped",
+        "30_funnel.sql": "not run", "20_checks": "failed", "30_checks": "not run",
+    }  # fmt: skip
