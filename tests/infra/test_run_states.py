@@ -81,6 +81,13 @@ def test_every_state_a_reader_names_is_the_synthesized_state_machines(example_sy
     assert all(
         parse_state(name).kind is StateKind.OTHER for name in batch_states - {run_states.RUN_STAGES_STATE}
     )
+    # A date of a batch's one runner task is the only state that parses as all its stages'.
+    assert of(StateKind.STAGES) == {(None, None)}
+    assert [name for name in states if parse_state(name).kind is StateKind.STAGES] == [
+        run_states.RUN_STAGES_STATE
+    ]
+    assert states[run_states.RUN_STAGES_STATE]["Resource"].endswith(":states:::ecs:runTask.sync")
+    assert states[run_states.STAGES_COMMAND_STATE]["Type"] == "Choice"
     assert states[run_states.DATES_STATE]["Type"] == "Map"
     assert states[run_states.RUN_DATE_STATE]["Resource"].endswith(":states:::states:startExecution.sync:2")
     assert states[run_states.LEAVE_CLUSTER_STATE]["Next"] == RECORD_RUN_STATE
