@@ -410,17 +410,15 @@ class RunTracker:
     # --- a date of a batch: its one `Run stages` task's stream --------------------------------
 
     def _skip_before_from_stage(self) -> list[Notice]:
-        # The task runs with --from-stage: its stream has no record of the stages before it.
-        if self.from_stage is None:
-            return []
-        notices = []
+        # The task runs with --from-stage: its stream has no step record of the stages before it,
+        # and says each skipped stage itself ("stage 10 skipped (--from-stage 20): ..."), a
+        # night's line with its steps named, so none is said here.
         for stage in self.pipeline.stages:
-            if stage.number is not None and stage.number < self.from_stage:
+            if stage.number is not None and self.from_stage is not None and stage.number < self.from_stage:
                 for run in [*self.steps.values(), *self.checks.values()]:
                     if run.step.stage == stage.number:
                         run.skipped = True
-                notices.append(Notice(f"stage {stage.number} skipped"))
-        return notices
+        return []
 
     def stage_run(self, step: str) -> StepRun | None:
         """A step, or a stage's checks (`NN_checks`), by the name a stages stream's record gives it."""

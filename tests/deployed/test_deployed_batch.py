@@ -601,6 +601,7 @@ def test_each_date_of_a_backfill_is_shown_as_a_night_from_its_one_stages_task(de
     positions = [next(i for i, n in enumerate(notices) if n.startswith(prefix)) for prefix in in_order]
     assert positions == sorted(positions), notices
     assert notices.count("30_funnel.sql: failed with exit code 1") == 3
+    assert [n for n in notices if n.startswith("step ")] == [notices[positions[-1]]]  # not the runner's too
     (failure,) = [n for n in notices if n.startswith("run failed after")]
     assert failure.endswith(": 30_funnel.sql exited with code 1"), failure
     table = notices[positions[-1] + 1 :]

@@ -464,6 +464,7 @@ def test_a_date_from_a_later_stage_stopped_in_a_step_shows_skipped_stopped_and_n
     """--from-stage 20 in the date's input: stage 10's steps get no records and are skipped; the run
     stopped while 20_sessions.hql ran (a start, no end): it is stopped, stage 30 not run, exit 143."""
     stream = StagesStream()
+    stream.runner_line("stage 10 skipped (--from-stage 20): 10_events.sql, 10_users.sql")
     stream.started("20_sessions.hql")
     stream.output(("20_sessions.hql", [("stdout", b"sessions: half")]))
     stream.ship(runner_logs)
@@ -474,8 +475,12 @@ def test_a_date_from_a_later_stage_stopped_in_a_step_shows_skipped_stopped_and_n
     assert result.code == 143, result.notices
     assert result.stdout == b"sessions: half"  # a line cut short stays as far as it came
     notices = result.notices
-    assert notices[:4] == ["stage 10 skipped", "stage 20 started", "20_sessions.hql: started (spark-sql)",
-                           "run stopped after 0.1 min"]  # fmt: skip
+    assert notices[:4] == [
+        "stage 10 skipped (--from-stage 20): 10_events.sql, 10_users.sql",  # the runner's line, said once
+        "stage 20 started",
+        "20_sessions.hql: started (spark-sql)",
+        "run stopped after 0.1 min",
+    ]
     rows = table_rows(result)
     assert [rows[name][1] for name in rows] == [
         "skipped",
