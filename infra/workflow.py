@@ -1234,11 +1234,12 @@ def _checks_only() -> sfn.Condition:
 
 
 def _not_checks_only() -> sfn.Condition:
-    """No checks-only run: a child given `checks_only` (never from a batch) runs them as a night does."""
-    return sfn.Condition.or_(
-        sfn.Condition.not_(sfn.Condition.is_present(CHECKS_ONLY)),
-        sfn.Condition.not_(sfn.Condition.boolean_equals(CHECKS_ONLY, True)),
-    )
+    """No checks-only run: a child given `checks_only` (never from a batch) runs them as a night does.
+
+    The negation of _checks_only, whose And reads checks_only only when it is present, as the stage
+    Choices already rely on.
+    """
+    return sfn.Condition.not_(_checks_only())
 
 
 def _is_batch() -> sfn.Condition:
