@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from math import ceil
+from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy, Stack, Tags, Token
 from aws_cdk import aws_ecs as ecs
@@ -218,6 +219,14 @@ def canary_state_name() -> str:
 def canary_command(pipeline: Pipeline) -> list[str]:
     """The runner's arguments for the canary: its whole folder (step, then check) on the run's cluster."""
     return [CANARY_IMAGE_PATH, "--var", f"{DATABASE_VARIABLE}={canary_database(pipeline)}", *_run_arguments()]
+
+
+def stages_payload(pipeline: Pipeline) -> list[dict[str, Any]]:
+    """The pipeline's stages as RecordRun reads them: each one's step names in order, and if it has checks."""
+    return [
+        {"stage": stage.number, "steps": [step.name for step in stage.steps], "checks": bool(stage.checks)}
+        for stage in pipeline.stages
+    ]
 
 
 def checks_command(pipeline: Pipeline, stage: Stage, pipelines_folder: str = "sql") -> list[str]:
@@ -1136,6 +1145,9 @@ class PipelineWorkflow(Construct):
                     "batch_runs": sfn.JsonPath.list_at(f"{BATCH}.runs"),
                     "batch_arn": sfn.JsonPath.string_at(f"{BATCH}.arn"),
                     "runner_task": {"cpu": self._runner.CPU, "memory_mib": self._runner.MEMORY_MIB},
+                    # A date's stages task names only the steps it ran: the rest (skipped by
+                    # from_stage, or never reached) are these, less what its stream names.
+                    "stages": stages_payload(self._pipeline),
                     # The data checks' results are in their tasks' streams of this log group.
                     "runner_log": {
                         "log_group": self._task.log_group.log_group_name,

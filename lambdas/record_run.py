@@ -15,7 +15,7 @@ from lambdas.shared.observability import logger, tracer
 from lambdas.shared.preflight import is_canary
 from lambdas.shared.run_metrics import publish
 from lambdas.shared.run_models import RecordRunRequest
-from lambdas.shared.run_record import record_batch, record_run
+from lambdas.shared.run_record import PlannedStage, record_batch, record_run
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -78,6 +78,9 @@ def handler(
         runner_log=(request.runner_log.log_group, request.runner_log.container)
         if request.runner_log
         else None,
+        stages=None
+        if request.stages is None
+        else [PlannedStage(stage.stage, tuple(stage.steps), stage.checks) for stage in request.stages],
     )
     output = record.as_output()
     if request.batch_arn is not None:

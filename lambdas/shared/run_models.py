@@ -52,6 +52,21 @@ class RunnerLog(Payload):
     container: Annotated[str, Field(min_length=1, max_length=255)]
 
 
+#: bounds on a pipeline's stages and a stage's steps (a folder has far fewer)
+MAX_STAGES, MAX_STAGE_STEPS = 100, 256
+# A step's name: its file's name without extension.
+StepName = Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class PipelineStage(Payload):
+    """One stage of the pipeline, as the state machine was built from its folder."""
+
+    stage: int | None = None
+    steps: Annotated[list[StepName], Field(max_length=MAX_STAGE_STEPS)]
+    #: the stage has data checks (its `N_checks` task after its steps)
+    checks: bool = False
+
+
 class RecordRunRequest(Payload):
     pipeline: PipelineName
     execution_arn: ExecutionArn
@@ -63,3 +78,6 @@ class RecordRunRequest(Payload):
     batch_runs: Annotated[list[ExecutionName], Field(min_length=1, max_length=MAX_BATCH_DATES)] | None = None
     #: a child: its batch's execution (the batch's cluster is priced in the batch's record)
     batch_arn: ExecutionArn | None = None
+    #: the pipeline's stages: a date's stages task names only what it ran, these say what it did not
+    #: (absent from an older deployment's payload)
+    stages: Annotated[list[PipelineStage], Field(max_length=MAX_STAGES)] | None = None

@@ -379,14 +379,18 @@ def run_checks(
     return results
 
 
-#: the runner's notice for a stage --from-stage skips (runner.execution.skipped_stage_line)
-_SKIPPED_STAGE = re.compile(r"^stage (\d+) skipped \(--from-stage \d+\): (.*)$")
-#: the header of the runner's end-of-run table (runner.execution.summary_lines): every cell is
-#: padded to its column, so a row's cells start where the header's do
-_SUMMARY_HEADER = re.compile(r"^step +stage +status +duration")
 _STAGE_OF_STEP = re.compile(r"^(\d+)_")
-#: the table's statuses of what the stages task never ran (its stream has no record of those)
-_NOT_RAN = {"skipped": StepStatus.SKIPPED, "not run": StepStatus.NOT_RUN}
+
+
+@dataclass(frozen=True)
+class PlannedStage:
+    """A stage of the pipeline as its state machine was built (RecordRun's payload's `stages`)."""
+
+    number: int | None
+    #: its steps' names, in order
+    steps: tuple[str, ...]
+    #: it has data checks (a `N_checks` step after its steps)
+    checks: bool = False
 
 
 def _check_result(record: Mapping[str, Any]) -> CheckResult:
@@ -454,11 +458,7 @@ class _StagesFold:
 
     def __init__(self) -> None:
         self.steps: dict[str, _StreamStep] = {}
-        #: what the stream says the task never ran: skipped (--from-stage) or not run, by step
-        self.not_ran: dict[str, StepStatus] = {}
-        self.skipped_stages: list[int] = []
         self.results: dict[str, CheckResult] = {}
-        self._columns: tuple[int, int, int] | None = None
 
     def take(self, record: Mapping[str, Any], timestamp: int) -> None:
         when = _time(record.get("time")) or _time(timestamp)
@@ -476,9 +476,6 @@ class _StagesFold:
             line = str(record.get("line") or "")
             if not step.error_line and _ERROR_WORDS.search(line):
                 step.error_line = _first_line(line)
-            return
-        if stream == "nightshift":
-            self._notice(str(record.get("line") or ""))
 
     def _step_event(self, name: str, event: str, record: Mapping[str, Any], when: datetime | None) -> None:
         step = self.steps.setdefault(name, _StreamStep(len(self.steps)))
@@ -502,32 +499,6 @@ class _StagesFold:
             step.seconds += float(seconds)
         step.attempts = max(step.attempts, 1)
 
-    def _notice(self, line: str) -> None:
-        skipped = _SKIPPED_STAGE.match(line)
-        if skipped is not None:
-            self.skipped_stages.append(int(skipped[1]))
-            for file_name in skipped[2].split(", "):
-                self.not_ran.setdefault(file_name.rsplit(".", 1)[0], StepStatus.SKIPPED)
-            return
-        if _SUMMARY_HEADER.match(line):
-            self._columns = (line.index("stage"), line.index("status"), line.index("duration"))
-            return
-        if self._columns is not None and not self._row(line, *self._columns):
-            self._columns = None  # the table ended
-
-    def _row(self, line: str, stage_at: int, status_at: int, duration_at: int) -> bool:
-        name, stage = line[:stage_at].strip(), line[stage_at:status_at].strip()
-        status = line[status_at:duration_at].strip()
-        if not name or not status or not (stage == "-" or stage.isdigit()):
-            return False
-        if status in _NOT_RAN:
-            if name.startswith("check "):
-                if stage.isdigit():
-                    self.not_ran.setdefault(checks_step_name(int(stage)), _NOT_RAN[status])
-            else:
-                self.not_ran.setdefault(name.rsplit(".", 1)[0], _NOT_RAN[status])
-        return True
-
 
 def _unended_status(task: StepRecord | None, aborted: bool, complete: bool) -> StepStatus:
     """A step started and not ended in the stream: by how its run and its task ended."""
@@ -541,13 +512,20 @@ def _unended_status(task: StepRecord | None, aborted: bool, complete: bool) -> S
 
 
 def read_stages_log(
-    logs: Any, log_group: str, stream: str, *, task: StepRecord | None, from_stage: int | None, aborted: bool
+    logs: Any,
+    log_group: str,
+    stream: str,
+    *,
+    task: StepRecord | None,
+    from_stage: int | None,
+    aborted: bool,
+    stages: Iterable[PlannedStage] | None = None,
 ) -> StagesLog:
     """The date's steps, checks and check results from its stages task's stream (bounded: STAGES_PAGES).
 
     Every step the runner ran ends in one `step_ended` record per attempt; a stage --from-stage
-    skipped and one never reached have none: the runner's skip notice and end-of-run table name
-    their steps. Past the bound, or without the stream, the log says it is incomplete.
+    skipped and one never reached have none: `stages` (the pipeline's, as the state machine knows
+    it) names their steps. Past the bound, or without the stream, the log says it is incomplete.
     """
     fold = _StagesFold()
     read = ForwardRead(logs, log_group, stream)
@@ -584,13 +562,24 @@ def read_stages_log(
         stage = _stage_of(name)
         if stage is not None:
             stage_times.setdefault(stage, []).extend(t for t in (step.started, last) if t is not None)
-    for name, told in fold.not_ran.items():
-        if name in records:
-            continue
-        before = from_stage is not None and (_stage_of(name) or 0) < from_stage
-        status = StepStatus.SKIPPED if before else told
-        records[name] = (len(fold.steps) + len(records), StepRecord(0.0, 0, status))
-    ordered = sorted(records.items(), key=lambda item: (_stage_of(item[0]) or 0, item[1][0]))
+    # Without `stages` (an older deployment's payload), only the steps the stream names are known.
+    planned = tuple(stages or ())
+    skipped_stages: list[int] = []
+    for each in planned:
+        before = from_stage is not None and each.number is not None and each.number < from_stage
+        if before and each.number is not None:
+            skipped_stages.append(each.number)
+        elif not complete:
+            continue  # what the unread rest of the stream says is not known: not "not run"
+        checks = [checks_step_name(each.number)] if each.checks and each.number is not None else []
+        for name in [*each.steps, *checks]:
+            if name not in records:
+                status = StepStatus.SKIPPED if before else StepStatus.NOT_RUN
+                records[name] = (len(fold.steps) + len(records), StepRecord(0.0, 0, status))
+    stage_of = {name: each.number for each in planned for name in each.steps}
+    ordered = sorted(
+        records.items(), key=lambda item: (stage_of.get(item[0], _stage_of(item[0])) or 0, item[1][0])
+    )
     is_checks = {name for name, _ in ordered if name == checks_step_name(_stage_of(name))}
     return StagesLog(
         stream=stream,
@@ -601,7 +590,7 @@ def read_stages_log(
             for stage, times in sorted(stage_times.items())
             if times
         },
-        skipped_stages=tuple(fold.skipped_stages),
+        skipped_stages=tuple(skipped_stages),
         results=fold.results,
         error_lines={name: step.error_line for name, step in fold.steps.items() if step.error_line},
         events=read.events,
@@ -746,11 +735,13 @@ def record_run(
     task_size: tuple[int, int] | None = None,
     logs: Any = None,
     runner_log: tuple[str, str] | None = None,
+    stages: Iterable[PlannedStage] | None = None,
 ) -> RunRecord:
     """Read the execution's history and its clusters, and price them.
 
     With ``runner_log`` (the runner's log group and container), also the data checks' results, from
-    their tasks' streams; a date of a batch's steps, checks and results from its stages task's.
+    their tasks' streams; a date of a batch's steps, checks and results from its stages task's,
+    with ``stages`` (the pipeline's) naming the steps that task never ran.
     """
     timeline = read_timeline(execution_history(sfn, execution_arn), now, task_size)
     checks: dict[str, CheckResult] = {}
@@ -766,6 +757,7 @@ def record_run(
             task=task,
             from_stage=timeline.from_stage,
             aborted=timeline.aborted,
+            stages=stages,
         )
         timeline = replace(
             timeline,

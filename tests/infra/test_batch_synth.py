@@ -101,6 +101,13 @@ def test_a_date_of_a_batch_uses_its_batchs_cluster_and_leaves_it(example_synth: 
     assert (preflight["batch_dates.$"], preflight["batch_arn.$"]) == ("$.batch.dates", "$.batch.arn")
     record = states[run_states.RECORD_RUN_STATE]["Parameters"]  # the payload itself: response only
     assert (record["batch_runs.$"], record["batch_arn.$"]) == ("$.batch.runs", "$.batch.arn")
+    # The pipeline's stages, static: what a date's stages task never ran is what its stream lacks.
+    pipeline = load_pipeline(example_synth.pipelines_dir / "example")
+    assert record["stages"] == [
+        {"stage": stage.number, "steps": [step.name for step in stage.steps], "checks": bool(stage.checks)}
+        for stage in pipeline.stages
+    ]
+    assert record["stages"][0] == {"stage": 10, "steps": ["10_events", "10_users"], "checks": True}
     create = states[run_states.CREATE_CLUSTER_STATE]["Parameters"]["Payload"]
     assert create["last_run_date.$"] == "$.batch.last.run_date"
 

@@ -5,6 +5,8 @@ The stream is written as the contract says the runner writes it, by the runner's
 its notices (the --from-stage skip line, the end-of-run table), step output, check records, and a
 `step_started`/`step_ended` record per attempt of every step and stage's checks (`step_retry`). The history is a
 child's as Step Functions writes it (an ECS .sync task: TaskScheduled, TaskSubmitted, its end).
+What the task never ran (skipped by from_stage, or never reached) comes from the payload's `stages`
+(the pipeline's, as the state machine puts them), not from the runner's notices.
 
 GetLogEvents reads a stream forward from its head page by page: "If you have reached the end of the
 stream, it returns the same token you passed in", and a page holds at most 1 MB or 10,000 events
@@ -31,7 +33,7 @@ from lambdas.shared.check_results import ForwardRead, log_stream
 from lambdas.shared.run_states import RUN_STAGES_STATE, STAGES_COMMAND_STATE, StepStatus
 from runner.checks.run import CheckReport
 from runner.execution import RunReport, StepReport, skipped_stage_line, summary_lines
-from runner.model import load_pipeline
+from runner.model import Pipeline, load_pipeline
 from runner.output import JsonOutput, StepEnd
 from tests.conftest import run_cli, write_pipeline
 from tests.integration.lambdas.test_lambda_run_cost import make_cluster
@@ -260,6 +262,14 @@ def child(sfn, state_machine_arn, monkeypatch) -> Iterator[Any]:
     yield make
 
 
+def _stages(pipeline: Pipeline) -> list[dict[str, Any]]:
+    """The payload's `stages`, as the state machine puts them (infra.workflow.stages_payload)."""
+    return [
+        {"stage": stage.number, "steps": [step.name for step in stage.steps], "checks": bool(stage.checks)}
+        for stage in pipeline.stages
+    ]
+
+
 def _record(
     arn: str,
     lambda_context: Any,
@@ -267,11 +277,12 @@ def _record(
     emr: Any,
     logs: Any,
     now: datetime,
-    pipeline: str = "example",
+    pipeline: Pipeline | None = PIPELINE,
     **error: str,
 ) -> Any:
-    payload = {
-        "pipeline": pipeline,
+    """RecordRun of the child; `pipeline` None: an older deployment's payload, without `stages`."""
+    payload: dict[str, Any] = {
+        "pipeline": pipeline.name if pipeline is not None else "example",
         "execution_arn": arn,
         "run": {
             "run_date": DAY,
@@ -282,6 +293,8 @@ def _record(
         "batch_arn": arn.rsplit(":", 1)[0] + f":{BATCH}",
         "runner_log": {"log_group": GROUP, "container": CONTAINER},
     }
+    if pipeline is not None:
+        payload["stages"] = _stages(pipeline)
     return record_run.handler(payload, lambda_context, emr=emr, sfn=sfn, now=now, logs=logs)
 
 
@@ -469,9 +482,43 @@ def test_a_stopped_date_calls_its_running_step_stopped_and_one_killed_under_it_f
         "10_users": "succeeded",
         "10_events": "succeeded",
         "20_sessions": "stopped",
+        "30_funnel": "not run",
+        "30_segments": "not run",
     }
     # Its task never ended: no pull-to-stop time, no Fargate line of the record (it cost, unseen).
     assert stopped["stages_log"]["complete"] is True
+
+
+def test_a_runner_killed_before_its_table_leaves_the_later_stages_not_run(
+    child, sfn, emr, logs, t0, lambda_context
+) -> None:
+    """The runner's container killed between stages (exit 137): no skip line, no table, its stream
+    ends after stage 10's records; the pipeline's stages in the payload name what never ran."""
+    stream = Stream(t0)
+    end = _succeeded_stage(stream, 40, ["10_users", "10_events"], 10, 100)
+    stream.put(logs)
+    arn = child(_history(t0, end="failed", pulled=5, stopped=end + 5, exit_code=137))
+    now = t0 + timedelta(seconds=end + 60)
+
+    record = _record(arn, lambda_context, sfn, emr, logs, now, Error="States.TaskFailed")
+    older = _record(arn, lambda_context, sfn, emr, logs, now, pipeline=None, Error="States.TaskFailed")
+
+    assert {name: (s["status"], s["attempts"]) for name, s in record["steps"].items()} == {
+        "10_users": ("succeeded", 1),
+        "10_events": ("succeeded", 1),
+        "20_sessions": ("not run", 0),
+        "30_funnel": ("not run", 0),
+        "30_segments": ("not run", 0),
+    }
+    assert {name: s["status"] for name, s in record["checks_tasks"].items()} == {
+        "10_checks": "succeeded",
+        "20_checks": "not run",
+        "30_checks": "not run",
+    }
+    assert (record["outcome"], record["skipped_stages"]) == ("failed", [])
+    # An older deployment's payload has no stages: only what the stream names is in its record.
+    assert list(older["steps"]) == ["10_users", "10_events"]
+    assert list(older["checks_tasks"]) == ["10_checks"]
 
 
 def test_a_step_left_unended_when_its_task_failed_failed_with_the_tasks_exit_code(
@@ -644,7 +691,9 @@ def test_the_real_runners_stream_of_a_folder_makes_the_record(
     now = datetime.now(UTC)
     arn = child(_history(now - timedelta(seconds=60), end="failed", pulled=1, stopped=50, exit_code=code))
 
-    record = _record(arn, lambda_context, sfn, emr, logs, now, pipeline="bashy", Error="States.TaskFailed")
+    record = _record(
+        arn, lambda_context, sfn, emr, logs, now, pipeline=load_pipeline(folder), Error="States.TaskFailed"
+    )
 
     assert code == 3
     assert {name: (s["status"], s["attempts"], s["exit_code"]) for name, s in record["steps"].items()} == {
@@ -668,7 +717,7 @@ def test_the_real_runners_stream_from_stage_30(child, sfn, emr, logs, lambda_con
         now - timedelta(seconds=60), end="succeeded", pulled=1, stopped=50, exit_code=code, from_stage=30
     )
 
-    record = _record(child(history), lambda_context, sfn, emr, logs, now, pipeline="bashy")
+    record = _record(child(history), lambda_context, sfn, emr, logs, now, pipeline=load_pipeline(folder))
 
     assert (code, record["outcome"], record["skipped_stages"]) == (0, "succeeded", [10, 20])
     assert {name: (s["status"], s["attempts"]) for name, s in record["steps"].items()} == {
