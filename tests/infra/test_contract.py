@@ -10,6 +10,7 @@ import pytest
 import app as nightshift_app
 from infra.config import ContextError, config_from_context
 from infra.paths import PIPELINES_FOLDER, ROOT
+from lambdas.shared.run_states import STAGES_COMMAND_STATE
 from runner.canary import CANARY_IMAGE_PATH
 from runner.errors import ConfigError
 from tests.infra.conftest import Synthesis, base_context, definition_of
@@ -59,8 +60,21 @@ def test_the_runner_image_holds_the_folder_every_run_step_names(test_synth: Synt
     # The canary's task runs the runner's own canary folder (tests/infra/test_deployed_canary.py).
     canary = [command for command in commands if command.startswith(f"States.Array('{CANARY_IMAGE_PATH}'")]
     assert len(canary) == 1
+    # A date of a batch's one task runs the command its `Stages command` Pass states build: the folder.
+    states_by_name = definition_of(test_synth, "nightly")["States"]
+    built = [
+        state["Parameters"]["command.$"]
+        for name, state in states_by_name.items()
+        if name.startswith(STAGES_COMMAND_STATE) and state["Type"] == "Pass"
+    ]
+    assert len(built) == 2, built
+    assert all(command.startswith(f"States.Array('{PIPELINES_FOLDER}/nightly', ") for command in built)
     for command in commands:
-        assert command in canary or command.startswith(f"States.Array('{PIPELINES_FOLDER}/nightly/")
+        assert (
+            command in canary
+            or command == "$.stages.command"
+            or command.startswith(f"States.Array('{PIPELINES_FOLDER}/nightly/")
+        )
 
 
 def test_a_master_only_pipeline_runs_end_to_end(adhoc: Harness) -> None:
