@@ -240,6 +240,8 @@ def make_sshd(root: Path, shape: Shape = FRIENDLY) -> Sshd:
     }
     if java_home:
         environment["JAVA_HOME"] = str(java_home)
+    if "SPARK_SUBMIT_OPTS" in os.environ:  # the JVM options of the caller's (the tests': C1 alone)
+        environment["SPARK_SUBMIT_OPTS"] = os.environ["SPARK_SUBMIT_OPTS"]
     set_env = " ".join(f'"{name}={value}"' for name, value in environment.items())
     (root / "sshd_config").write_text(
         "\n".join(

@@ -27,6 +27,13 @@ HOLD_ENGINE = {"NIGHTSHIFT_ENGINE_IDLE_MINUTES": "30"}
 #: terminal, as on EMR. CI may run the tests under LC_ALL=C, where a bare JVM reads the step as ASCII;
 #: the runner gives its engines UTF-8 whatever the caller's locale (test_local_spark, test_ssh_locale).
 UTF8_TERMINAL = {"LC_ALL": "C.UTF-8"}
+#: Every JVM the tests start (warm engines, cold and reference spark-sql, the SSH "cluster"'s) compiles
+#: with C1 alone: a spark-sql start spends half its CPU in C2's compiler threads, which on two cores
+#: run instead of the other workers' JVMs (bench/README.md: 14.5 -> 7.6 CPU seconds a start). The JIT's
+#: tier changes no byte a query prints; the product's own JVMs keep Java's default.
+TEST_JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
+if TEST_JVM_OPTIONS not in os.environ.get("SPARK_SUBMIT_OPTS", ""):  # xdist's workers inherit it
+    os.environ["SPARK_SUBMIT_OPTS"] = f"{os.environ.get('SPARK_SUBMIT_OPTS', '')} {TEST_JVM_OPTIONS}".strip()
 
 
 #: Each test's tier, by the folder it is in: `pytest -m TIER` (or `make test-TIER`) runs one tier.
