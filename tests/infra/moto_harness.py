@@ -54,6 +54,7 @@ from __future__ import annotations
 import importlib
 import io
 import json
+import logging
 import os
 import threading
 import time
@@ -87,6 +88,8 @@ from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name
     StatesErrorNameType,
 )
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.program import program as sfn_program
+from moto.stepfunctions.parser.asl.component.state.exec import execute_state
 from moto.stepfunctions.parser.asl.component.state.exec.state_parallel import branches_decl
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
     state_task_service_callback,
@@ -405,6 +408,11 @@ class Harness:
         faults = self.faults
         harness = self
 
+        # moto turns an exception raised inside a state into States.Runtime with its message alone; the
+        # traceback, logged with moto's warning, says which code raised it (pytest shows it on failure).
+        for module in (execute_state, sfn_program):
+            monkeypatch.setattr(module, "LOG", _WithTraceback(module.LOG, {}))
+
         environment = FunctionEnvironment(os.environ)
         monkeypatch.setattr(os, "environ", environment)
         # boto3's default session is not thread-safe: a stage's parallel branches and a handler building
@@ -694,6 +702,13 @@ class Harness:
 
     def clusters(self) -> list[dict[str, Any]]:
         return [dict(cluster) for cluster in self.emr.list_clusters()["Clusters"]]
+
+
+class _WithTraceback(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """A logger whose records carry the exception being handled, if any."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        return msg, {**kwargs, "exc_info": True}
 
 
 class TaskLog:
