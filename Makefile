@@ -107,4 +107,4 @@ synth: setup-dev
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx --yes $(CDK_CLI) synth --quiet -o cdk.out
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) .nightshift cdk.out
+	rm -rf $(VENV) $(CHECKOV_VENV) .nightshift cdk.out .test-cache

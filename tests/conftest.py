@@ -12,6 +12,7 @@ import pytest
 
 from runner.local.warm import protocol
 from runner.local.warm.client import stop_engine
+from tests.support.jvm import jvm_options
 
 # Fixtures more than one tier uses, visible to every test (a conftest only reaches its own folder).
 pytest_plugins = ["tests.support.aws", "tests.support.spark"]
@@ -27,13 +28,16 @@ HOLD_ENGINE = {"NIGHTSHIFT_ENGINE_IDLE_MINUTES": "30"}
 #: terminal, as on EMR. CI may run the tests under LC_ALL=C, where a bare JVM reads the step as ASCII;
 #: the runner gives its engines UTF-8 whatever the caller's locale (test_local_spark, test_ssh_locale).
 UTF8_TERMINAL = {"LC_ALL": "C.UTF-8"}
-#: Every JVM the tests start (warm engines, cold and reference spark-sql, the SSH "cluster"'s) compiles
-#: with C1 alone: a spark-sql start spends half its CPU in C2's compiler threads, which on two cores
-#: run instead of the other workers' JVMs (bench/README.md: 14.5 -> 7.6 CPU seconds a start). The JIT's
-#: tier changes no byte a query prints; the product's own JVMs keep Java's default.
-TEST_JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
-if TEST_JVM_OPTIONS not in os.environ.get("SPARK_SUBMIT_OPTS", ""):  # xdist's workers inherit it
-    os.environ["SPARK_SUBMIT_OPTS"] = f"{os.environ.get('SPARK_SUBMIT_OPTS', '')} {TEST_JVM_OPTIONS}".strip()
+#: Every JVM the tests start (warm engines, cold and reference spark-sql, the SSH "cluster"'s) runs with
+#: tests/support/jvm.py's options: C1 alone, and Spark's classes from a class-data archive made once per
+#: Java and pyspark (in .test-cache/, kept between sessions). bench/README.md: a spark-sql start's CPU
+#: 14.5 s -> 7.6 s with C1 alone -> about 5 s with the archive. Neither changes a byte a query prints;
+#: the product's own JVMs keep Java's defaults. The first process sets them; xdist's workers inherit them.
+if "NIGHTSHIFT_TEST_JVM_OPTIONS" not in os.environ:
+    os.environ["NIGHTSHIFT_TEST_JVM_OPTIONS"] = jvm_options(ROOT / ".test-cache")
+    os.environ["SPARK_SUBMIT_OPTS"] = " ".join(
+        filter(None, (os.environ.get("SPARK_SUBMIT_OPTS"), os.environ["NIGHTSHIFT_TEST_JVM_OPTIONS"]))
+    )
 
 
 #: Each test's tier, by the folder it is in: `pytest -m TIER` (or `make test-TIER`) runs one tier.
