@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from devtools.spark_jvm import jvm_options
 from runner.local.warm import protocol
 from runner.local.warm.client import stop_engine
-from tests.support.jvm import jvm_options
 
 # Fixtures more than one tier uses, visible to every test (a conftest only reaches its own folder).
 pytest_plugins = ["tests.support.aws", "tests.support.spark"]
@@ -29,7 +29,7 @@ HOLD_ENGINE = {"NIGHTSHIFT_ENGINE_IDLE_MINUTES": "30"}
 #: the runner gives its engines UTF-8 whatever the caller's locale (test_local_spark, test_ssh_locale).
 UTF8_TERMINAL = {"LC_ALL": "C.UTF-8"}
 #: Every JVM the tests start (warm engines, cold and reference spark-sql, the SSH "cluster"'s) runs with
-#: tests/support/jvm.py's options: C1 alone, and Spark's classes from a class-data archive made once per
+#: devtools/spark_jvm.py's options: C1 alone, and Spark's classes from a class-data archive made once per
 #: Java and pyspark (in .test-cache/, kept between sessions). bench/README.md: a spark-sql start's CPU
 #: 14.5 s -> 7.6 s with C1 alone -> about 5 s with the archive. Neither changes a byte a query prints;
 #: the product's own JVMs keep Java's defaults. The first process sets them; xdist's workers inherit them.

@@ -29,7 +29,8 @@ CORPUS = sorted((ROOT / "tests" / "fidelity_corpus").glob("*.sql"))
 #: files start the suite on three workers at once (HEAVY_FILES), so their two minutes of sleeping
 #: (08_two_minutes.sql) fall in the same two minutes, while the others' references are made beside
 #: them, instead of three workers sleeping at the end of each file with the processor idle.
-CORPUS_RUN_ORDER = sorted(CORPUS, key=lambda step: b"'java.lang.Thread', 'sleep'" not in step.read_bytes())
+SLEEPERS = [step for step in CORPUS if b"'java.lang.Thread', 'sleep'" in step.read_bytes()]
+CORPUS_RUN_ORDER = sorted(CORPUS, key=lambda step: step not in SLEEPERS)
 #: The Spark SQL CLI's own behaviours beyond the corpus, each Spark's code, not the runner's: the warm
 #: engine must show them as a cold spark-sql does (test_warm_fidelity).
 CLI_BEHAVIOURS = sorted((ROOT / "tests" / "fidelity_corpus" / "cli").glob("*.sql"))
