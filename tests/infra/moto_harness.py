@@ -99,6 +99,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service impor
 from moto.stepfunctions.parser.asl.component.state.fail import state_fail
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
 from infra.pipelines import construct_id
 from infra.runner_task import CONTAINER_NAME
@@ -241,6 +242,10 @@ MOTO_ENV = {
     "POWERTOOLS_METRICS_NAMESPACE": "Nightshift",
     "POWERTOOLS_LOG_LEVEL": "WARNING",
 }
+
+
+#: The definitions moto's parser has accepted in this process.
+VALID_DEFINITIONS: set[str] = set()
 
 
 def _clear_clients() -> None:
@@ -407,6 +412,17 @@ class Harness:
 
         faults = self.faults
         harness = self
+
+        # moto parses a definition with its ANTLR grammar to validate it (an eighth of a harness's CPU);
+        # the same text is as valid the next time. Each execution still parses its own.
+        validate = StepFunctionsParserBackend._validate_definition
+
+        def validated_once(definition: str) -> None:
+            if definition not in VALID_DEFINITIONS:
+                validate(definition)
+                VALID_DEFINITIONS.add(definition)
+
+        monkeypatch.setattr(StepFunctionsParserBackend, "_validate_definition", staticmethod(validated_once))
 
         # moto turns an exception raised inside a state into States.Runtime with its message alone; the
         # traceback, logged with moto's warning, says which code raised it (pytest shows it on failure).

@@ -11,12 +11,34 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import botocore.loaders
+import botocore.session
 import pytest
 
 from tests.support.shared import made_once, shared_root
 
 if TYPE_CHECKING:
     from tests.infra.moto_harness import Harness
+
+
+#: One botocore data loader per search path for the process. moto's mock gives every test a new
+#: default session, and each session's loader read every service's JSON model again (EC2's is
+#: megabytes): a quarter of an infra test's CPU. A loader's models are shared by the clients of its
+#: session anyway; they are shared here by every session's.
+_LOADERS: dict[Any, botocore.loaders.Loader] = {}
+_LOADERS_LOCK = threading.Lock()
+_create_loader = botocore.loaders.create_loader
+
+
+def _shared_loader(search_path_string: Any = None) -> botocore.loaders.Loader:
+    with _LOADERS_LOCK:
+        if search_path_string not in _LOADERS:
+            _LOADERS[search_path_string] = _create_loader(search_path_string)
+        return _LOADERS[search_path_string]
+
+
+botocore.session.create_loader = _shared_loader  # type: ignore[assignment]
+
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
