@@ -651,6 +651,11 @@ def test_stop_in_the_middle_of_a_backfill_terminates_its_cluster_and_names_the_d
         f"not started: 2025-06-02..2025-06-03 (start: python -m runner {folder} --deployed --start"
         " --run-date 2025-06-02..2025-06-03)",
     ]
+    # StopExecution ends an execution at once on AWS; moto's interpreter ends it when the worker thread
+    # of its program sees the stop: wait for that (a bound for a hang), then read what it ended as.
+    deadline = time.monotonic() + 60
+    while any(e["status"] == "RUNNING" for e in executions(deployed)) and time.monotonic() < deadline:
+        time.sleep(0.05)
     statuses = {e["name"]: e["status"] for e in executions(deployed)}
     # Step Functions ends a stopped execution ABORTED; moto's interpreter, stopped inside the Map's
     # iteration, fails it instead (an AttributeError in its Map): either way it runs no next date.
