@@ -12,6 +12,7 @@ import pyspark
 from filelock import FileLock
 
 from runner.errors import JavaNotFound
+from runner.local.executor import _spark_home
 from runner.local.java import find_java_home
 
 #: C1 alone: a spark-sql start spends half its CPU in C2's compiler threads, which on two cores run
@@ -33,7 +34,7 @@ def archive_path(cache: Path, java_home: Path) -> Path:
     parts = [
         str(java_home.resolve()),
         release.read_text() if release.is_file() else "",
-        str(Path(pyspark.__file__).parent),
+        str(_spark_home()),
         pyspark.__version__,
     ]
     key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
@@ -48,7 +49,6 @@ def make_archive(archive: Path, java_home: Path) -> bool:
         if archive.is_file():
             return True
         partial = archive.with_suffix(".partial")
-        spark_sql = Path(pyspark.__file__).parent / "bin" / "spark-sql"
         environ = {
             name: value
             for name, value in os.environ.items()
@@ -60,7 +60,7 @@ def make_archive(archive: Path, java_home: Path) -> bool:
         )
         with tempfile.TemporaryDirectory() as folder:  # its metastore_db and warehouse
             subprocess.run(
-                [str(spark_sql), "-e", WARM_UP_SQL], cwd=folder, env=environ, capture_output=True, timeout=600,
+                [str(_spark_home() / "bin" / "spark-sql"), "-e", WARM_UP_SQL], cwd=folder, env=environ, capture_output=True, timeout=600,
                 check=False,
             )  # fmt: skip
         if partial.is_file() and partial.stat().st_size > 0:

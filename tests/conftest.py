@@ -30,8 +30,8 @@ HOLD_ENGINE = {"NIGHTSHIFT_ENGINE_IDLE_MINUTES": "30"}
 UTF8_TERMINAL = {"LC_ALL": "C.UTF-8"}
 #: Every JVM the tests start (warm engines, cold and reference spark-sql, the SSH "cluster"'s) runs with
 #: devtools/spark_jvm.py's options: C1 alone, and Spark's classes from a class-data archive made once per
-#: Java and pyspark (in .test-cache/, kept between sessions). bench/README.md: a spark-sql start's CPU
-#: 14.5 s -> 7.6 s with C1 alone -> about 5 s with the archive. Neither changes a byte a query prints;
+#: Java and pyspark (in .test-cache/, kept between sessions). A spark-sql start's CPU: about half with C1
+#: alone, a third with the archive too (bench/jvm_bench.py). Neither changes a byte a query prints;
 #: the product's own JVMs keep Java's defaults. The first process sets them; xdist's workers inherit them.
 if "NIGHTSHIFT_TEST_JVM_OPTIONS" not in os.environ:
     os.environ["NIGHTSHIFT_TEST_JVM_OPTIONS"] = jvm_options(ROOT / ".test-cache")

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.spark
 STEPS = [*CORPUS_RUN_ORDER, *CLI_BEHAVIOURS]
 
 
-# One test per step (each within pytest's timeout however loaded the machine), all on the shared engine.
+# One test per step (each within pytest's timeout however loaded the machine), on the shared engine.
 @pytest.mark.parametrize("step", STEPS, ids=[step.name for step in STEPS])
 def test_every_step_is_byte_identical_warm_and_cold(
     step: Path, shared_warm_state: Path, warm_state: Path, spark_sql_reference: SparkSqlReference
