@@ -324,7 +324,8 @@ class RunDirectory:
         The step text never appears here: the engine reads the uploaded file. The engine's
         processes carry NIGHTSHIFT_STEP_TOKEN (random, recorded in `token`), so a stop, and the
         step's own end, find those that left its process group. Without a UTF-8 locale in the
-        session (an sshd that takes no LANG), engines run under C.UTF-8: steps are UTF-8.
+        session (an sshd that takes no LANG), engines run under C.UTF-8: steps are UTF-8. A stop's
+        TERM does not end the launcher before the step: its follower relays the step's last words.
         """
         q = shlex.quote
         binary = command.argv[0]
@@ -333,6 +334,11 @@ class RunDirectory:
         lines = [
             f"# Nightshift launcher: {label.replace(chr(10), ' ')}",
             "umask 077",
+            # A stop's TERM reaches the whole group: the launcher outlives it until the step has
+            # ended, so the follower (`tail --pid` on this script) relays the step's last words.
+            # A trap, not an ignore: the step gets TERM's default disposition, as if typed.
+            "stopped=",
+            "trap 'stopped=1' TERM",
             # Random, from the kernel, without a fork: the step's start waits for this script.
             "read -r tok < /proc/sys/kernel/random/uuid",
             f'printf "%s\\n" "$tok" > {token_tmp} && mv -f -- {token_tmp} {token}',
@@ -357,7 +363,10 @@ class RunDirectory:
             f" sleep {busy_seconds:g} & nap=$!; wait $nap; done) </dev/null >/dev/null 2>&1 &",
             "  toucher=$!",
             "fi",
-            f"if command -v {q(binary)} >/dev/null 2>&1; then",
+            # Stopped before it started: it does not start.
+            'if [ -n "$stopped" ]; then',
+            "  code=143",
+            f"elif command -v {q(binary)} >/dev/null 2>&1; then",
             f'  NIGHTSHIFT_STEP_TOKEN="$tok" {shlex.join(command.argv)} </dev/null',
             "  code=$?",
             "else",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -322,6 +323,69 @@ def test_the_launcher_keeps_the_clusters_busy_file_fresh_while_the_step_runs(tmp
     touched_during = int(stdout.strip())
     assert touched_during >= int(started)  # touched while the step ran, at least once
     assert busy.stat().st_mtime >= started
+
+
+def _launch_in_own_group(
+    tmp_path: Path, step: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], RunDirectory]:
+    """The launcher as the follower starts it: the leader of a process group of its own (`setsid`)."""
+    script = tmp_path / "step.sh"
+    script.write_text(step)
+    directory = RunDirectory(str(tmp_path / "run dir"), "10_step.sh")
+    Path(directory.path).mkdir()
+    Path(directory.launcher).write_text(
+        directory.launcher_script(Command(("bash", str(script))), label="p/10_step.sh")
+    )
+    process = subprocess.Popen(
+        ["sh", directory.launcher],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,  # a stop signals the group: never this test's own
+    )
+    return process, directory
+
+
+def test_a_stop_leaves_the_launcher_until_the_step_has_said_its_last_words(tmp_path: Path) -> None:
+    # The follower ends with the launcher (`tail --pid`): a launcher ended by the stop's TERM
+    # while the step still wrote would cut the step's last words off (issue 19's flake).
+    trapped = tmp_path / "trapped"
+    process, directory = _launch_in_own_group(
+        tmp_path,
+        f"trap 'echo got TERM; : > {trapped}; exit 7' TERM\n"
+        f": > {tmp_path / 'ready'}\n"
+        "while :; do sleep 0.05; done\n",
+    )
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "ready").exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.01)
+
+    os.killpg(process.pid, signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=60)
+
+    assert trapped.exists()
+    assert process.returncode == 0, stderr  # the launcher ended on its own, after the step
+    assert stdout == "got TERM\n"
+    assert Path(directory.file("exit")).read_text() == "7\n"
+
+
+def test_a_stop_before_the_step_starts_means_it_never_starts(tmp_path: Path) -> None:
+    # A `locale` that stops its group (itself immune): the TERM arrives inside the launcher, before the step.
+    fakes = tmp_path / "bin"
+    fakes.mkdir()
+    (fakes / "locale").write_text("#!/bin/sh\ntrap '' TERM\nkill -TERM 0\n")
+    (fakes / "locale").chmod(0o755)
+    ran = tmp_path / "ran"
+    env = {**os.environ, "PATH": f"{fakes}:{os.environ['PATH']}"}
+    process, directory = _launch_in_own_group(tmp_path, f": > {ran}\n", env)
+
+    stdout, stderr = process.communicate(timeout=60)
+
+    assert not ran.exists()
+    assert (process.returncode, stdout, stderr) == (0, "", "")
+    assert Path(directory.file("exit")).read_text() == "143\n"
 
 
 def test_the_launcher_needs_no_busy_file(tmp_path: Path) -> None:
