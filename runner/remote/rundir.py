@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 import shlex
+import signal
 from dataclasses import dataclass, field
 
 from runner.config import VARIABLE_NAME
@@ -363,9 +364,9 @@ class RunDirectory:
             f" sleep {busy_seconds:g} & nap=$!; wait $nap; done) </dev/null >/dev/null 2>&1 &",
             "  toucher=$!",
             "fi",
-            # Stopped before it started: it does not start.
+            # Stopped before it started: it does not start, and ends as TERM would have ended it.
             'if [ -n "$stopped" ]; then',
-            "  code=143",
+            f"  code={128 + signal.SIGTERM}",
             f"elif command -v {q(binary)} >/dev/null 2>&1; then",
             f'  NIGHTSHIFT_STEP_TOKEN="$tok" {shlex.join(command.argv)} </dev/null',
             "  code=$?",
